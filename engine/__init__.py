@@ -1,0 +1,1 @@
+"""Decoding playground engine."""

@@ -1,0 +1,262 @@
+"""The batched decoding loop: prefill the shared prompt once, copy its KV cache into every row, decode all rows.
+
+    engine = Engine(load_model())
+    result = engine.generate(engine.encode("Hello"), [SamplingParams(temperature=0.7)] * 4, sample_indices=[0, 1, 2, 3])
+
+Rows differ only in their SamplingParams (and sample index); every parameter is a per-row tensor, so one step
+is one model forward for all unfinished rows plus a fixed number of tensor ops: no Python loop over rows.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .models import LoadedModel
+from .params import DEFAULT_ORDER, ParamError, SamplingParams, word_variants
+from .processors import DecodeState, RowParams, apply_pipeline, plan_stages
+from .sampling import choose_next, row_keys
+from .trace import StageSummary, Trace, summarize
+
+FINISH_REASONS = ("length", "stop", "cancelled")
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Work one call may ask for; exceeding either is refused before any work starts."""
+
+    max_rows: int = 512
+    max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
+
+
+@dataclass
+class RowResult:
+    token_ids: list[int]
+    text: str
+    raw_logprobs: list[float]  # log p of each chosen token under the unmodified model
+    final_logprobs: list[float]  # log p of each chosen token under the final (processed) distribution
+    raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
+    finish_reason: str  # "stop" (EOS or stop string), "length" or "cancelled"
+
+
+@dataclass
+class GenerationResult:
+    prompt_ids: list[int]
+    params: list[SamplingParams]
+    sample_indices: list[int]
+    rows: list[RowResult]
+    trace: Trace | None
+    seconds: float
+    forward_seconds: float
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(len(r.token_ids) for r in self.rows)
+
+
+@dataclass
+class StepUpdate:
+    """Tokens chosen at one step. rows: indices of the rows that got a token; finished: rows that ended."""
+
+    step: int
+    rows: list[int]
+    tokens: list[int]
+    finished: list[int]
+    result: GenerationResult | None = None  # set on the last update only
+
+
+@dataclass
+class _Rows:
+    """The unfinished rows of a run and everything indexed by them (kept in step as rows leave)."""
+
+    ids: torch.Tensor  # [b] original row index
+    params: RowParams
+    state: DecodeState
+    seeds: torch.Tensor  # [b]
+    samples: torch.Tensor  # [b]
+
+    def select(self, keep: torch.Tensor) -> "_Rows":
+        return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep), self.seeds[keep], self.samples[keep])
+
+
+class Engine:
+    """Batched generation over one loaded model."""
+
+    def __init__(self, loaded: LoadedModel, limits: EngineLimits = EngineLimits()):
+        self.loaded = loaded
+        self.limits = limits
+
+    # -- inputs ------------------------------------------------------------------------------------------
+
+    def encode(self, prompt: str, raw: bool = False, system_prompt: str | None = None) -> list[int]:
+        return self.loaded.encode_prompt(prompt, raw=raw, system_prompt=system_prompt)
+
+    def check(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams]) -> None:
+        """Refuse work over the budget or beyond the model's context, before any of it starts."""
+        if not prompt_ids:
+            raise ParamError("prompt", "a non-empty prompt", "")
+        if not params:
+            raise ParamError("rows", "at least one configuration", 0)
+        if len(params) > self.limits.max_rows:
+            raise ParamError("rows", f"at most {self.limits.max_rows} rows (cells x samples) per run", len(params))
+        total = sum(p.max_new_tokens for p in params)
+        if total > self.limits.max_total_tokens:
+            raise ParamError("max_new_tokens", f"a budget of at most {self.limits.max_total_tokens} new tokens in all "
+                                               f"(rows x max_new_tokens); this run asks for", total)
+        longest = len(prompt_ids) + max(p.max_new_tokens for p in params)
+        if longest > self.loaded.context_length:
+            raise ParamError("prompt", f"at most {self.loaded.context_length} tokens together with max_new_tokens "
+                                       f"({len(prompt_ids)} prompt + {max(p.max_new_tokens for p in params)} new)", longest)
+
+    def row_params(self, params: Sequence[SamplingParams]) -> RowParams:
+        """Tokenize the text-valued knobs and build the per-row tensors."""
+        tok, eos = self.loaded.tokenizer, self.loaded.eos_token_ids
+        bad = [[ids for w in p.bad_words for ids in word_variants(tok, w) if not (len(ids) == 1 and ids[0] in eos)]
+               for p in params]
+        bias = [[(ids, b) for text, b in p.sequence_bias for ids in word_variants(tok, text)] for p in params]
+        return RowParams.build(params, eos, self.loaded.vocab_size, self.loaded.device, sequence_bias=bias, bad_words=bad)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def generate(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
+                 sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        update = None
+        for update in self.stream(prompt_ids, params, sample_indices, trace_top_n, cancel):
+            pass
+        assert update is not None and update.result is not None
+        return update.result
+
+    @torch.inference_mode()
+    def stream(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
+               sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
+               cancel: threading.Event | None = None) -> Iterator[StepUpdate]:
+        """Decode every row together, yielding the tokens of each step; the last update carries the result.
+
+        Cancel between steps with `cancel.set()` (rows end with finish_reason "cancelled").
+        """
+        params = list(params)
+        sample_indices = list(sample_indices) if sample_indices is not None else [0] * len(params)
+        if len(sample_indices) != len(params):
+            raise ParamError("sample_indices", f"one per row ({len(params)})", len(sample_indices))
+        self.check(prompt_ids, params)
+        started = time.perf_counter()
+        device, vocab = self.loaded.device, self.loaded.vocab_size
+        batch = len(params)
+        max_steps = max(p.max_new_tokens for p in params)
+        max_new = torch.tensor([p.max_new_tokens for p in params], device=device)
+        eos = torch.tensor(self.loaded.eos_token_ids, device=device)
+        trace = Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None
+
+        prompt = torch.tensor([list(prompt_ids)], device=device)  # [1, P]
+        rows = _Rows(torch.arange(batch, device=device), self.row_params(params),
+                     DecodeState.start(prompt.expand(batch, -1), vocab),
+                     torch.tensor([p.seed for p in params], device=device), torch.tensor(sample_indices, device=device))
+        plans = plan_stages(rows.params)
+        history: list[tuple[torch.Tensor, ...]] = []  # per step: (row ids, token, raw logp, final logp, raw entropy)
+        finish = torch.zeros(batch, dtype=torch.long, device=device)  # index into FINISH_REASONS
+
+        # Prefill once for the shared prompt, then give every row its own copy of the cache.
+        t0 = self._sync_time()
+        output = self.loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(batch)
+        logits = output.logits[:, -1, :].float().expand(batch, -1)  # [B, V] raw next-token logits
+        forward_seconds = self._sync_time() - t0
+
+        step = 0
+        for step in range(max_steps):
+            # 1. every row's processors, in its own order; the trace summarises each stage that changed
+            raw = summarize(logits, max(trace_top_n, 1))
+            stages: list[StageSummary] = [raw]
+
+            def on_stage(_: int, scores: torch.Tensor, changed: bool) -> None:
+                if trace is not None:
+                    stages.append(summarize(scores, trace_top_n) if changed else stages[-1])
+
+            scores = apply_pipeline(logits, rows.state, rows.params, plans, on_stage)
+            # a row whose processors removed every token falls back to its raw logits rather than emit NaN
+            scores = torch.where(torch.isinf(scores).all(-1, keepdim=True), logits, scores)
+
+            # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
+            chosen = choose_next(scores, rows.params.greedy, row_keys(rows.seeds, rows.samples, step))  # [b]
+            final_logp = torch.log_softmax(scores, dim=-1).gather(1, chosen[:, None])[:, 0]
+            history.append((rows.ids, chosen, raw.log_probs.gather(1, chosen[:, None])[:, 0], final_logp, raw.entropy))
+            if trace is not None:
+                trace.record(step, rows.ids, stages, chosen)
+            rows.state.append(chosen)
+
+            # 3. which rows are done: EOS or a stop string ("stop"), or max_new_tokens ("length")
+            stopped = torch.isin(chosen, eos) | self._stop_hits(rows, params)
+            done = stopped | (rows.state.step >= max_new[rows.ids])
+            finish[rows.ids[stopped]] = FINISH_REASONS.index("stop")
+            if cancel is not None and cancel.is_set():
+                finish[rows.ids[~done]] = FINISH_REASONS.index("cancelled")
+                done = torch.ones_like(done)
+            ids, toks = rows.ids.tolist(), chosen.tolist()
+            if bool(done.all()):
+                break
+            finished = rows.ids[done].tolist()
+            yield StepUpdate(step, ids, toks, finished)
+
+            # 4. finished rows leave the batch (and the cache); the others decode one more token
+            if finished:
+                keep = (~done).nonzero()[:, 0]
+                cache.batch_select_indices(keep)
+                rows = rows.select(keep)
+                plans = plan_stages(rows.params)
+                chosen = chosen[keep]
+            t0 = self._sync_time()
+            output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+            logits = output.logits[:, -1, :].float()
+            forward_seconds += self._sync_time() - t0
+
+        result = GenerationResult(
+            prompt_ids=list(prompt_ids), params=params, sample_indices=sample_indices,
+            rows=self._row_results(history, finish.tolist(), params), trace=trace,
+            seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
+        yield StepUpdate(step, ids, toks, rows.ids[done].tolist(), result=result)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _sync_time(self) -> float:
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize(self.loaded.device)
+        return time.perf_counter()
+
+    def _stop_hits(self, rows: _Rows, params: list[SamplingParams]) -> torch.Tensor:
+        """[b] bool: rows (only those with stop strings, once past min_new_tokens) whose text now holds one."""
+        hits = torch.zeros(rows.ids.shape[0], dtype=torch.bool, device=rows.ids.device)
+        with_stops = [(pos, params[i]) for pos, i in enumerate(rows.ids.tolist()) if params[i].stop]
+        for pos, p in with_stops:
+            if rows.state.step < p.min_new_tokens:
+                continue
+            # a stop string spans at most len(stop) tokens (every token decodes to >= 1 character, or none);
+            # decode a tail a little longer than that so a string split across tokens is still found
+            tail_len = min(rows.state.step, max(len(s) for s in p.stop) + 2)
+            tail = self.loaded.decode(rows.state.tokens[pos, -tail_len:].tolist())
+            hits[pos] = any(s in tail for s in p.stop)
+        return hits
+
+    def _row_results(self, history: list[tuple[torch.Tensor, ...]], finish: list[int],
+                     params: list[SamplingParams]) -> list[RowResult]:
+        """Regroup the per-step tensors by row: one stable sort by row id instead of per-step Python lists."""
+        ids, tokens, raw_logp, final_logp, entropy = (torch.cat(column).cpu() for column in zip(*history))
+        order = torch.sort(ids, stable=True).indices
+        counts = torch.bincount(ids, minlength=len(params)).tolist()
+        columns = [c[order].split(counts) for c in (tokens, raw_logp, final_logp, entropy)]
+        results = []
+        for i, (tok, rl, fl, h) in enumerate(zip(*columns)):
+            token_ids = tok.tolist()
+            results.append(RowResult(token_ids, self._text(token_ids, params[i].stop), rl.tolist(), fl.tolist(),
+                                     h.tolist(), FINISH_REASONS[finish[i]]))
+        return results
+
+    def _text(self, token_ids: list[int], stops: tuple[str, ...]) -> str:
+        """The row's text, cut before the first stop string (which is not part of the output, as in OpenAI)."""
+        text = self.loaded.decode(token_ids)
+        cuts = [text.find(s) for s in stops if s in text]
+        return text[:min(cuts)] if cuts else text

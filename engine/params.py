@@ -1,0 +1,348 @@
+"""Sampling parameters (every knob, validated) and sweep specifications (base + axes + samples -> rows).
+
+Names follow transformers' GenerationConfig where transformers has the knob, and OpenAI's API for
+presence_penalty / frequency_penalty. Every "disabled" value is an exact no-op for its processor.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+# The order in which transformers applies its processors (GenerationMixin._get_logits_processor), with
+# OpenAI's presence/frequency penalties placed right after transformers' repetition penalty.
+DEFAULT_ORDER: tuple[str, ...] = (
+    "sequence_bias",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "no_repeat_ngram",
+    "bad_words",
+    "min_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+)
+# Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
+SAMPLING_ONLY = frozenset(
+    {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}
+)
+
+
+class ParamError(ValueError):
+    """Bad input: the message names the field, the allowed range and the value given."""
+
+    def __init__(self, field_name: str, allowed: str, value: Any):
+        self.field = field_name
+        super().__init__(f"{field_name}: must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed numeric range of one field; bounds are inclusive unless marked open."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        lo = f"{'(' if self.low_open else '['}{_fmt(self.low)}"
+        hi = f"{_fmt(self.high)}{')' if self.high_open or math.isinf(self.high) else ']'}"
+        return f"a number in {lo}, {hi}"
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else (str(int(x)) if float(x).is_integer() else str(x))
+
+
+# Numeric fields: (type, range). Ints must be whole numbers.
+NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
+    "temperature": (float, Range(0.0, 100.0)),
+    "top_k": (int, Range(0)),
+    "top_p": (float, Range(0.0, 1.0, low_open=True)),
+    "min_p": (float, Range(0.0, 1.0)),
+    "typical_p": (float, Range(0.0, 1.0, low_open=True)),
+    "epsilon_cutoff": (float, Range(0.0, 1.0, high_open=True)),
+    "eta_cutoff": (float, Range(0.0, 1.0, high_open=True)),
+    "repetition_penalty": (float, Range(0.0, 100.0, low_open=True)),
+    "presence_penalty": (float, Range(-2.0, 2.0)),
+    "frequency_penalty": (float, Range(-2.0, 2.0)),
+    "no_repeat_ngram_size": (int, Range(0, 64)),
+    "min_new_tokens": (int, Range(0, 100_000)),
+    "max_new_tokens": (int, Range(1, 100_000)),
+    "seed": (int, Range(0, 2**63 - 1)),
+}
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Every decoding knob of one configuration. Defaults are the disabled (no-op) values."""
+
+    do_sample: bool = True
+    temperature: float = 1.0  # 0 means greedy, as in the OpenAI API
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    min_p: float = 0.0  # 0 = off
+    typical_p: float = 1.0  # 1 = off
+    epsilon_cutoff: float = 0.0  # 0 = off
+    eta_cutoff: float = 0.0  # 0 = off
+    repetition_penalty: float = 1.0  # 1 = off; transformers semantics (prompt + output)
+    presence_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
+    frequency_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
+    no_repeat_ngram_size: int = 0  # 0 = off
+    bad_words: tuple[str, ...] = ()  # each banned as written and with a leading space
+    sequence_bias: tuple[tuple[str, float], ...] = ()  # (text, additive logit bias)
+    min_new_tokens: int = 0
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
+    seed: int = 0
+    order: tuple[str, ...] = DEFAULT_ORDER
+
+    def __post_init__(self) -> None:
+        # Normalise list-ish inputs so that the dataclass stays hashable and JSON round-trips.
+        object.__setattr__(self, "bad_words", _str_tuple("bad_words", self.bad_words))
+        object.__setattr__(self, "stop", _str_tuple("stop", self.stop))
+        object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
+        object.__setattr__(self, "order", normalize_order(self.order))
+        if not isinstance(self.do_sample, bool):
+            raise ParamError("do_sample", "true or false", self.do_sample)
+        for name, (kind, allowed) in NUMERIC_FIELDS.items():
+            object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ParamError("min_new_tokens", f"<= max_new_tokens ({self.max_new_tokens})", self.min_new_tokens)
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0.0
+
+    def replace(self, **changes: Any) -> "SamplingParams":
+        return from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["bad_words"] = list(self.bad_words)
+        d["stop"] = list(self.stop)
+        d["sequence_bias"] = {text: bias for text, bias in self.sequence_bias}
+        d["order"] = list(self.order)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "SamplingParams":
+        return from_dict(json.loads(text))
+
+    def generate_kwargs(self, tokenizer: Any = None) -> dict[str, Any]:
+        """Keyword arguments for transformers' `model.generate()` for the knobs transformers has.
+
+        presence/frequency penalties and stop strings have no transformers equivalent here (stop strings
+        need `tokenizer=` in generate), and a custom `order` cannot be expressed: those raise if set.
+        """
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name) != 0.0:
+                raise ParamError(name, "0 to convert to transformers (it has no such processor)", getattr(self, name))
+        if self.order != DEFAULT_ORDER:
+            raise ParamError("order", "the default order to convert to transformers", list(self.order))
+        kw: dict[str, Any] = {
+            "do_sample": not self.greedy,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens or None,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+        if not self.greedy:
+            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                      min_p=self.min_p or None, typical_p=self.typical_p,
+                      epsilon_cutoff=self.epsilon_cutoff, eta_cutoff=self.eta_cutoff)
+        else:  # transformers warns about sampling knobs on greedy configs
+            kw.update(temperature=None, top_k=None, top_p=None)
+        if self.stop:
+            kw["stop_strings"] = list(self.stop)
+        if tokenizer is not None:
+            if self.bad_words:
+                kw["bad_words_ids"] = [ids for w in self.bad_words for ids in word_variants(tokenizer, w)]
+            if self.sequence_bias:
+                kw["sequence_bias"] = {tuple(ids): b for t, b in self.sequence_bias for ids in word_variants(tokenizer, t)}
+        elif self.bad_words or self.sequence_bias:
+            raise ParamError("tokenizer", "given to convert bad_words / sequence_bias", None)
+        return {k: v for k, v in kw.items() if v is not None}
+
+
+def word_variants(tokenizer: Any, text: str) -> list[list[int]]:
+    """Token-id sequences for a word as written and with a leading space (how it appears mid-sentence)."""
+    variants: list[list[int]] = []
+    for variant in (text, " " + text.lstrip(" ")):
+        ids = tokenizer(variant, add_special_tokens=False)["input_ids"]
+        if ids and ids not in variants:
+            variants.append(ids)
+    return variants
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))
+
+
+def from_dict(values: dict[str, Any]) -> SamplingParams:
+    """Build SamplingParams from a plain dict (JSON, CLI, HTTP), rejecting unknown fields by name."""
+    if not isinstance(values, dict):
+        raise ParamError("params", "an object of field: value", values)
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise ParamError(unknown[0], f"one of the known fields ({', '.join(FIELD_NAMES)})", values[unknown[0]])
+    return SamplingParams(**values)
+
+
+def _check_number(name: str, value: Any, kind: type, allowed: Range) -> Any:
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int and ok_type and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not ok_type or (kind is int and not isinstance(value, int)):
+        raise ParamError(name, f"{'a whole number' if kind is int else 'a number'} in "
+                               f"{allowed.describe().removeprefix('a number in ')}", value)
+    if isinstance(value, float) and not math.isfinite(value) or not allowed.contains(value):
+        raise ParamError(name, allowed.describe(), value)
+    return kind(value)
+
+
+def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ParamError(name, "a list of non-empty strings", value)
+    return tuple(value)
+
+
+def _bias_tuple(value: Any) -> tuple[tuple[str, float], ...]:
+    items = value.items() if isinstance(value, dict) else value
+    try:
+        pairs = tuple((str(t), float(b)) for t, b in items)
+    except (TypeError, ValueError):
+        raise ParamError("sequence_bias", "a mapping of text -> finite number", value) from None
+    for text, bias in pairs:
+        if not text or not (math.isfinite(bias) or bias == -math.inf):
+            raise ParamError("sequence_bias", "non-empty texts with finite biases (or -inf to ban)", value)
+    return pairs
+
+
+def normalize_order(order: Any) -> tuple[str, ...]:
+    """A processor order. A partial order permutes just the named processors among their own default slots.
+
+    Example: ["min_p", "temperature"] moves min_p into temperature's slot and temperature into min_p's,
+    so min_p runs before temperature and everything else keeps transformers' order.
+    """
+    if isinstance(order, str):
+        order = [part.strip() for part in order.replace(">", ",").split(",") if part.strip()]
+    if not isinstance(order, (list, tuple)) or not all(isinstance(n, str) for n in order):
+        raise ParamError("order", f"a list of processor names from {list(DEFAULT_ORDER)}", order)
+    bad = [n for n in order if n not in DEFAULT_ORDER]
+    if bad:
+        raise ParamError("order", f"names from {list(DEFAULT_ORDER)}", bad[0])
+    if len(set(order)) != len(order):
+        raise ParamError("order", "a list without repeated names", list(order))
+    slots = sorted(DEFAULT_ORDER.index(n) for n in order)
+    full = list(DEFAULT_ORDER)
+    for slot, name in zip(slots, order):
+        full[slot] = name
+    return tuple(full)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sweeps
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One decoded row: a cell's parameters plus which sample of that cell it is."""
+
+    cell: int
+    sample: int
+    axis_values: tuple[tuple[str, Any], ...]
+    params: SamplingParams
+
+
+MAX_AXES = 3
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A prompt, base parameters, up to three axes (any SamplingParams field) and samples per cell."""
+
+    prompt: str
+    base: SamplingParams = field(default_factory=SamplingParams)
+    axes: tuple[Axis, ...] = ()
+    samples: int = 1
+    raw: bool = False
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ParamError("prompt", "a non-empty string", self.prompt)
+        if len(self.axes) > MAX_AXES:
+            raise ParamError("axes", f"at most {MAX_AXES} axes", [a.name for a in self.axes])
+        names = [a.name for a in self.axes]
+        for axis in self.axes:
+            if axis.name not in FIELD_NAMES:
+                raise ParamError("axis", f"a parameter name from {list(FIELD_NAMES)}", axis.name)
+            if not axis.values:
+                raise ParamError(f"axis {axis.name}", "a non-empty list of values", list(axis.values))
+        if len(set(names)) != len(names):
+            raise ParamError("axes", "distinct parameter names", names)
+        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
+            raise ParamError("samples", "a whole number >= 1", self.samples)
+        self.cells()  # validate every cell's parameters before any work
+
+    def cells(self) -> list[tuple[tuple[tuple[str, Any], ...], SamplingParams]]:
+        """Cartesian product of the axes, first axis slowest; each with its validated parameters."""
+        out = []
+        for combo in itertools.product(*(a.values for a in self.axes)):
+            values = tuple((a.name, v) for a, v in zip(self.axes, combo))
+            out.append((values, self.base.replace(**dict(values))))
+        return out
+
+    def rows(self) -> list[SweepRow]:
+        return [
+            SweepRow(cell=i, sample=s, axis_values=values, params=params)
+            for i, (values, params) in enumerate(self.cells())
+            for s in range(self.samples)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "base": self.base.to_dict(),
+            "axes": [{"name": a.name, "values": list(a.values)} for a in self.axes],
+            "samples": self.samples,
+            "raw": self.raw,
+            "system_prompt": self.system_prompt,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
+        axes = tuple(Axis(a["name"], tuple(a["values"])) for a in d.get("axes", []))
+        return cls(prompt=d.get("prompt", ""), base=from_dict(d.get("base", {})), axes=axes,
+                   samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"))
+
+
+def iter_axis_values(spec: SweepSpec) -> Iterator[str]:
+    """Human-readable names of the axes, for progress messages."""
+    for a in spec.axes:
+        yield f"{a.name}={list(a.values)}"

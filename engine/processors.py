@@ -1,0 +1,388 @@
+"""Vectorized per-row logits processors, their registry and the pipeline that applies them in each row's order.
+
+Every processor maps scores [B, V] to new scores [B, V] (never in place) using per-row parameter tensors, so
+one batch can mix settings. For each processor that transformers has, a row's result equals transformers' own
+LogitsProcessor applied to that row alone with the scalar value (tests/test_processors.py proves it).
+A row whose value is the disabled one is left exactly as it was (the pipeline masks it out).
+
+    >>> rows = RowParams.build([SamplingParams(top_k=2), SamplingParams()], eos_token_ids=[0], vocab_size=4)
+    >>> state = DecodeState.start(torch.tensor([[1, 2]]).expand(2, -1), vocab_size=4)
+    >>> apply_pipeline(torch.tensor([[1., 2., 3., 4.]] * 2), state, rows)
+    tensor([[-inf, -inf, 3., 4.],
+            [1., 2., 3., 4.]])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Callable, Sequence
+
+import torch
+
+from .params import DEFAULT_ORDER, SAMPLING_ONLY, SamplingParams
+
+NEG_INF = float("-inf")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-row parameters and decoding state
+
+
+@dataclass
+class BiasTable:
+    """Per-row additive biases on token sequences (transformers' SequenceBiasLogitsProcessor, batched).
+
+    single: [B, V] bias for one-token sequences, applied at every step.
+    groups: for each prefix length P, the entries (row, prefix [P], last token, bias) whose prefix must match
+            the end of that row's tokens for the bias to apply to the last token.
+    """
+
+    single: torch.Tensor  # [B, V] float32
+    groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # (rows [M], prefixes [M,P], last [M], bias [M])
+    active: torch.Tensor  # [B] bool
+
+    @staticmethod
+    def build(per_row: Sequence[Sequence[tuple[Sequence[int], float]]], vocab_size: int,
+              device: torch.device | str = "cpu") -> "BiasTable":
+        single = torch.zeros(len(per_row), vocab_size, dtype=torch.float32, device=device)
+        by_len: dict[int, list[tuple[int, list[int], int, float]]] = {}
+        for r, entries in enumerate(per_row):
+            # transformers keys its dict by the sequence, so a repeated sequence keeps its last bias
+            for seq, bias in dict((tuple(s), b) for s, b in entries).items():
+                if len(seq) == 1:
+                    single[r, seq[0]] = bias
+                else:
+                    by_len.setdefault(len(seq) - 1, []).append((r, list(seq[:-1]), seq[-1], bias))
+        groups = [
+            (torch.tensor([e[0] for e in g], device=device), torch.tensor([e[1] for e in g], device=device),
+             torch.tensor([e[2] for e in g], device=device),
+             torch.tensor([e[3] for e in g], dtype=torch.float32, device=device))
+            for g in by_len.values()
+        ]
+        active = torch.tensor([bool(entries) for entries in per_row], dtype=torch.bool, device=device)
+        return BiasTable(single, groups, active)
+
+    def select(self, keep: torch.Tensor) -> "BiasTable":
+        """Keep rows `keep` (indices into the current rows), renumbering the multi-token entries."""
+        new_index = torch.full((self.single.shape[0],), -1, dtype=torch.long, device=keep.device)
+        new_index[keep] = torch.arange(keep.numel(), device=keep.device)
+        groups = []
+        for rows, prefixes, last, bias in self.groups:
+            mapped = new_index[rows]
+            kept = mapped >= 0
+            if kept.any():
+                groups.append((mapped[kept], prefixes[kept], last[kept], bias[kept]))
+        return BiasTable(self.single[keep], groups, self.active[keep])
+
+    def bias(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The [B, V] bias to add given each row's tokens so far [B, L]."""
+        bias = self.single.clone()
+        for rows, prefixes, last, seq_bias in self.groups:
+            prefix_len = prefixes.shape[1]
+            if prefix_len > tokens.shape[1]:  # the prefix is longer than the context: it cannot match
+                continue
+            matches = (tokens[rows, -prefix_len:] == prefixes).all(dim=-1)  # [M]
+            bias.index_put_((rows, last), torch.where(matches, seq_bias, 0.0), accumulate=True)
+        return bias
+
+
+@dataclass
+class RowParams:
+    """SamplingParams of B rows as tensors ([B, 1] floats so they broadcast against [B, V] scores)."""
+
+    greedy: torch.Tensor  # [B] bool
+    temperature: torch.Tensor  # [B, 1] float32 (1 for greedy rows)
+    top_k: torch.Tensor  # [B] long
+    top_p: torch.Tensor  # [B, 1] float64 (thresholds are derived in float64, then cast like Python floats)
+    min_p: torch.Tensor  # [B, 1] float32
+    typical_p: torch.Tensor  # [B, 1] float32
+    epsilon_cutoff: torch.Tensor  # [B, 1] float32
+    eta_cutoff: torch.Tensor  # [B, 1] float32
+    repetition_penalty: torch.Tensor  # [B, 1] float32
+    presence_penalty: torch.Tensor  # [B, 1] float32
+    frequency_penalty: torch.Tensor  # [B, 1] float32
+    no_repeat_ngram_size: torch.Tensor  # [B] long
+    min_new_tokens: torch.Tensor  # [B] long
+    eos_mask: torch.Tensor  # [V] bool
+    sequence_bias: BiasTable
+    bad_words: BiasTable
+    order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
+
+    @staticmethod
+    def build(params: Sequence[SamplingParams], eos_token_ids: Sequence[int], vocab_size: int,
+              device: torch.device | str = "cpu",
+              sequence_bias: Sequence[Sequence[tuple[Sequence[int], float]]] | None = None,
+              bad_words: Sequence[Sequence[Sequence[int]]] | None = None) -> "RowParams":
+        """`sequence_bias` / `bad_words` are per-row token-id sequences (the engine tokenizes the texts)."""
+        def col(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
+
+        greedy = [p.greedy for p in params]
+        # Greedy rows skip the sampling-only processors, as transformers does when do_sample=False.
+        def sampling(name: str, off: float) -> list[float]:
+            return [off if g else getattr(p, name) for p, g in zip(params, greedy)]
+
+        eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        eos_mask[list(eos_token_ids)] = True
+        no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
+        return RowParams(
+            greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
+            temperature=col(sampling("temperature", 1.0)),
+            top_k=torch.tensor(sampling("top_k", 0), dtype=torch.long, device=device),
+            top_p=col(sampling("top_p", 1.0), torch.float64),
+            min_p=col(sampling("min_p", 0.0)),
+            typical_p=col(sampling("typical_p", 1.0)),
+            epsilon_cutoff=col(sampling("epsilon_cutoff", 0.0)),
+            eta_cutoff=col(sampling("eta_cutoff", 0.0)),
+            repetition_penalty=col([p.repetition_penalty for p in params]),
+            presence_penalty=col([p.presence_penalty for p in params]),
+            frequency_penalty=col([p.frequency_penalty for p in params]),
+            no_repeat_ngram_size=torch.tensor([p.no_repeat_ngram_size for p in params], device=device),
+            min_new_tokens=torch.tensor([p.min_new_tokens for p in params], device=device),
+            eos_mask=eos_mask,
+            sequence_bias=BiasTable.build(sequence_bias or no_bias, vocab_size, device),
+            bad_words=BiasTable.build(
+                [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
+            order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
+        )
+
+    def select(self, keep: torch.Tensor) -> "RowParams":
+        """The same parameters for the rows `keep` only (finished rows leave the batch)."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "eos_mask":
+                continue
+            changes[f.name] = value.select(keep) if isinstance(value, BiasTable) else value[keep]
+        return replace(self, **changes)
+
+
+@dataclass
+class DecodeState:
+    """What the processors need to know about each row's tokens so far; rebuilt exactly by `start` for replays."""
+
+    tokens: torch.Tensor  # [B, L] prompt + generated tokens
+    prompt_len: int
+    seen: torch.Tensor  # [B, V] bool: token occurs in prompt or output (repetition penalty)
+    counts: torch.Tensor  # [B, V] float32: occurrences in the generated output (presence/frequency)
+
+    @property
+    def step(self) -> int:
+        """Number of tokens generated so far."""
+        return self.tokens.shape[1] - self.prompt_len
+
+    @staticmethod
+    def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None) -> "DecodeState":
+        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G]."""
+        batch = prompt.shape[0]
+        seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=prompt.device)
+        seen.scatter_(1, prompt, True)
+        counts = torch.zeros(batch, vocab_size, dtype=torch.float32, device=prompt.device)
+        state = DecodeState(prompt, prompt.shape[1], seen, counts)
+        if generated is not None:
+            for t in range(generated.shape[1]):
+                state.append(generated[:, t])
+        return state
+
+    def append(self, next_tokens: torch.Tensor) -> None:
+        """Record the tokens [B] just chosen."""
+        self.tokens = torch.cat([self.tokens, next_tokens[:, None]], dim=1)
+        self.seen.scatter_(1, next_tokens[:, None], True)
+        self.counts.scatter_add_(1, next_tokens[:, None], torch.ones_like(next_tokens[:, None], dtype=torch.float32))
+
+    def select(self, keep: torch.Tensor) -> "DecodeState":
+        return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The processors. Each: (scores [B, V], state, rows) -> new scores [B, V]; `active` says which rows it changes.
+
+
+def sequence_bias(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    return scores + rows.sequence_bias.bias(state.tokens)
+
+
+def bad_words(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    return scores + rows.bad_words.bias(state.tokens)
+
+
+def repetition_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # transformers: divide positive logits, multiply negative ones, for every token in prompt + output
+    p = rows.repetition_penalty
+    penalized = torch.where(scores < 0, scores * p, scores / p)
+    return torch.where(state.seen, penalized, scores)
+
+
+def presence_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # OpenAI: subtract a flat amount from every token already generated
+    return scores - rows.presence_penalty * (state.counts > 0)
+
+
+def frequency_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # OpenAI: subtract an amount proportional to how often the token was generated
+    return scores - rows.frequency_penalty * state.counts
+
+
+def no_repeat_ngram(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Ban every token that would complete an n-gram already present in the row (prompt + output)."""
+    tokens = state.tokens  # [B, L]
+    batch, length = tokens.shape
+    n = rows.no_repeat_ngram_size  # [B]
+    max_n = int(n.max())
+    padded = torch.nn.functional.pad(tokens, (0, max_n), value=-1)  # [B, L + max_n]
+    start = torch.arange(length, device=tokens.device)  # candidate n-gram starts i
+    # the n-gram starting at i repeats the last n-1 tokens when tokens[i + j] == tokens[L - n + 1 + j] for j < n-1
+    matches = start[None, :] <= (length - n)[:, None]  # [B, L]: the n-gram fits before the end
+    for j in range(max_n - 1):
+        suffix = tokens.gather(1, (length - n + 1 + j).clamp(0, length - 1)[:, None])  # [B, 1]
+        same = padded[:, j:j + length] == suffix
+        matches &= same | (j >= n - 1)[:, None]
+    banned = padded.gather(1, (start[None, :] + n[:, None] - 1).clamp(min=0))  # [B, L] token completing each n-gram
+    banned = torch.where(matches & (n > 0)[:, None], banned, scores.shape[1])  # non-matches go to a spare column
+    mask = torch.zeros(batch, scores.shape[1] + 1, dtype=torch.bool, device=scores.device)
+    mask.scatter_(1, banned, True)
+    return scores.masked_fill(mask[:, :-1], NEG_INF)
+
+
+def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    too_short = (state.step < rows.min_new_tokens)[:, None]  # [B, 1]
+    return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
+
+
+def temperature(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    return scores / rows.temperature
+
+
+def top_k(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    k = rows.top_k.clamp(1, scores.shape[1])  # [B]
+    top_values = torch.topk(scores, int(k.max()), dim=-1).values  # [B, kmax], descending
+    kth = top_values.gather(1, (k - 1)[:, None])  # [B, 1]
+    return scores.masked_fill(scores < kth, NEG_INF)
+
+
+def top_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    # remove the low tail whose mass is <= 1 - top_p; the threshold is computed in float64 then rounded to
+    # float32, as transformers' Python-float arithmetic does
+    remove_sorted = cumulative <= (1 - rows.top_p).to(scores.dtype)
+    remove_sorted[:, -1] = False  # keep at least one token
+    remove = remove_sorted.scatter(1, sorted_indices, remove_sorted)
+    return scores.masked_fill(remove, NEG_INF)
+
+
+def min_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    probs = scores.softmax(dim=-1)
+    top_prob = probs.amax(dim=-1, keepdim=True)
+    remove = probs < rows.min_p * top_prob
+    remove.scatter_(1, probs.argmax(dim=-1, keepdim=True), False)  # keep at least the top token
+    return scores.masked_fill(remove, NEG_INF)
+
+
+def typical_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # keep the tokens whose surprisal is closest to the entropy, until their mass reaches typical_p
+    normalized = torch.log_softmax(scores, dim=-1)
+    p = torch.exp(normalized)
+    entropy = -(normalized * p).nansum(-1, keepdim=True)
+    shifted = torch.abs(-normalized - entropy)
+    sorted_scores, sorted_indices = torch.sort(shifted, descending=False)
+    cumulative = scores.gather(-1, sorted_indices).softmax(dim=-1).cumsum(dim=-1)
+    last_ind = (cumulative < rows.typical_p).sum(dim=1).clamp(max=scores.shape[1] - 1)
+    remove_sorted = sorted_scores > sorted_scores.gather(1, last_ind[:, None])
+    remove_sorted[:, 0] = False
+    remove = remove_sorted.scatter(1, sorted_indices, remove_sorted)
+    return scores.masked_fill(remove, NEG_INF)
+
+
+def epsilon_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    probs = scores.softmax(dim=-1)
+    remove = (probs < rows.epsilon_cutoff) & (scores < scores.amax(dim=-1, keepdim=True))
+    return scores.masked_fill(remove, NEG_INF)
+
+
+def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # eta = min(epsilon, sqrt(epsilon) * exp(-entropy)), entropy computed as torch.distributions.Categorical does
+    probs = scores.softmax(dim=-1)
+    logp = (scores - scores.logsumexp(dim=-1, keepdim=True)).clamp(min=torch.finfo(scores.dtype).min)
+    entropy = -(logp * logp.softmax(dim=-1)).sum(-1, keepdim=True)
+    eps = rows.eta_cutoff
+    eta = torch.minimum(eps, torch.sqrt(eps) * torch.exp(-entropy))
+    remove = (probs < eta) & (scores < scores.amax(dim=-1, keepdim=True))
+    return scores.masked_fill(remove, NEG_INF)
+
+
+ProcessorFn = Callable[[torch.Tensor, DecodeState, RowParams], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Processor:
+    name: str
+    apply: ProcessorFn
+    active: Callable[[RowParams], torch.Tensor]  # [B] bool: rows whose value is not the disabled one
+    doc: str
+
+
+REGISTRY: dict[str, Processor] = {p.name: p for p in [
+    Processor("sequence_bias", sequence_bias, lambda r: r.sequence_bias.active, "add a bias to chosen token sequences"),
+    Processor("repetition_penalty", repetition_penalty, lambda r: r.repetition_penalty[:, 0] != 1.0,
+              "shrink logits of tokens already in prompt or output"),
+    Processor("presence_penalty", presence_penalty, lambda r: r.presence_penalty[:, 0] != 0.0,
+              "subtract a flat penalty from tokens already generated"),
+    Processor("frequency_penalty", frequency_penalty, lambda r: r.frequency_penalty[:, 0] != 0.0,
+              "subtract a penalty proportional to each token's count so far"),
+    Processor("no_repeat_ngram", no_repeat_ngram, lambda r: r.no_repeat_ngram_size > 0,
+              "ban tokens that would repeat an n-gram"),
+    Processor("bad_words", bad_words, lambda r: r.bad_words.active, "ban the listed words"),
+    Processor("min_new_tokens", min_new_tokens, lambda r: r.min_new_tokens > 0, "forbid EOS before the minimum length"),
+    Processor("temperature", temperature, lambda r: r.temperature[:, 0] != 1.0, "divide logits by the temperature"),
+    Processor("top_k", top_k, lambda r: r.top_k > 0, "keep the k most likely tokens"),
+    Processor("top_p", top_p, lambda r: r.top_p[:, 0] < 1.0, "keep the smallest set with mass >= top_p"),
+    Processor("min_p", min_p, lambda r: r.min_p[:, 0] > 0.0, "drop tokens below min_p x the top probability"),
+    Processor("typical_p", typical_p, lambda r: r.typical_p[:, 0] < 1.0, "keep locally typical tokens up to mass typical_p"),
+    Processor("epsilon_cutoff", epsilon_cutoff, lambda r: r.epsilon_cutoff[:, 0] > 0.0,
+              "drop tokens with probability below epsilon"),
+    Processor("eta_cutoff", eta_cutoff, lambda r: r.eta_cutoff[:, 0] > 0.0, "drop tokens below an entropy-adapted cutoff"),
+]}
+assert tuple(REGISTRY) == DEFAULT_ORDER and SAMPLING_ONLY <= set(REGISTRY)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Which processor runs for which rows at one stage: [(processor, row mask or None for all rows)]."""
+
+    steps: tuple[tuple[Processor, torch.Tensor | None], ...]
+
+
+def plan_stages(rows: RowParams) -> list[StagePlan]:
+    """Work out once (not every step) which processors each stage must run, skipping the disabled ones."""
+    plans = []
+    for s in range(rows.order.shape[1]):
+        steps = []
+        for code in torch.unique(rows.order[:, s]).tolist():
+            processor = REGISTRY[DEFAULT_ORDER[code]]
+            mask = (rows.order[:, s] == code) & processor.active(rows)
+            if bool(mask.all()):
+                steps.append((processor, None))
+            elif bool(mask.any()):
+                steps.append((processor, mask))
+        plans.append(StagePlan(tuple(steps)))
+    return plans
+
+
+# on_stage(stage index, scores after it, whether it changed anything for any row)
+StageCallback = Callable[[int, torch.Tensor, bool], None]
+
+
+def apply_pipeline(scores: torch.Tensor, state: DecodeState, rows: RowParams,
+                   plans: list[StagePlan] | None = None, on_stage: StageCallback | None = None) -> torch.Tensor:
+    """Run every row's processors in that row's order. scores: [B, V] raw logits -> [B, V] final scores."""
+    for s, plan in enumerate(plans if plans is not None else plan_stages(rows)):
+        for processor, mask in plan.steps:
+            new = processor.apply(scores, state, rows)
+            scores = new if mask is None else torch.where(mask[:, None], new, scores)
+        if on_stage is not None:
+            on_stage(s, scores, bool(plan.steps))
+    return scores

@@ -1,0 +1,82 @@
+"""Per-step, per-stage summaries of the next-token distribution, and the exact replay of one (row, step).
+
+Stage 0 is the raw model distribution; stage s >= 1 is the distribution after the s-th processor in that
+row's order (so the last stage is the final distribution that was sampled from). The trace keeps only small
+summaries ([steps, stages, rows, top_n] at most): no [B, V] tensor survives a step. `replay` recomputes the
+full-vocabulary distributions of one (row, step) for plots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class StageSummary:
+    """Summaries of one distribution per row. probs: [B, V] -> each field [B] or [B, N]."""
+
+    entropy: torch.Tensor  # nats
+    support: torch.Tensor  # number of tokens with p > 0
+    top_ids: torch.Tensor  # [B, N]
+    top_probs: torch.Tensor  # [B, N]
+    log_probs: torch.Tensor  # [B, V] kept only until the chosen token is known
+
+
+def summarize(scores: torch.Tensor, top_n: int) -> StageSummary:
+    """Entropy, support size and top-N of softmax(scores). scores: [B, V] (may hold -inf)."""
+    log_probs = torch.log_softmax(scores, dim=-1)
+    probs = log_probs.exp()
+    entropy = -torch.where(probs > 0, probs * log_probs, 0.0).sum(-1)
+    top_probs, top_ids = torch.topk(probs, top_n, dim=-1)
+    return StageSummary(entropy, (probs > 0).sum(-1), top_ids, top_probs, log_probs)
+
+
+def chosen_stats(summary: StageSummary, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probability and rank (1 = most likely) of the chosen tokens [B] under one stage."""
+    chosen_logp = summary.log_probs.gather(1, chosen[:, None])  # [B, 1]
+    rank = (summary.log_probs > chosen_logp).sum(-1) + 1
+    return chosen_logp[:, 0].exp(), rank
+
+
+class Trace:
+    """Preallocated summaries for all rows, steps and stages (CPU tensors).
+
+    entropy, support, chosen_prob, chosen_rank: [T, S, R];  top_ids, top_probs: [T, S, R, N]
+    where T = max steps, S = 1 + number of processors, R = rows. Entries past a row's length stay at 0.
+    """
+
+    def __init__(self, rows: int, steps: int, stages: int, top_n: int):
+        self.top_n = top_n
+        self.entropy = torch.zeros(steps, stages, rows)
+        self.support = torch.zeros(steps, stages, rows, dtype=torch.int32)
+        self.chosen_prob = torch.zeros(steps, stages, rows)
+        self.chosen_rank = torch.zeros(steps, stages, rows, dtype=torch.int32)
+        self.top_ids = torch.zeros(steps, stages, rows, top_n, dtype=torch.int32)
+        self.top_probs = torch.zeros(steps, stages, rows, top_n)
+
+    def record(self, step: int, row_ids: torch.Tensor, stages: list[StageSummary], chosen: torch.Tensor) -> None:
+        """Store one step for the rows `row_ids` [b]; `stages` may repeat a summary when a stage changed nothing."""
+        cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        rows = row_ids.cpu()
+        for s, summary in enumerate(stages):
+            if id(summary) not in cache:
+                cache[id(summary)] = chosen_stats(summary, chosen)
+            prob, rank = cache[id(summary)]
+            self.entropy[step, s, rows] = summary.entropy.float().cpu()
+            self.support[step, s, rows] = summary.support.to(torch.int32).cpu()
+            self.top_ids[step, s, rows] = summary.top_ids.to(torch.int32).cpu()
+            self.top_probs[step, s, rows] = summary.top_probs.float().cpu()
+            self.chosen_prob[step, s, rows] = prob.float().cpu()
+            self.chosen_rank[step, s, rows] = rank.to(torch.int32).cpu()
+
+    def row(self, row: int, length: int) -> dict[str, list]:
+        """Plain lists for one row's first `length` steps: [step][stage] (and [step][stage][N] for top-N)."""
+        return {
+            "entropy": self.entropy[:length, :, row].tolist(),
+            "support": self.support[:length, :, row].tolist(),
+            "chosen_prob": self.chosen_prob[:length, :, row].tolist(),
+            "chosen_rank": self.chosen_rank[:length, :, row].tolist(),
+            "top_ids": self.top_ids[:length, :, row].tolist(),
+            "top_probs": self.top_probs[:length, :, row].tolist(),
+        }

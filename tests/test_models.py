@@ -1,0 +1,102 @@
+"""Tests for engine.models: bundled GGUF loading, the converted-weights cache, prompt encoding."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models import (
+    BUNDLED_NAME, LoadedModel, load_model, pick_device, pick_dtype, tiny_random_model,
+)
+
+PROMPT = "Name three colours."
+
+
+def _logits(lm: LoadedModel, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return lm.model(torch.tensor([ids], device=lm.device)).logits.float().cpu()
+
+
+def test_bundled_loads(bundled: LoadedModel) -> None:
+    assert bundled.name == BUNDLED_NAME
+    assert not bundled.model.training
+    assert bundled.dtype == torch.float32 and bundled.device.type == "cpu"
+    assert bundled.vocab_size == len(bundled.tokenizer) == 49152
+    assert bundled.context_length == 8192
+    im_end = bundled.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end in bundled.eos_token_ids
+    assert len(set(bundled.eos_token_ids)) == len(bundled.eos_token_ids)
+    assert bundled.has_chat_template()
+
+
+def test_cache_round_trip(tmp_path: Path) -> None:
+    fresh = load_model(cache_dir=tmp_path)
+    assert not fresh.from_cache
+    cached = load_model(cache_dir=tmp_path)
+    assert cached.from_cache
+    # Only the finished entry remains: no temp dirs left behind by the atomic write.
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert cached.tokenizer.chat_template == fresh.tokenizer.chat_template
+    assert cached.eos_token_ids == fresh.eos_token_ids
+    for raw in (False, True):
+        assert cached.encode_prompt(PROMPT, raw=raw) == fresh.encode_prompt(PROMPT, raw=raw)
+    ids = fresh.encode_prompt(PROMPT)
+    torch.testing.assert_close(_logits(cached, ids), _logits(fresh, ids), atol=1e-5, rtol=0)
+
+
+def test_encode_prompt_chat_vs_raw(bundled: LoadedModel) -> None:
+    raw = bundled.encode_prompt(PROMPT, raw=True)
+    chat = bundled.encode_prompt(PROMPT)
+    assert raw == bundled.tokenizer(PROMPT)["input_ids"]
+    assert chat != raw
+    assert all(isinstance(i, int) for i in chat)
+    gen_prompt = bundled.tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
+    assert chat[-len(gen_prompt):] == gen_prompt
+    with_system = bundled.encode_prompt(PROMPT, system_prompt="Be terse.")
+    assert "Be terse." in bundled.tokenizer.decode(with_system)
+    assert bundled.decode(raw) == PROMPT
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n"])
+def test_empty_prompt_rejected(bundled: LoadedModel, prompt: str) -> None:
+    with pytest.raises(ValueError, match=r"^prompt: must be a non-empty string"):
+        bundled.encode_prompt(prompt)
+
+
+def test_unknown_model_dir(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^model: could not load"):
+        load_model(str(tmp_path / "no-such-model"))
+    with pytest.raises(ValueError, match=r"^model: could not load"):
+        load_model(str(tmp_path))  # exists but holds no model
+
+
+def test_tiny_random_model(tiny: LoadedModel, bundled: LoadedModel) -> None:
+    assert tiny.vocab_size == bundled.vocab_size == len(tiny.tokenizer)
+    ids = tiny.encode_prompt(PROMPT)
+    assert _logits(tiny, ids).shape == (1, len(ids), tiny.vocab_size)
+    assert tiny.eos_token_ids == bundled.eos_token_ids
+
+
+def test_tiny_random_model_seeded_and_rng_neutral(bundled: LoadedModel) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = tiny_random_model(vocab_from=bundled, seed=1)
+    assert torch.equal(torch.rand(3), expected)  # global RNG stream untouched
+    b = tiny_random_model(vocab_from=bundled, seed=1)
+    c = tiny_random_model(vocab_from=bundled, seed=2)
+    wa, wb, wc = (m.model.model.layers[0].mlp.up_proj.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_pick_device_and_dtype() -> None:
+    cpu = pick_device("cpu")
+    assert cpu == torch.device("cpu")
+    assert pick_dtype(cpu) == torch.float32
+    assert pick_dtype(cpu, "bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match=r"^dtype:"):
+        pick_dtype(cpu, "int8")
+    if not torch.cuda.is_available():
+        assert pick_device() == cpu
+        with pytest.raises(ValueError, match=r"^device:"):
+            pick_device("cuda")
