@@ -58,6 +58,15 @@ class GenerationResult:
 
 
 @dataclass
+class Replay:
+    """The distribution at every stage of one (row, step): stage 0 raw, then after each processor in order."""
+
+    stage_names: list[str]
+    probs: torch.Tensor  # [S, V] float32
+    chosen: int
+
+
+@dataclass
 class StepUpdate:
     """Tokens chosen at one step. rows: indices of the rows that got a token; finished: rows that ended."""
 
@@ -219,6 +228,26 @@ class Engine:
             rows=self._row_results(history, finish.tolist(), params), trace=trace,
             seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
         yield StepUpdate(step, ids, toks, rows.ids[done].tolist(), result=result)
+
+    @torch.inference_mode()
+    def replay(self, result: GenerationResult, row: int, step: int) -> "Replay":
+        """Full-vocabulary distributions of every stage for one (row, step) of a finished run.
+
+        Recomputes the raw logits with one forward of prompt + the row's first `step` tokens and rebuilds the
+        processors' state from those tokens, so it equals what the batch saw without keeping [B, V] per step.
+        """
+        out = result.rows[row]
+        if not 0 <= step < len(out.token_ids):
+            raise ParamError("step", f"an integer in [0, {len(out.token_ids) - 1}] for row {row}", step)
+        device, vocab = self.loaded.device, self.loaded.vocab_size
+        params = result.params[row]
+        prompt = torch.tensor([result.prompt_ids], device=device)
+        generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)
+        logits = self.loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
+        stages = [logits.softmax(-1)[0]]
+        apply_pipeline(logits, DecodeState.start(prompt, vocab, generated), self.row_params([params]),
+                       on_stage=lambda _s, scores, _c: stages.append(scores.softmax(-1)[0]))
+        return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 
     # -- helpers -----------------------------------------------------------------------------------------
 

@@ -167,7 +167,7 @@ def _load_pretrained(name: str) -> tuple["PreTrainedModel", "PreTrainedTokenizer
 
     # Hub ids are "name" or "org/name"; anything else is a path, and a missing path deserves a plain
     # message instead of a hub lookup (which, offline, fails slowly and confusingly).
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
     if looks_local and not Path(name).expanduser().is_dir():
         raise ValueError(f"model: could not load {name!r}: no such directory")
     try:
