@@ -202,3 +202,22 @@ def test_extreme_values_produce_no_nan() -> None:
                          RowParams.build(params, EOS, V))
     assert not torch.isnan(out).any()
     assert (torch.isfinite(out).sum(dim=1) >= 1).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_row_in_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
+    """Mixed settings take the subset and masked paths of the pipeline; each row must equal its run alone."""
+    rng = random.Random(seed)
+    logits = random_logits(seed)
+    tokens = random_tokens(seed, PROMPT_LEN + 8)
+    params = []
+    for _ in range(B):
+        chosen = {f: CASES[f][0](rng) for f in rng.sample(list(CASES), 3)}
+        order = rng.sample(["temperature", "top_k", "top_p", "min_p"], rng.choice([0, 2, 4]))
+        params.append(SamplingParams(**chosen, order=order))
+    state = DecodeState.start(tokens[:, :PROMPT_LEN], V, generated=tokens[:, PROMPT_LEN:])
+    together = apply_pipeline(logits, state, RowParams.build(params, EOS, V))
+    for row, p in enumerate(params):
+        alone_state = DecodeState.start(tokens[row:row + 1, :PROMPT_LEN], V, generated=tokens[row:row + 1, PROMPT_LEN:])
+        alone = apply_pipeline(logits[row:row + 1], alone_state, RowParams.build([p], EOS, V))
+        assert_row_equal(together[row], alone[0], row, str(p))

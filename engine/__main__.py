@@ -1,0 +1,315 @@
+"""Command line: run a parameter sweep as one batch and save every sample.
+
+    python -m engine sweep --prompt "Tell me a story." --axis temperature=0.3,1.0 --axis top_p=0.5,1.0 \\
+        --samples 2 --max-new-tokens 32 --out runs/story.json
+
+Everything is validated (and bad input answered with `error: ...`, exit status 2) before the model loads.
+Heavy imports (torch, transformers, pandas) happen only once the input is known to be good.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .params import FIELD_NAMES, Axis, ParamError, SweepSpec, from_dict
+
+OUT_FORMATS = (".json", ".csv", ".parquet")
+STRING_LIST_FIELDS = frozenset({"stop", "bad_words"})
+TABLE_METRICS = ("num_tokens", "distinct_2", "mean_logprob", "perplexity")
+TEXT_WIDTH = 60
+
+EPILOG = """\
+values:
+  --set NAME=VALUE   VALUE is parsed as JSON when it parses (0.7, 40, true, ["a","b"], {"the": -5}),
+                     otherwise taken as a plain string. stop / bad_words take a JSON list or one string
+                     (--set stop=.  or  --set 'stop=["\\n", "."]'); order takes "a>b>c" or a JSON list
+                     (a partial order permutes just the named processors). Repeat --set or give several.
+  --axis NAME=V1,V2  values split on commas outside brackets and quotes; each is parsed like --set.
+                     --axis temperature=0.3,0.7,1.0
+                     --axis order=temperature>min_p,min_p>temperature
+                     --axis 'stop=["\\n"],["."]'   (one JSON list per value)
+                     At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
+  --max-new-tokens / --seed override the same names given with --set.
+
+fields: """ + ", ".join(FIELD_NAMES) + """
+
+output:
+  --out FILE.json     {"spec", "model", ..., "samples": [one record per sample: cell, axis_* values, every
+                      parameter, sample, seed, text, finish_reason, token_ids, logprobs (raw model, nats),
+                      metrics]}; no NaN (undefined metrics are null). --trace-top-n N adds a per-step trace.
+  --out FILE.csv      the same records as a table; list/dict values (token_ids, logprobs, stop, order, ...)
+  --out FILE.parquet  are JSON strings.
+  no --out            a compact table on stdout.
+
+examples:
+  python -m engine sweep --prompt "Write a haiku." --axis temperature=0.5,1.0 --samples 3
+  python -m engine sweep --prompt "Once upon a time" --raw --set top_k=40 --set min_p=0.05 --out run.csv
+"""
+
+
+# -- parsing ---------------------------------------------------------------------------------------------
+
+def parse_value(name: str, text: str) -> Any:
+    """A --set / --axis value: JSON when it parses, else the plain string (field-aware for text fields)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if name in STRING_LIST_FIELDS and not isinstance(value, (str, list)):
+        return text  # --set stop=1 means the string "1"
+    if name == "order" and not isinstance(value, list):
+        return text  # "a>b>c" (normalize_order parses it)
+    return value
+
+
+def split_values(text: str) -> list[str]:
+    """Split on commas that are outside [...], {...} and "..." (so JSON lists can be axis values)."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts]
+
+
+def split_assignment(text: str, flag: str, example: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ParamError(flag, f"NAME=VALUE (e.g. {flag} {example})", text)
+    if name not in FIELD_NAMES:
+        raise ParamError(f"{flag} {name}", f"one of the known fields ({', '.join(FIELD_NAMES)})", name)
+    return name, value
+
+
+def build_spec(args: argparse.Namespace) -> SweepSpec:
+    """The validated SweepSpec of the command line (raises ParamError naming the field)."""
+    base: dict[str, Any] = {}
+    for item in args.set or []:
+        name, value = split_assignment(item, "--set", "temperature=0.7")
+        base[name] = parse_value(name, value)
+    if args.max_new_tokens is not None:
+        base["max_new_tokens"] = args.max_new_tokens
+    if args.seed is not None:
+        base["seed"] = args.seed
+    axes = []
+    for item in args.axis or []:
+        name, values = split_assignment(item, "--axis", "temperature=0.3,1.0")
+        axes.append(Axis(name, tuple(parse_value(name, v) for v in split_values(values))))
+    if args.raw and args.system:
+        raise ParamError("--system", "left out with --raw (the raw prompt has no chat template)", args.system)
+    return SweepSpec(prompt=args.prompt, base=from_dict(base), axes=tuple(axes), samples=args.samples,
+                     raw=args.raw, system_prompt=args.system or None)
+
+
+def check_out(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise ParamError("--out", f"a file name ending in {', '.join(OUT_FORMATS)}", path)
+    if not out.parent.is_dir():
+        raise ParamError("--out", "a file in an existing directory", path)
+    return out
+
+
+def check_budget(spec: SweepSpec, max_rows: int, max_total_tokens: int) -> None:
+    """The engine's own budget checks (Engine.check), run before the model loads."""
+    for flag, value in (("--max-rows", max_rows), ("--max-total-tokens", max_total_tokens)):
+        if value < 1:
+            raise ParamError(flag, "a whole number >= 1", value)
+    rows = spec.rows()
+    if len(rows) > max_rows:
+        raise ParamError("rows", f"at most {max_rows} rows (cells x samples) per run; raise --max-rows", len(rows))
+    total = sum(r.params.max_new_tokens for r in rows)
+    if total > max_total_tokens:
+        raise ParamError("max_new_tokens", f"a budget of at most {max_total_tokens} new tokens in all (rows x "
+                                           "max_new_tokens; raise --max-total-tokens); this run asks for", total)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Decoding playground engine.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("sweep", help="run a grid of decoding parameters as one batch",
+                       description="Decode every cell of a parameter grid (x samples) in one batch and save "
+                                   "text, tokens, logprobs and metrics per sample.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prompt", required=True, help="the prompt (user message, or raw text with --raw)")
+    p.add_argument("--raw", action="store_true", help="feed the prompt as is, without the chat template")
+    p.add_argument("--system", metavar="TEXT", help="system message for the chat template")
+    p.add_argument("--set", action="extend", nargs="+", metavar="NAME=VALUE",
+                   help="a base parameter, e.g. temperature=0.7 (repeatable)")
+    p.add_argument("--axis", action="extend", nargs="+", metavar="NAME=V1,V2,...",
+                   help="a sweep axis, e.g. top_p=0.5,0.9,1.0 (repeatable, at most 3)")
+    p.add_argument("--samples", type=int, default=1, metavar="N", help="samples per cell (default 1)")
+    p.add_argument("--max-new-tokens", type=int, metavar="N", help="new tokens per sample (default 64)")
+    p.add_argument("--seed", type=int, metavar="N", help="base seed (default 0)")
+    p.add_argument("--out", metavar="FILE", help="write FILE.json, FILE.csv or FILE.parquet")
+    p.add_argument("--model", metavar="ID_OR_DIR", help="HF id, local directory or .gguf (default: bundled SmolLM2)")
+    p.add_argument("--trace-top-n", type=int, default=0, metavar="N",
+                   help="keep a per-step, per-processor trace with the top N tokens (JSON output; default 0 = off)")
+    p.add_argument("--max-rows", type=int, metavar="N", help="refuse runs with more rows (default: engine limit)")
+    p.add_argument("--max-total-tokens", type=int, metavar="N",
+                   help="refuse runs asking for more new tokens in all (default: engine limit)")
+    return parser
+
+
+# -- output ----------------------------------------------------------------------------------------------
+
+def flat_frame(df: "Any") -> "Any":
+    """CSV/parquet-ready copy: list/dict cells become JSON strings; other mixed object columns become text."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        df[col] = df[col].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, tuple, dict)) else v)
+        kinds = {type(v) for v in df[col] if v is not None}
+        if len(kinds) > 1:  # e.g. an axis mixing numbers and strings: parquet needs one type per column
+            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+    return df
+
+
+def print_table(df: "Any") -> None:
+    import pandas as pd
+
+    cols = ["cell", *[c for c in df.columns if c.startswith("axis_")], "sample",
+            *[c for c in TABLE_METRICS if c in df.columns], "finish_reason", "text"]
+    table = df[cols].copy()
+    table["text"] = table["text"].map(lambda t: _short(t, TEXT_WIDTH))
+    for col in cols:
+        if col.startswith("axis_"):
+            table[col] = table[col].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v)
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250,
+                           "display.float_format", "{:.3f}".format, "display.max_colwidth", TEXT_WIDTH + 5):
+        print(table.to_string(index=False, na_rep="-"))
+
+
+def _short(text: str, width: int) -> str:
+    text = text.replace("\n", "\\n").replace("\t", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write_output(result: Any, out: Path, model_name: str, trace_top_n: int) -> None:
+    from .metrics import json_safe
+
+    if out.suffix.lower() == ".json":
+        data = result.to_json_dict()
+        data = {"model": model_name, **data}
+        trace = result.generation.trace
+        if trace is not None:
+            for i, record in enumerate(data["samples"]):
+                record["trace"] = {"stages": ["raw", *result.rows[i].params.order],
+                                   **trace.row(i, len(record["token_ids"]))}
+        text = json.dumps(json_safe(data), ensure_ascii=False, indent=1, allow_nan=False)
+        out.write_text(text + "\n", encoding="utf-8")
+        return
+    if trace_top_n > 0:
+        print("note: the trace is only written to JSON output", file=sys.stderr)
+    df = flat_frame(result.dataframe())
+    if out.suffix.lower() == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, engine="pyarrow", index=False)
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    out = check_out(args.out)
+    if args.trace_top_n < 0:
+        raise ParamError("--trace-top-n", "a whole number >= 0", args.trace_top_n)
+
+    from tqdm import tqdm
+
+    from .generate import Engine, EngineLimits
+    from .models import load_model
+    from .sweep import stream_sweep
+
+    defaults = EngineLimits()
+    limits = EngineLimits(max_rows=args.max_rows if args.max_rows is not None else defaults.max_rows,
+                          max_total_tokens=args.max_total_tokens if args.max_total_tokens is not None
+                          else defaults.max_total_tokens)
+    check_budget(spec, limits.max_rows, limits.max_total_tokens)
+    rows = spec.rows()
+
+    print(f"loading model {args.model or 'bundled'} ...", file=sys.stderr)
+    try:
+        loaded = load_model(args.model)
+    except RuntimeError as exc:  # an environment problem (e.g. the bundled model's package is missing)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.trace_top_n > loaded.vocab_size:
+        raise ParamError("--trace-top-n", f"a whole number in [0, {loaded.vocab_size}] (the vocabulary size)",
+                         args.trace_top_n)
+    print(f"{loaded.name} on {loaded.device} ({loaded.load_seconds:.1f} s); {len(spec.cells())} cells x "
+          f"{spec.samples} samples = {len(rows)} rows in one batch", file=sys.stderr)
+    engine = Engine(loaded, limits)
+
+    running = len(rows)
+    result = None
+    with tqdm(total=max(r.params.max_new_tokens for r in rows), file=sys.stderr, desc="decoding",
+              unit="step", dynamic_ncols=True) as bar:
+        bar.set_postfix(running=running)
+        for update, result in stream_sweep(engine, spec, trace_top_n=args.trace_top_n):
+            running -= len(update.finished)
+            bar.set_postfix(running=running, refresh=False)
+            bar.update(1)
+    assert result is not None
+    gen = result.generation
+    print(f"{gen.generated_tokens} tokens in {gen.seconds:.2f} s "
+          f"({gen.generated_tokens / max(gen.seconds, 1e-9):.1f} tokens/s)", file=sys.stderr)
+
+    if out is None:
+        print_table(result.dataframe())
+        print("hint: add --out FILE.json (or .csv, .parquet) to keep every sample's tokens, logprobs and metrics",
+              file=sys.stderr)
+    else:
+        try:
+            write_output(result, out, loaded.name, args.trace_top_n)
+        except OSError as exc:
+            print(f"error: --out: could not write {str(out)!r}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {len(rows)} samples to {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse errors exit 2 with a usage line
+    try:
+        if args.command == "sweep":
+            return run_sweep_command(args)
+        parser.error(f"unknown command {args.command!r}")
+    except (ParamError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

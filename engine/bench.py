@@ -1,0 +1,231 @@
+"""Reference benchmark: the engine against transformers' `generate` and against the bare model forwards.
+
+    python -m engine.bench                 # 36 rows x 64 tokens, median of 3 interleaved repeats
+    python -m engine.bench --quick         # 16 tokens, 1 repeat: a smoke test
+
+Same process, same model, same tokens per row (min_new_tokens = max_new_tokens = N). Grid: temperature
+{0.3, 0.7, 1.0} x top_p {0.5, 0.9, 1.0}, --samples per cell. Methods, measured in interleaved order:
+  baseline       model.generate(..., num_return_sequences=samples) once per cell, sequentially
+  engine         Engine.generate of all rows in one batch, trace off
+  engine+trace   the same with trace_top_n > 0
+  forward        the floor: prefill once, copy the cache to every row, N-1 decode forwards, nothing else
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .generate import Engine
+from .models import LoadedModel, load_model
+from .params import SamplingParams
+
+PROMPT = "Explain how blockchain works in simple terms."
+TEMPERATURES = (0.3, 0.7, 1.0)
+TOP_PS = (0.5, 0.9, 1.0)
+METHODS = ("baseline", "engine", "engine+trace", "forward")
+
+
+@dataclass
+class Setup:
+    loaded: LoadedModel
+    engine: Engine
+    prompt_ids: list[int]
+    samples: int
+    trace_top_n: int
+
+    @property
+    def cells(self) -> list[tuple[float, float]]:
+        return [(t, p) for t in TEMPERATURES for p in TOP_PS]
+
+    @property
+    def rows(self) -> int:
+        return len(self.cells) * self.samples
+
+
+@dataclass
+class Timing:
+    seconds: list[float] = field(default_factory=list)
+    tokens: int = 0  # generated tokens of one run (checked equal across runs)
+    inner_share: list[float] = field(default_factory=list)  # engine only: forward_seconds / seconds
+
+
+def sync(loaded: LoadedModel) -> None:
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize(loaded.device)
+
+
+def run_baseline(s: Setup, tokens: int) -> tuple[int, float | None]:
+    """transformers' sampling, one generate call per cell as the tutorials do; returns generated tokens."""
+    model, eos = s.loaded.model, s.loaded.eos_token_ids[0]
+    input_ids = torch.tensor([s.prompt_ids], device=s.loaded.device)
+    attention_mask = torch.ones_like(input_ids)
+    torch.manual_seed(0)
+    total = 0
+    for t, p in s.cells:
+        out = model.generate(input_ids, attention_mask=attention_mask, do_sample=True, temperature=t, top_p=p,
+                             top_k=0, num_return_sequences=s.samples, min_new_tokens=tokens,
+                             max_new_tokens=tokens, pad_token_id=eos)
+        total += out.shape[0] * (out.shape[1] - input_ids.shape[1])
+    return total, None
+
+
+def run_engine(s: Setup, tokens: int, trace_top_n: int) -> tuple[int, float | None]:
+    params = [SamplingParams(temperature=t, top_p=p, min_new_tokens=tokens, max_new_tokens=tokens, seed=0)
+              for t, p in s.cells for _ in range(s.samples)]
+    samples = [i for _ in s.cells for i in range(s.samples)]
+    result = s.engine.generate(s.prompt_ids, params, sample_indices=samples, trace_top_n=trace_top_n)
+    return result.generated_tokens, result.forward_seconds / result.seconds
+
+
+@torch.inference_mode()
+def run_forward(s: Setup, tokens: int) -> tuple[int, float | None]:
+    """Exactly the model forwards the engine does (prefill at batch 1, N-1 decode steps at full batch)."""
+    model = s.loaded.model
+    prompt = torch.tensor([s.prompt_ids], device=s.loaded.device)
+    output = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+    cache = output.past_key_values
+    cache.batch_repeat_interleave(s.rows)
+    next_ids = output.logits[:, -1, :].argmax(-1).expand(s.rows)
+    for _ in range(tokens - 1):
+        output = model(input_ids=next_ids[:, None], past_key_values=cache, use_cache=True)
+        next_ids = output.logits[:, -1, :].argmax(-1)
+    return s.rows * tokens, None
+
+
+def runners(s: Setup) -> dict[str, Callable[[int], tuple[int, float | None]]]:
+    return {
+        "baseline": lambda n: run_baseline(s, n),
+        "engine": lambda n: run_engine(s, n, 0),
+        "engine+trace": lambda n: run_engine(s, n, s.trace_top_n),
+        "forward": lambda n: run_forward(s, n),
+    }
+
+
+def measure(s: Setup, tokens: int, repeats: int) -> dict[str, Timing]:
+    fns = runners(s)
+    for name, fn in fns.items():  # one short warm-up of each
+        log(f"warm-up {name}")
+        fn(min(tokens, 4))
+    timings = {name: Timing() for name in METHODS}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            sync(s.loaded)
+            start = time.perf_counter()
+            generated, share = fn(tokens)
+            sync(s.loaded)
+            seconds = time.perf_counter() - start
+            timing = timings[name]
+            if timing.tokens and generated != timing.tokens:
+                raise RuntimeError(f"{name}: generated {generated} tokens, earlier {timing.tokens}")
+            timing.tokens = generated
+            timing.seconds.append(seconds)
+            if share is not None:
+                timing.inner_share.append(share)
+            log(f"repeat {r + 1}/{repeats} {name}: {seconds:.2f} s ({generated} tokens)")
+    return timings
+
+
+def summarize(s: Setup, timings: dict[str, Timing], args: argparse.Namespace) -> dict:
+    expected = s.rows * args.tokens
+    med = {name: statistics.median(t.seconds) for name, t in timings.items()}
+    tps = {name: timings[name].tokens / med[name] for name in METHODS}
+    return {
+        "command": "python -m engine.bench " + shlex.join(sys.argv[1:]),
+        "model": s.loaded.name, "device": str(s.loaded.device), "dtype": str(s.loaded.dtype).removeprefix("torch."),
+        "torch": torch.__version__, "transformers": _transformers_version(), "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "prompt_tokens": len(s.prompt_ids), "rows": s.rows,
+        "tokens_per_row": args.tokens, "repeats": args.repeats, "trace_top_n": s.trace_top_n,
+        "expected_tokens": expected,
+        "methods": {name: {"median_s": med[name], "runs_s": timings[name].seconds, "tokens": timings[name].tokens,
+                           "tokens_per_s": tps[name], "x_baseline": tps[name] / tps["baseline"]}
+                    for name in METHODS},
+        "engine_vs_baseline": tps["engine"] / tps["baseline"],
+        "engine_trace_vs_baseline": tps["engine+trace"] / tps["baseline"],
+        "forward_share": med["forward"] / med["engine"],
+        "forward_share_trace": med["forward"] / med["engine+trace"],
+        "inner_forward_share": statistics.median(timings["engine"].inner_share),
+        "inner_forward_share_trace": statistics.median(timings["engine+trace"].inner_share),
+    }
+
+
+def report(summary: dict) -> str:
+    m = summary["methods"]
+    lines = ["| method | median s | tokens/s | x baseline |", "|---|---:|---:|---:|"]
+    for name in METHODS:
+        lines.append(f"| {name} | {m[name]['median_s']:.3f} | {m[name]['tokens_per_s']:.1f} | "
+                     f"{m[name]['x_baseline']:.2f} |")
+    bad = [n for n in METHODS if m[n]["tokens"] != summary["expected_tokens"]]
+    return "\n".join(lines + [
+        "",
+        f"engine / baseline (tokens/s): {summary['engine_vs_baseline']:.2f}x trace off, "
+        f"{summary['engine_trace_vs_baseline']:.2f}x trace on (top {summary['trace_top_n']})",
+        f"forward share of engine time: floor {summary['forward_share']:.0%} trace off, "
+        f"{summary['forward_share_trace']:.0%} trace on; engine's own forward_seconds/seconds "
+        f"{summary['inner_forward_share']:.0%} trace off, {summary['inner_forward_share_trace']:.0%} trace on",
+        f"{summary['rows']} rows x {summary['tokens_per_row']} tokens (prompt {summary['prompt_tokens']} tokens), "
+        f"median of {summary['repeats']} interleaved repeats"
+        + (f"; WARNING token counts differ from {summary['expected_tokens']}: {bad}" if bad else ""),
+        "runs (s): " + "; ".join(f"{n} " + "/".join(f"{x:.2f}" for x in m[n]["runs_s"]) for n in METHODS),
+        f"model {summary['model']}, device {summary['device']}, dtype {summary['dtype']}, torch {summary['torch']}, "
+        f"transformers {summary['transformers']}, python {summary['python']}, threads {summary['threads']}",
+        f"command: {summary['command']}",
+    ])
+
+
+def _transformers_version() -> str:
+    import transformers
+    return transformers.__version__
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="model name/path (default: the bundled SmolLM2)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)")
+    ap.add_argument("--tokens", type=int, default=64, help="new tokens per row (min = max)")
+    ap.add_argument("--samples", type=int, default=4, help="samples per grid cell")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved measured runs per method")
+    ap.add_argument("--trace-top-n", type=int, default=10, help="top-N kept by the trace in the traced run")
+    ap.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
+    ap.add_argument("--quick", action="store_true", help="smoke test: --tokens 16 --repeats 1")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.tokens, args.repeats = 16, 1
+    for name in ("tokens", "samples", "repeats", "trace_top_n"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()  # one generation-config notice per cell would drown the progress lines
+    log("loading model")
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    engine = Engine(loaded)
+    setup = Setup(loaded, engine, engine.encode(PROMPT), args.samples, args.trace_top_n)
+    log(f"{loaded.name} on {loaded.device} ({loaded.dtype}), {setup.rows} rows x {args.tokens} tokens")
+    summary = summarize(setup, measure(setup, args.tokens, args.repeats), args)
+    print(report(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+        log(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
