@@ -19,7 +19,7 @@ from .models import LoadedModel
 from .params import DEFAULT_ORDER, ParamError, SamplingParams, word_variants
 from .processors import DecodeState, RowParams, apply_pipeline, plan_stages
 from .sampling import choose_next, row_keys
-from .trace import StageSummary, Trace, summarize
+from .trace import StageSummary, Trace, log_normalizer_and_entropy, summarize
 
 FINISH_REASONS = ("length", "stop", "cancelled")
 
@@ -179,8 +179,8 @@ class Engine:
         step = 0
         for step in range(max_steps):
             # 1. every row's processors, in its own order; the trace summarises each stage that changed
-            raw = summarize(logits, max(trace_top_n, 1))
-            stages: list[StageSummary] = [raw]
+            raw_lse, raw_entropy = log_normalizer_and_entropy(logits)  # [b], [b]
+            stages: list[StageSummary] = [summarize(logits, trace_top_n)] if trace is not None else []
 
             def on_stage(_: int, scores: torch.Tensor, changed: bool) -> None:
                 if trace is not None:
@@ -188,12 +188,13 @@ class Engine:
 
             scores = apply_pipeline(logits, rows.state, rows.params, plans, on_stage)
             # a row whose processors removed every token falls back to its raw logits rather than emit NaN
-            scores = torch.where(torch.isinf(scores).all(-1, keepdim=True), logits, scores)
+            scores = torch.where((scores.amax(-1, keepdim=True) == float("-inf")), logits, scores)
 
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
             chosen = choose_next(scores, rows.params.greedy, row_keys(rows.seeds, rows.samples, step))  # [b]
-            final_logp = torch.log_softmax(scores, dim=-1).gather(1, chosen[:, None])[:, 0]
-            history.append((rows.ids, chosen, raw.log_probs.gather(1, chosen[:, None])[:, 0], final_logp, raw.entropy))
+            final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)
+            raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse
+            history.append((rows.ids, chosen, raw_logp, final_logp, raw_entropy))
             if trace is not None:
                 trace.record(step, rows.ids, stages, chosen)
             rows.state.append(chosen)

@@ -260,14 +260,43 @@ def top_k(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Te
 
 
 def top_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Keep the smallest top set whose mass reaches top_p (transformers' TopPLogitsWarper, batched).
+
+    transformers sorts the whole vocabulary ascending and removes tokens whose cumulative probability is
+    <= 1 - top_p. On the CPU that cumulative sum is accumulated in float64, so for a token near the top it
+    equals (total mass - mass above it) computed in float64: the top candidates from one topk decide the cut,
+    without sorting 49k entries per row. Rows whose cut is not inside the candidates, or falls between two
+    tokens of exactly equal probability (where the full sort's tie order decides), take the full sort.
+    """
+    threshold = (1 - rows.top_p).to(scores.dtype)  # float64 arithmetic then float32, like a Python float
+    probs = scores.softmax(dim=-1)
+    k = min(_TOP_P_CANDIDATES, scores.shape[1])
+    top_probs, top_ids = probs.topk(k, dim=-1)  # [B, k] descending
+    top64 = top_probs.double()
+    mass_up_to = (probs.double().sum(-1, keepdim=True) - (top64.cumsum(-1) - top64)).to(scores.dtype)
+    remove_top = mass_up_to <= threshold  # [B, k]; monotone: kept tokens form a prefix
+    remove_top[:, 0] = False  # keep at least one token
+    kept = (~remove_top).sum(-1)  # [B]
+    boundary = kept.clamp(max=k - 1)
+    tie = top_probs.gather(1, (kept - 1)[:, None])[:, 0] == top_probs.gather(1, boundary[:, None])[:, 0]
+    exact = remove_top[:, -1] & ~tie  # the cut is inside the candidates and not between equal tokens
+    remove = torch.ones_like(scores, dtype=torch.bool).scatter(1, top_ids, remove_top)
+    if not bool(exact.all()):
+        slow = (~exact).nonzero()[:, 0]
+        remove[slow] = _top_p_full_sort(scores[slow], threshold[slow])
+    return scores.masked_fill(remove, NEG_INF)
+
+
+_TOP_P_CANDIDATES = 256
+
+
+def _top_p_full_sort(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """transformers' own computation: [b, V] scores -> [b, V] remove mask."""
     sorted_logits, sorted_indices = torch.sort(scores, descending=False)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    # remove the low tail whose mass is <= 1 - top_p; the threshold is computed in float64 then rounded to
-    # float32, as transformers' Python-float arithmetic does
-    remove_sorted = cumulative <= (1 - rows.top_p).to(scores.dtype)
+    remove_sorted = cumulative <= threshold
     remove_sorted[:, -1] = False  # keep at least one token
-    remove = remove_sorted.scatter(1, sorted_indices, remove_sorted)
-    return scores.masked_fill(remove, NEG_INF)
+    return remove_sorted.scatter(1, sorted_indices, remove_sorted)
 
 
 def min_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:

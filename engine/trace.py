@@ -32,6 +32,14 @@ def summarize(scores: torch.Tensor, top_n: int) -> StageSummary:
     return StageSummary(entropy, (probs > 0).sum(-1), top_ids, top_probs, log_probs)
 
 
+def log_normalizer_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logsumexp [B] and entropy [B] of softmax(logits) for finite logits, in three passes over [B, V]
+    (what every run records for the raw distribution, trace or not)."""
+    lse = logits.logsumexp(dim=-1)
+    entropy = lse - (logits.softmax(dim=-1) * logits).sum(-1)
+    return lse, entropy
+
+
 def chosen_stats(summary: StageSummary, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability and rank (1 = most likely) of the chosen tokens [B] under one stage."""
     chosen_logp = summary.log_probs.gather(1, chosen[:, None])  # [B, 1]

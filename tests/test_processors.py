@@ -221,3 +221,12 @@ def test_a_row_in_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
         alone_state = DecodeState.start(tokens[row:row + 1, :PROMPT_LEN], V, generated=tokens[row:row + 1, PROMPT_LEN:])
         alone = apply_pipeline(logits[row:row + 1], alone_state, RowParams.build([p], EOS, V))
         assert_row_equal(together[row], alone[0], row, str(p))
+
+
+@pytest.mark.parametrize("candidates", [1, 3, 40, V])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_top_p_fast_path_and_fallback_both_match_transformers(monkeypatch, candidates: int, seed: int) -> None:
+    """top_p decides most cuts from a topk of candidates; a cut outside them, or between tied tokens, re-sorts."""
+    import engine.processors as processors
+    monkeypatch.setattr(processors, "_TOP_P_CANDIDATES", candidates)
+    test_scalar_processors_match_transformers("top_p", seed, 5)
