@@ -134,20 +134,6 @@ def check_out(path: str | None) -> Path | None:
     return out
 
 
-def check_budget(spec: SweepSpec, max_rows: int, max_total_tokens: int) -> None:
-    """The engine's own budget checks (Engine.check), run before the model loads."""
-    for flag, value in (("--max-rows", max_rows), ("--max-total-tokens", max_total_tokens)):
-        if value < 1:
-            raise ParamError(flag, "a whole number >= 1", value)
-    rows = spec.rows()
-    if len(rows) > max_rows:
-        raise ParamError("rows", f"at most {max_rows} rows (cells x samples) per run; raise --max-rows", len(rows))
-    total = sum(r.params.max_new_tokens for r in rows)
-    if total > max_total_tokens:
-        raise ParamError("max_new_tokens", f"a budget of at most {max_total_tokens} new tokens in all (rows x "
-                                           "max_new_tokens; raise --max-total-tokens); this run asks for", total)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Decoding playground engine.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -251,7 +237,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     limits = EngineLimits(max_rows=args.max_rows if args.max_rows is not None else defaults.max_rows,
                           max_total_tokens=args.max_total_tokens if args.max_total_tokens is not None
                           else defaults.max_total_tokens)
-    check_budget(spec, limits.max_rows, limits.max_total_tokens)
+    for flag, value in (("--max-rows", limits.max_rows), ("--max-total-tokens", limits.max_total_tokens)):
+        if value < 1:
+            raise ParamError(flag, "a whole number >= 1", value)
+    limits.check([r.params for r in spec.rows()])
     rows = spec.rows()
 
     print(f"loading model {args.model or 'bundled'} ...", file=sys.stderr)

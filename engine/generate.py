@@ -31,6 +31,17 @@ class EngineLimits:
     max_rows: int = 512
     max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
 
+    def check(self, params: Sequence[SamplingParams]) -> None:
+        """Refuse a run over the budget (needs no model, so callers can check before loading one)."""
+        if not params:
+            raise ParamError("rows", "at least one configuration", 0)
+        if len(params) > self.max_rows:
+            raise ParamError("rows", f"at most {self.max_rows} rows (cells x samples) per run", len(params))
+        total = sum(p.max_new_tokens for p in params)
+        if total > self.max_total_tokens:
+            raise ParamError("max_new_tokens", f"a budget of at most {self.max_total_tokens} new tokens in all "
+                                               f"(rows x max_new_tokens); this run asks for", total)
+
 
 @dataclass
 class RowResult:
@@ -107,14 +118,7 @@ class Engine:
         """Refuse work over the budget or beyond the model's context, before any of it starts."""
         if not prompt_ids:
             raise ParamError("prompt", "a non-empty prompt", "")
-        if not params:
-            raise ParamError("rows", "at least one configuration", 0)
-        if len(params) > self.limits.max_rows:
-            raise ParamError("rows", f"at most {self.limits.max_rows} rows (cells x samples) per run", len(params))
-        total = sum(p.max_new_tokens for p in params)
-        if total > self.limits.max_total_tokens:
-            raise ParamError("max_new_tokens", f"a budget of at most {self.limits.max_total_tokens} new tokens in all "
-                                               f"(rows x max_new_tokens); this run asks for", total)
+        self.limits.check(params)
         longest = len(prompt_ids) + max(p.max_new_tokens for p in params)
         if longest > self.loaded.context_length:
             raise ParamError("prompt", f"at most {self.loaded.context_length} tokens together with max_new_tokens "

@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 # The order in which transformers applies its processors (GenerationMixin._get_logits_processor), with
 # OpenAI's presence/frequency penalties placed right after transformers' repetition penalty.
@@ -340,9 +340,3 @@ class SweepSpec:
         axes = tuple(Axis(a["name"], tuple(a["values"])) for a in d.get("axes", []))
         return cls(prompt=d.get("prompt", ""), base=from_dict(d.get("base", {})), axes=axes,
                    samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"))
-
-
-def iter_axis_values(spec: SweepSpec) -> Iterator[str]:
-    """Human-readable names of the axes, for progress messages."""
-    for a in spec.axes:
-        yield f"{a.name}={list(a.values)}"
