@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .params import FIELD_NAMES, Axis, ParamError, SweepSpec, from_dict
+from .values import parse_axis_values, parse_value
 
 OUT_FORMATS = (".json", ".csv", ".parquet")
-STRING_LIST_FIELDS = frozenset({"stop", "bad_words"})
 TABLE_METRICS = ("num_tokens", "distinct_2", "mean_logprob", "perplexity")
 TEXT_WIDTH = 60
 
@@ -27,8 +27,9 @@ values:
                      otherwise taken as a plain string. stop / bad_words take a JSON list or one string
                      (--set stop=.  or  --set 'stop=["\\n", "."]'); order takes "a>b>c" or a JSON list
                      (a partial order permutes just the named processors). Repeat --set or give several.
-  --axis NAME=V1,V2  values split on commas outside brackets and quotes; each is parsed like --set.
-                     --axis temperature=0.3,0.7,1.0
+  --axis NAME=V1,V2  values split on commas outside brackets and quotes; each is parsed like --set;
+                     numeric ranges START:STOP:STEP (stop included) may stand for values.
+                     --axis temperature=0.3,0.7,1.0     --axis top_p=0.5:1.0:0.25
                      --axis order=temperature>min_p,min_p>temperature
                      --axis 'stop=["\\n"],["."]'   (one JSON list per value)
                      At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
@@ -51,47 +52,6 @@ examples:
 
 
 # -- parsing ---------------------------------------------------------------------------------------------
-
-def parse_value(name: str, text: str) -> Any:
-    """A --set / --axis value: JSON when it parses, else the plain string (field-aware for text fields)."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if name in STRING_LIST_FIELDS and not isinstance(value, (str, list)):
-        return text  # --set stop=1 means the string "1"
-    if name == "order" and not isinstance(value, list):
-        return text  # "a>b>c" (normalize_order parses it)
-    return value
-
-
-def split_values(text: str) -> list[str]:
-    """Split on commas that are outside [...], {...} and "..." (so JSON lists can be axis values)."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return [p.strip() for p in parts]
-
 
 def split_assignment(text: str, flag: str, example: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
@@ -116,7 +76,7 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     axes = []
     for item in args.axis or []:
         name, values = split_assignment(item, "--axis", "temperature=0.3,1.0")
-        axes.append(Axis(name, tuple(parse_value(name, v) for v in split_values(values))))
+        axes.append(Axis(name, parse_axis_values(name, values)))
     if args.raw and args.system:
         raise ParamError("--system", "left out with --raw (the raw prompt has no chat template)", args.system)
     return SweepSpec(prompt=args.prompt, base=from_dict(base), axes=tuple(axes), samples=args.samples,

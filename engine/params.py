@@ -280,6 +280,7 @@ class SweepRow:
 
 
 MAX_AXES = 3
+MAX_CELLS = 4096
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,9 @@ class SweepSpec:
             raise ParamError("axes", "distinct parameter names", names)
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ParamError("samples", "a whole number >= 1", self.samples)
+        cells = math.prod(len(a.values) for a in self.axes)
+        if cells > MAX_CELLS:  # refuse before building every cell's parameters
+            raise ParamError("axes", f"at most {MAX_CELLS} cells (the product of the axes' lengths)", cells)
         self.cells()  # validate every cell's parameters before any work
 
     def cells(self) -> list[tuple[tuple[tuple[str, Any], ...], SamplingParams]]:

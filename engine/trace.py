@@ -88,3 +88,34 @@ class Trace:
             "top_ids": self.top_ids[:length, :, row].tolist(),
             "top_probs": self.top_probs[:length, :, row].tolist(),
         }
+
+
+def stage_stats(probs: torch.Tensor, chosen: int) -> list[dict]:
+    """Per-stage numbers of one replayed (row, step), for the stage table and the plot annotations.
+
+    probs: [S, V], stage 0 raw, each row summing to 1 with removed tokens exactly 0; chosen: a token id.
+    Returns one dict per stage: entropy (nats), support (tokens with p > 0), mass_kept (the RAW probability
+    of the tokens still alive at that stage: how much of the model's own belief survives the processors),
+    chosen_prob, chosen_rank (1 = most likely; ties share the better rank) and top_prob.
+    Computed in float64 so that tiny probabilities do not vanish from the entropy and the kept mass.
+    """
+    p = probs.detach().to(device="cpu", dtype=torch.float64)  # [S, V]
+    alive = p > 0  # [S, V]
+    plogp = torch.where(alive, p * torch.log(torch.where(alive, p, 1.0)), 0.0)  # [S, V]; 0 log 0 = 0
+    entropy = -plogp.sum(-1)  # [S]
+    support = alive.sum(-1)  # [S]
+    mass_kept = torch.where(alive, p[0:1], 0.0).sum(-1)  # [S]
+    chosen_prob = p[:, chosen]  # [S]
+    chosen_rank = (p > chosen_prob[:, None]).sum(-1) + 1  # [S]
+    top_prob = p.max(-1).values  # [S]
+    return [
+        {
+            "entropy": float(entropy[s]),
+            "support": int(support[s]),
+            "mass_kept": float(mass_kept[s]),
+            "chosen_prob": float(chosen_prob[s]),
+            "chosen_rank": int(chosen_rank[s]),
+            "top_prob": float(top_prob[s]),
+        }
+        for s in range(p.shape[0])
+    ]

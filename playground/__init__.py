@@ -1,5 +1,5 @@
-"""The web UI (Gradio). Generation logic lives in `engine`; this package only builds pages and wires events."""
+"""The web UI (Gradio). Generation logic lives in `engine`; this package builds the page and wires events."""
 
-from .simple import build_demo
+from .ui import build_demo
 
 __all__ = ["build_demo"]

@@ -13,3 +13,26 @@ def bundled() -> LoadedModel:
 @pytest.fixture
 def tiny() -> LoadedModel:
     return tiny_random_model()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(bundled):
+    """The whole app on the bundled model, launched once in this process on a free port."""
+    from engine.generate import Engine
+    from playground import build_demo
+
+    demo = build_demo(Engine(bundled))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

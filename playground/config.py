@@ -1,0 +1,241 @@
+"""The whole state a share link or a preset reproduces, and its two text forms (URL query, preset JSON).
+
+No Gradio here: the UI turns its widgets into a PlaygroundConfig and back; this module only knows the state.
+Both text forms hold only what differs from the defaults, so links stay short and presets stay readable.
+Sampling parameters are compared with SamplingParams() (the no-op values), not with the UI's starting
+values, so a link means the same thing even if the page's starting values change later.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from engine.params import FIELD_NAMES, MAX_AXES, Axis, ParamError, SamplingParams, SweepSpec, from_dict
+from engine.values import changed_params, format_value, parse_axis_values, parse_value
+
+VIEWS = ("generate", "sweep", "distributions")
+COLOR_BY = ("raw", "final")
+MAX_SAMPLES = 16
+MAX_INDEX = 100_000  # sample / step indices: a bound for link input, as large as max_new_tokens allows
+URL_SAFE = ":,"  # allowed as they are in a query; keeps axis=temperature:0.2,0.9 readable
+
+
+def default_params() -> SamplingParams:
+    """The page's starting parameters: a little below temperature 1, short outputs that run in seconds."""
+    return SamplingParams(temperature=0.8, max_new_tokens=48)
+
+
+@dataclass(frozen=True)
+class PlaygroundConfig:
+    """Prompt, parameters, sweep axes and which view / output / step is shown. Validated on construction."""
+
+    prompt: str
+    raw: bool = False
+    system_prompt: str = ""
+    params: SamplingParams = field(default_factory=default_params)
+    samples: int = 3  # samples in the Generate view, and samples per cell in a sweep
+    axes: tuple[tuple[str, str], ...] = ()  # (parameter name, values text as typed), at most 3
+    view: str = "generate"
+    sample: int = 0  # which output the Distributions view shows
+    step: int = 0  # which step of that output
+    color_by: str = "final"  # colour tokens by their "raw" or "final" probability
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "axes", _axes_tuple(self.axes))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ParamError naming the first bad field; axis values must parse and suit their field."""
+        for name in ("prompt", "system_prompt"):
+            _check_text(name, getattr(self, name))
+        if not isinstance(self.raw, bool):
+            raise ParamError("raw", "true or false", self.raw)
+        if not isinstance(self.params, SamplingParams):
+            raise ParamError("params", "SamplingParams", self.params)
+        _check_whole("samples", self.samples, 1, MAX_SAMPLES)
+        _check_whole("sample", self.sample, 0, MAX_INDEX - 1)
+        _check_whole("step", self.step, 0, MAX_INDEX - 1)
+        if self.view not in VIEWS:
+            raise ParamError("view", f"one of {', '.join(VIEWS)}", self.view)
+        if self.color_by not in COLOR_BY:
+            raise ParamError("color_by", f"one of {', '.join(COLOR_BY)}", self.color_by)
+        self.parsed_axes()
+
+    def parsed_axes(self) -> tuple[Axis, ...]:
+        """The axes with their values parsed; each value is checked against the base parameters."""
+        if len(self.axes) > MAX_AXES:
+            raise ParamError("axes", f"at most {MAX_AXES} axes", [name for name, _ in self.axes])
+        names = [name for name, _ in self.axes]
+        if len(set(names)) != len(names):
+            raise ParamError("axes", "distinct parameter names", names)
+        parsed = []
+        for name, text in self.axes:
+            if name not in FIELD_NAMES:
+                raise ParamError("axis", f"a parameter name from {list(FIELD_NAMES)}", name)
+            values = parse_axis_values(name, text)
+            for value in values:  # one axis at a time: linear, unlike the full grid SweepSpec builds
+                self.params.replace(**{name: value})
+            parsed.append(Axis(name, values))
+        return tuple(parsed)
+
+    def sweep_spec(self) -> SweepSpec:
+        """The SweepSpec of this state (the grid of the axes x samples; no axes is one cell)."""
+        return SweepSpec(prompt=self.prompt, base=self.params, axes=self.parsed_axes(), samples=self.samples,
+                         raw=self.raw, system_prompt=self.system_prompt or None)
+
+    def replace(self, **changes: Any) -> "PlaygroundConfig":
+        return dataclasses.replace(self, **changes)
+
+    # -- share links --------------------------------------------------------------------------------------
+
+    def to_query(self) -> str:
+        """A URL query holding only what differs from the defaults; from_query reads it back exactly."""
+        pairs: list[tuple[str, str]] = [("prompt", self.prompt)]
+        for key, value in self._changed_state().items():
+            text = value if key in _TEXT_FIELDS else format_value(key, value)
+            pairs.append((_QUERY_KEYS[key], text))
+        pairs += [(name, format_value(name, value)) for name, value in changed_params(self.params).items()]
+        pairs += [("axis", f"{name}:{text}") for name, text in self.axes]
+        return urlencode(pairs, safe=URL_SAFE)
+
+    @classmethod
+    def from_query(cls, query: "Mapping[str, str | list[str]] | str") -> "PlaygroundConfig":
+        """The state of a share link: a query string, or a mapping such as parse_qs returns.
+
+        A missing key takes its default (SamplingParams() for parameters); an unknown or repeated key, or a
+        bad value, is a ParamError naming it. With a request's query params, pass str(params) so that
+        repeated axis keys survive.
+        """
+        items = _query_items(query)
+        state: dict[str, Any] = {"prompt": ""}  # parse_qs drops "prompt=" when the prompt is empty
+        params: dict[str, Any] = {}
+        axes: list[tuple[str, str]] = []
+        for key, value in items:
+            if key == "axis":
+                axes.append(_split_axis(value))
+            elif _STATE_KEYS.get(key) in _TEXT_FIELDS:
+                state[_STATE_KEYS[key]] = value
+            elif key in _STATE_KEYS:
+                state[_STATE_KEYS[key]] = parse_value(key, value)
+            elif key in FIELD_NAMES:
+                params[key] = parse_value(key, value)
+            else:
+                raise ParamError(key, "a known link key (prompt, raw, system, view, samples, sample, step, "
+                                      "color_by, axis or a parameter name)", value)
+        return cls(params=from_dict(params), axes=tuple(axes), **state)
+
+    # -- presets ------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset JSON form: parameters that differ from SamplingParams(); sample/step/color_by if set."""
+        data: dict[str, Any] = {"view": self.view, "prompt": self.prompt, "raw": self.raw,
+                                "system_prompt": self.system_prompt, "samples": self.samples,
+                                "params": changed_params(self.params),
+                                "axes": [{"name": name, "values": text} for name, text in self.axes]}
+        for key in ("sample", "step", "color_by"):
+            if getattr(self, key) != _DEFAULTS[key]:
+                data[key] = getattr(self, key)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PlaygroundConfig":
+        """Inverse of to_dict; missing keys take their defaults (SamplingParams() for parameters)."""
+        if not isinstance(data, Mapping):
+            raise ParamError("config", "an object of key: value", data)
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ParamError(unknown[0], f"one of the known keys ({', '.join(sorted(allowed))})", data[unknown[0]])
+        if "prompt" not in data:
+            raise ParamError("prompt", "given", None)
+        state = {k: v for k, v in data.items() if k not in ("params", "axes")}
+        return cls(params=from_dict(data.get("params", {})), axes=_axes_from_json(data.get("axes", [])), **state)
+
+    def _changed_state(self) -> dict[str, Any]:
+        """State fields (not prompt, params, axes) that differ from their defaults, in declaration order."""
+        return {key: getattr(self, key) for key in _DEFAULTS if getattr(self, key) != _DEFAULTS[key]}
+
+
+# Link keys of the state fields; "system" is shorter than system_prompt and reads well in a URL.
+_STATE_KEYS = {"prompt": "prompt", "raw": "raw", "system": "system_prompt", "view": "view",
+               "samples": "samples", "sample": "sample", "step": "step", "color_by": "color_by"}
+_QUERY_KEYS = {field_name: key for key, field_name in _STATE_KEYS.items()}
+_TEXT_FIELDS = frozenset({"prompt", "system_prompt"})  # taken as typed, never read as JSON
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlaygroundConfig)
+             if f.name not in ("prompt", "params", "axes")}
+
+
+def _query_items(query: "Mapping[str, str | list[str]] | str") -> list[tuple[str, str]]:
+    """(key, value) pairs; only `axis` may repeat."""
+    if isinstance(query, str):
+        query = parse_qs(_query_part(query), keep_blank_values=True)
+    if not isinstance(query, Mapping):
+        raise ParamError("query", "a query string or a mapping of key -> value(s)", query)
+    items: list[tuple[str, str]] = []
+    for key, value in query.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, str) for v in values):
+            raise ParamError(str(key), "text", value)
+        if len(values) != 1 and key != "axis":
+            raise ParamError(str(key), "given once", values)
+        items += [(str(key), v) for v in values]
+    return items
+
+
+def _query_part(text: str) -> str:
+    """The query of a whole link (https://host/?a=b), or the text itself without a leading "?"."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed "[" in what looked like a host: not a link, so a plain query
+        return text.removeprefix("?")
+    return parts.query if parts.scheme and parts.netloc else text.removeprefix("?")
+
+
+def _split_axis(text: str) -> tuple[str, str]:
+    name, sep, values = text.partition(":")
+    if not sep or not name.strip():
+        raise ParamError("axis", "NAME:VALUES (e.g. axis=temperature:0.2,0.9)", text)
+    return name.strip(), values
+
+
+def _axes_tuple(axes: Any) -> tuple[tuple[str, str], ...]:
+    """Axes as a tuple of (name, text) pairs, so the config stays hashable whatever sequence was given."""
+    if not isinstance(axes, (list, tuple)):
+        raise ParamError("axes", "a list of (name, values text) pairs", axes)
+    pairs = []
+    for axis in axes:
+        if (not isinstance(axis, (list, tuple)) or len(axis) != 2
+                or not all(isinstance(part, str) for part in axis)):
+            raise ParamError("axes", "a list of (name, values text) pairs", axis)
+        pairs.append((axis[0], axis[1]))
+    return tuple(pairs)
+
+
+def _axes_from_json(axes: Any) -> tuple[tuple[str, str], ...]:
+    """Preset axes [{"name": ..., "values": "text as typed"}] as (name, text) pairs."""
+    if not isinstance(axes, list):
+        raise ParamError("axes", 'a list of {"name": ..., "values": ...}', axes)
+    pairs = []
+    for axis in axes:
+        if not isinstance(axis, Mapping) or set(axis) != {"name", "values"}:
+            raise ParamError("axes", 'a list of {"name": ..., "values": "text as typed"}', axis)
+        pairs.append((axis["name"], axis["values"]))
+    return _axes_tuple(pairs)
+
+
+def _check_whole(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ParamError(name, f"a whole number in [{low}, {high}]", value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(name: str, value: Any) -> None:
+    """Text that survives a URL: any str without unpaired surrogates (they have no UTF-8 form)."""
+    if not isinstance(value, str) or _SURROGATE.search(value):
+        raise ParamError(name, "text", value)

@@ -1,0 +1,165 @@
+"""Every SamplingParams knob as a widget description: group, kind, range and a one-line `info`.
+
+One table drives the whole parameter panel: the UI builds widgets from CONTROLS in this order, passes their
+values back in the same order, and `params_from_values` turns them into validated SamplingParams. Text
+fields (stop, bad_words, sequence_bias, order) have one textual form, parsed and printed here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict
+
+GROUPS = ("Sampling", "Penalties", "Length and stopping", "Seed")
+
+
+@dataclass(frozen=True)
+class Control:
+    """One knob. kind: "slider", "number", "checkbox", "text" or "order"."""
+
+    field: str
+    group: str
+    kind: str
+    info: str
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    placeholder: str = ""
+
+
+CONTROLS: tuple[Control, ...] = (
+    # Sampling
+    Control("do_sample", "Sampling", "checkbox", "Sample from the distribution; off = greedy (always the most likely token)."),
+    Control("temperature", "Sampling", "slider", "Divides the logits: < 1 sharpens, > 1 flattens; 0 = greedy.", 0.0, 2.5, 0.05),
+    Control("top_k", "Sampling", "slider", "Keep only the k most likely tokens; 0 = off.", 0, 200, 1),
+    Control("top_p", "Sampling", "slider", "Nucleus: keep the smallest set of tokens whose mass reaches p; 1 = off.", 0.01, 1.0, 0.01),
+    Control("min_p", "Sampling", "slider", "Drop tokens less likely than min_p x the top token's probability; 0 = off.", 0.0, 1.0, 0.01),
+    Control("typical_p", "Sampling", "slider", "Keep tokens whose surprise is closest to the entropy, up to mass p; 1 = off.", 0.01, 1.0, 0.01),
+    Control("epsilon_cutoff", "Sampling", "slider", "Drop tokens with probability below epsilon; 0 = off.", 0.0, 0.01, 0.0001),
+    Control("eta_cutoff", "Sampling", "slider", "Entropy-adaptive cutoff (eta sampling); 0 = off.", 0.0, 0.01, 0.0001),
+    # Penalties
+    Control("repetition_penalty", "Penalties", "slider", "Divide (or multiply, if negative) logits of tokens already seen in prompt or output; 1 = off.", 0.5, 2.5, 0.05),
+    Control("presence_penalty", "Penalties", "slider", "OpenAI: subtract this from every token already generated once; 0 = off.", -2.0, 2.0, 0.1),
+    Control("frequency_penalty", "Penalties", "slider", "OpenAI: subtract this x the count of each generated token; 0 = off.", -2.0, 2.0, 0.1),
+    Control("no_repeat_ngram_size", "Penalties", "slider", "Forbid repeating any n-gram of this size; 0 = off.", 0, 10, 1),
+    Control("bad_words", "Penalties", "text", "Words never generated (comma-separated; also banned with a leading space).",
+            placeholder="e.g. very, really"),
+    Control("sequence_bias", "Penalties", "text", "Add a bias to the logits of words: one `word: bias` per line (-inf bans).",
+            placeholder="e.g. the: -5"),
+    # Length and stopping
+    Control("max_new_tokens", "Length and stopping", "slider", "Stop after this many new tokens.", 1, 512, 1),
+    Control("min_new_tokens", "Length and stopping", "slider", "The end-of-text token is masked until this many tokens exist.", 0, 256, 1),
+    Control("stop", "Length and stopping", "text", "Stop strings, one per line (\\n for a newline); the output is cut before them.",
+            placeholder="e.g. \\n\\n"),
+    # Seed
+    Control("seed", "Seed", "number", "A sample's randomness depends only on (seed, sample index, step): same seed, same text.", 0, 2**31 - 1, 1),
+)
+CONTROL_FIELDS: tuple[str, ...] = tuple(c.field for c in CONTROLS)
+ORDER_INFO = ("The order the processors run in. Remove a name and add it back to move it to the end; "
+              "a partial list swaps just the named processors among their default places.")
+
+
+# -- text forms of the list-valued knobs ----------------------------------------------------------------------
+
+def parse_word_list(field: str, text: str) -> tuple[str, ...]:
+    """"very, really" -> ("very", "really")."""
+    if not isinstance(text, str):
+        raise ParamError(field, "comma-separated words", text)
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def parse_stop(text: str) -> tuple[str, ...]:
+    r"""One stop string per line; the two characters \n inside a line mean a newline."""
+    if not isinstance(text, str):
+        raise ParamError("stop", "one stop string per line", text)
+    return tuple(line.replace("\\n", "\n") for line in text.splitlines() if line)
+
+
+def parse_sequence_bias(text: str) -> dict[str, float]:
+    """`word: bias` per line (or a JSON object) -> {word: bias}."""
+    if not isinstance(text, str):
+        raise ParamError("sequence_bias", "`word: bias` lines", text)
+    if text.strip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ParamError("sequence_bias", 'a JSON object such as {"the": -5}', text) from None
+        return value
+    bias: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        word, sep, number = line.rpartition(":")
+        try:
+            bias[word.strip()] = float(number) if sep else float("nan")
+        except ValueError:
+            bias[word.strip()] = float("nan")
+        if not sep or not word.strip() or math.isnan(bias[word.strip()]):
+            raise ParamError("sequence_bias", "one `word: number` per line (e.g. `the: -5`)", line)
+    return bias
+
+
+def format_stop(stop: Sequence[str]) -> str:
+    return "\n".join(s.replace("\n", "\\n") for s in stop)
+
+
+def format_sequence_bias(bias: Sequence[tuple[str, float]]) -> str:
+    return "\n".join(f"{word}: {value:g}" for word, value in bias)
+
+
+# -- widgets <-> SamplingParams ---------------------------------------------------------------------------
+
+def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> SamplingParams:
+    """Widget values (in CONTROLS order) and the order list -> validated SamplingParams (ParamError names the field)."""
+    if len(values) != len(CONTROLS):
+        raise ParamError("controls", f"{len(CONTROLS)} values", len(values))
+    raw = dict(zip(CONTROL_FIELDS, values))
+    fields: dict[str, Any] = {}
+    for control in CONTROLS:
+        value = raw[control.field]
+        if control.field == "stop":
+            value = parse_stop(value or "")
+        elif control.field == "bad_words":
+            value = parse_word_list("bad_words", value or "")
+        elif control.field == "sequence_bias":
+            value = parse_sequence_bias(value or "")
+        elif control.kind in ("slider", "number"):
+            if value is None or value == "":
+                raise ParamError(control.field, "a number", value)
+            value = _number(control.field, value)
+        fields[control.field] = value
+    fields["order"] = list(order) if order else list(DEFAULT_ORDER)
+    return from_dict(fields)
+
+
+def values_from_params(params: SamplingParams) -> list[Any]:
+    """SamplingParams -> widget values in CONTROLS order (the inverse of params_from_values)."""
+    out: list[Any] = []
+    for control in CONTROLS:
+        value = getattr(params, control.field)
+        if control.field == "stop":
+            value = format_stop(value)
+        elif control.field == "bad_words":
+            value = ", ".join(value)
+        elif control.field == "sequence_bias":
+            value = format_sequence_bias(value)
+        out.append(value)
+    return out
+
+
+def _number(field: str, value: Any) -> float | int:
+    """Widgets send floats or numeric strings (the API, or preprocess=False); keep ints as ints."""
+    if isinstance(value, bool):
+        raise ParamError(field, "a number", value)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ParamError(field, "a number", value) from None
+    if isinstance(value, float) and value.is_integer() and field in (
+            "top_k", "no_repeat_ngram_size", "max_new_tokens", "min_new_tokens", "seed"):
+        return int(value)
+    return value

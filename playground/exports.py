@@ -1,0 +1,214 @@
+"""What the current settings look like elsewhere: a transformers script, a GenerationConfig, an OpenAI request.
+
+The playground has knobs the others lack (OpenAI-style presence/frequency penalties in transformers, a custom
+processor order anywhere). Those are left out and said so, never a crash: an export is a starting point for
+reproducing a setting, not a promise of identical text (every library draws its own random numbers).
+"""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+from engine.params import DEFAULT_ORDER, SamplingParams, word_variants
+from engine.values import changed_params, order_text
+
+from .config import PlaygroundConfig
+
+# Why transformers cannot take a knob, by field name.
+_TRANSFORMERS_LACKS = {
+    "presence_penalty": "transformers has no OpenAI-style presence penalty (repetition_penalty is multiplicative)",
+    "frequency_penalty": "transformers has no OpenAI-style frequency penalty",
+    "order": "transformers applies its processors in a fixed order",
+}
+# OpenAI request fields that carry an engine knob under another name or meaning; the rest go by engine name.
+_OPENAI_STANDARD = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "presence_penalty",
+                    "frequency_penalty", "do_sample")
+
+
+@dataclass(frozen=True)
+class TransformersSettings:
+    """The part of a config transformers can run, and what it cannot."""
+
+    kwargs: dict[str, Any]  # model.generate() keyword arguments, token-id knobs excluded
+    num_return_sequences: int
+    banned_words: tuple[str, ...]  # bad_words plus sequence_bias texts biased by -inf (the same ban)
+    biases: tuple[tuple[str, float], ...]  # finite sequence_bias entries
+    left_out: dict[str, Any]  # field -> value, for knobs transformers has no equivalent of
+    notes: tuple[str, ...]
+
+
+def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
+    """Split a config into what transformers' generate() takes and what it cannot express."""
+    params = config.params
+    left_out = {name: getattr(params, name) for name in ("presence_penalty", "frequency_penalty")
+                if getattr(params, name) != 0.0}
+    if params.order != DEFAULT_ORDER:
+        left_out["order"] = order_text(params.order)
+    expressible = params.replace(presence_penalty=0.0, frequency_penalty=0.0, order=list(DEFAULT_ORDER),
+                                 bad_words=[], sequence_bias=[])
+    notes = [] if params.greedy else [
+        "transformers draws its own random numbers: the texts differ from the playground's even with the same "
+        "seed, but come from the same distributions"]
+    samples = config.samples
+    if params.greedy and samples > 1:
+        notes.append(f"greedy decoding gives the same text every time, so one sequence stands for the "
+                     f"playground's {samples} identical samples")
+        samples = 1
+    if params.stop:
+        notes.append("transformers keeps the stop string in the text; the playground cuts the text before it")
+    banned, biases = bans_and_biases(params)
+    return TransformersSettings(kwargs=expressible.generate_kwargs(), num_return_sequences=samples,
+                                banned_words=banned, biases=biases, left_out=left_out, notes=tuple(notes))
+
+
+def bans_and_biases(params: SamplingParams) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:
+    """Banned words (bad_words plus texts biased by -inf, which is the same ban) and the finite biases.
+
+    JSON has no -inf, and every target can ban words, so a -inf bias travels as a banned word.
+    """
+    banned = params.bad_words + tuple(text for text, bias in params.sequence_bias if bias == -math.inf)
+    biases = tuple(pair for pair in params.sequence_bias if pair[1] != -math.inf)
+    return banned, biases
+
+
+def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> str:
+    """GenerationConfig-compatible JSON; knobs it cannot hold are listed under "_not_expressible".
+
+    bad_words / sequence_bias become token ids with a tokenizer (each word as written and with a leading
+    space, as the engine bans it); without one they are listed as not expressible.
+    """
+    settings = transformers_settings(config)
+    data: dict[str, Any] = {**settings.kwargs, "num_return_sequences": settings.num_return_sequences}
+    reasons = {name: {"value": value, "reason": _TRANSFORMERS_LACKS[name]} for name, value in settings.left_out.items()}
+    if tokenizer is not None:
+        if settings.banned_words:
+            data["bad_words_ids"] = [ids for word in settings.banned_words for ids in word_variants(tokenizer, word)]
+        if settings.biases:
+            data["sequence_bias"] = [[ids, bias] for text, bias in settings.biases
+                                     for ids in word_variants(tokenizer, text)]
+    else:
+        needs_ids = "needs a tokenizer to become token ids"
+        if settings.banned_words:
+            reasons["bad_words"] = {"value": list(settings.banned_words), "reason": needs_ids}
+        if settings.biases:
+            reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
+    if reasons:
+        data["_not_expressible"] = reasons
+    data["_notes"] = list(settings.notes)
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
+    """A runnable transformers script for these settings (a comment says what it leaves out)."""
+    settings = transformers_settings(config)
+    comments = ["Decoding Playground settings as a transformers script.",
+                *(f"Note: {note}." for note in settings.notes),
+                *(f"Left out: {name}={value!r}: {_TRANSFORMERS_LACKS[name]}."
+                  for name, value in settings.left_out.items())]
+    lines = [*(line for text in comments for line in textwrap.wrap(text, 100, initial_indent="# ",
+                                                                    subsequent_indent="#   ")),
+             "import torch",
+             "from transformers import AutoModelForCausalLM, AutoTokenizer",
+             "",
+             f"model_id = {model_id!r}",
+             "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+             "model = AutoModelForCausalLM.from_pretrained(model_id)",
+             "",
+             f"prompt = {config.prompt!r}",
+             *_prompt_lines(config),
+             "",
+             "kwargs = dict(", *(f"    {name}={value!r}," for name, value in settings.kwargs.items()), ")",
+             *_token_id_lines(settings),
+             "",
+             f"torch.manual_seed({config.params.seed})",
+             f"outputs = model.generate(**inputs, **kwargs, num_return_sequences={settings.num_return_sequences}"
+             + (", tokenizer=tokenizer)" if config.params.stop else ")"),
+             'prompt_length = inputs["input_ids"].shape[1]',
+             "for i, sequence in enumerate(outputs):",
+             '    print(f"--- sample {i}")',
+             "    print(tokenizer.decode(sequence[prompt_length:], skip_special_tokens=True))",
+             ""]
+    return "\n".join(lines)
+
+
+def _prompt_lines(config: PlaygroundConfig) -> list[str]:
+    if config.raw:
+        return ['inputs = tokenizer(prompt, return_tensors="pt")']
+    system = [f'    {{"role": "system", "content": {config.system_prompt!r}}},'] if config.system_prompt else []
+    return ["messages = [", *system, '    {"role": "user", "content": prompt},', "]",
+            'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",',
+            "                                       return_dict=True)"]
+
+
+def _token_id_lines(settings: TransformersSettings) -> list[str]:
+    """Banned and biased words become token ids the way the engine makes them (engine.params.word_variants)."""
+    if not settings.banned_words and not settings.biases:
+        return []
+    lines = ["",
+             "def word_variants(text):",
+             '    """Token ids of a word as written and with a leading space (how it appears mid-sentence)."""',
+             "    variants = []",
+             '    for variant in (text, " " + text.lstrip(" ")):',
+             '        ids = tokenizer(variant, add_special_tokens=False)["input_ids"]',
+             "        if ids and ids not in variants:",
+             "            variants.append(ids)",
+             "    return variants",
+             ""]
+    if settings.banned_words:
+        lines.append(f"banned_words = {list(settings.banned_words)!r}")
+        lines.append('kwargs["bad_words_ids"] = [ids for word in banned_words for ids in word_variants(word)]')
+    if settings.biases:
+        lines.append(f"biases = {[list(pair) for pair in settings.biases]!r}")
+        lines.append('kwargs["sequence_bias"] = {tuple(ids): bias for text, bias in biases '
+                     "for ids in word_variants(text)}")
+    return lines
+
+
+def openai_endpoint(config: PlaygroundConfig) -> str:
+    """The endpoint openai_request_json's body is for: chat unless the prompt is raw text."""
+    return "/v1/completions" if config.raw else "/v1/chat/completions"
+
+
+def openai_request_json(config: PlaygroundConfig, model_name: str) -> str:
+    """An OpenAI-style request body; the engine's other non-default knobs ride along by their engine names.
+
+    Servers such as vLLM read many of those extension fields (top_k, min_p, repetition_penalty, ...);
+    OpenAI itself ignores or rejects them. temperature is 0 for greedy rows, as in the OpenAI API.
+    """
+    params = config.params
+    body: dict[str, Any] = {"model": model_name}
+    if config.raw:
+        body["prompt"] = config.prompt
+    else:
+        system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+        body["messages"] = [*system, {"role": "user", "content": config.prompt}]
+    body.update(temperature=0.0 if params.greedy else params.temperature, top_p=params.top_p,
+                max_tokens=params.max_new_tokens, n=config.samples, seed=params.seed)
+    if params.stop:
+        body["stop"] = list(params.stop)
+    body.update(presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty)
+    body.update(_openai_extensions(params))
+    return json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def _openai_extensions(params: SamplingParams) -> dict[str, Any]:
+    """Non-default knobs without a standard field; a -inf sequence bias is a ban, so it joins bad_words."""
+    extensions = {name: value for name, value in changed_params(params).items()
+                  if name not in (*_OPENAI_STANDARD, "bad_words", "sequence_bias")}
+    banned, biases = bans_and_biases(params)
+    if banned:
+        extensions["bad_words"] = list(banned)
+    if biases:
+        extensions["sequence_bias"] = _bias_json(biases)
+    if "order" in extensions:
+        extensions["order"] = extensions["order"].split(">")
+    return extensions
+
+
+def _bias_json(pairs: tuple[tuple[str, float], ...]) -> dict[str, float] | list[list[Any]]:
+    """An object text -> bias, or [text, bias] pairs when a text repeats (an object would drop one)."""
+    as_object = dict(pairs)
+    return as_object if len(as_object) == len(pairs) else [list(pair) for pair in pairs]

@@ -1,0 +1,309 @@
+"""HTML strings and display tables for the UI: coloured token outputs, the sweep comparison grid, the
+per-stage table. No Gradio here.
+
+Everything that comes from a user or the model (token text, sample text, titles, axis values) goes through
+html.escape: nothing here is ever trusted as HTML. Class names start with "dp-" so that they cannot clash
+with the host page's CSS; the styles are in `CSS`, which the UI passes to Gradio (or `include_css=True`
+inlines them for a standalone page). Token colours are inline styles, so they show even without `CSS`.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pandas as pd
+
+from .plots import axis_column, axis_name, format_number, format_value, is_missing, show_whitespace
+
+SAMPLE_TEXT_CHARS = 300  # per sample in a grid cell; the full text is in the table below the grid
+ALTERNATIVES_SHOWN = 5  # in a token's tooltip
+COLOR_BY = ("final", "raw", "none")
+
+# Short names for the metrics of engine.metrics.cell_summary, for the compact line in a grid cell.
+METRIC_ABBREVIATIONS = {
+    "perplexity": "ppl",
+    "cell_diversity": "div",
+    "distinct_1": "dist-1",
+    "distinct_2": "dist-2",
+    "repeated_4gram_rate": "rep-4",
+    "mean_logprob": "logp",
+    "mean_entropy": "H",
+    "num_tokens": "tokens",
+    "samples": "n",
+}
+
+CSS = """
+.dp-samples, .dp-sweep, .dp-prompt { font-family: ui-sans-serif, system-ui, -apple-system, "Segoe UI", sans-serif; }
+.dp-legend { display: flex; align-items: center; gap: .5em; font-size: .8em; opacity: .85; margin: 0 0 .5em 0; }
+.dp-legend-bar { display: inline-block; width: 9em; height: .8em; border-radius: 3px; }
+.dp-sample-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 18rem), 1fr)); gap: .75rem; }
+.dp-sample { border: 1px solid rgba(128, 128, 128, .35); border-radius: 8px; padding: .6rem .7rem; min-width: 0; }
+.dp-sample-title { font-weight: 600; font-size: .85em; margin-bottom: .4rem; overflow-wrap: anywhere; }
+.dp-sample-footer { font-size: .78em; opacity: .7; margin-top: .5rem; }
+.dp-text { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.75; }
+.dp-tok { cursor: pointer; color: #1b1b1b; border-radius: 3px; padding: 1px 0;
+          -webkit-box-decoration-break: clone; box-decoration-break: clone; }
+.dp-tok:hover { outline: 2px solid #2563eb; outline-offset: 0; }
+.dp-tok.dp-selected { outline: 2px solid #2563eb; box-shadow: 0 0 0 3px rgba(37, 99, 235, .3); }
+.dp-nl, .dp-empty-tok { opacity: .5; }
+.dp-empty { opacity: .6; font-style: italic; }
+.dp-prompt { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .88em; opacity: .85; margin: 0 0 .6rem 0;
+             border-left: 3px solid rgba(128, 128, 128, .5); padding: .2rem 0 .2rem .6rem; }
+.dp-prompt-label { font-size: .75em; font-weight: 600; text-transform: uppercase; letter-spacing: .05em;
+                   opacity: .7; margin-right: .6em; }
+.dp-sweep { overflow-x: auto; }
+.dp-facet-title { font-size: 1em; font-weight: 600; margin: .8rem 0 .2rem 0; }
+.dp-grid-table { border-collapse: separate; border-spacing: .5rem; }
+.dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: nowrap; }
+.dp-grid-table td { vertical-align: top; padding: 0; }
+.dp-cell { border: 1px solid rgba(128, 128, 128, .35); border-radius: 8px; padding: .5rem .6rem;
+           min-width: 15rem; max-width: 30rem; margin-bottom: .4rem; }
+.dp-cell-axes { font-size: .78em; opacity: .75; overflow-wrap: anywhere; }
+.dp-cell-metrics { font-size: .82em; font-variant-numeric: tabular-nums; margin: .2rem 0 .3rem 0; }
+.dp-cell-samples { list-style: none; margin: 0; padding: 0; }
+.dp-cell-sample { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85em; line-height: 1.45;
+                  border-top: 1px dashed rgba(128, 128, 128, .35); padding-top: .3rem; margin-top: .3rem; }
+"""
+
+
+@dataclass
+class TokenView:
+    """One generated token as shown: its text, its probability under the raw and the final distribution, and
+    the final distribution's top alternatives [(text, p)] for the tooltip."""
+
+    text: str
+    raw_prob: float
+    final_prob: float
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
+def prob_color(p: float | None) -> str:
+    """Background colour of a token with probability p: warm red-orange when unlikely, light green when likely.
+
+    Hue goes 0 -> 120 (red -> green) and lightness 68% -> 88%, so surprising tokens stand out and dark text
+    stays readable on every colour. None / NaN gives a neutral grey.
+    """
+    if is_missing(p):
+        return "hsl(0, 0%, 85%)"
+    q = min(max(float(p), 0.0), 1.0)  # type: ignore[arg-type]
+    return f"hsl({120 * q:.0f}, 75%, {68 + 20 * q:.0f}%)"
+
+
+def _legend_html(color_by: str) -> str:
+    """A tiny colour scale: what the token colours mean."""
+    if color_by == "none":
+        return ""
+    stops = ", ".join(prob_color(q / 4) for q in range(5))
+    which = "final (sampled) distribution" if color_by == "final" else "raw model distribution"
+    return (f'<div class="dp-legend"><span>p = 0</span><span class="dp-legend-bar" '
+            f'style="background: linear-gradient(to right, {stops})"></span><span>1</span>'
+            f'<span>· colour = probability of the token under the {which}; click a token for its distribution'
+            f'</span></div>')
+
+
+def _tooltip(token: TokenView) -> str:
+    """Plain-text tooltip (escaped by the caller): the token, its raw and final p, the top alternatives."""
+    lines = [f"“{show_whitespace(token.text)}”",
+             f"final p {format_number(token.final_prob)} · raw p {format_number(token.raw_prob)}"]
+    if token.alternatives:
+        lines.append("top alternatives (final):")
+        lines += [f"  “{show_whitespace(text)}”  {format_number(p)}" for text, p in token.alternatives[:ALTERNATIVES_SHOWN]]
+    return "\n".join(lines)
+
+
+def _token_body(text: str) -> str:
+    """The escaped text of a token; a newline shows a faint ↵ and breaks the line, an empty token shows ∅."""
+    if text == "":
+        return '<span class="dp-empty-tok">∅</span>'
+    return html.escape(text).replace("\r\n", "\n").replace("\n", '<span class="dp-nl">↵</span><br>')
+
+
+def token_span(sample: int, step: int, token: TokenView, color_by: str = "final") -> str:
+    """One clickable token: <span class="dp-tok" data-sample data-step title style>text</span>."""
+    p = token.final_prob if color_by == "final" else token.raw_prob
+    style = f' style="background-color: {prob_color(p)}"' if color_by != "none" else ""
+    title = html.escape(_tooltip(token), quote=True)
+    return (f'<span class="dp-tok" data-sample="{sample}" data-step="{step}" title="{title}"{style}>'
+            f"{_token_body(token.text)}</span>")
+
+
+def _check_lengths(name: str, values: Sequence[str] | None, expected: int) -> None:
+    """Titles and footers come one per sample; a mismatch is the caller's bug, said plainly."""
+    if values is not None and len(values) != expected:
+        raise ValueError(f"{name}: one per sample ({expected}), got {len(values)}")
+
+
+EMPTY_SAMPLE = '<span class="dp-empty">(no tokens yet)</span>'
+EMPTY_TEXT = '<span class="dp-empty">(empty)</span>'
+
+
+def samples_html(samples: list[list[TokenView]], color_by: str = "final", titles: list[str] | None = None,
+                 footers: list[str] | None = None, include_css: bool = False) -> str:
+    """N samples side by side (columns that wrap on narrow screens), every token a clickable coloured span.
+
+    Each token is <span class="dp-tok" data-sample="i" data-step="t" title="...">, i the sample's index in
+    `samples` and t the token's step; colour_by: "final" (the distribution sampled from), "raw" or "none".
+    """
+    if color_by not in COLOR_BY:
+        raise ValueError(f"color_by: one of {list(COLOR_BY)}, got {color_by!r}")
+    _check_lengths("titles", titles, len(samples))
+    _check_lengths("footers", footers, len(samples))
+    parts = [f"<style>{CSS}</style>" if include_css else "", '<div class="dp-samples">', _legend_html(color_by),
+             '<div class="dp-sample-grid">']
+    for i, tokens in enumerate(samples):
+        parts.append(f'<div class="dp-sample" data-sample="{i}">')
+        if titles is not None:
+            parts.append(f'<div class="dp-sample-title">{html.escape(str(titles[i]))}</div>')
+        body = "".join(token_span(i, t, tok, color_by) for t, tok in enumerate(tokens))
+        parts.append(f'<div class="dp-text">{body or EMPTY_SAMPLE}</div>')
+        if footers is not None:
+            parts.append(f'<div class="dp-sample-footer">{html.escape(str(footers[i]))}</div>')
+        parts.append("</div>")
+    parts.append("</div></div>")
+    return "".join(parts)
+
+
+def _truncate(text: str, max_chars: int = SAMPLE_TEXT_CHARS) -> str:
+    """At most max_chars characters, the last an ellipsis when cut (before escaping: no entity is cut)."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def prompt_html(prompt: str, max_chars: int = 800) -> str:
+    """The prompt above the outputs, escaped, so that a person reads the outputs as continuations of it."""
+    text = prompt if isinstance(prompt, str) else ""
+    return (f'<div class="dp-prompt"><span class="dp-prompt-label">prompt</span>'
+            f'{html.escape(_truncate(text, max_chars)) or EMPTY_TEXT}</div>')
+
+
+def progress_html(fraction: float, status: str) -> str:
+    """A progress bar with its status line (a sweep's steps done out of its longest row)."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    return (f'<div class="dp-progress"><progress max="1" value="{fraction:.3f}"></progress> '
+            f'<span>{html.escape(status)}</span></div>')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The sweep comparison grid
+
+
+def metrics_line(cell: pd.Series, metrics: Sequence[str]) -> str:
+    """"ppl 3.2 · div 0.41 · dist-2 0.83" (unescaped); a missing metric shows "–", never "nan"."""
+    parts = []
+    for metric in metrics:
+        value = cell[metric] if metric in cell.index else None
+        parts.append(f"{METRIC_ABBREVIATIONS.get(metric, metric)} {format_number(value)}")
+    return " · ".join(parts)
+
+
+def _cell_html(cell: pd.Series, axis_cols: list[str], texts: list[tuple[int, str]], metrics: Sequence[str]) -> str:
+    """One grid cell: its axis values, its metrics and its samples' texts (escaped, truncated)."""
+    axes = " · ".join(f"{axis_name(c)} = {format_value(cell[c])}" for c in axis_cols)
+    samples = "".join(
+        f'<li class="dp-cell-sample" data-sample="{sample}">'
+        f'{html.escape(_truncate(text)) if text else EMPTY_TEXT}</li>'
+        for sample, text in texts)
+    cell_id = html.escape(format_value(cell["cell"]), quote=True)
+    return (f'<div class="dp-cell" data-cell="{cell_id}">'
+            + (f'<div class="dp-cell-axes">{html.escape(axes)}</div>' if axes else "")
+            + f'<div class="dp-cell-metrics">{html.escape(metrics_line(cell, metrics))}</div>'
+            + f'<ol class="dp-cell-samples">{samples}</ol></div>')
+
+
+def _texts_by_cell(records: pd.DataFrame) -> dict[str, list[tuple[int, str]]]:
+    """{cell label: [(sample index, text)]} in sample order, from the one-row-per-sample records."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    if records is None or records.empty or "cell" not in records.columns:
+        return out
+    ordered = records.sort_values(["cell", "sample"]) if "sample" in records.columns else records
+    for i, (_, rec) in enumerate(ordered.iterrows()):
+        text = rec["text"] if "text" in rec.index and isinstance(rec["text"], str) else ""
+        sample = int(rec["sample"]) if "sample" in rec.index and not is_missing(rec["sample"]) else i
+        out.setdefault(format_value(rec["cell"]), []).append((sample, text))
+    return out
+
+
+def _grid_table(cells: pd.DataFrame, row_col: str | None, col_col: str | None, all_axis_cols: list[str],
+                row_labels: list[str], col_labels: list[str], texts: dict[str, list[tuple[int, str]]],
+                metrics: Sequence[str]) -> str:
+    """One <table>: a header row of column-axis values, a header column of row-axis values, cells in slots."""
+    slots: dict[tuple[int, int], list[str]] = {}
+    for _, cell in cells.iterrows():
+        r = row_labels.index(format_value(cell[row_col])) if row_col else 0
+        c = col_labels.index(format_value(cell[col_col])) if col_col else 0
+        slots.setdefault((r, c), []).append(
+            _cell_html(cell, all_axis_cols, texts.get(format_value(cell["cell"]), []), metrics))
+    head = ""
+    if col_col:
+        corner = f'<th class="dp-corner">{html.escape(axis_name(row_col))} ↓</th>' if row_col else ""
+        head = "<thead><tr>" + corner + "".join(
+            f'<th scope="col">{html.escape(f"{axis_name(col_col)} = {v}")}</th>' for v in col_labels) + "</tr></thead>"
+    body = []
+    for r, row_value in enumerate(row_labels):
+        header = f'<th scope="row">{html.escape(f"{axis_name(row_col)} = {row_value}")}</th>' if row_col else ""
+        tds = "".join(f'<td>{"".join(slots.get((r, c), []))}</td>' for c in range(len(col_labels)))
+        body.append(f"<tr>{header}{tds}</tr>")
+    return f'<table class="dp-grid-table">{head}<tbody>{"".join(body)}</tbody></table>'
+
+
+def sweep_grid_html(cells: pd.DataFrame, records: pd.DataFrame, axes: list[str], metrics: list[str],
+                    include_css: bool = False) -> str:
+    """The comparison grid of a sweep: rows = values of the first axis, columns = values of the second, one
+    grid per value of a third (headed "name = value"); a single axis gives one row, no axes one cell.
+
+    cells: engine.metrics.cell_summary(records); records: one row per sample (cell, sample, text, axis_*...).
+    Each cell is <div class="dp-cell" data-cell="N"> with its axis values, `metrics` compactly (missing ones
+    as "–") and its samples' texts, escaped and cut at SAMPLE_TEXT_CHARS.
+    """
+    axis_cols = [axis_column(a) for a in axes]
+    missing = [axis_name(c) for c in axis_cols if c not in cells.columns]
+    if missing:
+        present = [axis_name(c) for c in cells.columns if c.startswith("axis_")]
+        raise ValueError(f"axes: names from {present}, got {missing[0]!r}")
+    all_axis_cols = [*axis_cols, *[c for c in cells.columns if c.startswith("axis_") and c not in axis_cols]]
+    texts = _texts_by_cell(records)
+    if len(axis_cols) >= 2:
+        row_col, col_col, facet_cols = axis_cols[0], axis_cols[1], axis_cols[2:]
+    else:
+        row_col, col_col, facet_cols = None, (axis_cols[0] if axis_cols else None), []
+    row_labels = list(dict.fromkeys(format_value(v) for v in cells[row_col])) if row_col else [""]
+    col_labels = list(dict.fromkeys(format_value(v) for v in cells[col_col])) if col_col else [""]
+
+    def facet_key(cell: pd.Series) -> str:
+        return " · ".join(f"{axis_name(c)} = {format_value(cell[c])}" for c in facet_cols)
+
+    keys = list(dict.fromkeys(facet_key(cell) for _, cell in cells.iterrows())) if facet_cols else [""]
+    parts = [f"<style>{CSS}</style>" if include_css else "", '<div class="dp-sweep">']
+    if cells.empty:
+        parts.append('<div class="dp-empty">no cells yet</div>')
+    for key in keys:
+        part = cells if not facet_cols else cells[[facet_key(cell) == key for _, cell in cells.iterrows()]]
+        if facet_cols:
+            parts.append(f'<h4 class="dp-facet-title">{html.escape(key)}</h4>')
+        if not cells.empty:
+            parts.append(_grid_table(part, row_col, col_col, all_axis_cols, row_labels, col_labels, texts, metrics))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The per-stage table of one replayed (row, step)
+
+
+def stage_table(stats: list[dict], stage_names: list[str]) -> pd.DataFrame:
+    """engine.trace.stage_stats as a display table: stage, entropy, support, mass kept %, chosen p, chosen rank."""
+    if len(stats) != len(stage_names):
+        raise ValueError(f"stage_names: one per stage ({len(stats)}), got {len(stage_names)}")
+
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if is_missing(value) else round(float(value), digits)  # type: ignore[arg-type]
+
+    rows = [{
+        "stage": name,
+        "entropy": rounded(s["entropy"], 3),
+        "support": int(s["support"]),
+        "mass kept %": rounded(None if is_missing(s["mass_kept"]) else 100 * min(s["mass_kept"], 1.0), 2),
+        "chosen p": rounded(s["chosen_prob"], 4),
+        "chosen rank": int(s["chosen_rank"]),
+    } for name, s in zip(stage_names, stats)]
+    return pd.DataFrame(rows, columns=["stage", "entropy", "support", "mass kept %", "chosen p", "chosen rank"])

@@ -1,0 +1,102 @@
+"""Finished runs kept on the server, so views and API calls can refer to a run by its id.
+
+The Distributions view and the `/distribution` endpoint replay one (row, step) of a stored run; the colour
+toggle re-renders a stored run. Nothing here generates text: it stores results, caches replays and holds the
+per-session Stop flags.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from engine.generate import Engine, GenerationResult, Replay
+from engine.params import ParamError
+from engine.sweep import SweepResult
+
+
+@dataclass
+class Run:
+    """One finished generate or sweep run. labels / pieces: one entry per row (output)."""
+
+    run_id: str
+    kind: str  # "generate" or "sweep"
+    prompt: str
+    generation: GenerationResult
+    labels: list[str]  # e.g. "sample 2" or "temperature=0.2 · sample 1"
+    pieces: list[list[str]]  # the text each token added, per row
+    sweep: SweepResult | None = None
+    replays: "OrderedDict[tuple[int, int], Replay]" = field(default_factory=OrderedDict)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.generation.rows)
+
+    def check_row_step(self, row: int, step: int | None = None) -> None:
+        if not isinstance(row, int) or not 0 <= row < self.row_count:
+            raise ParamError("sample", f"an output index in [0, {self.row_count - 1}]", row)
+        if step is not None:
+            length = len(self.generation.rows[row].token_ids)
+            if not isinstance(step, int) or not 0 <= step < length:
+                raise ParamError("step", f"a step in [0, {length - 1}] for output {row}", step)
+
+
+class RunStore:
+    """The last `capacity` runs (oldest dropped first) and each session's Stop flag."""
+
+    REPLAYS_PER_RUN = 64
+
+    def __init__(self, engine: Engine, capacity: int = 32):
+        self.engine = engine
+        self.capacity = capacity
+        self._runs: "OrderedDict[str, Run]" = OrderedDict()
+        self._stop_flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
+            sweep: SweepResult | None = None) -> Run:
+        pieces = [self.engine.loaded.pieces(row.token_ids) for row in generation.rows]
+        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep)
+        with self._lock:
+            self._runs[run.run_id] = run
+            while len(self._runs) > self.capacity:
+                self._runs.popitem(last=False)
+        return run
+
+    def get(self, run_id: str) -> Run:
+        with self._lock:
+            run = self._runs.get(run_id) if isinstance(run_id, str) else None
+        if run is None:
+            raise ParamError("run_id", "the id of a recent run (run Generate or Sweep first)", run_id)
+        return run
+
+    def replay(self, run: Run, row: int, step: int) -> Replay:
+        """Full-vocabulary distributions of one (row, step), cached per run (a slider moved back is instant)."""
+        run.check_row_step(row, step)
+        key = (row, step)
+        with self._lock:
+            cached = run.replays.get(key)
+        if cached is None:
+            cached = self.engine.replay(run.generation, row, step)
+            with self._lock:
+                run.replays[key] = cached
+                while len(run.replays) > self.REPLAYS_PER_RUN:
+                    run.replays.popitem(last=False)
+        return cached
+
+    # -- Stop ----------------------------------------------------------------------------------------------
+
+    def stop_flag(self, session: str) -> threading.Event:
+        """A fresh flag for a run that is starting in this browser session."""
+        flag = threading.Event()
+        with self._lock:
+            self._stop_flags[session] = flag
+        return flag
+
+    def stop(self, session: str) -> bool:
+        with self._lock:
+            flag = self._stop_flags.get(session)
+        if flag is not None:
+            flag.set()
+        return flag is not None

@@ -1,0 +1,363 @@
+"""The page: settings on the left, four views on the right (Generate, Sweep, Distributions, Share & export).
+
+Only layout and event wiring live here. Widget values become a PlaygroundConfig (config_from_values), views
+come from playground.views, and every ParamError becomes a readable gr.Error naming the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+import gradio as gr
+
+from engine.generate import Engine
+from engine.models import BUNDLED_NAME
+from engine.params import DEFAULT_ORDER, FIELD_NAMES, MAX_AXES, ParamError
+
+from . import views
+from .api import register_api
+from .config import PlaygroundConfig
+from .controls import CONTROLS, GROUPS, ORDER_INFO, params_from_values, values_from_params
+from .exports import generate_snippet, generation_config_json, openai_request_json
+from .presets import Preset, load_presets
+from .render import CSS, progress_html
+from .runs import RunStore
+
+VIEWS = ("generate", "sweep", "distributions", "share")
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+AXIS_CHOICES = ["(none)", *FIELD_NAMES]
+TOKEN_CLICK_JS = """
+element.addEventListener('click', (event) => {
+  const token = event.target.closest('[data-step]');
+  if (token) trigger('click', {sample: Number(token.dataset.sample), step: Number(token.dataset.step)});
+});
+"""
+SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback."""
+    def as_gr_error(exc: Exception) -> gr.Error:
+        return gr.Error(str(exc), title="Invalid setting")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except ParamError as exc:
+                raise as_gr_error(exc) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except ParamError as exc:
+            raise as_gr_error(exc) from None
+    return call
+
+
+def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks:
+    """The whole app for one loaded engine. Nothing is built at import time."""
+    store = RunStore(engine)
+    presets = load_presets() if presets is None else presets
+    preset_by_name = {p.name: p for p in presets}
+    model = engine.loaded
+    defaults = PlaygroundConfig(prompt=DEFAULT_PROMPT)
+    # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
+    hub_id = BUNDLED_HUB_ID if model.name == BUNDLED_NAME else model.name
+
+    with gr.Blocks(title="Decoding Playground") as demo:
+        gr.Markdown(
+            f"# Decoding Playground\n"
+            f"See what each decoding parameter does: **Generate** streams samples coloured by probability, "
+            f"**Sweep** runs a grid of settings as one batch, **Distributions** shows the next-token distribution "
+            f"after every processor. Model: `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).")
+        with gr.Row(equal_height=False):
+            # ---------------------------------------------------------------- settings
+            with gr.Column(scale=1, min_width=340):
+                preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
+                                     info="Load an experiment: prompt, parameters and axes.")
+                preset_info = gr.Markdown("")
+                prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt")
+                with gr.Row():
+                    mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
+                                    info="chat: the model's chat template; raw: the text as is.")
+                    samples = gr.Slider(1, 16, value=defaults.samples, step=1, label="samples",
+                                        info="Outputs to generate (per cell in a sweep).", elem_id="samples")
+                system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
+                widgets: dict[str, gr.components.Component] = {}
+                for group in GROUPS:
+                    with gr.Accordion(group, open=group == "Sampling"):
+                        for control in (c for c in CONTROLS if c.group == group):
+                            widgets[control.field] = _widget(control, getattr(defaults.params, control.field))
+                with gr.Accordion("Beams", open=False):
+                    gr.Markdown("Beam search (num_beams, groups, diversity and length penalties) is not in the "
+                                "engine yet; these controls arrive with it.")
+                with gr.Accordion("Processor order", open=False):
+                    order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
+                                        label="order", info=ORDER_INFO, elem_id="order")
+                    reset_order = gr.Button("Reset to transformers' order", size="sm")
+            # ---------------------------------------------------------------- views
+            with gr.Column(scale=2):
+                with gr.Tabs(selected="generate") as tabs:
+                    with gr.Tab("Generate", id="generate") as generate_tab:
+                        with gr.Row():
+                            run_button = gr.Button("Run", variant="primary", elem_id="run")
+                            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+                            color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
+                                                info="final: the distribution sampled from; raw: the model's own.")
+                        generate_status = gr.Markdown("Press Run. Click any token to see its distribution.",
+                                                      elem_id="generate-status")
+                        tokens = gr.HTML("", elem_id="tokens", js_on_load=TOKEN_CLICK_JS, css_template=CSS)
+                        sample_table = gr.Dataframe(label="Per output", interactive=False, wrap=True)
+                    with gr.Tab("Sweep", id="sweep") as sweep_tab:
+                        gr.Markdown("Up to three axes over any parameter. Values: `0.2, 0.9`, ranges `0.1:0.9:0.2`, "
+                                    "orders `temperature>min_p, min_p>temperature`. Every cell x sample runs as one batch.")
+                        axis_names, axis_values = [], []
+                        for i in range(MAX_AXES):
+                            with gr.Row():
+                                axis_names.append(gr.Dropdown(AXIS_CHOICES, value="(none)", label=f"axis {i + 1}",
+                                                              elem_id=f"axis-name-{i + 1}", scale=1))
+                                axis_values.append(gr.Textbox("", label=f"axis {i + 1} values", scale=2,
+                                                              elem_id=f"axis-values-{i + 1}"))
+                        with gr.Row():
+                            sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
+                            sweep_stop = gr.Button("Stop", variant="stop", elem_id="stop-sweep")
+                        sweep_status = gr.HTML("", elem_id="sweep-status")
+                        metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
+                        heatmap = gr.Plot(label="Metric over the axes")
+                        grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS)
+                        sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True)
+                        with gr.Row():
+                            csv_file = gr.File(label="CSV", interactive=False)
+                            json_file = gr.File(label="JSON", interactive=False)
+                    with gr.Tab("Distributions", id="distributions") as dist_tab:
+                        dist_caption = gr.Markdown("Run Generate or a sweep, then pick an output and a step "
+                                                   "(or click a token in Generate).", elem_id="dist-caption")
+                        with gr.Row():
+                            dist_sample = gr.Slider(0, 1, value=0, step=1, label="output", elem_id="dist-sample")
+                            dist_step = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="dist-step")
+                            dist_top = gr.Slider(5, 60, value=20, step=1, label="tokens shown")
+                        dist_plot = gr.Plot(label="Next-token distribution after each processor", elem_id="dist-plot")
+                        dist_table = gr.Dataframe(label="Per stage", interactive=False)
+                        steps_plot = gr.Plot(label="Over the steps")
+                    with gr.Tab("Share & export", id="share") as share_tab:
+                        gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and "
+                                    "the same settings for transformers and for an OpenAI-style API.")
+                        share_button = gr.Button("Copy link", elem_id="share-button")
+                        share_link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
+                        python_code = gr.Code(label="model.generate(...)", language="python")
+                        generation_json = gr.Code(label="GenerationConfig JSON", language="json")
+                        openai_json = gr.Code(label="OpenAI-style request", language="json")
+        run_id = gr.State("")  # the run the Distributions view shows
+        view = gr.State("generate")
+
+        settings = [prompt, mode, system, samples, *axis_names, *axis_values, view, dist_sample, dist_step,
+                    color_by, *widgets.values(), order]
+
+        def config_from_values(values: list[Any]) -> PlaygroundConfig:
+            p, m, s, n, *rest = values
+            names, texts, rest = rest[:MAX_AXES], rest[MAX_AXES:2 * MAX_AXES], rest[2 * MAX_AXES:]
+            current_view, sample, step, colour, *controls = rest
+            params = params_from_values(controls[:-1], controls[-1])
+            axes = tuple((name, text or "") for name, text in zip(names, texts) if name and name != "(none)")
+            return PlaygroundConfig(prompt=p, raw=m == "raw", system_prompt=s or "", params=params,
+                                    samples=_whole("samples", n), axes=axes, view=current_view or "generate",
+                                    sample=_whole("output", sample), step=_whole("step", step), color_by=colour)
+
+        def values_from_config(config: PlaygroundConfig) -> list[Any]:
+            names = [a[0] for a in config.axes] + ["(none)"] * (MAX_AXES - len(config.axes))
+            texts = [a[1] for a in config.axes] + [""] * (MAX_AXES - len(config.axes))
+            return [config.prompt, "raw" if config.raw else "chat", config.system_prompt, config.samples,
+                    *names, *texts, config.view, config.sample, config.step, config.color_by,
+                    *values_from_params(config.params), list(config.params.order)]
+
+        # ------------------------------------------------------------------------------ Generate
+        @user_errors
+        def run_generate(request: gr.Request, *values: Any):
+            config = config_from_values(list(values))
+            stop = store.stop_flag(_session(request))
+            for frame in views.stream_run(engine, store, dataclasses.replace(config, axes=()).sweep_spec(), "generate",
+                                          config.color_by, stop):
+                if frame.run is None:
+                    yield frame.html, frame.status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                else:
+                    run = frame.run
+                    yield (frame.html, frame.status, views.sample_table(run), run.run_id,
+                           *_index_sliders(run))
+
+        def stop_run(request: gr.Request) -> None:
+            store.stop(_session(request))
+
+        run_button.click(run_generate, settings, [tokens, generate_status, sample_table, run_id, dist_sample, dist_step],
+                         api_visibility="private", preprocess=False)
+        stop_button.click(stop_run, None, None, queue=False, api_visibility="private")
+
+        @user_errors
+        def recolor(current: str, colour: str) -> str:
+            if not current:
+                return gr.skip()
+            run = store.get(current)
+            return views.render_run(store, run, colour) if run.kind == "generate" else gr.skip()
+
+        color_by.change(recolor, [run_id, color_by], tokens, api_visibility="private")
+
+        # ------------------------------------------------------------------------------ Sweep
+        @user_errors
+        def run_sweep(request: gr.Request, *values: Any):
+            # the request comes first: Gradio inserts it at its position among the positional inputs
+            config = config_from_values(list(values[:-1]))
+            chosen_metric = values[-1]
+            stop = store.stop_flag(_session(request))
+            for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
+                if frame.run is None:
+                    yield progress_html(frame.progress, frame.status), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                else:
+                    run = frame.run
+                    grid_html, figure, table = views.sweep_outputs(run, chosen_metric)
+                    csv_path, json_path = views.export_files(run)
+                    yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
+                           *_index_sliders(run))
+
+        sweep_button.click(run_sweep, [*settings, metric],
+                           [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step],
+                           api_visibility="private", preprocess=False)
+        sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
+
+        @user_errors
+        def rechart(current: str, chosen_metric: str):
+            run = store.get(current) if current else None
+            if run is None or run.sweep is None:
+                return gr.skip()
+            return views.sweep_outputs(run, chosen_metric)[1]
+
+        metric.change(rechart, [run_id, metric], heatmap, api_visibility="private")
+
+        # ------------------------------------------------------------------------------ Distributions
+        @user_errors
+        def show_distribution(current: str, sample: Any, step: Any, top: Any):
+            if not current:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            run = store.get(current)
+            # sliders never go below 1 as a maximum (Gradio needs min < max): clamp to this run's range
+            sample = min(_whole("output", sample), run.row_count - 1)
+            last = len(run.generation.rows[sample].token_ids) - 1
+            step = min(_whole("step", step), last)
+            shown = views.distribution(store, run, sample, step, _whole("tokens shown", top))
+            return (shown.caption, shown.figure, shown.table, shown.steps,
+                    gr.Slider(maximum=max(last, 1), value=step))
+
+        dist_outputs = [dist_caption, dist_plot, dist_table, steps_plot, dist_step]
+        for slider in (dist_sample, dist_step, dist_top):
+            slider.release(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
+                           api_visibility="private", preprocess=False)
+        dist_tab.select(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
+                        api_visibility="private", preprocess=False)
+
+        @user_errors
+        def open_token(current: str, top: Any, event: gr.EventData):
+            picked = getattr(event, "_data", None) or {}
+            sample, step = picked.get("sample"), picked.get("step")
+            if not current or sample is None or step is None:
+                return (gr.skip(),) * 8
+            shown = show_distribution(current, sample, step, top)
+            return (gr.Tabs(selected="distributions"), "distributions",
+                    gr.Slider(value=int(sample)), *shown)
+
+        tokens.click(open_token, [run_id, dist_top], [tabs, view, dist_sample, *dist_outputs],
+                     api_visibility="private")
+
+        # ------------------------------------------------------------------------------ views, presets, links
+        for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):
+            tab.select(lambda n=name: n, None, view, api_visibility="private")
+
+        @user_errors
+        def share(*values: Any) -> tuple[str, str, str, str]:
+            config = config_from_values(list(values))
+            query = config.to_query()
+            return ("?" + query if query else "", generate_snippet(config, hub_id),
+                    generation_config_json(config, model.tokenizer), openai_request_json(config, model.name))
+
+        share_button.click(share, settings, [share_link, python_code, generation_json, openai_json],
+                           api_visibility="private", preprocess=False).then(
+            None, share_link, share_link, js=SHARE_URL_JS)
+        share_tab.select(share, settings, [share_link, python_code, generation_json, openai_json],
+                         api_visibility="private", preprocess=False).then(
+            None, share_link, share_link, js=SHARE_URL_JS)
+
+        def apply(config: PlaygroundConfig) -> list[Any]:
+            return [*values_from_config(config), gr.Tabs(selected=config.view if config.view in VIEWS else "generate")]
+
+        @user_errors
+        def load_preset(name: str):
+            if not name:
+                return [gr.skip()] * (len(settings) + 2)
+            chosen = preset_by_name.get(name)
+            if chosen is None:
+                raise ParamError("preset", f"one of {list(preset_by_name)}", name)
+            return [f"*{chosen.description}*", *apply(chosen.config)]
+
+        preset.input(load_preset, preset, [preset_info, *settings, tabs], api_visibility="private")
+
+        def restore_from_link(request: gr.Request):
+            # the raw query string: a dict would keep only the last of the repeated `axis` keys
+            query = str(request.query_params) if request is not None else ""
+            if not query:
+                return [gr.skip()] * (len(settings) + 2)
+            try:
+                config = PlaygroundConfig.from_query(query)
+                if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
+                    config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
+            except ParamError as exc:
+                gr.Warning(f"This link has a bad setting, so the defaults are shown. {exc}")
+                return [gr.skip()] * (len(settings) + 2)
+            return ["*Settings restored from the link.*", *apply(config)]
+
+        demo.load(restore_from_link, None, [preset_info, *settings, tabs], api_visibility="private")
+        reset_order.click(lambda: list(DEFAULT_ORDER), None, order, api_visibility="private")
+
+        register_api(engine, store)
+    return demo
+
+
+def _widget(control, value: Any) -> gr.components.Component:
+    label, elem_id = control.field, f"param-{control.field}"
+    if control.kind == "slider":
+        return gr.Slider(control.minimum, control.maximum, value=value, step=control.step, label=label,
+                         info=control.info, elem_id=elem_id)
+    if control.kind == "number":
+        return gr.Number(value, label=label, info=control.info, precision=0, minimum=control.minimum,
+                         maximum=control.maximum, elem_id=elem_id)
+    if control.kind == "checkbox":
+        return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
+    text = {"bad_words": ", ".join(value), "stop": "\n".join(value), "sequence_bias": ""}.get(control.field, value)
+    return gr.Textbox(text, label=label, info=control.info, placeholder=control.placeholder,
+                      lines=2 if control.field in ("stop", "sequence_bias") else 1, elem_id=elem_id)
+
+
+def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:
+    """The Distributions view's output and step sliders for a new run (back to output 0, step 0)."""
+    last_step = len(run.generation.rows[0].token_ids) - 1
+    return gr.Slider(maximum=max(run.row_count - 1, 1), value=0), gr.Slider(maximum=max(last_step, 1), value=0)
+
+
+def _whole(field: str, value: Any) -> int:
+    """Slider/number values arrive as floats or strings; a step or a count must be a whole number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(field, "a whole number", value) from None
+    if not number.is_integer():
+        raise ParamError(field, "a whole number", value)
+    return int(number)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "default"
+

@@ -1,0 +1,228 @@
+"""What each view shows, as plain data: HTML strings, plotly figures, DataFrames and dicts (no Gradio here).
+
+The UI layer (playground/ui.py) and the API (playground/api.py) both call these, so a view and its endpoint
+can never disagree. Runs go through the engine's sweep path (a Generate run is a sweep with no axes), and
+finished runs are kept in a RunStore for the colour toggle and the Distributions view.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine.generate import Engine
+from engine.metrics import cell_summary, json_safe, sample_metrics
+from engine.models import TokenPieces
+from engine.params import ParamError, SweepSpec
+from engine.sweep import SweepResult, stream_sweep
+from engine.trace import stage_stats
+
+from .plots import distribution_figure, metric_heatmap, steps_figure
+from .render import TokenView, prompt_html, samples_html, stage_table, sweep_grid_html
+from .runs import Run, RunStore
+
+TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
+FRAME_SECONDS = 0.1  # at most ~10 streamed frames a second: the page, not the engine, is the bottleneck
+GRID_METRICS = ("perplexity", "cell_diversity", "distinct_2", "mean_entropy", "repeated_4gram_rate", "num_tokens")
+SAMPLE_COLUMNS = ("num_tokens", "finish_reason", "perplexity", "mean_entropy", "distinct_2", "repeated_4gram_rate")
+
+
+@dataclass
+class Frame:
+    """One streamed update of a run: the page's HTML so far and a status line; `run` set on the last frame."""
+
+    html: str
+    status: str
+    progress: float  # steps done / max steps
+    run: Run | None = None
+
+
+def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sample: int) -> str:
+    parts = [f"{name}={_short(value)}" for name, value in row_axis_values]
+    return " · ".join([*parts, f"sample {sample}"])
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ">".join(map(str, value)) if all(isinstance(v, str) for v in value) else json.dumps(list(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# -- running ----------------------------------------------------------------------------------------------
+
+def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, color_by: str = "final",
+               stop: threading.Event | None = None) -> Iterator[Frame]:
+    """Run every cell x sample of `spec` as one engine batch (kind "generate" streams its tokens as HTML).
+
+    Yields a Frame at most every FRAME_SECONDS with the tokens so far (coloured by final probability while
+    streaming; the finished run is re-rendered with alternatives), and the stored Run on the last frame.
+    """
+    rows = spec.rows()
+    labels = [row_label(spec, r.axis_values, r.sample) for r in rows]
+    pieces = [TokenPieces(engine.loaded.tokenizer) for _ in rows]
+    views: list[list[TokenView]] = [[] for _ in rows]
+    max_steps = max(r.params.max_new_tokens for r in rows)
+    last_frame = 0.0
+    started = time.perf_counter()
+    for update, result in stream_sweep(engine, spec, TRACE_TOP_N, stop):
+        if kind == "generate":
+            for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
+                                                    update.final_logprobs):
+                views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
+        if result is not None:
+            run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None)
+            yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
+            return
+        now = time.perf_counter()
+        if now - last_frame >= FRAME_SECONDS:
+            last_frame = now
+            status = (f"step {update.step + 1} / {max_steps} · {len(update.rows)} of {len(rows)} outputs running · "
+                      f"{now - started:.1f} s")
+            html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
+            yield Frame(html, status, (update.step + 1) / max_steps)
+
+
+def run_status(run: Run) -> str:
+    gen = run.generation
+    stopped = sum(r.finish_reason == "cancelled" for r in gen.rows)
+    tail = f" · stopped early ({stopped} outputs cut)" if stopped else ""
+    return (f"{len(gen.rows)} outputs · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
+            f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail}")
+
+
+# -- Generate view ----------------------------------------------------------------------------------------
+
+def token_views(store: RunStore, run: Run) -> list[list[TokenView]]:
+    """Every row's tokens with raw/final probabilities and the final stage's top alternatives."""
+    label = store.engine.loaded.token_label
+    trace = run.generation.trace
+    views = []
+    for row, (out, pieces) in enumerate(zip(run.generation.rows, run.pieces)):
+        row_views = []
+        for step, (piece, raw_lp, final_lp) in enumerate(zip(pieces, out.raw_logprobs, out.final_logprobs)):
+            alternatives: list[tuple[str, float]] = []
+            if trace is not None:
+                ids, probs = trace.top_ids[step, -1, row].tolist(), trace.top_probs[step, -1, row].tolist()
+                alternatives = [(label(i), p) for i, p in zip(ids, probs) if p > 0]
+            row_views.append(TokenView(piece, math.exp(raw_lp), math.exp(final_lp), alternatives))
+        views.append(row_views)
+    return views
+
+
+def render_run(store: RunStore, run: Run, color_by: str) -> str:
+    footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens" for out in run.generation.rows]
+    return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers)
+
+
+def sample_table(run: Run) -> pd.DataFrame:
+    """One row per output: its label, metrics and finish reason (for the table under the outputs)."""
+    records = []
+    for label, out in zip(run.labels, run.generation.rows):
+        metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
+        record = {"output": label, "finish_reason": out.finish_reason, **metrics}
+        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS)})
+    return _rounded(pd.DataFrame(records))
+
+
+# -- Sweep view -------------------------------------------------------------------------------------------
+
+def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
+    """The comparison grid (HTML), the heatmap of `metric` over the axes and the long-form table."""
+    if run.sweep is None:
+        raise ParamError("run_id", "the id of a sweep run", run.run_id)
+    if metric not in GRID_METRICS:
+        raise ParamError("metric", f"one of {list(GRID_METRICS)}", metric)
+    records = run.sweep.dataframe()
+    cells = cell_summary(records)
+    axes = [a.name for a in run.sweep.spec.axes]
+    grid = sweep_grid_html(cells, records, axes, list(GRID_METRICS[:3]))
+    x_axis = axes[1] if len(axes) > 1 else (axes[0] if axes else None)
+    y_axis = axes[0] if len(axes) > 1 else None
+    heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None)
+    table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", "text", *SAMPLE_COLUMNS, "cell_diversity"]
+    return grid, heatmap, _rounded(records[[c for c in table_columns if c in records.columns]])
+
+
+def export_files(run: Run, directory: Path | None = None) -> tuple[str, str]:
+    """The run's long-form records as CSV and JSON files (paths), like `python -m engine sweep --out`."""
+    if run.sweep is None:
+        raise ParamError("run_id", "the id of a sweep run", run.run_id)
+    folder = Path(directory or tempfile.mkdtemp(prefix="sweep-"))
+    records = run.sweep.dataframe()
+    csv_path, json_path = folder / f"sweep-{run.run_id}.csv", folder / f"sweep-{run.run_id}.json"
+    table = records.copy()
+    for column in table.columns:  # lists and dicts as JSON text, as the command line writes them
+        if table[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
+            table[column] = table[column].map(lambda v: json.dumps(v, ensure_ascii=False))
+    table.to_csv(csv_path, index=False)
+    json_path.write_text(json.dumps(json_safe(run.sweep.to_json_dict()), ensure_ascii=False, indent=1))
+    return str(csv_path), str(json_path)
+
+
+# -- Distributions view -----------------------------------------------------------------------------------
+
+@dataclass
+class Distribution:
+    """Everything the Distributions view shows for one (row, step)."""
+
+    caption: str
+    figure: go.Figure
+    table: pd.DataFrame
+    steps: go.Figure
+    data: dict[str, Any]  # the same as plain JSON, for the API
+
+
+def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> Distribution:
+    if not isinstance(top_n, int) or not 1 <= top_n <= 100:
+        raise ParamError("top_n", "a whole number in [1, 100]", top_n)
+    replay = store.replay(run, row, step)
+    label = store.engine.loaded.token_label
+    out = run.generation.rows[row]
+    stats = stage_stats(replay.probs, replay.chosen)
+    figure = distribution_figure(replay.stage_names, replay.probs, replay.chosen, label, top_n,
+                                 title=f"{run.labels[row]} · step {step}")
+    trace = run.generation.trace
+    length = len(out.token_ids)
+    if trace is not None:
+        entropy = trace.entropy[:length, :, row].numpy()
+        names = replay.stage_names
+    else:
+        entropy = pd.DataFrame({"raw": out.raw_entropies}).to_numpy()
+        names = ["raw"]
+    steps = steps_figure(entropy, [math.exp(v) for v in out.raw_logprobs], [math.exp(v) for v in out.final_logprobs],
+                         names, step)
+    text_so_far = "".join(run.pieces[row][:step])
+    chosen_text = run.pieces[row][step] if step < len(run.pieces[row]) else label(replay.chosen)
+    caption = (f"{run.labels[row]} · step {step} of {length - 1}: after “{_tail(text_so_far)}” the model "
+               f"chose “{chosen_text}”")
+    top = []
+    for name, probs in zip(replay.stage_names, replay.probs):
+        values, ids = probs.topk(min(top_n, probs.shape[-1]))
+        top.append({"stage": name, "tokens": [{"id": int(i), "text": label(int(i)), "prob": float(p)}
+                                              for i, p in zip(ids, values) if p > 0]})
+    data = json_safe({"run_id": run.run_id, "sample": row, "step": step, "label": run.labels[row],
+                      "chosen": {"id": replay.chosen, "text": label(replay.chosen)},
+                      "stages": [{"stage": name, **s} for name, s in zip(replay.stage_names, stats)],
+                      "top_tokens": top})
+    return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps, data)
+
+
+def _tail(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else "…" + text[-width:]
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to 4 significant digits for display; missing values stay missing (shown blank, never 'nan')."""
+    out = df.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].map(lambda v: None if v is None or not math.isfinite(v) else float(f"{v:.4g}"))
+    return out
