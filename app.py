@@ -3,22 +3,25 @@
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
 
-`demo` is set by main() (hosted Spaces read it); importing this module builds nothing.
+`app.demo` is the gr.Blocks page (what a hosted Space looks for). It is built on first access, not at import:
+importing this module loads no model and builds no UI.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Sequence
+import time
+from typing import Any, Callable, Sequence
 
-demo = None  # the gr.Blocks page, set by main()
+_demo = None  # the page, once built (by main() or by the first access to `app.demo`)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python app.py", description="Decoding Playground web app.")
-    ap.add_argument("--model", default=None, metavar="ID_OR_DIR",
-                    help="HF id, local directory or .gguf file (default: the bundled SmolLM2-135M-Instruct)")
+    ap.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or None, metavar="ID_OR_DIR",
+                    help="HF id, local directory or .gguf file (default: $PLAYGROUND_MODEL, else the bundled "
+                         "SmolLM2-135M-Instruct)")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
@@ -27,28 +30,52 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    global demo
-    args = parse_args(argv)
+def gpu_scope() -> Callable[[Callable], Callable]:
+    """`spaces.GPU` on a hosted Space with on-demand GPUs (the package exists there); elsewhere a no-op."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU
 
+
+def build(model: str | None = None) -> Any:
+    """Load the model and build the page (exits with a readable message if the model cannot be loaded)."""
     from engine.generate import Engine
     from engine.models import load_model
     from playground import build_demo
 
-    print(f"loading model {args.model or 'bundled'} ...", file=sys.stderr, flush=True)
+    print(f"loading model {model or 'bundled'} ...", file=sys.stderr, flush=True)
     try:
-        loaded = load_model(args.model)
-    except (RuntimeError, ValueError) as exc:
+        loaded = load_model(model)
+    except (RuntimeError, ValueError, OSError) as exc:
         sys.exit(f"error: {exc}")
     print(f"{loaded.name} on {loaded.device} ({loaded.dtype}), loaded in {loaded.load_seconds:.1f} s",
           file=sys.stderr, flush=True)
-    demo = build_demo(Engine(loaded))
-    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                                          prevent_thread_lock=True, quiet=True)
-    print(f"Decoding Playground running at {local_url}", flush=True)
+    return build_demo(Engine(loaded), device_scope=gpu_scope())
+
+
+def __getattr__(name: str) -> Any:
+    """`app.demo`, built on first access with the default model (or $PLAYGROUND_MODEL)."""
+    global _demo
+    if name == "demo":
+        if _demo is None:
+            _demo = build(os.environ.get("PLAYGROUND_MODEL"))
+        return _demo
+    raise AttributeError(f"module 'app' has no attribute {name!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    global _demo
+    started = time.perf_counter()
+    args = parse_args(argv)
+    _demo = build(args.model)
+    _, local_url, share_url = _demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                                           prevent_thread_lock=True, quiet=True)
+    print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s)", flush=True)
     if share_url:
         print(f"public link: {share_url}", flush=True)
-    demo.block_thread()
+    _demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -107,7 +107,13 @@ def format_stop(stop: Sequence[str]) -> str:
 
 
 def format_sequence_bias(bias: Sequence[tuple[str, float]]) -> str:
-    return "\n".join(f"{word}: {value:g}" for word, value in bias)
+    return "\n".join(f"{word}: {_bias_text(value)}" for word, value in bias)
+
+
+def _bias_text(value: float) -> str:
+    """Short (`-5`, `-inf`) where that reads back exactly, else every digit (`0.123456789`)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 # -- widgets <-> SamplingParams ---------------------------------------------------------------------------

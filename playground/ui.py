@@ -20,7 +20,8 @@ from engine.params import DEFAULT_ORDER, FIELD_NAMES, MAX_AXES, ParamError
 from . import views
 from .api import register_api
 from .config import PlaygroundConfig
-from .controls import CONTROLS, GROUPS, ORDER_INFO, params_from_values, values_from_params
+from .controls import (CONTROLS, GROUPS, ORDER_INFO, format_sequence_bias, format_stop, params_from_values,
+                       values_from_params)
 from .exports import generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .render import CSS, progress_html
@@ -62,8 +63,13 @@ def user_errors(fn: Callable) -> Callable:
     return call
 
 
-def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks:
-    """The whole app for one loaded engine. Nothing is built at import time."""
+def build_demo(engine: Engine, presets: list[Preset] | None = None,
+               device_scope: Callable[[Callable], Callable] = lambda fn: fn) -> gr.Blocks:
+    """The whole app for one loaded engine. Nothing is built at import time.
+
+    presets: defaults to examples/*.json. device_scope wraps every handler that runs the model (a hosted
+    Space passes `spaces.GPU`, which lends a GPU for the duration of the call).
+    """
     store = RunStore(engine)
     presets = load_presets() if presets is None else presets
     preset_by_name = {p.name: p for p in presets}
@@ -83,7 +89,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks
             with gr.Column(scale=1, min_width=340):
                 preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
                                      info="Load an experiment: prompt, parameters and axes.")
-                preset_info = gr.Markdown("")
+                preset_info = gr.Markdown("", elem_id="preset-info")
                 prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt")
                 with gr.Row():
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
@@ -180,6 +186,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks
 
         # ------------------------------------------------------------------------------ Generate
         @user_errors
+        @device_scope
         def run_generate(request: gr.Request, *values: Any):
             config = config_from_values(list(values))
             stop = store.stop_flag(_session(request))
@@ -210,6 +217,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks
 
         # ------------------------------------------------------------------------------ Sweep
         @user_errors
+        @device_scope
         def run_sweep(request: gr.Request, *values: Any):
             # the request comes first: Gradio inserts it at its position among the positional inputs
             config = config_from_values(list(values[:-1]))
@@ -241,6 +249,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None) -> gr.Blocks
 
         # ------------------------------------------------------------------------------ Distributions
         @user_errors
+        @device_scope
         def show_distribution(current: str, sample: Any, step: Any, top: Any):
             if not current:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -336,7 +345,8 @@ def _widget(control, value: Any) -> gr.components.Component:
                          maximum=control.maximum, elem_id=elem_id)
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
-    text = {"bad_words": ", ".join(value), "stop": "\n".join(value), "sequence_bias": ""}.get(control.field, value)
+    text = {"bad_words": ", ".join(value), "stop": format_stop(value),
+            "sequence_bias": format_sequence_bias(value)}.get(control.field, value)
     return gr.Textbox(text, label=label, info=control.info, placeholder=control.placeholder,
                       lines=2 if control.field in ("stop", "sequence_bias") else 1, elem_id=elem_id)
 

@@ -93,7 +93,7 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
 def run_status(run: Run) -> str:
     gen = run.generation
     stopped = sum(r.finish_reason == "cancelled" for r in gen.rows)
-    tail = f" · stopped early ({stopped} outputs cut)" if stopped else ""
+    tail = f" · stopped early ({stopped} output{'s' if stopped != 1 else ''} cut)" if stopped else ""
     return (f"{len(gen.rows)} outputs · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
             f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail}")
 

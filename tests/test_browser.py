@@ -42,8 +42,11 @@ def page(browser, app_url):
 
 
 def open_app(page: Page, app_url: str, query: str = "") -> None:
+    """Open the page; with a query, wait until the link's settings are applied (they load after the page)."""
     page.goto(app_url + query)
-    expect(page.locator("#run")).to_be_visible(timeout=60_000)
+    expect(page.locator("#prompt textarea")).to_be_visible(timeout=60_000)
+    if query:
+        expect(page.locator("#preset-info")).to_contain_text("restored from the link", timeout=60_000)
 
 
 def shot(page: Page, name: str) -> None:

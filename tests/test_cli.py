@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.__main__ import main, parse_value, split_values
+from engine.__main__ import main
+from engine.values import parse_value, split_values
 from engine.models import LoadedModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,158 @@
+"""More of the page in a real browser: readable errors, presets, the colour toggle and the Stop button.
+
+Same recipe as tests/test_browser.py: Debian's Chromium (never a downloaded browser) driven by Playwright
+against the app launched once in this process (the `app_url` fixture). The error state is saved to
+artifacts/screenshots/error.png for a person to look at.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+RUN_SECONDS = 120_000  # ms: a run on a busy 2-core machine
+STOP_SECONDS = 30_000  # ms: from pressing Stop to the run's final status
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.dialogs = []  # every alert/confirm the page opens (none expected)
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+def open_app(page: Page, app_url: str, query: str = "") -> None:
+    """Open the page; with a query, wait until the page has applied it (before that, Run uses the defaults)."""
+    page.goto(app_url + query)
+    expect(page.locator("#run")).to_be_visible(timeout=60_000)
+    if query:
+        expect(page.get_by_text("Settings restored from the link.")).to_be_visible(timeout=60_000)
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def wait_done(page: Page, status_id: str) -> None:
+    expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
+
+
+def text_box(page: Page, elem_id: str) -> Locator:
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def token_attributes(page: Page) -> list[tuple[str, str]]:
+    """(title, style) of every token shown in the Generate view, in page order."""
+    return page.locator("#tokens .dp-tok").evaluate_all(
+        "spans => spans.map(s => [s.getAttribute('title') || '', s.getAttribute('style') || ''])")
+
+
+def hue_matches(style: str, prob: float) -> bool:
+    """The token's background hue is 120 x p (render.prob_color); p comes from the tooltip (3 digits)."""
+    match = re.search(r"hsl\((\d+),", style)
+    return match is not None and abs(int(match.group(1)) - 120 * prob) <= 1
+
+
+def tooltip_probs(title: str) -> tuple[float, float]:
+    match = re.search(r"final p ([0-9.e+-]+) · raw p ([0-9.e+-]+)", title)
+    assert match, title
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_bad_sequence_bias_shows_a_readable_error_naming_the_field(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=4&samples=1")
+    page.get_by_text("Penalties", exact=True).click()
+    bias = page.locator("#param-sequence_bias textarea")
+    expect(bias).to_be_visible(timeout=10_000)
+    bias.fill("the -5")
+    page.locator("#run").click()
+    toast = page.locator('[data-testid="toast-body"].error')
+    expect(toast).to_be_visible(timeout=30_000)
+    expect(toast).to_contain_text("sequence_bias")
+    expect(toast).to_contain_text("the -5")  # the value given, so a person sees which line is wrong
+    expect(toast).to_have_css("opacity", "1", timeout=10_000)  # faded in: the screenshot shows it
+    shot(page, "error")
+    body = page.locator("body")
+    expect(body).not_to_contain_text("Traceback")
+    expect(body).not_to_contain_text('File "')
+    # nothing ran: no tokens, and the status line still invites a run
+    assert page.locator("#tokens .dp-tok").count() == 0
+    expect(page.locator("#generate-status")).not_to_contain_text("tokens/s")
+    assert page.dialogs == []
+
+
+def test_loading_a_preset_fills_prompt_view_and_axis(page, app_url):
+    preset = json.loads((ROOT / "examples" / "03_top_p_ladder.json").read_text(encoding="utf-8"))
+    assert preset["name"] == "Top-p ladder"
+    open_app(page, app_url)
+    dropdown = page.get_by_label("Preset", exact=True)
+    dropdown.click()
+    page.get_by_role("option", name=preset["name"], exact=True).click()
+    expect(page.locator("#prompt textarea")).to_have_value(preset["prompt"], timeout=30_000)
+    expect(page.get_by_role("tab", name="Sweep")).to_have_attribute("aria-selected", "true")
+    axis = preset["axes"][0]
+    expect(page.locator("#axis-name-1 input")).to_have_value(axis["name"])
+    expect(text_box(page, "axis-values-1")).to_have_value(axis["values"])
+    expect(page.locator("#samples input[type=number]")).to_have_value(str(preset["samples"]))
+    expect(page.get_by_text(preset["description"][:40]).first).to_be_visible()
+
+
+def test_colour_toggle_recolours_by_raw_probability(page, app_url):
+    # temperature 0.5: the final distribution is sharper than the raw one, so the two colourings differ
+    open_app(page, app_url, "?max_new_tokens=5&samples=1&seed=3&temperature=0.5")
+    page.locator("#run").click()
+    wait_done(page, "generate-status")
+    tokens = page.locator("#tokens")
+    expect(tokens).to_contain_text("final (sampled) distribution")
+    before = token_attributes(page)
+    assert len(before) == 5  # max_new_tokens from the link
+    for title, style in before:
+        assert hue_matches(style, tooltip_probs(title)[0]), (title, style)  # coloured by final p
+    page.locator("fieldset", has_text="Colour tokens by").locator("input[value=raw]").check()
+    expect(tokens).to_contain_text("raw model distribution", timeout=30_000)
+    expect(tokens).not_to_contain_text("final (sampled) distribution")
+    after = token_attributes(page)
+    assert [title for title, _ in after] == [title for title, _ in before]  # same tokens, same tooltips
+    for title, style in after:
+        assert hue_matches(style, tooltip_probs(title)[1]), (title, style)  # now coloured by raw p
+    assert [style for _, style in after] != [style for _, style in before]
+
+
+def test_stop_button_ends_a_long_run_early(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=400&samples=2")
+    expect(page.locator("#samples input[type=number]")).to_have_value("2")
+    page.locator("#run").click()
+    expect(page.locator("#tokens .dp-tok").first).to_be_visible(timeout=RUN_SECONDS)
+    page.locator("#stop").click()
+    status = page.locator("#generate-status")
+    expect(status).to_contain_text(re.compile(r"stopped early \(\d+ outputs? cut\)"), timeout=STOP_SECONDS)
+    expect(status).to_contain_text("2 outputs")
+    expect(page.locator("#tokens .dp-sample")).to_have_count(2)
+    for sample in range(2):
+        count = page.locator(f'#tokens .dp-tok[data-sample="{sample}"]').count()
+        assert 0 < count < 400, (sample, count)
+    expect(page.locator("#tokens")).to_contain_text("cancelled")
