@@ -121,6 +121,7 @@ def test_share_link_restores_the_controls(page, app_url):
     page.locator("#share-button").click()
     link = page.locator("#share-link textarea, #share-link input").first
     expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/\?.*top_k=7"), timeout=30_000)
+    page.wait_for_timeout(1500)  # let the export boxes finish updating before the picture
     shot(page, "share")
     # the link it made opens the same configuration
     page.goto(link.input_value())
