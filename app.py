@@ -39,11 +39,10 @@ def gpu_scope() -> Callable[[Callable], Callable]:
     return spaces.GPU
 
 
-def build(model: str | None = None) -> Any:
-    """Load the model and build the page (exits with a readable message if the model cannot be loaded)."""
+def load_engine(model: str | None = None) -> Any:
+    """Load the model (exits with a readable message if it cannot be loaded)."""
     from engine.generate import Engine
     from engine.models import load_model
-    from playground import build_demo
 
     print(f"loading model {model or 'bundled'} ...", file=sys.stderr, flush=True)
     try:
@@ -52,7 +51,14 @@ def build(model: str | None = None) -> Any:
         sys.exit(f"error: {exc}")
     print(f"{loaded.name} on {loaded.device} ({loaded.dtype}), loaded in {loaded.load_seconds:.1f} s",
           file=sys.stderr, flush=True)
-    return build_demo(Engine(loaded), device_scope=gpu_scope())
+    return Engine(loaded)
+
+
+def build(model: str | None = None) -> Any:
+    """The page alone (for hosts that import `app.demo` and launch it themselves: no /v1 routes then)."""
+    from playground import build_demo
+
+    return build_demo(load_engine(model), device_scope=gpu_scope())
 
 
 def __getattr__(name: str) -> Any:
@@ -69,10 +75,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     global _demo
     started = time.perf_counter()
     args = parse_args(argv)
-    _demo = build(args.model)
-    _, local_url, share_url = _demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                                           prevent_thread_lock=True, quiet=True)
-    print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s)", flush=True)
+    from playground.server import launch_app
+
+    _demo, local_url, share_url = launch_app(load_engine(args.model), args.host, args.port, args.share, gpu_scope())
+    print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
+          f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:
         print(f"public link: {share_url}", flush=True)
     _demo.block_thread()

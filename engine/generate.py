@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 import torch
 
@@ -87,6 +87,8 @@ class StepUpdate:
     finished: list[int]
     raw_logprobs: list[float]  # per entry of `rows`: log p of its token under the raw model
     final_logprobs: list[float]  # ... and under the final (processed) distribution it was sampled from
+    raw_top: list[list[tuple[int, float]]]  # per entry: the raw model's top-N (id, log p); empty without a trace
+    finish_reasons: list[str]  # per entry of `finished`: "stop", "length" or "cancelled"
     result: GenerationResult | None = None  # set on the last update only
 
 
@@ -121,6 +123,10 @@ class Engine:
         if not prompt_ids:
             raise ParamError("prompt", "a non-empty prompt", "")
         self.limits.check(params)
+        for p in params:
+            for token, _ in p.logit_bias:
+                if token >= self.loaded.vocab_size:
+                    raise ParamError("logit_bias", f"token ids in [0, {self.loaded.vocab_size - 1}]", token)
         longest = len(prompt_ids) + max(p.max_new_tokens for p in params)
         if longest > self.loaded.context_length:
             raise ParamError("prompt", f"at most {self.loaded.context_length} tokens together with max_new_tokens "
@@ -131,7 +137,8 @@ class Engine:
         tok, eos = self.loaded.tokenizer, self.loaded.eos_token_ids
         bad = [[ids for w in p.bad_words for ids in word_variants(tok, w) if not (len(ids) == 1 and ids[0] in eos)]
                for p in params]
-        bias = [[(ids, b) for text, b in p.sequence_bias for ids in word_variants(tok, text)] for p in params]
+        bias = [[(ids, b) for text, b in p.sequence_bias for ids in word_variants(tok, text)]
+                + [([token], b) for token, b in p.logit_bias] for p in params]
         return RowParams.build(params, eos, self.loaded.vocab_size, self.loaded.device, sequence_bias=bias, bad_words=bad)
 
     # -- the loop ----------------------------------------------------------------------------------------
@@ -148,10 +155,12 @@ class Engine:
     @torch.inference_mode()
     def stream(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
-               cancel: threading.Event | None = None) -> Iterator[StepUpdate]:
+               cancel: threading.Event | None = None,
+               cancel_rows: Callable[[], Collection[int]] | None = None) -> Iterator[StepUpdate]:
         """Decode every row together, yielding the tokens of each step; the last update carries the result.
 
-        Cancel between steps with `cancel.set()` (rows end with finish_reason "cancelled").
+        Cancel between steps with `cancel.set()` (every row ends with finish_reason "cancelled"), or some rows
+        only: `cancel_rows()` is asked once per step for the row indices to end now.
         """
         params = list(params)
         sample_indices = list(sample_indices) if sample_indices is not None else [0] * len(params)
@@ -212,12 +221,17 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 finish[rows.ids[~done]] = FINISH_REASONS.index("cancelled")
                 done = torch.ones_like(done)
+            if cancel_rows is not None and (leaving := cancel_rows()):
+                # rows whose consumer went away (e.g. a client disconnected) leave at this step
+                gone = torch.tensor([i in leaving for i in rows.ids.tolist()], device=device) & ~done
+                finish[rows.ids[gone]] = FINISH_REASONS.index("cancelled")
+                done = done | gone
             ids, toks = rows.ids.tolist(), chosen.tolist()
-            logps = raw_logp.tolist(), final_logp.tolist()
+            logps = raw_logp.tolist(), final_logp.tolist(), self._raw_top(trace, step, ids)
             if bool(done.all()):
                 break
             finished = rows.ids[done].tolist()
-            yield StepUpdate(step, ids, toks, finished, *logps)
+            yield StepUpdate(step, ids, toks, finished, *logps, [FINISH_REASONS[finish[i]] for i in finished])
 
             # 4. finished rows leave the batch (and the cache); the others decode one more token
             if finished:
@@ -235,7 +249,8 @@ class Engine:
             prompt_ids=list(prompt_ids), params=params, sample_indices=sample_indices,
             rows=self._row_results(history, finish.tolist(), params), trace=trace,
             seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
-        yield StepUpdate(step, ids, toks, rows.ids[done].tolist(), *logps, result=result)
+        finished = rows.ids[done].tolist()
+        yield StepUpdate(step, ids, toks, finished, *logps, [FINISH_REASONS[finish[i]] for i in finished], result=result)
 
     @torch.inference_mode()
     def replay(self, result: GenerationResult, row: int, step: int) -> "Replay":
@@ -258,6 +273,14 @@ class Engine:
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 
     # -- helpers -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw_top(trace: Trace | None, step: int, ids: list[int]) -> list[list[tuple[int, float]]]:
+        """The raw model's top-N (id, log p) of this step for the rows `ids` (empty lists without a trace)."""
+        if trace is None:
+            return [[] for _ in ids]
+        top_ids, top_probs = trace.top_ids[step, 0, ids].tolist(), trace.top_probs[step, 0, ids].log().tolist()
+        return [list(zip(i, p)) for i, p in zip(top_ids, top_probs)]
 
     def _sync_time(self) -> float:
         if self.loaded.device.type == "cuda":
@@ -288,11 +311,11 @@ class Engine:
         results = []
         for i, (tok, rl, fl, h) in enumerate(zip(*columns)):
             token_ids = tok.tolist()
-            results.append(RowResult(token_ids, self._text(token_ids, params[i].stop), rl.tolist(), fl.tolist(),
+            results.append(RowResult(token_ids, self.text_of(token_ids, params[i].stop), rl.tolist(), fl.tolist(),
                                      h.tolist(), FINISH_REASONS[finish[i]]))
         return results
 
-    def _text(self, token_ids: list[int], stops: tuple[str, ...]) -> str:
+    def text_of(self, token_ids: list[int], stops: tuple[str, ...]) -> str:
         """The row's text, cut before the first stop string (which is not part of the output, as in OpenAI)."""
         text = self.loaded.decode(token_ids)
         cuts = [text.find(s) for s in stops if s in text]

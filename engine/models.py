@@ -55,6 +55,15 @@ class LoadedModel:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
         return [int(i) for i in ids]
 
+    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+        """A whole chat (system / user / assistant turns) through the chat template, ready for the reply.
+
+        Without a chat template the turns' texts are joined by blank lines and fed as they are."""
+        if not self.has_chat_template():
+            return list(self.tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"])
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+        return [int(i) for i in ids]
+
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 

@@ -105,6 +105,7 @@ class SamplingParams:
     no_repeat_ngram_size: int = 0  # 0 = off
     bad_words: tuple[str, ...] = ()  # each banned as written and with a leading space
     sequence_bias: tuple[tuple[str, float], ...] = ()  # (text, additive logit bias)
+    logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI: (token id, additive bias in [-100, 100])
     min_new_tokens: int = 0
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
@@ -116,6 +117,7 @@ class SamplingParams:
         object.__setattr__(self, "bad_words", _str_tuple("bad_words", self.bad_words))
         object.__setattr__(self, "stop", _str_tuple("stop", self.stop))
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
+        object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
         if not isinstance(self.do_sample, bool):
             raise ParamError("do_sample", "true or false", self.do_sample)
@@ -136,6 +138,7 @@ class SamplingParams:
         d["bad_words"] = list(self.bad_words)
         d["stop"] = list(self.stop)
         d["sequence_bias"] = {text: bias for text, bias in self.sequence_bias}
+        d["logit_bias"] = {str(token): bias for token, bias in self.logit_bias}
         d["order"] = list(self.order)
         return d
 
@@ -172,11 +175,14 @@ class SamplingParams:
             kw.update(temperature=None, top_k=None, top_p=None)
         if self.stop:
             kw["stop_strings"] = list(self.stop)
+        if self.logit_bias:
+            kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
         if tokenizer is not None:
             if self.bad_words:
                 kw["bad_words_ids"] = [ids for w in self.bad_words for ids in word_variants(tokenizer, w)]
             if self.sequence_bias:
-                kw["sequence_bias"] = {tuple(ids): b for t, b in self.sequence_bias for ids in word_variants(tokenizer, t)}
+                kw["sequence_bias"] = {**kw.get("sequence_bias", {}),
+                                       **{tuple(ids): b for t, b in self.sequence_bias for ids in word_variants(tokenizer, t)}}
         elif self.bad_words or self.sequence_bias:
             raise ParamError("tokenizer", "given to convert bad_words / sequence_bias", None)
         return {k: v for k, v in kw.items() if v is not None}
@@ -235,6 +241,25 @@ def _bias_tuple(value: Any) -> tuple[tuple[str, float], ...]:
         if not text or not (math.isfinite(bias) or bias == -math.inf):
             raise ParamError("sequence_bias", "non-empty texts with finite biases (or -inf to ban)", value)
     return pairs
+
+
+def _logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
+    """OpenAI's logit_bias: {"token id": bias} (keys may be strings, as JSON requires), bias in [-100, 100]."""
+    allowed = 'a mapping of token id -> number in [-100, 100], e.g. {"50256": -100}'
+    items = value.items() if isinstance(value, dict) else value
+    try:
+        pairs = [(k, b) for k, b in items]
+    except (TypeError, ValueError):
+        raise ParamError("logit_bias", allowed, value) from None
+    out = []
+    for key, bias in pairs:
+        token = int(key) if isinstance(key, str) and key.strip().lstrip("-").isdigit() else key
+        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+            raise ParamError("logit_bias", allowed, value)
+        if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not -100 <= bias <= 100:
+            raise ParamError("logit_bias", allowed, value)
+        out.append((token, float(bias)))
+    return tuple(out)
 
 
 def normalize_order(order: Any) -> tuple[str, ...]:

@@ -25,13 +25,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app_url(bundled):
-    """The whole app on the bundled model, launched once in this process on a free port."""
+    """The whole app (page + /v1 API) on the bundled model, launched once in this process on a free port."""
     from engine.generate import Engine
-    from playground import build_demo
+    from playground.server import launch_app
 
-    demo = build_demo(Engine(bundled))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo, _, _ = launch_app(Engine(bundled), "127.0.0.1", port)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -1,0 +1,187 @@
+"""Requests that arrive together decode together: a worker thread gathers them into engine batches.
+
+    scheduler = BatchScheduler(engine)
+    job = scheduler.submit(prompt_ids, [params] * n)          # validated now: ParamError before any work
+    for event in job.events():                                # TokenEvent ... ChoiceDone ... JobDone
+        ...
+    job.cancel()                                              # e.g. the client went away: rows leave next step
+
+How batching works: the worker takes the first waiting job, then keeps collecting jobs for `window_seconds`
+(or until the row budget is full). Jobs with the same prompt tokens share one batch: the engine prefills one
+prompt per batch and copies its cache into every row. Jobs with different prompts run as consecutive batches.
+A row's text depends only on (seed, sample index, step), so a seeded request returns the same text alone or
+beside others. A job's events arrive as its rows decode; a job ends as soon as its own rows are done.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence, Union
+
+from .generate import Engine
+from .params import ParamError, SamplingParams
+
+
+@dataclass
+class TokenEvent:
+    choice: int  # index of the row within its job
+    token_id: int
+    raw_logprob: float  # under the unmodified model
+    final_logprob: float  # under the distribution it was sampled from
+    raw_top: list[tuple[int, float]]  # the raw model's top (id, log p), when the job asked for them
+
+
+@dataclass
+class ChoiceDone:
+    choice: int
+    finish_reason: str  # "stop", "length" or "cancelled"
+    token_ids: list[int]
+    text: str  # cut before the first stop string
+
+
+@dataclass
+class JobDone:
+    prompt_tokens: int
+    completion_tokens: int
+    batch_rows: int  # rows in the engine batch this job ran in (its own and its neighbours')
+
+
+@dataclass
+class JobError:
+    message: str
+
+
+Event = Union[TokenEvent, ChoiceDone, JobDone, JobError]
+
+
+@dataclass
+class Job:
+    prompt_ids: list[int]
+    params: list[SamplingParams]
+    sample_indices: list[int]
+    top_logprobs: int
+    batch_rows: int = 0  # rows of the engine batch it runs in, set when that batch starts
+    _events: "queue.Queue[Event]" = field(default_factory=queue.Queue)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Events in order, ending with JobDone or JobError (queue.Empty if none comes within `timeout`)."""
+        while True:
+            event = self._events.get(timeout=timeout)
+            yield event
+            if isinstance(event, (JobDone, JobError)):
+                return
+
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event (queue.Empty if none comes within `timeout`)."""
+        return self._events.get(timeout=timeout)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+class BatchScheduler:
+    """One worker thread owns the engine; jobs submitted from any thread are batched as described above."""
+
+    def __init__(self, engine: Engine, window_seconds: float = 0.02):
+        self.engine = engine
+        self.window_seconds = window_seconds
+        self._waiting: "queue.Queue[Job | None]" = queue.Queue()
+        self._worker = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
+        self._worker.start()
+
+    def submit(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
+               sample_indices: Sequence[int] | None = None, top_logprobs: int = 0) -> Job:
+        """Queue one request (n rows). Raises ParamError now for input the engine would refuse."""
+        params = list(params)
+        indices = list(sample_indices) if sample_indices is not None else list(range(len(params)))
+        if len(indices) != len(params):
+            raise ParamError("sample_indices", f"one per row ({len(params)})", len(indices))
+        self.engine.check(list(prompt_ids), params)
+        job = Job(list(prompt_ids), params, indices, top_logprobs)
+        self._waiting.put(job)
+        return job
+
+    def close(self) -> None:
+        self._waiting.put(None)
+
+    # -- the worker -------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            first = self._waiting.get()
+            if first is None:
+                return
+            jobs = [first]
+            deadline = time.monotonic() + self.window_seconds
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    job = self._waiting.get(timeout=left)
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._waiting.put(None)  # close after this round
+                    break
+                jobs.append(job)
+            for batch in self._batches(jobs):
+                self._run(batch)
+
+    def _batches(self, jobs: list[Job]) -> list[list[Job]]:
+        """Same prompt -> same batch, in arrival order, each batch within the engine's limits."""
+        by_prompt: "OrderedDict[tuple[int, ...], list[list[Job]]]" = OrderedDict()
+        limits = self.engine.limits
+        for job in jobs:
+            if job.cancelled:
+                job._events.put(JobError("cancelled before it started"))
+                continue
+            batches = by_prompt.setdefault(tuple(job.prompt_ids), [[]])
+            current = batches[-1]
+            rows = sum(len(j.params) for j in current) + len(job.params)
+            tokens = sum(p.max_new_tokens for j in current for p in j.params) + sum(p.max_new_tokens for p in job.params)
+            if current and (rows > limits.max_rows or tokens > limits.max_total_tokens):
+                batches.append([job])
+            else:
+                current.append(job)
+        return [batch for batches in by_prompt.values() for batch in batches if batch]
+
+    def _run(self, jobs: list[Job]) -> None:
+        owners: list[tuple[Job, int]] = [(job, choice) for job in jobs for choice in range(len(job.params))]
+        params = [p for job in jobs for p in job.params]
+        indices = [i for job in jobs for i in job.sample_indices]
+        remaining = {id(job): len(job.params) for job in jobs}
+        tokens: list[list[int]] = [[] for _ in owners]
+        completion = {id(job): 0 for job in jobs}
+
+        for job in jobs:
+            job.batch_rows = len(params)
+
+        def cancelled_rows() -> set[int]:
+            return {row for row, (job, _) in enumerate(owners) if job.cancelled}
+
+        try:
+            stream = self.engine.stream(jobs[0].prompt_ids, params, indices,
+                                        max(job.top_logprobs for job in jobs), cancel_rows=cancelled_rows)
+            for update in stream:
+                for row, token, raw_lp, final_lp, top in zip(update.rows, update.tokens, update.raw_logprobs,
+                                                             update.final_logprobs, update.raw_top):
+                    job, choice = owners[row]
+                    tokens[row].append(token)
+                    completion[id(job)] += 1
+                    job._events.put(TokenEvent(choice, token, raw_lp, final_lp, top[:job.top_logprobs]))
+                for row, reason in zip(update.finished, update.finish_reasons):
+                    job, choice = owners[row]
+                    job._events.put(ChoiceDone(choice, reason, tokens[row], self.engine.text_of(tokens[row], params[row].stop)))
+                    remaining[id(job)] -= 1
+                    if remaining[id(job)] == 0:
+                        job._events.put(JobDone(len(job.prompt_ids), completion[id(job)], len(params)))
+        except Exception as exc:  # the worker must survive anything one batch does
+            for job in jobs:
+                if remaining[id(job)] > 0:
+                    job._events.put(JobError(f"generation failed: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,422 @@
+"""OpenAI-compatible endpoints on the app's own server: GET /v1/models, POST /v1/chat/completions, /v1/completions.
+
+Requests go through one BatchScheduler, so requests that arrive together decode in one engine batch (see
+engine/scheduler.py). Every SamplingParams knob is accepted as an extension field by its engine name. Any
+model name maps to the loaded model. Logprobs are those of the model's raw (unprocessed) distribution.
+Bad input gets OpenAI-style error JSON (400, or 413 over the budget), never a 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import queue
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from engine.generate import Engine
+from engine.models import TokenPieces
+from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
+from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
+
+MAX_N = 128
+DEFAULT_MAX_TOKENS = 256
+MAX_TOP_LOGPROBS = 20
+MAX_LEGACY_LOGPROBS = 5
+# OpenAI fields we read; everything else that is not an engine knob is ignored and reported.
+CHAT_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "stop",
+               "logprobs", "top_logprobs", "user", "min_tokens"}
+COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "n", "stream", "stream_options", "stop", "logprobs", "echo",
+                     "user", "min_tokens"}
+ENGINE_FIELDS = set(FIELD_NAMES) - {"max_new_tokens", "stop"}  # temperature, top_p, seed, penalties, top_k, ...
+WAIT_SECONDS = 0.5  # how often a waiting stream looks at the client connection
+
+
+class RequestError(Exception):
+    def __init__(self, message: str, param: str | None, status: int = 400):
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+def error_response(message: str, param: str | None, status: int = 400) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status)
+
+
+@dataclass
+class ParsedRequest:
+    chat: bool
+    prompt_ids: list[int]
+    params: SamplingParams
+    n: int
+    stream: bool
+    include_usage: bool
+    top_logprobs: int | None  # None: no logprobs asked for
+    ignored: list[str] = field(default_factory=list)
+
+
+# -- request -> engine ----------------------------------------------------------------------------------------
+
+def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
+    """Validate an OpenAI request body into engine terms; RequestError names the field."""
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object", None)
+    known = CHAT_FIELDS if chat else COMPLETION_FIELDS
+    ignored = sorted(k for k in body if k not in known and k not in ENGINE_FIELDS)
+    prompt_ids = _chat_prompt(body, engine) if chat else _completion_prompt(body, engine)
+
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) if chat else body.get("max_tokens")
+    max_name = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
+    if max_tokens is None:
+        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.loaded.context_length - len(prompt_ids)))
+    _whole(max_name, max_tokens, 1)
+    room = min(engine.loaded.context_length - len(prompt_ids), engine.limits.max_total_tokens)
+    if max_tokens > room:
+        raise RequestError(f"{max_name}: must be at most {room} for this prompt ({len(prompt_ids)} prompt tokens, "
+                           f"context {engine.loaded.context_length}, budget {engine.limits.max_total_tokens}), "
+                           f"got {max_tokens}", max_name, 413)
+    n = body.get("n", 1)
+    _whole("n", n, 1, MAX_N)
+    stream = _flag(body, "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise RequestError("stream_options: must be an object", "stream_options")
+    include_usage = bool(options.get("include_usage", False))
+
+    top_logprobs: int | None = None
+    if chat:
+        if _flag(body, "logprobs"):
+            top_logprobs = body.get("top_logprobs", 0) or 0
+            _whole("top_logprobs", top_logprobs, 0, MAX_TOP_LOGPROBS)
+        elif body.get("top_logprobs") is not None:
+            raise RequestError("top_logprobs: needs logprobs: true", "top_logprobs")
+    else:
+        if body.get("echo"):
+            raise RequestError("echo: is not supported (must be false)", "echo")
+        if body.get("logprobs") is not None:
+            top_logprobs = body["logprobs"]
+            _whole("logprobs", top_logprobs, 0, MAX_LEGACY_LOGPROBS)
+
+    knobs: dict[str, Any] = {k: v for k, v in body.items() if k in ENGINE_FIELDS and v is not None}
+    knobs["max_new_tokens"] = max_tokens
+    if body.get("min_tokens") is not None:
+        knobs.setdefault("min_new_tokens", body["min_tokens"])
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+            raise RequestError(f"stop: must be a non-empty string or a list of up to 4 of them, got {stop!r}", "stop")
+        knobs["stop"] = stop
+    if "seed" not in knobs:  # OpenAI without a seed means fresh randomness every request
+        knobs["seed"] = secrets.randbits(31)
+    try:
+        params = from_dict(knobs)
+    except ParamError as exc:
+        field_name = max_name if exc.field == "max_new_tokens" else exc.field
+        raise RequestError(str(exc).replace("max_new_tokens", max_name), field_name) from None
+    return ParsedRequest(chat, prompt_ids, params, n, stream, include_usage, top_logprobs, ignored)
+
+
+def _chat_prompt(body: dict, engine: Engine) -> list[int]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages: must be a non-empty list of {role, content}", "messages")
+    turns = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+            raise RequestError(f"messages[{i}]: must be an object with role system, user or assistant", "messages")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: only text parts carry meaning for a text model
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+                raise RequestError(f"messages[{i}].content: only text parts are supported", "messages")
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str):
+            raise RequestError(f"messages[{i}].content: must be a string", "messages")
+        role = "system" if message["role"] == "developer" else message["role"]
+        turns.append({"role": role, "content": content})
+    if not any(t["content"].strip() for t in turns):
+        raise RequestError("messages: at least one message must have content", "messages")
+    return engine.loaded.encode_messages(turns)
+
+
+def _completion_prompt(body: dict, engine: Engine) -> list[int]:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RequestError("prompt: must be a non-empty string", "prompt")
+    return engine.encode(prompt, raw=True)
+
+
+def _whole(name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise RequestError(f"{name}: must be a whole number {span}, got {value!r}", name)
+
+
+def _flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(f"{name}: must be true or false, got {value!r}", name)
+    return value
+
+
+# -- engine -> response ---------------------------------------------------------------------------------------
+
+class ChoiceText:
+    """A choice's text as it streams: special tokens dropped, and text that may be the start of a stop string
+    held back until it is known not to be one (so a stop string never reaches the client)."""
+
+    def __init__(self, engine: Engine, stops: tuple[str, ...]):
+        self.pieces = TokenPieces(engine.loaded.tokenizer)
+        self.special = set(engine.loaded.tokenizer.all_special_ids)
+        self.stops = stops
+        self.text = ""
+        self.sent = 0
+
+    def add(self, token_id: int) -> str:
+        """The new text that is safe to send after this token."""
+        piece = self.pieces.add(token_id)
+        if token_id not in self.special:
+            self.text += piece
+        safe = len(self.text)
+        for stop in self.stops:
+            found = self.text.find(stop)
+            if found >= 0:
+                safe = min(safe, found)
+            else:  # the longest tail of the text that starts this stop string
+                for k in range(min(len(stop) - 1, len(self.text)), 0, -1):
+                    if self.text.endswith(stop[:k]):
+                        safe = min(safe, len(self.text) - k)
+                        break
+        return self._send_upto(safe)
+
+    def finish(self, final_text: str) -> str:
+        """The rest of the engine's final text (cut before any stop string)."""
+        if final_text.startswith(self.text[:self.sent]):
+            self.text = final_text
+            return self._send_upto(len(final_text))
+        return ""
+
+    def _send_upto(self, end: int) -> str:
+        if end <= self.sent:
+            return ""
+        out, self.sent = self.text[self.sent:end], end
+        return out
+
+
+def _token_entry(engine: Engine, token_id: int, logprob: float) -> dict[str, Any]:
+    text = engine.loaded.token_label(token_id)
+    return {"token": text, "logprob": _finite(logprob), "bytes": list(text.encode("utf-8"))}
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else -9999.0  # JSON has no -inf; OpenAI uses -9999 for "impossible"
+
+
+class Collected:
+    """Everything of one choice, gathered from the events (for non-streamed responses and logprobs)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[TokenEvent] = []
+        self.done: ChoiceDone | None = None
+
+
+def chat_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
+    special = set(engine.loaded.tokenizer.all_special_ids)
+    content = []
+    for e in events:
+        if e.token_id in special:
+            continue
+        entry = _token_entry(engine, e.token_id, e.raw_logprob)
+        entry["top_logprobs"] = [_token_entry(engine, i, lp) for i, lp in e.raw_top]
+        content.append(entry)
+    return {"content": content}
+
+
+def legacy_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
+    special = set(engine.loaded.tokenizer.all_special_ids)
+    tokens, token_logprobs, tops, offsets, offset = [], [], [], [], 0
+    for e in events:
+        if e.token_id in special:
+            continue
+        text = engine.loaded.token_label(e.token_id)
+        tokens.append(text)
+        token_logprobs.append(_finite(e.raw_logprob))
+        tops.append({engine.loaded.token_label(i): _finite(lp) for i, lp in e.raw_top})
+        offsets.append(offset)
+        offset += len(text)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": tops, "text_offset": offsets}
+
+
+def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
+    """The /v1 routes for one engine (attach with `app.include_router(...)`)."""
+    router = APIRouter()
+    model_id = engine.loaded.name
+    created_at = int(time.time())
+
+    @router.get("/v1/models")
+    async def list_models() -> dict:
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": created_at,
+                                            "owned_by": "decoding-playground"}]}
+
+    @router.get("/v1/models/{name:path}")
+    async def get_model(name: str) -> Response:
+        # any name maps to the loaded model, as in requests
+        return JSONResponse({"id": model_id, "object": "model", "created": created_at, "owned_by": "decoding-playground"})
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await handle(request, chat=True)
+
+    @router.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await handle(request, chat=False)
+
+    async def handle(request: Request, chat: bool) -> Response:
+        try:
+            raw = await request.body()
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise RequestError("the request body is not valid JSON", None) from None
+            parsed = parse_request(body, chat, engine)
+            try:
+                job = scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
+                                       parsed.top_logprobs or 0)
+            except ParamError as exc:
+                over_budget = exc.field in ("rows", "max_new_tokens") or "budget" in str(exc)
+                field_name = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if chat else "prompt"}
+                raise RequestError(str(exc), field_name.get(exc.field, exc.field), 413 if over_budget else 400) from None
+        except RequestError as exc:
+            return error_response(str(exc), exc.param, exc.status)
+        headers = {"X-Ignored-Fields": ", ".join(parsed.ignored)} if parsed.ignored else {}
+        if parsed.stream:
+            return await stream_response(request, job, parsed, headers)
+        return await full_response(job, parsed, headers)
+
+    async def full_response(job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
+        choices = [Collected() for _ in range(parsed.n)]
+        usage = None
+        async for event in _events(job, None):
+            if isinstance(event, TokenEvent):
+                choices[event.choice].tokens.append(event)
+            elif isinstance(event, ChoiceDone):
+                choices[event.choice].done = event
+            elif isinstance(event, JobDone):
+                usage = event
+            elif isinstance(event, JobError):
+                return error_response(event.message, None, 500)
+        assert usage is not None
+        headers = {**headers, "X-Batch-Rows": str(usage.batch_rows)}
+        out = []
+        for i, c in enumerate(choices):
+            assert c.done is not None
+            logprobs = None
+            if parsed.top_logprobs is not None:
+                logprobs = (chat_logprobs if parsed.chat else legacy_logprobs)(engine, c.tokens)
+            reason = "length" if c.done.finish_reason == "length" else "stop"
+            if parsed.chat:
+                out.append({"index": i, "message": {"role": "assistant", "content": c.done.text},
+                            "logprobs": logprobs, "finish_reason": reason})
+            else:
+                out.append({"index": i, "text": c.done.text, "logprobs": logprobs, "finish_reason": reason})
+        body = {"id": _new_id(parsed.chat), "object": "chat.completion" if parsed.chat else "text_completion",
+                "created": int(time.time()), "model": model_id, "choices": out,
+                "usage": _usage(usage)}
+        return JSONResponse(body, headers=headers)
+
+    async def stream_response(request: Request, job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
+        events = _events(job, request)
+        first = await anext(events, None)  # the batch has started: its size is known
+        headers = {**headers, "X-Batch-Rows": str(job.batch_rows), "Cache-Control": "no-cache"}
+        return StreamingResponse(_sse(first, events, job, parsed), media_type="text/event-stream", headers=headers)
+
+    async def _sse(first: Any, events: AsyncIterator[Any], job: Job, parsed: ParsedRequest) -> AsyncIterator[str]:
+        chunk_id, created = _new_id(parsed.chat), int(time.time())
+        kind = "chat.completion.chunk" if parsed.chat else "text_completion"
+        texts = [ChoiceText(engine, parsed.params.stop) for _ in range(parsed.n)]
+        started = [False] * parsed.n
+
+        def chunk(choice: int, text: str | None, reason: str | None, logprobs: Any = None) -> str:
+            if parsed.chat:
+                delta: dict[str, Any] = {}
+                if not started[choice]:
+                    delta["role"] = "assistant"
+                    started[choice] = True
+                if text is not None:
+                    delta["content"] = text
+                entry: dict[str, Any] = {"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+            else:
+                entry = {"index": choice, "text": text or "", "logprobs": logprobs, "finish_reason": reason}
+            body = {"id": chunk_id, "object": kind, "created": created, "model": model_id, "choices": [entry]}
+            if parsed.include_usage:
+                body["usage"] = None
+            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+        try:
+            event = first
+            while event is not None:
+                if isinstance(event, TokenEvent):
+                    text = texts[event.choice].add(event.token_id)
+                    logprobs = None
+                    if parsed.top_logprobs is not None:
+                        maker = chat_logprobs if parsed.chat else legacy_logprobs
+                        logprobs = maker(engine, [event])
+                    if text or logprobs and (logprobs.get("content") or logprobs.get("tokens")):
+                        yield chunk(event.choice, text, None, logprobs)
+                elif isinstance(event, ChoiceDone):
+                    rest = texts[event.choice].finish(event.text)
+                    if rest:
+                        yield chunk(event.choice, rest, None)
+                    yield chunk(event.choice, None, "length" if event.finish_reason == "length" else "stop")
+                elif isinstance(event, JobDone):
+                    if parsed.include_usage:
+                        body = {"id": chunk_id, "object": kind, "created": created, "model": model_id,
+                                "choices": [], "usage": _usage(event)}
+                        yield f"data: {json.dumps(body)}\n\n"
+                    yield "data: [DONE]\n\n"
+                    return
+                elif isinstance(event, JobError):
+                    yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'server_error'}})}\n\n"
+                    return
+                event = await anext(events, None)
+        finally:
+            job.cancel()  # the client went away (or the job ended): its rows leave the batch at the next step
+
+    return router
+
+
+async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:
+    """The job's events without blocking the server's event loop; stops early if the client disconnects."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            event = await loop.run_in_executor(None, job.next_event, WAIT_SECONDS)
+        except queue.Empty:
+            if request is not None and await request.is_disconnected():
+                job.cancel()
+                return
+            continue
+        yield event
+        if isinstance(event, (JobDone, JobError)):
+            return
+
+
+def _usage(done: JobDone) -> dict[str, int]:
+    return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens}
+
+
+def _new_id(chat: bool) -> str:
+    return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
