@@ -104,6 +104,10 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
             _whole("logprobs", top_logprobs, 0, MAX_LEGACY_LOGPROBS)
 
     knobs: dict[str, Any] = {k: v for k, v in body.items() if k in ENGINE_FIELDS and v is not None}
+    temperature = knobs.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and not 0 <= temperature <= 2:
+        raise RequestError(f"temperature: must be a number in [0, 2] (as in OpenAI's API), got {temperature!r}",
+                           "temperature")
     knobs["max_new_tokens"] = max_tokens
     if body.get("min_tokens") is not None:
         knobs.setdefault("min_new_tokens", body["min_tokens"])
