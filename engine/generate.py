@@ -62,6 +62,10 @@ class GenerationResult:
     trace: Trace | None
     seconds: float
     forward_seconds: float
+    row_prompt_ids: list[list[int]] | None = None  # one prompt per row when the rows' prompts differ
+
+    def prompt_of(self, row: int) -> list[int]:
+        return self.row_prompt_ids[row] if self.row_prompt_ids is not None else self.prompt_ids
 
     @property
     def generated_tokens(self) -> int:
@@ -104,6 +108,25 @@ class _Rows:
 
     def select(self, keep: torch.Tensor) -> "_Rows":
         return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep), self.seeds[keep], self.samples[keep])
+
+
+@dataclass
+class _Prefill:
+    cache: object  # transformers Cache
+    logits: torch.Tensor  # [1 or B, V]
+    tokens: torch.Tensor  # [1 or B, L] prompt tokens, left-padded with -1 when prompts differ
+    attention_mask: torch.Tensor | None  # [B, L] 1 = real token; None when every row has the same prompt
+    next_positions: torch.Tensor | None  # [B] position of each row's next token; None when shared
+
+
+def _row_prompts(prompt_ids: Sequence[int] | Sequence[Sequence[int]], rows: int) -> list[list[int]]:
+    """One prompt for every row, or one per row -> a list of per-row prompts (validated)."""
+    if len(prompt_ids) and isinstance(prompt_ids[0], (list, tuple)):
+        prompts = [list(p) for p in prompt_ids]  # type: ignore[arg-type]
+        if len(prompts) != rows:
+            raise ParamError("prompt_ids", f"one prompt for all rows or one per row ({rows})", len(prompts))
+        return prompts
+    return [list(prompt_ids)] * rows  # type: ignore[arg-type]
 
 
 class Engine:
@@ -153,12 +176,14 @@ class Engine:
         return update.result
 
     @torch.inference_mode()
-    def stream(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
+    def stream(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
                cancel_rows: Callable[[], Collection[int]] | None = None) -> Iterator[StepUpdate]:
         """Decode every row together, yielding the tokens of each step; the last update carries the result.
 
+        prompt_ids: one prompt for every row, or one per row (rows with different prompts share the batch:
+        each distinct prompt is prefilled on its own, then the caches are left-padded into one).
         Cancel between steps with `cancel.set()` (every row ends with finish_reason "cancelled"), or some rows
         only: `cancel_rows()` is asked once per step for the row indices to end now.
         """
@@ -166,7 +191,11 @@ class Engine:
         sample_indices = list(sample_indices) if sample_indices is not None else [0] * len(params)
         if len(sample_indices) != len(params):
             raise ParamError("sample_indices", f"one per row ({len(params)})", len(sample_indices))
-        self.check(prompt_ids, params)
+        row_prompts = _row_prompts(prompt_ids, len(params))
+        for row_prompt in {tuple(p) for p in row_prompts}:
+            self.check(list(row_prompt), params)
+        shared = all(p == row_prompts[0] for p in row_prompts)
+        prompt_ids = row_prompts[0] if shared else row_prompts
         started = time.perf_counter()
         device, vocab = self.loaded.device, self.loaded.vocab_size
         batch = len(params)
@@ -175,21 +204,20 @@ class Engine:
         eos = torch.tensor(self.loaded.eos_token_ids, device=device)
         trace = Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None
 
-        prompt = torch.tensor([list(prompt_ids)], device=device)  # [1, P]
+        # Prefill once per distinct prompt, then give every row its own copy of the cache.
+        t0 = self._sync_time()
+        prefill = self._prefill(row_prompts if not shared else [row_prompts[0]], None if shared else batch)
+        cache, logits = prefill.cache, prefill.logits.expand(batch, -1)  # logits: [B, V] raw next-token logits
+        if shared:
+            cache.batch_repeat_interleave(batch)
+        forward_seconds = self._sync_time() - t0
         rows = _Rows(torch.arange(batch, device=device), self.row_params(params),
-                     DecodeState.start(prompt.expand(batch, -1), vocab),
+                     DecodeState.start(prefill.tokens.expand(batch, -1), vocab),
                      torch.tensor([p.seed for p in params], device=device), torch.tensor(sample_indices, device=device))
+        mask, positions = prefill.attention_mask, prefill.next_positions  # [B, L] and [B], or None when shared
         plans = plan_stages(rows.params)
         history: list[tuple[torch.Tensor, ...]] = []  # per step: (row ids, token, raw logp, final logp, raw entropy)
         finish = torch.zeros(batch, dtype=torch.long, device=device)  # index into FINISH_REASONS
-
-        # Prefill once for the shared prompt, then give every row its own copy of the cache.
-        t0 = self._sync_time()
-        output = self.loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-        cache = output.past_key_values
-        cache.batch_repeat_interleave(batch)
-        logits = output.logits[:, -1, :].float().expand(batch, -1)  # [B, V] raw next-token logits
-        forward_seconds = self._sync_time() - t0
 
         step = 0
         for step in range(max_steps):
@@ -240,13 +268,21 @@ class Engine:
                 rows = rows.select(keep)
                 plans = plan_stages(rows.params)
                 chosen = chosen[keep]
+                if mask is not None:
+                    mask, positions = mask[keep], positions[keep]
             t0 = self._sync_time()
-            output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+            if mask is None:
+                output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+            else:  # left-padded prompts: mask the padding, and give each row its own position
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True,
+                                           attention_mask=mask, position_ids=positions[:, None])
+                positions = positions + 1
             logits = output.logits[:, -1, :].float()
             forward_seconds += self._sync_time() - t0
 
         result = GenerationResult(
-            prompt_ids=list(prompt_ids), params=params, sample_indices=sample_indices,
+            prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params, sample_indices=sample_indices,
             rows=self._row_results(history, finish.tolist(), params), trace=trace,
             seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
         finished = rows.ids[done].tolist()
@@ -264,7 +300,7 @@ class Engine:
             raise ParamError("step", f"an integer in [0, {len(out.token_ids) - 1}] for row {row}", step)
         device, vocab = self.loaded.device, self.loaded.vocab_size
         params = result.params[row]
-        prompt = torch.tensor([result.prompt_ids], device=device)
+        prompt = torch.tensor([result.prompt_of(row)], device=device)
         generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)
         logits = self.loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
         stages = [logits.softmax(-1)[0]]
@@ -273,6 +309,37 @@ class Engine:
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 
     # -- helpers -----------------------------------------------------------------------------------------
+
+    def _prefill(self, prompts: list[list[int]], batch: int | None) -> "_Prefill":
+        """Run each distinct prompt on its own (exactly as it would run alone) and merge the caches.
+
+        One prompt (batch None): its cache [1, ...] is repeated by the caller. Several (one per row): the caches
+        are left-padded with zeros to the longest prompt and gathered per row; the attention mask hides the
+        padding and each row keeps its own positions, so no row sees another's prompt.
+        """
+        device = self.loaded.device
+        if batch is None:
+            prompt = torch.tensor([prompts[0]], device=device)  # [1, P]
+            output = self.loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+            return _Prefill(output.past_key_values, output.logits[:, -1, :].float(), prompt, None, None)
+        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+        group = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=device)  # [B]
+        longest = max(len(p) for p in distinct)
+        caches, logits = [], []
+        for prompt in distinct:
+            output = self.loaded.model(input_ids=torch.tensor([list(prompt)], device=device), use_cache=True,
+                                       logits_to_keep=1)
+            caches.append(output.past_key_values)
+            logits.append(output.logits[:, -1, :].float())
+        merged = caches[0]
+        for layer, parts in zip(merged.layers, zip(*(c.layers for c in caches))):
+            pad = [longest - part.keys.shape[-2] for part in parts]
+            layer.keys = torch.cat([torch.nn.functional.pad(part.keys, (0, 0, p, 0)) for part, p in zip(parts, pad)])
+            layer.values = torch.cat([torch.nn.functional.pad(part.values, (0, 0, p, 0)) for part, p in zip(parts, pad)])
+        merged.batch_select_indices(group)
+        tokens = torch.tensor([[-1] * (longest - len(p)) + list(p) for p in distinct], device=device)[group]  # [B, L]
+        return _Prefill(merged, torch.cat(logits)[group], tokens, (tokens >= 0).long(),
+                        torch.tensor([len(p) for p in prompts], device=device))
 
     @staticmethod
     def _raw_top(trace: Trace | None, step: int, ids: list[int]) -> list[list[tuple[int, float]]]:

@@ -172,10 +172,18 @@ class DecodeState:
 
     @staticmethod
     def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None) -> "DecodeState":
-        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G]."""
+        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G].
+
+        A prompt may be left-padded with -1 (rows with prompts of different lengths): padding is never "seen".
+        """
         batch = prompt.shape[0]
         seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=prompt.device)
-        seen.scatter_(1, prompt, True)
+        if bool((prompt < 0).any()):
+            hits = torch.zeros(batch, vocab_size, dtype=torch.int32, device=prompt.device)
+            hits.scatter_add_(1, prompt.clamp(min=0), (prompt >= 0).to(torch.int32))
+            seen = hits > 0
+        else:
+            seen.scatter_(1, prompt, True)
         counts = torch.zeros(batch, vocab_size, dtype=torch.float32, device=prompt.device)
         state = DecodeState(prompt, prompt.shape[1], seen, counts)
         if generated is not None:

@@ -6,18 +6,19 @@
         ...
     job.cancel()                                              # e.g. the client went away: rows leave next step
 
-How batching works: the worker takes the first waiting job, then keeps collecting jobs for `window_seconds`
-(or until the row budget is full). Jobs with the same prompt tokens share one batch: the engine prefills one
-prompt per batch and copies its cache into every row. Jobs with different prompts run as consecutive batches.
-A row's text depends only on (seed, sample index, step), so a seeded request returns the same text alone or
-beside others. A job's events arrive as its rows decode; a job ends as soon as its own rows are done.
+How batching works: the worker takes the first waiting job, then keeps collecting jobs for `window_seconds`.
+Everything collected decodes as one engine batch (split only where the engine's row / token budget says so):
+each distinct prompt is prefilled once on its own and the caches are merged, left-padded, into the batch. A
+row's text depends only on its prompt and (seed, sample index, step), so a seeded request returns the same text
+alone or beside others (the padded attention changes logits by float rounding only, ~1e-5). A job's events
+arrive as its rows decode; a job ends as soon as its own rows are done. Jobs arriving while a batch runs wait
+for the next batch.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, Union
 
@@ -134,22 +135,21 @@ class BatchScheduler:
                 self._run(batch)
 
     def _batches(self, jobs: list[Job]) -> list[list[Job]]:
-        """Same prompt -> same batch, in arrival order, each batch within the engine's limits."""
-        by_prompt: "OrderedDict[tuple[int, ...], list[list[Job]]]" = OrderedDict()
+        """The jobs in arrival order, cut into batches that each fit the engine's limits."""
         limits = self.engine.limits
+        batches: list[list[Job]] = [[]]
         for job in jobs:
             if job.cancelled:
                 job._events.put(JobError("cancelled before it started"))
                 continue
-            batches = by_prompt.setdefault(tuple(job.prompt_ids), [[]])
             current = batches[-1]
             rows = sum(len(j.params) for j in current) + len(job.params)
-            tokens = sum(p.max_new_tokens for j in current for p in j.params) + sum(p.max_new_tokens for p in job.params)
+            tokens = sum(p.max_new_tokens for j in [*current, job] for p in j.params)
             if current and (rows > limits.max_rows or tokens > limits.max_total_tokens):
                 batches.append([job])
             else:
                 current.append(job)
-        return [batch for batches in by_prompt.values() for batch in batches if batch]
+        return [batch for batch in batches if batch]
 
     def _run(self, jobs: list[Job]) -> None:
         owners: list[tuple[Job, int]] = [(job, choice) for job in jobs for choice in range(len(job.params))]
@@ -166,7 +166,8 @@ class BatchScheduler:
             return {row for row, (job, _) in enumerate(owners) if job.cancelled}
 
         try:
-            stream = self.engine.stream(jobs[0].prompt_ids, params, indices,
+            prompts = [job.prompt_ids for job, _ in owners]
+            stream = self.engine.stream(prompts, params, indices,
                                         max(job.top_logprobs for job in jobs), cancel_rows=cancelled_rows)
             for update in stream:
                 for row, token, raw_lp, final_lp, top in zip(update.rows, update.tokens, update.raw_logprobs,

@@ -49,6 +49,8 @@ CONTROLS: tuple[Control, ...] = (
             placeholder="e.g. very, really"),
     Control("sequence_bias", "Penalties", "text", "Add a bias to the logits of words: one `word: bias` per line (-inf bans).",
             placeholder="e.g. the: -5"),
+    Control("logit_bias", "Penalties", "text", "OpenAI's logit_bias: add a bias to token ids, one `id: bias` per line (-100..100).",
+            placeholder="e.g. 2: -100"),
     # Length and stopping
     Control("max_new_tokens", "Length and stopping", "slider", "Stop after this many new tokens.", 1, 512, 1),
     Control("min_new_tokens", "Length and stopping", "slider", "The end-of-text token is masked until this many tokens exist.", 0, 256, 1),
@@ -80,25 +82,35 @@ def parse_stop(text: str) -> tuple[str, ...]:
 
 def parse_sequence_bias(text: str) -> dict[str, float]:
     """`word: bias` per line (or a JSON object) -> {word: bias}."""
+    return _parse_bias_lines("sequence_bias", text, "word", "the: -5")
+
+
+def parse_logit_bias(text: str) -> dict[str, float]:
+    """`token id: bias` per line (or a JSON object) -> {"id": bias}; SamplingParams checks the ids and range."""
+    return _parse_bias_lines("logit_bias", text, "token id", "2: -100")
+
+
+def _parse_bias_lines(field: str, text: str, key: str, example: str) -> dict[str, float]:
+    """`key: number` per line, split at the last colon (or a JSON object)."""
     if not isinstance(text, str):
-        raise ParamError("sequence_bias", "`word: bias` lines", text)
+        raise ParamError(field, f"`{key}: bias` lines", text)
     if text.strip().startswith("{"):
         try:
-            value = json.loads(text)
+            return json.loads(text)
         except ValueError:
-            raise ParamError("sequence_bias", 'a JSON object such as {"the": -5}', text) from None
-        return value
+            raise ParamError(field, f'a JSON object such as {{"{example.split(":")[0]}": {example.split(": ")[1]}}}', text) from None
     bias: dict[str, float] = {}
     for line in text.splitlines():
         if not line.strip():
             continue
         word, sep, number = line.rpartition(":")
         try:
-            bias[word.strip()] = float(number) if sep else float("nan")
+            value = float(number) if sep else math.nan
         except ValueError:
-            bias[word.strip()] = float("nan")
-        if not sep or not word.strip() or math.isnan(bias[word.strip()]):
-            raise ParamError("sequence_bias", "one `word: number` per line (e.g. `the: -5`)", line)
+            value = math.nan
+        if not sep or not word.strip() or math.isnan(value):
+            raise ParamError(field, f"one `{key}: number` per line (e.g. `{example}`)", line)
+        bias[word.strip()] = value
     return bias
 
 
@@ -132,6 +144,8 @@ def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> Sa
             value = parse_word_list("bad_words", value or "")
         elif control.field == "sequence_bias":
             value = parse_sequence_bias(value or "")
+        elif control.field == "logit_bias":
+            value = parse_logit_bias(value or "")
         elif control.kind in ("slider", "number"):
             if value is None or value == "":
                 raise ParamError(control.field, "a number", value)
@@ -152,6 +166,8 @@ def values_from_params(params: SamplingParams) -> list[Any]:
             value = ", ".join(value)
         elif control.field == "sequence_bias":
             value = format_sequence_bias(value)
+        elif control.field == "logit_bias":
+            value = format_sequence_bias([(str(token), bias) for token, bias in value])
         out.append(value)
     return out
 

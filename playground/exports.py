@@ -36,6 +36,7 @@ class TransformersSettings:
     num_return_sequences: int
     banned_words: tuple[str, ...]  # bad_words plus sequence_bias texts biased by -inf (the same ban)
     biases: tuple[tuple[str, float], ...]  # finite sequence_bias entries
+    token_biases: tuple[tuple[int, float], ...]  # logit_bias: (token id, bias), one-token sequence biases
     left_out: dict[str, Any]  # field -> value, for knobs transformers has no equivalent of
     notes: tuple[str, ...]
 
@@ -48,7 +49,7 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     if params.order != DEFAULT_ORDER:
         left_out["order"] = order_text(params.order)
     expressible = params.replace(presence_penalty=0.0, frequency_penalty=0.0, order=list(DEFAULT_ORDER),
-                                 bad_words=[], sequence_bias=[])
+                                 bad_words=[], sequence_bias=[], logit_bias={})
     notes = [] if params.greedy else [
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
@@ -61,7 +62,7 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
         notes.append("transformers keeps the stop string in the text; the playground cuts the text before it")
     banned, biases = bans_and_biases(params)
     return TransformersSettings(kwargs=expressible.generate_kwargs(), num_return_sequences=samples,
-                                banned_words=banned, biases=biases, left_out=left_out, notes=tuple(notes))
+                                banned_words=banned, biases=biases, token_biases=params.logit_bias, left_out=left_out, notes=tuple(notes))
 
 
 def bans_and_biases(params: SamplingParams) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:
@@ -95,6 +96,8 @@ def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> s
             reasons["bad_words"] = {"value": list(settings.banned_words), "reason": needs_ids}
         if settings.biases:
             reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
+    if settings.token_biases:  # logit_bias is a bias on one-token sequences
+        data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
     if reasons:
         data["_not_expressible"] = reasons
     data["_notes"] = list(settings.notes)
@@ -122,6 +125,8 @@ def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
              "",
              "kwargs = dict(", *(f"    {name}={value!r}," for name, value in settings.kwargs.items()), ")",
              *_token_id_lines(settings),
+             *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
+                f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else []),
              "",
              f"torch.manual_seed({config.params.seed})",
              f"outputs = model.generate(**inputs, **kwargs, num_return_sequences={settings.num_return_sequences}"

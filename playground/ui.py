@@ -346,9 +346,10 @@ def _widget(control, value: Any) -> gr.components.Component:
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
     text = {"bad_words": ", ".join(value), "stop": format_stop(value),
-            "sequence_bias": format_sequence_bias(value)}.get(control.field, value)
+            "sequence_bias": format_sequence_bias(value),
+            "logit_bias": format_sequence_bias([(str(t), b) for t, b in value])}.get(control.field, value)
     return gr.Textbox(text, label=label, info=control.info, placeholder=control.placeholder,
-                      lines=2 if control.field in ("stop", "sequence_bias") else 1, elem_id=elem_id)
+                      lines=2 if control.field in ("stop", "sequence_bias", "logit_bias") else 1, elem_id=elem_id)
 
 
 def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:

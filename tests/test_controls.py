@@ -284,8 +284,19 @@ def test_numeric_control_range_is_valid_for_its_field(control):
 def test_non_numeric_controls_have_the_right_kind():
     kinds = {c.field: c.kind for c in CONTROLS}
     assert kinds["do_sample"] == "checkbox"
-    assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias"}
+    assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
             assert isinstance(defaults[field], (int, float)) and not isinstance(defaults[field], bool)
+
+
+def test_logit_bias_lines_round_trip_and_errors_name_the_field():
+    params = SamplingParams(logit_bias={"2": -100, 5: 3.5})
+    values = values_from_params(params)
+    assert values[CONTROL_FIELDS.index("logit_bias")] == "2: -100\n5: 3.5"
+    assert params_from_values(values, None) == params
+    for bad in ("2 -100", "two: 5", "2: 101", "-1: 5"):
+        values[CONTROL_FIELDS.index("logit_bias")] = bad
+        with pytest.raises(ParamError, match="^logit_bias: "):
+            params_from_values(values, None)

@@ -177,3 +177,30 @@ def test_sweep_runs_every_cell_and_sample_as_one_batch(engine) -> None:
     assert list(frame.loc[frame["cell"] == 2, "temperature"]) == [1.0, 1.0]
     assert list(frame.loc[frame["cell"] == 2, "top_p"]) == [0.8, 0.8]
     assert frame["text"].map(len).gt(0).all()
+
+
+def test_rows_with_different_prompts_in_one_batch_equal_each_alone(engine) -> None:
+    """Per-row prompts: each distinct prompt prefilled alone, caches left-padded; tokens equal the solo runs."""
+    prompts = [engine.encode(t) for t in ("What is deep learning?", "Name three rivers in Europe, please.", "Hi")]
+    params = [SamplingParams(temperature=0, max_new_tokens=16),
+              SamplingParams(temperature=0.9, seed=3, max_new_tokens=16, repetition_penalty=1.3, no_repeat_ngram_size=3),
+              SamplingParams(temperature=1.0, seed=5, max_new_tokens=16, top_p=0.9, stop=("!",))]
+    rows = [prompts[i % 3] for i in range(6)]
+    row_params = [params[i % 3] for i in range(6)]
+    mixed = engine.generate(rows, row_params, list(range(6)), trace_top_n=4)
+    assert mixed.row_prompt_ids == rows
+    for i, (prompt, p) in enumerate(zip(rows, row_params)):
+        alone = engine.generate(prompt, [p], [i]).rows[0]
+        assert mixed.rows[i].token_ids == alone.token_ids and mixed.rows[i].text == alone.text
+        assert mixed.rows[i].finish_reason == alone.finish_reason
+        # the padded attention differs from the solo run by float rounding only
+        assert max(abs(a - b) for a, b in zip(mixed.rows[i].raw_logprobs, alone.raw_logprobs)) < 1e-4
+    replay = engine.replay(mixed, 4, 3)  # a replay of a mixed-prompt row uses that row's own prompt
+    assert replay.chosen == mixed.rows[4].token_ids[3]
+    assert abs(float(replay.probs[0, replay.chosen].log()) - mixed.rows[4].raw_logprobs[3]) < 1e-4
+
+
+def test_per_row_prompts_must_match_the_rows(engine) -> None:
+    prompt = engine.encode("Hello")
+    with pytest.raises(ParamError, match="prompt_ids"):
+        engine.generate([prompt, prompt], [SamplingParams(max_new_tokens=2)] * 3)

@@ -40,13 +40,14 @@ def test_jobs_arriving_together_share_a_batch_and_match_alone(tiny, scheduler):
         assert done.batch_rows == 6 and done.completion_tokens == sum(len(c.token_ids) for c in choices)
 
 
-def test_different_prompts_each_match_alone(tiny, scheduler):
+def test_different_prompts_share_a_batch_and_each_match_alone(tiny, scheduler):
     engine = scheduler.engine
-    prompts = [engine.encode(t, raw=True) for t in ("one two", "three four five six")]
-    params = [SamplingParams(temperature=0.7, seed=9, max_new_tokens=8)]
+    prompts = [engine.encode(t, raw=True) for t in ("one two", "three four five six", "seven")]
+    params = [SamplingParams(temperature=0.7, seed=9, max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=2)]
     jobs = [scheduler.submit(p, params) for p in prompts]
     for prompt, job in zip(prompts, jobs):
-        choices, _ = collect(job)
+        choices, done = collect(job)
+        assert done.batch_rows == 3
         assert choices[0].token_ids == engine.generate(prompt, params, [0]).rows[0].token_ids
 
 
