@@ -6,7 +6,8 @@
         ...
     job.cancel()                                              # e.g. the client went away: rows leave next step
 
-How batching works: the worker takes the first waiting job, then keeps collecting jobs for `window_seconds`.
+How batching works: the worker takes the first waiting job, then keeps collecting jobs as long as each arrives
+within `window_seconds` of the previous one (at most `max_wait_seconds` after the first).
 Everything collected decodes as one engine batch (split only where the engine's row / token budget says so):
 each distinct prompt is prefilled once on its own and the caches are merged, left-padded, into the batch. A
 row's text depends only on its prompt and (seed, sample index, step), so a seeded request returns the same text
@@ -91,9 +92,10 @@ class Job:
 class BatchScheduler:
     """One worker thread owns the engine; jobs submitted from any thread are batched as described above."""
 
-    def __init__(self, engine: Engine, window_seconds: float = 0.02):
+    def __init__(self, engine: Engine, window_seconds: float = 0.05, max_wait_seconds: float = 0.25):
         self.engine = engine
         self.window_seconds = window_seconds
+        self.max_wait_seconds = max_wait_seconds
         self._waiting: "queue.Queue[Job | None]" = queue.Queue()
         self._worker = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._worker.start()
@@ -121,7 +123,8 @@ class BatchScheduler:
             if first is None:
                 return
             jobs = [first]
-            deadline = time.monotonic() + self.window_seconds
+            last_call = time.monotonic() + self.max_wait_seconds
+            deadline = min(time.monotonic() + self.window_seconds, last_call)
             while (left := deadline - time.monotonic()) > 0:
                 try:
                     job = self._waiting.get(timeout=left)
@@ -131,6 +134,7 @@ class BatchScheduler:
                     self._waiting.put(None)  # close after this round
                     break
                 jobs.append(job)
+                deadline = min(time.monotonic() + self.window_seconds, last_call)  # more may be on the way
             for batch in self._batches(jobs):
                 self._run(batch)
 

@@ -25,14 +25,15 @@ PROMPTS = ["What is deep learning?", "Explain how blockchain works.", "Name thre
            "What does a compiler do?"]
 
 
-def stream_once(url: str, prompt: str, seed: int, max_tokens: int) -> tuple[float, float, int]:
-    """(seconds to the first content chunk, total seconds, completion tokens) of one streamed request."""
+def stream_once(url: str, prompt: str, seed: int, max_tokens: int) -> tuple[float, float, int, int]:
+    """(seconds to the first content chunk, total seconds, completion tokens, rows of its batch) of one request."""
     body = {"model": "any", "messages": [{"role": "user", "content": prompt}], "stream": True, "seed": seed,
             "temperature": 0.8, "max_tokens": max_tokens, "min_tokens": max_tokens,
             "stream_options": {"include_usage": True}}
     started, first, tokens = time.perf_counter(), None, 0
     with httpx.stream("POST", url + "v1/chat/completions", json=body, timeout=600) as response:
         response.raise_for_status()
+        batch_rows = int(response.headers.get("X-Batch-Rows", 0))
         for line in response.iter_lines():
             if not line.startswith("data: {"):
                 continue
@@ -41,11 +42,11 @@ def stream_once(url: str, prompt: str, seed: int, max_tokens: int) -> tuple[floa
                 first = time.perf_counter() - started
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
-    return first or 0.0, time.perf_counter() - started, tokens
+    return first or 0.0, time.perf_counter() - started, tokens, batch_rows
 
 
 def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
-    results: list[tuple[float, float, int]] = [None] * len(prompts)  # type: ignore[list-item]
+    results: list[tuple[float, float, int, int]] = [None] * len(prompts)  # type: ignore[list-item]
     barrier = threading.Barrier(len(prompts))
 
     def client(i: int) -> None:
@@ -61,7 +62,8 @@ def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
     wall = time.perf_counter() - started
     return {"clients": len(prompts), "ttft_ms": statistics.median(r[0] for r in results) * 1000,
             "latency_s": statistics.median(r[1] for r in results), "tokens": sum(r[2] for r in results),
-            "tokens_per_s": sum(r[2] for r in results) / wall, "wall_s": wall}
+            "tokens_per_s": sum(r[2] for r in results) / wall, "wall_s": wall,
+            "batch_rows": statistics.median(r[3] for r in results)}
 
 
 def main() -> None:
@@ -78,10 +80,11 @@ def main() -> None:
             rows["8 clients, same prompt"].append(scenario(url, PROMPTS[:1] * 8, args.max_tokens))
             rows["8 clients, 8 prompts"].append(scenario(url, PROMPTS, args.max_tokens))
         print(f"streamed chat completions, {args.max_tokens} tokens each, medians of {args.repeats} runs")
-        print(f"{'scenario':26} {'first token':>12} {'per request':>12} {'tokens/s (all)':>15}")
+        print(f"{'scenario':26} {'first token':>12} {'per request':>12} {'tokens/s (all)':>15} {'batch rows':>11}")
         for name, runs in rows.items():
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{name:26} {med['ttft_ms']:>9.0f} ms {med['latency_s']:>10.2f} s {med['tokens_per_s']:>15.1f}")
+            print(f"{name:26} {med['ttft_ms']:>9.0f} ms {med['latency_s']:>10.2f} s {med['tokens_per_s']:>15.1f} "
+                  f"{med['batch_rows']:>11.0f}")
     finally:
         demo.close()
 
