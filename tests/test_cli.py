@@ -144,3 +144,14 @@ def test_split_values() -> None:
     assert split_values("temperature>min_p,min_p>temperature") == ["temperature>min_p", "min_p>temperature"]
     assert split_values('["\\n"],[".", ","]') == ['["\\n"]', '[".", ","]']
     assert split_values('"a,b",c') == ['"a,b"', "c"]
+
+
+def test_axis_ranges_expand_like_the_page_axis_boxes(tmp_path, capsys):
+    """`--axis NAME=START:STOP:STEP` (stop included) is parsed by the same code as the page's axis boxes."""
+    from engine.__main__ import build_parser, build_spec
+
+    spec = build_spec(build_parser().parse_args(["sweep", "--prompt", "Hi", "--axis", "top_p=0.5:1.0:0.25",
+                                  "--axis", "temperature=0.2,0.5:1.5:0.5"]))
+    assert [a.values for a in spec.axes] == [(0.5, 0.75, 1.0), (0.2, 0.5, 1.0, 1.5)]
+    assert main(["sweep", "--prompt", "Hi", "--axis", "top_p=1.0:0.5:0.25"]) == 2
+    assert "axis top_p" in capsys.readouterr().err
