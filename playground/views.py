@@ -187,8 +187,8 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
     label = store.engine.loaded.token_label
     out = run.generation.rows[row]
     stats = stage_stats(replay.probs, replay.chosen)
-    figure = distribution_figure(replay.stage_names, replay.probs, replay.chosen, label, top_n,
-                                 title=f"{run.labels[row]} · step {step}")
+    # no figure title: the caption above the plot names the output and step (a title collides with the toolbar)
+    figure = distribution_figure(replay.stage_names, replay.probs, replay.chosen, label, top_n)
     trace = run.generation.trace
     length = len(out.token_ids)
     if trace is not None:
