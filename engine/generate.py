@@ -16,7 +16,7 @@ from typing import Callable, Collection, Iterator, Sequence
 import torch
 
 from .models import LoadedModel
-from .params import DEFAULT_ORDER, ParamError, SamplingParams, word_variants
+from .params import DEFAULT_ORDER, ParamError, SamplingParams, sequence_breaker_ids, word_variants
 from .processors import DecodeState, RowParams, apply_pipeline, plan_stages
 from .sampling import choose_next, row_keys
 from .trace import StageSummary, Trace, log_normalizer_and_entropy, summarize
@@ -51,6 +51,7 @@ class RowResult:
     final_logprobs: list[float]  # log p of each chosen token under the final (processed) distribution
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
     finish_reason: str  # "stop" (EOS or stop string), "length" or "cancelled"
+    beam_score: float | None = None  # a beam row's sequence score (transformers' sequences_scores)
 
 
 @dataclass
@@ -155,14 +156,18 @@ class Engine:
             raise ParamError("prompt", f"at most {self.loaded.context_length} tokens together with max_new_tokens "
                                        f"({len(prompt_ids)} prompt + {max(p.max_new_tokens for p in params)} new)", longest)
 
-    def row_params(self, params: Sequence[SamplingParams]) -> RowParams:
+    def row_params(self, params: Sequence[SamplingParams], sample_indices: Sequence[int] | None = None) -> RowParams:
         """Tokenize the text-valued knobs and build the per-row tensors."""
         tok, eos = self.loaded.tokenizer, self.loaded.eos_token_ids
         bad = [[ids for w in p.bad_words for ids in word_variants(tok, w) if not (len(ids) == 1 and ids[0] in eos)]
                for p in params]
         bias = [[(ids, b) for text, b in p.sequence_bias for ids in word_variants(tok, text)]
                 + [([token], b) for token, b in p.logit_bias] for p in params]
-        return RowParams.build(params, eos, self.loaded.vocab_size, self.loaded.device, sequence_bias=bias, bad_words=bad)
+        breakers = {p.dry_sequence_breakers: sequence_breaker_ids(tok, p.dry_sequence_breakers)
+                    for p in params if p.dry_multiplier}  # DRY's breakers, tokenized once per distinct list
+        return RowParams.build(params, eos, self.loaded.vocab_size, self.loaded.device, sequence_bias=bias, bad_words=bad,
+                               sequence_breakers=[breakers.get(p.dry_sequence_breakers, []) for p in params],
+                               sample_indices=sample_indices)
 
     # -- the loop ----------------------------------------------------------------------------------------
 
@@ -191,6 +196,9 @@ class Engine:
         sample_indices = list(sample_indices) if sample_indices is not None else [0] * len(params)
         if len(sample_indices) != len(params):
             raise ParamError("sample_indices", f"one per row ({len(params)})", len(sample_indices))
+        beams = [p.num_beams for p in params if p.num_beams > 1]
+        if beams:
+            raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
         row_prompts = _row_prompts(prompt_ids, len(params))
         for row_prompt in {tuple(p) for p in row_prompts}:
             self.check(list(row_prompt), params)
@@ -211,7 +219,7 @@ class Engine:
         if shared:
             cache.batch_repeat_interleave(batch)
         forward_seconds = self._sync_time() - t0
-        rows = _Rows(torch.arange(batch, device=device), self.row_params(params),
+        rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices),
                      DecodeState.start(prefill.tokens.expand(batch, -1), vocab),
                      torch.tensor([p.seed for p in params], device=device), torch.tensor(sample_indices, device=device))
         mask, positions = prefill.attention_mask, prefill.next_positions  # [B, L] and [B], or None when shared
@@ -240,7 +248,7 @@ class Engine:
             history.append((rows.ids, chosen, raw_logp, final_logp, raw_entropy))
             if trace is not None:
                 trace.record(step, rows.ids, stages, chosen)
-            rows.state.append(chosen)
+            rows.state.append(chosen, final_logp)
 
             # 3. which rows are done: EOS or a stop string ("stop"), or max_new_tokens ("length")
             stopped = torch.isin(chosen, eos) | self._stop_hits(rows, params)
@@ -303,8 +311,12 @@ class Engine:
         prompt = torch.tensor([result.prompt_of(row)], device=device)
         generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)
         logits = self.loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
+        if params.num_beams > 1:  # beam search runs its processors on log-probabilities (as transformers does)
+            logits = torch.log_softmax(logits, dim=-1)
         stages = [logits.softmax(-1)[0]]
-        apply_pipeline(logits, DecodeState.start(prompt, vocab, generated), self.row_params([params]),
+        final_logp = torch.tensor([out.final_logprobs[:step]], dtype=torch.float32, device=device)
+        apply_pipeline(logits, DecodeState.start(prompt, vocab, generated, final_logp),
+                       self.row_params([params], [result.sample_indices[row]]),
                        on_stage=lambda _s, scores, _c: stages.append(scores.softmax(-1)[0]))
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 

@@ -28,6 +28,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "perplexity",
     "mean_entropy",
 )
+CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score",)  # averaged per cell when present (beam rows only)
 
 
 def ngrams(token_ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
@@ -122,7 +123,7 @@ def cell_summary(df: pd.DataFrame) -> pd.DataFrame:
     """
     axis_cols = [c for c in df.columns if c.startswith("axis_")]
     keys = ["cell", *axis_cols]
-    metric_cols = [c for c in METRIC_COLUMNS if c in df.columns]
+    metric_cols = [c for c in (*METRIC_COLUMNS, *CELL_EXTRA_COLUMNS) if c in df.columns]
     if df.empty:
         return pd.DataFrame(columns=[*keys, "samples", *metric_cols, "cell_diversity"])
     work = df.copy()

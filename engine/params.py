@@ -1,7 +1,9 @@
 """Sampling parameters (every knob, validated) and sweep specifications (base + axes + samples -> rows).
 
-Names follow transformers' GenerationConfig where transformers has the knob, and OpenAI's API for
-presence_penalty / frequency_penalty. Every "disabled" value is an exact no-op for its processor.
+Names follow transformers' GenerationConfig where transformers has the knob, OpenAI's API for
+presence_penalty / frequency_penalty, and text-generation-webui / llama.cpp's server for the community samplers
+(DRY, XTC, mirostat, dynamic temperature, top-nσ, top-a, tail-free sampling), so settings carry over.
+Every "disabled" value is an exact no-op for its processor.
 """
 from __future__ import annotations
 
@@ -13,27 +15,64 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The order in which transformers applies its processors (GenerationMixin._get_logits_processor), with
-# OpenAI's presence/frequency penalties placed right after transformers' repetition penalty.
+# OpenAI's presence/frequency penalties placed right after transformers' repetition penalty. The community
+# samplers join where text-generation-webui puts them: DRY with the penalties, dynamic temperature right after
+# temperature, top-nσ / top-a / tail-free with the truncation samplers, XTC after every truncation (it removes
+# the top choices, so it must see the final candidates) and mirostat last (it adapts to what is finally sampled).
 DEFAULT_ORDER: tuple[str, ...] = (
     "sequence_bias",
     "repetition_penalty",
     "presence_penalty",
     "frequency_penalty",
+    "dry",
     "no_repeat_ngram",
     "bad_words",
     "min_new_tokens",
     "temperature",
+    "dynatemp",
     "top_k",
     "top_p",
     "min_p",
     "typical_p",
+    "top_n_sigma",
+    "top_a",
+    "tfs",
     "epsilon_cutoff",
     "eta_cutoff",
+    "xtc",
+    "mirostat",
 )
 # Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
 SAMPLING_ONLY = frozenset(
-    {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}
+    {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+     "dynatemp", "top_n_sigma", "top_a", "tfs", "xtc", "mirostat"}
 )
+# Knobs transformers has no processor for: the field that switches each one on -> (its off value, its processor).
+# Other fields of those samplers (dry_base, xtc_threshold, mirostat_tau, ...) only matter while the switch is on.
+NO_TRANSFORMERS_EQUIVALENT: dict[str, tuple[float, str]] = {
+    "presence_penalty": (0.0, "presence_penalty"),
+    "frequency_penalty": (0.0, "frequency_penalty"),
+    "dry_multiplier": (0.0, "dry"),
+    "dynatemp_low": (1.0, "dynatemp"),
+    "dynatemp_high": (1.0, "dynatemp"),
+    "top_n_sigma": (0.0, "top_n_sigma"),
+    "top_a": (0.0, "top_a"),
+    "tfs": (1.0, "tfs"),
+    "xtc_probability": (0.0, "xtc"),
+    "mirostat": (0, "mirostat"),
+}
+# Every field of each community sampler (the processor's name -> its fields, the switch first).
+SAMPLER_FIELDS: dict[str, tuple[str, ...]] = {
+    "dry": ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers"),
+    "dynatemp": ("dynatemp_low", "dynatemp_high", "dynatemp_exponent"),
+    "top_n_sigma": ("top_n_sigma",),
+    "top_a": ("top_a",),
+    "tfs": ("tfs",),
+    "xtc": ("xtc_probability", "xtc_threshold"),
+    "mirostat": ("mirostat", "mirostat_tau", "mirostat_eta"),
+}
+# text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
+DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
 
 
 class ParamError(ValueError):
@@ -81,9 +120,28 @@ NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
     "presence_penalty": (float, Range(-2.0, 2.0)),
     "frequency_penalty": (float, Range(-2.0, 2.0)),
     "no_repeat_ngram_size": (int, Range(0, 64)),
+    "dry_multiplier": (float, Range(0.0, 100.0)),
+    "dry_base": (float, Range(1.0, 100.0)),
+    "dry_allowed_length": (int, Range(1, 64)),
+    "xtc_threshold": (float, Range(0.0, 1.0)),
+    "xtc_probability": (float, Range(0.0, 1.0)),
+    "mirostat": (int, Range(0, 2)),
+    "mirostat_tau": (float, Range(0.0, 100.0)),
+    "mirostat_eta": (float, Range(0.0, 1.0)),
+    "dynatemp_low": (float, Range(0.0, 100.0, low_open=True)),
+    "dynatemp_high": (float, Range(0.0, 100.0, low_open=True)),
+    "dynatemp_exponent": (float, Range(0.0, 100.0)),
+    "top_n_sigma": (float, Range(0.0, 100.0)),
+    "top_a": (float, Range(0.0, 1.0)),
+    "tfs": (float, Range(0.0, 1.0)),
     "min_new_tokens": (int, Range(0, 100_000)),
     "max_new_tokens": (int, Range(1, 100_000)),
     "seed": (int, Range(0, 2**63 - 1)),
+    "num_beams": (int, Range(1, 64)),
+    "num_beam_groups": (int, Range(1, 64)),
+    "diversity_penalty": (float, Range(0.0, 100.0)),
+    "length_penalty": (float, Range(-10.0, 10.0)),
+    "num_return_sequences": (int, Range(1, 64)),
 }
 
 
@@ -106,16 +164,40 @@ class SamplingParams:
     bad_words: tuple[str, ...] = ()  # each banned as written and with a leading space
     sequence_bias: tuple[tuple[str, float], ...] = ()  # (text, additive logit bias)
     logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI: (token id, additive bias in [-100, 100])
+    # Community samplers (text-generation-webui / llama.cpp names and defaults); see README "Parameters".
+    dry_multiplier: float = 0.0  # DRY: 0 = off
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_sequence_breakers: tuple[str, ...] = DRY_SEQUENCE_BREAKERS
+    xtc_threshold: float = 0.1
+    xtc_probability: float = 0.0  # XTC: 0 = off
+    mirostat: int = 0  # 0 = off, 2 = mirostat v2 (v1 is not supported)
+    mirostat_tau: float = 5.0  # target surprise, bits
+    mirostat_eta: float = 0.1  # learning rate
+    dynatemp_low: float = 1.0  # dynamic temperature: off while dynatemp_low == dynatemp_high == 1
+    dynatemp_high: float = 1.0
+    dynatemp_exponent: float = 1.0
+    top_n_sigma: float = 0.0  # 0 = off
+    top_a: float = 0.0  # 0 = off
+    tfs: float = 1.0  # tail-free sampling: 1 = off
     min_new_tokens: int = 0
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
     seed: int = 0
+    # beams (transformers' semantics); num_beams 1 = no beam search
+    num_beams: int = 1
+    num_beam_groups: int = 1
+    diversity_penalty: float = 0.0
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True, False or "never"
+    num_return_sequences: int = 1
     order: tuple[str, ...] = DEFAULT_ORDER
 
     def __post_init__(self) -> None:
         # Normalise list-ish inputs so that the dataclass stays hashable and JSON round-trips.
         object.__setattr__(self, "bad_words", _str_tuple("bad_words", self.bad_words))
         object.__setattr__(self, "stop", _str_tuple("stop", self.stop))
+        object.__setattr__(self, "dry_sequence_breakers", _breakers_tuple(self.dry_sequence_breakers))
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
@@ -123,8 +205,26 @@ class SamplingParams:
             raise ParamError("do_sample", "true or false", self.do_sample)
         for name, (kind, allowed) in NUMERIC_FIELDS.items():
             object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
+        if self.mirostat == 1:
+            raise ParamError("mirostat", "0 (off) or 2 (mirostat v2; mirostat v1 is not supported)", self.mirostat)
         if self.min_new_tokens > self.max_new_tokens:
             raise ParamError("min_new_tokens", f"<= max_new_tokens ({self.max_new_tokens})", self.min_new_tokens)
+        self._check_beams()
+
+    def _check_beams(self) -> None:
+        """The beam knobs, with transformers' rules (its GenerationConfig.validate), named field by field."""
+        if self.early_stopping not in (True, False, "never"):
+            raise ParamError("early_stopping", 'true, false or "never"', self.early_stopping)
+        if self.num_return_sequences > self.num_beams:
+            raise ParamError("num_return_sequences", f"<= num_beams ({self.num_beams})", self.num_return_sequences)
+        if self.num_beam_groups > 1:
+            if self.num_beams % self.num_beam_groups:
+                raise ParamError("num_beams", f"divisible by num_beam_groups ({self.num_beam_groups})", self.num_beams)
+            raise ParamError("num_beam_groups", "1 (diverse beam groups are not implemented yet)", self.num_beam_groups)
+        if self.diversity_penalty != 0.0:
+            raise ParamError("diversity_penalty", "0 without num_beam_groups > 1", self.diversity_penalty)
+        if self.num_beams > 1 and self.stop:
+            raise ParamError("stop", "empty with num_beams > 1 (beam search has no stop strings here)", list(self.stop))
 
     @property
     def greedy(self) -> bool:
@@ -137,6 +237,7 @@ class SamplingParams:
         d = dataclasses.asdict(self)
         d["bad_words"] = list(self.bad_words)
         d["stop"] = list(self.stop)
+        d["dry_sequence_breakers"] = list(self.dry_sequence_breakers)
         d["sequence_bias"] = {text: bias for text, bias in self.sequence_bias}
         d["logit_bias"] = {str(token): bias for token, bias in self.logit_bias}
         d["order"] = list(self.order)
@@ -149,15 +250,25 @@ class SamplingParams:
     def from_json(cls, text: str) -> "SamplingParams":
         return from_dict(json.loads(text))
 
+    def without_transformers_equivalent(self) -> dict[str, Any]:
+        """The switches set here of samplers transformers has no processor for: {field: value}.
+
+        A sampling-only sampler on a greedy row is skipped (as transformers skips its warpers), so it is
+        not listed there: the greedy run is still exactly what transformers does.
+        """
+        return {name: getattr(self, name) for name, (off, processor) in NO_TRANSFORMERS_EQUIVALENT.items()
+                if getattr(self, name) != off and not (self.greedy and processor in SAMPLING_ONLY)}
+
     def generate_kwargs(self, tokenizer: Any = None) -> dict[str, Any]:
         """Keyword arguments for transformers' `model.generate()` for the knobs transformers has.
 
-        presence/frequency penalties and stop strings have no transformers equivalent here (stop strings
-        need `tokenizer=` in generate), and a custom `order` cannot be expressed: those raise if set.
+        presence/frequency penalties and the community samplers (DRY, XTC, mirostat, dynamic temperature,
+        top-nσ, top-a, tail-free) have no transformers processor, and a custom `order` cannot be expressed:
+        those raise if switched on. Stop strings need `tokenizer=` in generate.
         """
-        for name in ("presence_penalty", "frequency_penalty"):
-            if getattr(self, name) != 0.0:
-                raise ParamError(name, "0 to convert to transformers (it has no such processor)", getattr(self, name))
+        for name, value in self.without_transformers_equivalent().items():
+            off = NO_TRANSFORMERS_EQUIVALENT[name][0]
+            raise ParamError(name, f"{_fmt(off)} to convert to transformers (it has no such processor)", value)
         if self.order != DEFAULT_ORDER:
             raise ParamError("order", "the default order to convert to transformers", list(self.order))
         kw: dict[str, Any] = {
@@ -175,6 +286,9 @@ class SamplingParams:
             kw.update(temperature=None, top_k=None, top_p=None)
         if self.stop:
             kw["stop_strings"] = list(self.stop)
+        if self.num_beams > 1:
+            kw.update(num_beams=self.num_beams, length_penalty=self.length_penalty,
+                      early_stopping=self.early_stopping, num_return_sequences=self.num_return_sequences)
         if self.logit_bias:
             kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
         if tokenizer is not None:
@@ -196,6 +310,17 @@ def word_variants(tokenizer: Any, text: str) -> list[list[int]]:
         if ids and ids not in variants:
             variants.append(ids)
     return variants
+
+
+def sequence_breaker_ids(tokenizer: Any, breakers: tuple[str, ...]) -> list[int]:
+    """DRY's sequence breakers as token ids, the way text-generation-webui makes them (sampler_hijack.py):
+    the last token of "a" + breaker, so that the breaker is tokenized as it appears after other text."""
+    ids = []
+    for breaker in breakers:
+        tokens = tokenizer("a" + breaker, add_special_tokens=False)["input_ids"]
+        if tokens and tokens[-1] not in ids:
+            ids.append(tokens[-1])
+    return ids
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))
@@ -229,6 +354,19 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ParamError(name, "a list of non-empty strings", value)
     return tuple(value)
+
+
+def _breakers_tuple(value: Any) -> tuple[str, ...]:
+    """DRY's sequence breakers: a list of strings, or text-generation-webui's text form of one
+    ('"\\n", ":", "\\"", "*"' or a JSON array), so its settings carry over; any other string is one breaker."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value if value.lstrip().startswith("[") else f"[{value}]")
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and parsed and all(isinstance(v, str) and v for v in parsed):
+            value = parsed
+    return _str_tuple("dry_sequence_breakers", value)
 
 
 def _bias_tuple(value: Any) -> tuple[tuple[str, float], ...]:
@@ -348,10 +486,11 @@ class SweepSpec:
         return out
 
     def rows(self) -> list[SweepRow]:
+        """Every cell's rows: `samples` samples, or for a beam cell its num_return_sequences best beams."""
         return [
             SweepRow(cell=i, sample=s, axis_values=values, params=params)
             for i, (values, params) in enumerate(self.cells())
-            for s in range(self.samples)
+            for s in range(params.num_return_sequences if params.num_beams > 1 else self.samples)
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,12 +13,14 @@ A row whose value is the disabled one is left exactly as it was (the pipeline ma
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import math
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Sequence
 
 import torch
 
 from .params import DEFAULT_ORDER, SAMPLING_ONLY, SamplingParams
+from .sampling import XTC_STREAM, row_keys, row_uniform
 
 NEG_INF = float("-inf")
 
@@ -106,13 +108,33 @@ class RowParams:
     sequence_bias: BiasTable
     bad_words: BiasTable
     order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
+    dry_multiplier: torch.Tensor  # [B, 1] float64 (the penalty is computed in float64, as Python does)
+    dry_base: torch.Tensor  # [B, 1] float64
+    dry_allowed_length: torch.Tensor  # [B, 1] long
+    dry_breakers: torch.Tensor  # [B, K] long: sequence-breaker token ids, padded with -1 (padding is a breaker)
+    dynatemp_low: torch.Tensor  # [B, 1] float32
+    dynatemp_high: torch.Tensor  # [B, 1] float32
+    dynatemp_exponent: torch.Tensor  # [B, 1] float32
+    top_n_sigma: torch.Tensor  # [B, 1] float64
+    top_a: torch.Tensor  # [B, 1] float32
+    tfs: torch.Tensor  # [B, 1] float32
+    xtc_threshold: torch.Tensor  # [B, 1] float32
+    xtc_probability: torch.Tensor  # [B] float64
+    mirostat: torch.Tensor  # [B] bool: mirostat v2 on
+    mirostat_tau: torch.Tensor  # [B, 1] float64
+    mirostat_eta: torch.Tensor  # [B, 1] float64
+    seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
+    sample_index: torch.Tensor  # [B] long
 
     @staticmethod
     def build(params: Sequence[SamplingParams], eos_token_ids: Sequence[int], vocab_size: int,
               device: torch.device | str = "cpu",
               sequence_bias: Sequence[Sequence[tuple[Sequence[int], float]]] | None = None,
-              bad_words: Sequence[Sequence[Sequence[int]]] | None = None) -> "RowParams":
-        """`sequence_bias` / `bad_words` are per-row token-id sequences (the engine tokenizes the texts)."""
+              bad_words: Sequence[Sequence[Sequence[int]]] | None = None,
+              sequence_breakers: Sequence[Sequence[int]] | None = None,
+              sample_indices: Sequence[int] | None = None) -> "RowParams":
+        """`sequence_bias` / `bad_words` are per-row token-id sequences, `sequence_breakers` per-row token ids
+        of DRY's breakers (the engine tokenizes the texts); `sample_indices` default to 0."""
         def col(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
 
@@ -124,6 +146,8 @@ class RowParams:
         eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         eos_mask[list(eos_token_ids)] = True
         no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
+        breakers = [list(ids) for ids in sequence_breakers] if sequence_breakers else [[] for _ in params]
+        width = max([1, *(len(ids) for ids in breakers)])
         return RowParams(
             greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
             temperature=col(sampling("temperature", 1.0)),
@@ -143,6 +167,25 @@ class RowParams:
             bad_words=BiasTable.build(
                 [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
             order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
+            dry_multiplier=col([p.dry_multiplier for p in params], torch.float64),
+            dry_base=col([p.dry_base for p in params], torch.float64),
+            dry_allowed_length=col([p.dry_allowed_length for p in params], torch.long),
+            dry_breakers=torch.tensor([ids + [-1] * (width - len(ids)) for ids in breakers], dtype=torch.long,
+                                      device=device),
+            dynatemp_low=col(sampling("dynatemp_low", 1.0)),
+            dynatemp_high=col(sampling("dynatemp_high", 1.0)),
+            dynatemp_exponent=col(sampling("dynatemp_exponent", 1.0)),
+            top_n_sigma=col(sampling("top_n_sigma", 0.0), torch.float64),
+            top_a=col(sampling("top_a", 0.0)),
+            tfs=col(sampling("tfs", 1.0)),
+            xtc_threshold=col(sampling("xtc_threshold", 0.1)),
+            xtc_probability=torch.tensor(sampling("xtc_probability", 0.0), dtype=torch.float64, device=device),
+            mirostat=torch.tensor([m == 2 for m in sampling("mirostat", 0)], dtype=torch.bool, device=device),
+            mirostat_tau=col(sampling("mirostat_tau", 5.0), torch.float64),
+            mirostat_eta=col(sampling("mirostat_eta", 0.1), torch.float64),
+            seed=torch.tensor([p.seed for p in params], dtype=torch.long, device=device),
+            sample_index=torch.tensor(list(sample_indices) if sample_indices is not None else [0] * len(params),
+                                      dtype=torch.long, device=device),
         )
 
     def select(self, keep: torch.Tensor) -> "RowParams":
@@ -164,6 +207,13 @@ class DecodeState:
     prompt_len: int
     seen: torch.Tensor  # [B, V] bool: token occurs in prompt or output (repetition penalty)
     counts: torch.Tensor  # [B, V] float32: occurrences in the generated output (presence/frequency)
+    # [B] float64: total surprise (bits) of the generated tokens under the final distributions they were drawn
+    # from; mirostat's mu is a function of it. None means zeros (no token recorded with its log-probability).
+    surprise_bits: torch.Tensor | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.surprise_bits is None:
+            self.surprise_bits = torch.zeros(self.tokens.shape[0], dtype=torch.float64, device=self.tokens.device)
 
     @property
     def step(self) -> int:
@@ -171,8 +221,11 @@ class DecodeState:
         return self.tokens.shape[1] - self.prompt_len
 
     @staticmethod
-    def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None) -> "DecodeState":
-        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G].
+    def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None,
+              final_logprobs: torch.Tensor | None = None) -> "DecodeState":
+        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G] with the
+        log-probabilities [B, G] each had under its final distribution (a run's `final_logprobs`, which
+        mirostat's state is rebuilt from: the same float32 values summed in the same order as the run did).
 
         A prompt may be left-padded with -1 (rows with prompts of different lengths): padding is never "seen".
         """
@@ -188,17 +241,21 @@ class DecodeState:
         state = DecodeState(prompt, prompt.shape[1], seen, counts)
         if generated is not None:
             for t in range(generated.shape[1]):
-                state.append(generated[:, t])
+                state.append(generated[:, t], None if final_logprobs is None else final_logprobs[:, t])
         return state
 
-    def append(self, next_tokens: torch.Tensor) -> None:
-        """Record the tokens [B] just chosen."""
+    def append(self, next_tokens: torch.Tensor, final_logprobs: torch.Tensor | None = None) -> None:
+        """Record the tokens [B] just chosen, and their log-probabilities [B] under the final distribution
+        (nats; mirostat's feedback: without them its mu stays at 2 * tau)."""
         self.tokens = torch.cat([self.tokens, next_tokens[:, None]], dim=1)
         self.seen.scatter_(1, next_tokens[:, None], True)
         self.counts.scatter_add_(1, next_tokens[:, None], torch.ones_like(next_tokens[:, None], dtype=torch.float32))
+        if final_logprobs is not None:
+            self.surprise_bits = self.surprise_bits - final_logprobs.to(torch.float64) / math.log(2)
 
     def select(self, keep: torch.Tensor) -> "DecodeState":
-        return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep])
+        return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep],
+                           self.surprise_bits[keep])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -347,6 +404,141 @@ def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
     return scores.masked_fill(remove, NEG_INF)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The community samplers (text-generation-webui, llama.cpp). Each follows its source's definition for one row;
+# tests/test_samplers.py compares every one with a plain one-row-at-a-time reference.
+
+DRY_MAX_MATCH = 50  # text-generation-webui stops extending a match at 50 tokens (base^length would overflow)
+
+
+def dry(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """DRY, "Don't Repeat Yourself" (p-e-w, text-generation-webui PR #5677; llama.cpp `llama_sampler_dry`).
+
+    For every earlier occurrence i of the row's last token, the match length is how far the text ending at i
+    equals the text ending now (at most DRY_MAX_MATCH tokens, never through a sequence breaker). The token that
+    followed i would extend the repeat: it loses multiplier * base^(length - allowed_length) from its logit when
+    length >= allowed_length (its longest match counts). Prompt and output are searched alike.
+    """
+    tokens = state.tokens  # [B, L]; prompt padding is -1, which the breaker list's own padding matches
+    length = tokens.shape[1]
+    if length < 2:
+        return scores
+    breaker = (tokens[:, :, None] == rows.dry_breakers[:, None, :]).any(-1) | (tokens < 0)  # [B, L]
+    # alive[:, i]: the text ending at i (i < L-1) still equals the text ending at L-1, t+1 tokens back
+    alive = (tokens[:, :-1] == tokens[:, -1:]) & ~breaker[:, -1:]  # [B, L-1], t = 0
+    match_len = alive.to(torch.long)  # [B, L-1]
+    for t in range(1, min(DRY_MAX_MATCH, length - 1)):
+        if not bool(alive.any()):
+            break
+        # position i - t against position L-1-t (only i >= t has one), and no breaker at L-1-t
+        same = (tokens[:, :length - 1 - t] == tokens[:, length - 1 - t:length - t]) & ~breaker[:, length - 1 - t:length - t]
+        alive = alive & torch.nn.functional.pad(same, (t, 0), value=False)
+        match_len += alive
+    following = tokens[:, 1:]  # [B, L-1]: the token after each i
+    allowed = rows.dry_allowed_length  # [B, 1]
+    penalized = (match_len >= allowed) & (match_len > 0) & ~breaker[:, 1:]  # [B, L-1]
+    exponent = (match_len - allowed).clamp(min=0).to(torch.float64)
+    penalty = torch.where(penalized, rows.dry_multiplier * rows.dry_base ** exponent, 0.0).to(scores.dtype)
+    # the penalty grows with the match length, so a token's largest penalty is that of its longest match
+    per_token = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=scores.dtype, device=scores.device)
+    per_token.scatter_reduce_(1, torch.where(penalized, following, scores.shape[1]), penalty, "amax")
+    return torch.where(per_token[:, :-1] > 0, scores - per_token[:, :-1], scores)
+
+
+def dynatemp(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Dynamic temperature (text-generation-webui's DynamicTemperatureLogitsWarper; llama.cpp `temp_ext`).
+
+    T = low + (high - low) * (H / H_max)^exponent, with H the entropy of the current distribution and H_max
+    the log of the number of tokens not yet removed (logit > -inf); both guarded at 1e-10 as the source does.
+    A confident step (low entropy) gets a temperature near dynatemp_low, an uncertain one near dynatemp_high.
+    """
+    log_probs = torch.log_softmax(scores, dim=-1)
+    probs = log_probs.exp()
+    entropy = (-torch.where(probs > 0, probs * log_probs, 0.0).sum(-1, keepdim=True)).clamp(min=1e-10)  # [B, 1]
+    max_entropy = (scores > NEG_INF).sum(-1, keepdim=True).to(torch.float64).log()  # [B, 1]
+    max_entropy = torch.where(max_entropy > 0, max_entropy, 1e-10).to(scores.dtype)
+    low, high = rows.dynatemp_low, rows.dynatemp_high
+    temperature = low + (high - low) * (entropy / max_entropy).pow(rows.dynatemp_exponent)  # [B, 1]
+    return scores / temperature
+
+
+def top_n_sigma(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Top-nσ (Tang et al. 2024, "Top-nσ: Not All Logits Are You Need"; llama.cpp `llama_sampler_top_n_sigma`).
+
+    Keep the tokens whose logit is >= max - n * σ, σ the standard deviation (population) of the finite logits.
+    The cut lives in logit space, so it does not move with the temperature. Mean and σ in float64.
+    """
+    finite = scores > NEG_INF  # [B, V]
+    count = finite.sum(-1, keepdim=True).clamp(min=1)  # [B, 1]
+    values = torch.where(finite, scores, 0.0).to(torch.float64)
+    mean = values.sum(-1, keepdim=True) / count
+    variance = torch.where(finite, values - mean, 0.0).square().sum(-1, keepdim=True) / count
+    threshold = scores.amax(-1, keepdim=True).to(torch.float64) - rows.top_n_sigma * variance.sqrt()  # [B, 1]
+    return scores.masked_fill(scores.to(torch.float64) < threshold, NEG_INF)
+
+
+def top_a(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Top-a (BlinkDL; text-generation-webui's TopALogitsWarper): drop tokens with p < top_a * p_max^2.
+
+    The cut rises with the square of the top probability: strict when the model is sure, loose when it is not.
+    The top token always stays (p_max >= p_max^2 * top_a for top_a <= 1).
+    """
+    probs = scores.softmax(dim=-1)
+    top = probs.amax(dim=-1, keepdim=True)  # [B, 1]
+    return scores.masked_fill(probs < top * top * rows.top_a, NEG_INF)
+
+
+def tfs(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Tail-free sampling (Trenton Bricken 2019; text-generation-webui's TailFreeLogitsWarper).
+
+    Sort the probabilities, take the absolute second differences, normalise them to sum 1 and accumulate:
+    tokens past the point where that sum exceeds z are the tail and go. As in the source, the first token
+    always stays and the last always goes ("centred around the cutoff"). Ties sort by token id (stable).
+    """
+    sorted_logits, order = torch.sort(scores, dim=-1, descending=True, stable=True)  # [B, V]
+    probs = sorted_logits.softmax(dim=-1)
+    curvature = probs.diff(dim=-1).diff(dim=-1).abs()  # [B, V-2]
+    cdf = (curvature / curvature.sum(-1, keepdim=True)).cumsum(dim=-1)  # NaN when flat: keeps those tokens
+    batch = scores.shape[0]
+    remove_sorted = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=scores.device), cdf > rows.tfs,
+                               torch.ones(batch, 1, dtype=torch.bool, device=scores.device)], dim=-1)
+    return scores.masked_fill(remove_sorted.scatter(1, order, remove_sorted), NEG_INF)
+
+
+def xtc(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """XTC, "Exclude Top Choices" (p-e-w; text-generation-webui's XTCLogitsWarper, llama.cpp `llama_sampler_xtc`).
+
+    With probability xtc_probability, decided per row and step, remove every token with p >= xtc_threshold
+    except the least likely of them, when at least two reach the threshold: the obvious choices go, one viable
+    choice stays. The decision comes from the row's own counter-based stream (seed, sample index, step) on a
+    stream of its own, so it is reproducible and independent of the token draw. Among equally likely tokens
+    at the threshold's bottom, the lowest token id stays.
+    """
+    act = row_uniform(row_keys(rows.seed, rows.sample_index, state.step), XTC_STREAM) < rows.xtc_probability  # [B]
+    probs = scores.softmax(dim=-1)
+    above = probs >= rows.xtc_threshold  # [B, V]
+    least = torch.where(above, probs, math.inf).argmin(dim=-1, keepdim=True)  # [B, 1]
+    remove = above & (act & (above.sum(-1) >= 2))[:, None]
+    remove.scatter_(1, least, False)
+    return scores.masked_fill(remove, NEG_INF)
+
+
+def mirostat(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Mirostat v2 (Basu et al. 2021, Algorithm 2; llama.cpp `llama_sampler_mirostat_v2`).
+
+    Drop the tokens whose surprise -log2 p exceeds mu (the top token always stays); after each choice mu moves
+    by -eta * (surprise of the chosen token - tau), starting from 2 * tau, so the text's surprise tracks tau.
+    The chosen token's surprise is taken under the final distribution (with mirostat last, its own truncated
+    and renormalised one, as in llama.cpp); DecodeState sums it, so mu = 2 tau - eta * (sum - steps * tau).
+    """
+    tau, eta = rows.mirostat_tau, rows.mirostat_eta  # [B, 1] float64
+    mu = (2 * tau - eta * (state.surprise_bits[:, None] - state.step * tau)).to(scores.dtype)  # [B, 1]
+    surprise = -torch.log_softmax(scores, dim=-1) / math.log(2)  # [B, V] bits
+    remove = surprise > mu
+    remove.scatter_(1, scores.argmax(dim=-1, keepdim=True), False)  # keep at least the top token
+    return scores.masked_fill(remove, NEG_INF)
+
+
 ProcessorFn = Callable[[torch.Tensor, DecodeState, RowParams], torch.Tensor]
 
 
@@ -356,6 +548,9 @@ class Processor:
     apply: ProcessorFn
     active: Callable[[RowParams], torch.Tensor]  # [B] bool: rows whose value is not the disabled one
     doc: str
+    # A sampling-only processor that reads a per-row part of DecodeState (not just the step count) must say so:
+    # the pipeline cannot run it on a subset of the rows, since the state holds every row.
+    per_row_state: bool = False
 
 
 REGISTRY: dict[str, Processor] = {p.name: p for p in [
@@ -378,7 +573,18 @@ REGISTRY: dict[str, Processor] = {p.name: p for p in [
     Processor("epsilon_cutoff", epsilon_cutoff, lambda r: r.epsilon_cutoff[:, 0] > 0.0,
               "drop tokens with probability below epsilon"),
     Processor("eta_cutoff", eta_cutoff, lambda r: r.eta_cutoff[:, 0] > 0.0, "drop tokens below an entropy-adapted cutoff"),
+    Processor("dry", dry, lambda r: r.dry_multiplier[:, 0] != 0.0, "penalize the token that would extend a repeated sequence"),
+    Processor("dynatemp", dynatemp, lambda r: (r.dynatemp_low[:, 0] != 1.0) | (r.dynatemp_high[:, 0] != 1.0),
+              "divide logits by a temperature that follows the entropy"),
+    Processor("top_n_sigma", top_n_sigma, lambda r: r.top_n_sigma[:, 0] > 0.0,
+              "keep logits within n standard deviations of the top one"),
+    Processor("top_a", top_a, lambda r: r.top_a[:, 0] > 0.0, "drop tokens below top_a x the top probability squared"),
+    Processor("tfs", tfs, lambda r: r.tfs[:, 0] < 1.0, "tail-free: cut where the sorted probabilities flatten out"),
+    Processor("xtc", xtc, lambda r: r.xtc_probability > 0.0, "sometimes remove every top choice but the least likely"),
+    Processor("mirostat", mirostat, lambda r: r.mirostat, "keep tokens below a surprise cap that adapts toward tau",
+              per_row_state=True),
 ]}
+REGISTRY = {name: REGISTRY[name] for name in DEFAULT_ORDER}
 assert tuple(REGISTRY) == DEFAULT_ORDER and SAMPLING_ONLY <= set(REGISTRY)
 
 
@@ -403,8 +609,9 @@ class StagePlan:
 def plan_stages(rows: RowParams) -> list[StagePlan]:
     """Work out once (not every step) which processors each stage runs on which rows, skipping disabled ones.
 
-    A sampling-only processor needs nothing but the scores and its parameter, so when only some rows use it,
-    it runs on just those rows (a sort over 12 rows instead of 36); stateful ones run on all rows and are masked.
+    A sampling-only processor that reads no per-row state needs nothing but the scores and its parameters, so
+    when only some rows use it, it runs on just those rows (a sort over 12 rows instead of 36); the others
+    (penalties, mirostat) run on all rows and are masked.
     """
     plans = []
     for s in range(rows.order.shape[1]):
@@ -416,7 +623,7 @@ def plan_stages(rows: RowParams) -> list[StagePlan]:
                 steps.append(PlannedStep(processor))
             elif bool(mask.any()):
                 index = mask.nonzero()[:, 0]
-                subset = rows.select(index) if processor.name in SAMPLING_ONLY else None
+                subset = rows.select(index) if processor.name in SAMPLING_ONLY and not processor.per_row_state else None
                 steps.append(PlannedStep(processor, index, subset))
         plans.append(StagePlan(tuple(steps)))
     return plans

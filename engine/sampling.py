@@ -82,6 +82,19 @@ def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return uniform_noise(keys, vocab_size).log_().neg_().log_().neg_()
 
 
+XTC_STREAM = 0x58544331  # "XTC1": the stream of XTC's per-row, per-step decision
+
+
+def row_uniform(keys: torch.Tensor, stream: int) -> torch.Tensor:
+    """One uniform number in (0, 1) per row, [B] float64, from the row keys [B] on a stream of its own.
+
+    The stream constant is hashed together with the key (two rounds), so these numbers are not a simple
+    function of the per-token noise (hash(key ^ hash(token id))) and do not correlate with the token draw.
+    """
+    bits = hash32(hash32((keys.to(torch.long) & _MASK32) ^ (stream & _MASK32)) ^ 0x632BE5AB)
+    return (((bits >> 8) & 0xFFFFFF).to(torch.float64) + 0.5) * (1.0 / (1 << 24))
+
+
 def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Next token per row. scores: [B, V] final (processed) logits; greedy: [B] bool; keys: [B] -> [B] long.
 

@@ -1,13 +1,21 @@
-"""A whole parameter sweep as one engine batch: SweepSpec -> rows -> one decode -> records and a DataFrame."""
+"""A whole parameter sweep as one engine batch: SweepSpec -> rows -> one decode -> records and a DataFrame.
+
+Sampling and greedy rows decode together in one batched loop (streamed step by step). Beam cells run after
+them, every cell of the same beam width and length in one beam batch (engine/beams.py); a beam cell's rows
+are its num_return_sequences best hypotheses, best first.
+"""
 from __future__ import annotations
 
 import threading
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pandas as pd
 
-from .generate import Engine, GenerationResult, StepUpdate
+from .beams import beam_search
+from .generate import Engine, GenerationResult, RowResult, StepUpdate
 from .metrics import cell_diversity, sample_metrics
 from .params import SweepRow, SweepSpec
 
@@ -32,6 +40,8 @@ class SweepResult:
             record.update(row.params.to_dict())
             record.update(text=out.text, finish_reason=out.finish_reason, token_ids=out.token_ids,
                           logprobs=out.raw_logprobs)
+            if out.beam_score is not None:
+                record["beam_score"] = out.beam_score
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
             record["cell_diversity"] = diversity_by_cell[row.cell]
             records.append(record)
@@ -57,11 +67,56 @@ def _plain(value: Any) -> Any:
 
 def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                  cancel: threading.Event | None = None) -> Iterator[tuple[StepUpdate, SweepResult | None]]:
-    """Run every cell x sample of `spec` as ONE batch; yields each step, and the SweepResult with the last."""
+    """Run every cell x sample of `spec`; yields each step of the sampling rows, and the SweepResult with the last."""
     rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
-    for update in engine.stream(prompt_ids, [r.params for r in rows], [r.sample for r in rows], trace_top_n, cancel):
-        yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
+    engine.check(prompt_ids, [r.params for r in rows])  # the whole sweep is refused before any work
+    sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1]
+    if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
+        for update in engine.stream(prompt_ids, [r.params for r in rows], [r.sample for r in rows], trace_top_n, cancel):
+            yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
+        return
+
+    started = time.perf_counter()
+    results: dict[int, RowResult] = {}
+    forward_seconds, last = 0.0, None
+    if sampled:
+        for update in engine.stream(prompt_ids, [rows[i].params for i in sampled], [rows[i].sample for i in sampled],
+                                    trace_top_n, cancel):
+            last = StepUpdate(update.step, [sampled[j] for j in update.rows], update.tokens,
+                              [sampled[j] for j in update.finished], update.raw_logprobs, update.final_logprobs,
+                              update.raw_top, update.finish_reasons)
+            if update.result is not None:
+                results.update({sampled[j]: r for j, r in enumerate(update.result.rows)})
+                forward_seconds = update.result.forward_seconds
+            else:
+                yield last, None
+    for cell_rows in _beam_batches(rows):
+        configs = [rows[idx[0]].params for idx in cell_rows]
+        for idx, beams in zip(cell_rows, beam_search(engine, prompt_ids, configs)):
+            for i, seq in zip(idx, beams.sequences):
+                reason = "stop" if seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids else "length"
+                results[i] = RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs,
+                                       seq.raw_entropies, reason, beam_score=seq.score)
+    generation = GenerationResult(prompt_ids=list(prompt_ids), params=[r.params for r in rows],
+                                  sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
+                                  trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
+    final = StepUpdate(last.step if last else 0, [], [], list(range(len(rows))), [], [], [],
+                       [r.finish_reason for r in generation.rows], result=generation)
+    yield final, SweepResult(spec, rows, generation)
+
+
+def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:
+    """Beam cells grouped by (num_beams, max_new_tokens): each group one beam batch; each cell its row indices."""
+    cells: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r.params.num_beams > 1:
+            cells[r.cell].append(i)
+    groups: dict[tuple[int, int], list[list[int]]] = defaultdict(list)
+    for idx in cells.values():
+        p = rows[idx[0]].params
+        groups[(p.num_beams, p.max_new_tokens)].append(idx)
+    return list(groups.values())
 
 
 def run_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,

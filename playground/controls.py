@@ -2,7 +2,8 @@
 
 One table drives the whole parameter panel: the UI builds widgets from CONTROLS in this order, passes their
 values back in the same order, and `params_from_values` turns them into validated SamplingParams. Text
-fields (stop, bad_words, sequence_bias, order) have one textual form, parsed and printed here.
+fields (stop, bad_words, sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed
+and printed here.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, from_dict
 
-GROUPS = ("Sampling", "Penalties", "Length and stopping", "Seed")
+GROUPS = ("Sampling", "Penalties", "Length and stopping", "Beams", "Seed", "More samplers")
+EARLY_STOPPING_CHOICES = ("false", "true", "never")  # transformers' early_stopping: False, True or "never"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,30 @@ CONTROLS: tuple[Control, ...] = (
             placeholder="e.g. \\n\\n"),
     # Seed
     Control("seed", "Seed", "number", "A sample's randomness depends only on (seed, sample index, step): same seed, same text.", 0, 2**31 - 1, 1),
+    # Beams (transformers' beam search; num_beams 1 = off)
+    Control("num_beams", "Beams", "slider", "Beam search: keep this many best partial outputs each step; 1 = off (sampling or greedy).", 1, 8, 1),
+    Control("num_return_sequences", "Beams", "slider", "How many of the best beams to show (at most num_beams).", 1, 8, 1),
+    Control("length_penalty", "Beams", "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1),
+    Control("early_stopping", "Beams", "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never)."),
+    Control("num_beam_groups", "Beams", "slider", "Diverse beam search: split the beams into groups (not in the engine yet: keep 1).", 1, 8, 1),
+    Control("diversity_penalty", "Beams", "slider", "Diverse beam search: penalty on tokens other groups chose at the same step (needs groups > 1).", 0.0, 2.0, 0.1),
+    # More samplers: the community samplers of text-generation-webui and llama.cpp, under their names there
+    Control("dry_multiplier", "More samplers", "slider", "DRY (p-e-w, text-generation-webui): penalize the token that would extend a repeat by multiplier x base^(length - allowed); 0 = off.", 0.0, 5.0, 0.05),
+    Control("dry_base", "More samplers", "slider", "DRY: how fast the penalty grows with each extra repeated token.", 1.0, 4.0, 0.05),
+    Control("dry_allowed_length", "More samplers", "slider", "DRY: repeats up to this many tokens go unpenalized.", 1, 20, 1),
+    Control("dry_sequence_breakers", "More samplers", "text", "DRY: a repeat never extends across these, one per line (\\n for a newline).",
+            placeholder="e.g. \\n"),
+    Control("xtc_probability", "More samplers", "slider", "XTC (p-e-w, text-generation-webui / llama.cpp): chance per step of excluding the top choices; 0 = off.", 0.0, 1.0, 0.01),
+    Control("xtc_threshold", "More samplers", "slider", "XTC: tokens at least this likely are top choices; all but the least likely of them go.", 0.0, 0.5, 0.01),
+    Control("mirostat", "More samplers", "slider", "Mirostat v2 (Basu et al. 2021, llama.cpp): 2 = on, 0 = off; caps surprise so it tracks tau.", 0, 2, 2),
+    Control("mirostat_tau", "More samplers", "slider", "Mirostat: the target surprise per token, in bits.", 0.0, 10.0, 0.1),
+    Control("mirostat_eta", "More samplers", "slider", "Mirostat: learning rate of the surprise cap.", 0.0, 1.0, 0.01),
+    Control("dynatemp_low", "More samplers", "slider", "Dynamic temperature (text-generation-webui): the temperature of a certain step; off when low = high = 1.", 0.05, 5.0, 0.05),
+    Control("dynatemp_high", "More samplers", "slider", "Dynamic temperature: the temperature of a maximally uncertain step.", 0.05, 5.0, 0.05),
+    Control("dynatemp_exponent", "More samplers", "slider", "Dynamic temperature: T = low + (high - low) x (entropy / max entropy)^exponent.", 0.0, 5.0, 0.05),
+    Control("top_n_sigma", "More samplers", "slider", "Top-nσ (Tang et al. 2024): keep logits within n standard deviations of the top one; 0 = off.", 0.0, 5.0, 0.05),
+    Control("top_a", "More samplers", "slider", "Top-a (text-generation-webui): drop tokens below top_a x the top probability squared; 0 = off.", 0.0, 1.0, 0.01),
+    Control("tfs", "More samplers", "slider", "Tail-free sampling (Bricken 2019): cut where the sorted probabilities flatten out; 1 = off.", 0.0, 1.0, 0.01),
 )
 CONTROL_FIELDS: tuple[str, ...] = tuple(c.field for c in CONTROLS)
 ORDER_INFO = ("The order the processors run in. Remove a name and add it back to move it to the end; "
@@ -75,8 +101,16 @@ def parse_word_list(field: str, text: str) -> tuple[str, ...]:
 
 def parse_stop(text: str) -> tuple[str, ...]:
     r"""One stop string per line; the two characters \n inside a line mean a newline."""
+    return parse_lines("stop", text)
+
+
+def parse_lines(field: str, text: str) -> tuple[str, ...]:
+    r"""One string per line (stop, dry_sequence_breakers); the two characters \n inside a line mean a newline.
+
+    Lines keep their spaces (a breaker may be " "); empty lines are dropped.
+    """
     if not isinstance(text, str):
-        raise ParamError("stop", "one stop string per line", text)
+        raise ParamError(field, "one string per line", text)
     return tuple(line.replace("\\n", "\n") for line in text.splitlines() if line)
 
 
@@ -115,6 +149,7 @@ def _parse_bias_lines(field: str, text: str, key: str, example: str) -> dict[str
 
 
 def format_stop(stop: Sequence[str]) -> str:
+    """The inverse of parse_lines: one string per line, a newline inside one shown as the two characters \\n."""
     return "\n".join(s.replace("\n", "\\n") for s in stop)
 
 
@@ -138,14 +173,18 @@ def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> Sa
     fields: dict[str, Any] = {}
     for control in CONTROLS:
         value = raw[control.field]
-        if control.field == "stop":
-            value = parse_stop(value or "")
+        if control.field in ("stop", "dry_sequence_breakers"):
+            value = parse_lines(control.field, value or "")
         elif control.field == "bad_words":
             value = parse_word_list("bad_words", value or "")
         elif control.field == "sequence_bias":
             value = parse_sequence_bias(value or "")
         elif control.field == "logit_bias":
             value = parse_logit_bias(value or "")
+        elif control.field == "early_stopping":
+            if value not in EARLY_STOPPING_CHOICES:
+                raise ParamError("early_stopping", f"one of {list(EARLY_STOPPING_CHOICES)}", value)
+            value = {"false": False, "true": True, "never": "never"}[value]
         elif control.kind in ("slider", "number"):
             if value is None or value == "":
                 raise ParamError(control.field, "a number", value)
@@ -157,19 +196,22 @@ def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> Sa
 
 def values_from_params(params: SamplingParams) -> list[Any]:
     """SamplingParams -> widget values in CONTROLS order (the inverse of params_from_values)."""
-    out: list[Any] = []
-    for control in CONTROLS:
-        value = getattr(params, control.field)
-        if control.field == "stop":
-            value = format_stop(value)
-        elif control.field == "bad_words":
-            value = ", ".join(value)
-        elif control.field == "sequence_bias":
-            value = format_sequence_bias(value)
-        elif control.field == "logit_bias":
-            value = format_sequence_bias([(str(token), bias) for token, bias in value])
-        out.append(value)
-    return out
+    return [widget_value(control.field, getattr(params, control.field)) for control in CONTROLS]
+
+
+def widget_value(field: str, value: Any) -> Any:
+    """One field's value as its widget shows it: the text form of the list-valued knobs, others as they are."""
+    if field in ("stop", "dry_sequence_breakers"):
+        return format_stop(value)
+    if field == "bad_words":
+        return ", ".join(value)
+    if field == "sequence_bias":
+        return format_sequence_bias(value)
+    if field == "logit_bias":
+        return format_sequence_bias([(str(token), bias) for token, bias in value])
+    if field == "early_stopping":
+        return {False: "false", True: "true", "never": "never"}[value]
+    return value
 
 
 def _number(field: str, value: Any) -> float | int:
@@ -181,7 +223,6 @@ def _number(field: str, value: Any) -> float | int:
             value = float(value)
         except ValueError:
             raise ParamError(field, "a number", value) from None
-    if isinstance(value, float) and value.is_integer() and field in (
-            "top_k", "no_repeat_ngram_size", "max_new_tokens", "min_new_tokens", "seed"):
+    if isinstance(value, float) and value.is_integer() and NUMERIC_FIELDS[field][0] is int:
         return int(value)
     return value

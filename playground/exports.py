@@ -1,7 +1,7 @@
 """What the current settings look like elsewhere: a transformers script, a GenerationConfig, an OpenAI request.
 
-The playground has knobs the others lack (OpenAI-style presence/frequency penalties in transformers, a custom
-processor order anywhere). Those are left out and said so, never a crash: an export is a starting point for
+The playground has knobs the others lack (OpenAI-style presence/frequency penalties and the community samplers
+such as DRY, XTC or mirostat in transformers, a custom processor order anywhere). Those are left out and said so, never a crash: an export is a starting point for
 reproducing a setting, not a promise of identical text (every library draws its own random numbers).
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from engine.params import DEFAULT_ORDER, SamplingParams, word_variants
+from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, SamplingParams,
+                           word_variants)
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig
@@ -23,6 +24,11 @@ _TRANSFORMERS_LACKS = {
     "frequency_penalty": "transformers has no OpenAI-style frequency penalty",
     "order": "transformers applies its processors in a fixed order",
 }
+_SAMPLER_NAMES = {"dry": "DRY", "dynatemp": "dynamic temperature", "top_n_sigma": "top-nσ", "top_a": "top-a",
+                  "tfs": "tail-free", "xtc": "XTC", "mirostat": "mirostat"}
+_TRANSFORMERS_LACKS.update({field: f"transformers has no {_SAMPLER_NAMES[sampler]} sampler"
+                            for sampler, names in SAMPLER_FIELDS.items() for field in names})
+_DEFAULTS = SamplingParams()
 # OpenAI request fields that carry an engine knob under another name or meaning; the rest go by engine name.
 _OPENAI_STANDARD = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "presence_penalty",
                     "frequency_penalty", "do_sample")
@@ -44,12 +50,18 @@ class TransformersSettings:
 def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     """Split a config into what transformers' generate() takes and what it cannot express."""
     params = config.params
-    left_out = {name: getattr(params, name) for name in ("presence_penalty", "frequency_penalty")
-                if getattr(params, name) != 0.0}
+    switched_on = params.without_transformers_equivalent()
+    left_out: dict[str, Any] = {}
+    for name, value in switched_on.items():  # each switch, with the other fields of its sampler that were set
+        sampler = NO_TRANSFORMERS_EQUIVALENT[name][1]
+        left_out[name] = value
+        left_out.update({field: _plain(getattr(params, field)) for field in SAMPLER_FIELDS.get(sampler, ())
+                         if getattr(params, field) != getattr(_DEFAULTS, field) and field not in left_out})
     if params.order != DEFAULT_ORDER:
         left_out["order"] = order_text(params.order)
-    expressible = params.replace(presence_penalty=0.0, frequency_penalty=0.0, order=list(DEFAULT_ORDER),
-                                 bad_words=[], sequence_bias=[], logit_bias={})
+    switched_off = {name: off for name, (off, _) in NO_TRANSFORMERS_EQUIVALENT.items()}
+    expressible = params.replace(**switched_off, order=list(DEFAULT_ORDER), bad_words=[], sequence_bias=[],
+                                 logit_bias={})
     notes = [] if params.greedy else [
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
@@ -63,6 +75,11 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     banned, biases = bans_and_biases(params)
     return TransformersSettings(kwargs=expressible.generate_kwargs(), num_return_sequences=samples,
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias, left_out=left_out, notes=tuple(notes))
+
+
+def _plain(value: Any) -> Any:
+    """A tuple-valued knob (dry_sequence_breakers) as the list that JSON and the other views show."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def bans_and_biases(params: SamplingParams) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:

@@ -125,6 +125,9 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     except ParamError as exc:
         field_name = max_name if exc.field == "max_new_tokens" else exc.field
         raise RequestError(str(exc).replace("max_new_tokens", max_name), field_name) from None
+    if params.num_beams > 1:
+        raise RequestError(f"num_beams: must be 1 on this endpoint (beam search runs in the page and in /sweep), "
+                           f"got {params.num_beams}", "num_beams")
     return ParsedRequest(chat, prompt_ids, params, n, stream, include_usage, top_logprobs, ignored)
 
 

@@ -164,7 +164,7 @@ def shown_tokens(probs: np.ndarray, chosen: int, top_n: int) -> np.ndarray:
 def stage_groups(probs: np.ndarray) -> list[list[int]]:
     """Consecutive stages with exactly the same distribution, grouped: [[0], [1, 2, 3], [4], ...].
 
-    A disabled processor is an exact no-op, so with the default 14-processor order most stages equal the
+    A disabled processor is an exact no-op, so with the default order (every processor) most stages equal the
     previous one; one row per group keeps the figure short without hiding which processors ran.
     """
     groups: list[list[int]] = [[0]]

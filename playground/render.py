@@ -31,6 +31,7 @@ METRIC_ABBREVIATIONS = {
     "mean_entropy": "H",
     "num_tokens": "tokens",
     "samples": "n",
+    "beam_score": "beam",
 }
 
 CSS = """

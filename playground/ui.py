@@ -20,8 +20,8 @@ from engine.params import DEFAULT_ORDER, FIELD_NAMES, MAX_AXES, ParamError
 from . import views
 from .api import register_api
 from .config import PlaygroundConfig
-from .controls import (CONTROLS, GROUPS, ORDER_INFO, format_sequence_bias, format_stop, params_from_values,
-                       values_from_params)
+from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, params_from_values, values_from_params,
+                       widget_value)
 from .exports import generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .render import CSS, progress_html
@@ -102,9 +102,6 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     with gr.Accordion(group, open=group == "Sampling"):
                         for control in (c for c in CONTROLS if c.group == group):
                             widgets[control.field] = _widget(control, getattr(defaults.params, control.field))
-                with gr.Accordion("Beams", open=False):
-                    gr.Markdown("Beam search (num_beams, groups, diversity and length penalties) is not in the "
-                                "engine yet; these controls arrive with it.")
                 with gr.Accordion("Processor order", open=False):
                     order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
                                         label="order", info=ORDER_INFO, elem_id="order")
@@ -165,7 +162,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         view = gr.State("generate")
 
         settings = [prompt, mode, system, samples, *axis_names, *axis_values, view, dist_sample, dist_step,
-                    color_by, *widgets.values(), order]
+                    color_by, *(widgets[c.field] for c in CONTROLS), order]  # CONTROLS order, whatever the layout
 
         def config_from_values(values: list[Any]) -> PlaygroundConfig:
             p, m, s, n, *rest = values
@@ -345,11 +342,12 @@ def _widget(control, value: Any) -> gr.components.Component:
                          maximum=control.maximum, elem_id=elem_id)
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
-    text = {"bad_words": ", ".join(value), "stop": format_stop(value),
-            "sequence_bias": format_sequence_bias(value),
-            "logit_bias": format_sequence_bias([(str(t), b) for t, b in value])}.get(control.field, value)
-    return gr.Textbox(text, label=label, info=control.info, placeholder=control.placeholder,
-                      lines=2 if control.field in ("stop", "sequence_bias", "logit_bias") else 1, elem_id=elem_id)
+    if control.kind == "choice":
+        return gr.Radio(list(EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
+                        info=control.info, elem_id=elem_id)
+    multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
+    return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
+                      placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
 
 
 def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:

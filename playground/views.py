@@ -31,8 +31,10 @@ from .runs import Run, RunStore
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
 FRAME_SECONDS = 0.1  # at most ~10 streamed frames a second: the page, not the engine, is the bottleneck
-GRID_METRICS = ("perplexity", "cell_diversity", "distinct_2", "mean_entropy", "repeated_4gram_rate", "num_tokens")
-SAMPLE_COLUMNS = ("num_tokens", "finish_reason", "perplexity", "mean_entropy", "distinct_2", "repeated_4gram_rate")
+GRID_METRICS = ("perplexity", "cell_diversity", "distinct_2", "mean_entropy", "repeated_4gram_rate", "num_tokens",
+                "beam_score")
+SAMPLE_COLUMNS = ("num_tokens", "finish_reason", "perplexity", "mean_entropy", "distinct_2", "repeated_4gram_rate",
+                  "beam_score")
 
 
 @dataclass
@@ -45,9 +47,9 @@ class Frame:
     run: Run | None = None
 
 
-def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sample: int) -> str:
+def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sample: int, beams: bool = False) -> str:
     parts = [f"{name}={_short(value)}" for name, value in row_axis_values]
-    return " · ".join([*parts, f"sample {sample}"])
+    return " · ".join([*parts, f"beam {sample}" if beams else f"sample {sample}"])
 
 
 def _short(value: Any) -> str:
@@ -66,7 +68,7 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     streaming; the finished run is re-rendered with alternatives), and the stored Run on the last frame.
     """
     rows = spec.rows()
-    labels = [row_label(spec, r.axis_values, r.sample) for r in rows]
+    labels = [row_label(spec, r.axis_values, r.sample, r.params.num_beams > 1) for r in rows]
     pieces = [TokenPieces(engine.loaded.tokenizer) for _ in rows]
     views: list[list[TokenView]] = [[] for _ in rows]
     max_steps = max(r.params.max_new_tokens for r in rows)
@@ -118,7 +120,9 @@ def token_views(store: RunStore, run: Run) -> list[list[TokenView]]:
 
 
 def render_run(store: RunStore, run: Run, color_by: str) -> str:
-    footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens" for out in run.generation.rows]
+    footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens"
+               + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
+               for out in run.generation.rows]
     return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers)
 
 
@@ -127,7 +131,7 @@ def sample_table(run: Run) -> pd.DataFrame:
     records = []
     for label, out in zip(run.labels, run.generation.rows):
         metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
-        record = {"output": label, "finish_reason": out.finish_reason, **metrics}
+        record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score}
         records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS)})
     return _rounded(pd.DataFrame(records))
 
@@ -143,7 +147,10 @@ def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
     records = run.sweep.dataframe()
     cells = cell_summary(records)
     axes = [a.name for a in run.sweep.spec.axes]
-    grid = sweep_grid_html(cells, records, axes, list(GRID_METRICS[:3]))
+    if metric not in cells.columns:
+        raise ParamError("metric", f"one this sweep has ({', '.join(m for m in GRID_METRICS if m in cells.columns)})", metric)
+    shown = [*GRID_METRICS[:3], *(["beam_score"] if "beam_score" in cells.columns else [])]
+    grid = sweep_grid_html(cells, records, axes, shown)
     x_axis = axes[1] if len(axes) > 1 else (axes[0] if axes else None)
     y_axis = axes[0] if len(axes) > 1 else None
     heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None)

@@ -156,3 +156,26 @@ def test_stop_button_ends_a_long_run_early(page, app_url):
         count = page.locator(f'#tokens .dp-tok[data-sample="{sample}"]').count()
         assert 0 < count < 400, (sample, count)
     expect(page.locator("#tokens")).to_contain_text("cancelled")
+
+
+def test_beam_config_shows_its_best_beams_with_scores(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=8&samples=1&num_beams=3&num_return_sequences=2&do_sample=false")
+    page.get_by_text("Beams", exact=True).click()  # the group opens and shows the link's values
+    expect(page.locator("#param-num_beams input[type=number]")).to_have_value("3")
+    page.locator("#run").click()
+    wait_done(page, "generate-status")
+    outputs = page.locator("#tokens .dp-sample")
+    expect(outputs).to_have_count(2)
+    expect(outputs.nth(0)).to_contain_text("beam 0")
+    expect(outputs.nth(1)).to_contain_text("beam 1")
+    expect(outputs.nth(0)).to_contain_text("beam score")
+    shot(page, "beams")
+
+
+def test_dry_config_runs_and_its_stage_is_in_the_distribution(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=8&samples=1&dry_multiplier=0.8&seed=2")
+    page.locator("#run").click()
+    wait_done(page, "generate-status")
+    page.locator('#tokens .dp-tok[data-sample="0"][data-step="3"]').click()
+    expect(page.locator("#dist-caption")).to_contain_text("step 3", timeout=30_000)
+    expect(page.get_by_role("gridcell", name="dry", exact=True).first).to_be_visible(timeout=30_000)

@@ -138,6 +138,10 @@ ROUND_TRIP = [
     SamplingParams(do_sample=False, max_new_tokens=16),
     SamplingParams(temperature=0.0, order=tuple(reversed(DEFAULT_ORDER))),
     SamplingParams(sequence_bias=(("the", 0.123456789), ("a", 1e-7), ("b", 12345678.0)), top_p=0.123456789),
+    SamplingParams(dry_multiplier=0.8, dry_base=2.5, dry_allowed_length=3, dry_sequence_breakers=("\n\n", ",", " ", "END"),
+                   xtc_probability=0.5, xtc_threshold=0.2, mirostat=2, mirostat_tau=3.5, mirostat_eta=0.25,
+                   dynatemp_low=0.5, dynatemp_high=1.5, dynatemp_exponent=2.0, top_n_sigma=1.5, top_a=0.1, tfs=0.9),
+    SamplingParams(dry_sequence_breakers=()),
 ]
 
 
@@ -264,7 +268,7 @@ def test_every_knob_but_order_has_exactly_one_control():
 def test_control_has_a_one_line_info_a_group_and_a_kind(control):
     assert control.info.strip() and "\n" not in control.info
     assert control.group in GROUPS
-    assert control.kind in ("slider", "number", "checkbox", "text")
+    assert control.kind in ("slider", "number", "checkbox", "text", "choice")
 
 
 def test_every_group_has_controls():
@@ -276,15 +280,21 @@ def test_numeric_control_range_is_valid_for_its_field(control):
     assert control.field in NUMERIC_FIELDS
     assert control.minimum is not None and control.maximum is not None and control.step
     assert control.minimum < control.maximum
-    base = SamplingParams(max_new_tokens=512)  # room for min_new_tokens' whole range
+    base = SamplingParams(max_new_tokens=512, num_beams=8)  # room for min_new_tokens' / num_return_sequences' range
     for value in (control.minimum, control.maximum):
+        if control.field in ("num_beam_groups", "diversity_penalty") and value > control.minimum:
+            # diverse beam groups are not in the engine yet: the page's control answers with a clear error
+            with pytest.raises(ParamError, match="^(num_beam_groups|diversity_penalty): "):
+                base.replace(**{control.field: value})
+            continue
         assert getattr(base.replace(**{control.field: value}), control.field) == value
 
 
 def test_non_numeric_controls_have_the_right_kind():
     kinds = {c.field: c.kind for c in CONTROLS}
     assert kinds["do_sample"] == "checkbox"
-    assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias"}
+    assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
+                                                           "dry_sequence_breakers"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
@@ -300,3 +310,53 @@ def test_logit_bias_lines_round_trip_and_errors_name_the_field():
         values[CONTROL_FIELDS.index("logit_bias")] = bad
         with pytest.raises(ParamError, match="^logit_bias: "):
             params_from_values(values, None)
+
+
+def test_dry_sequence_breakers_are_lines_with_backslash_n_escapes():
+    """One breaker per line, as stop strings: a comma or a space can be a breaker, \\n means a newline."""
+    values = values_from_params(SamplingParams())
+    assert values[INDEX["dry_sequence_breakers"]] == '\\n\n:\n"\n*'  # text-generation-webui's defaults
+    params = params_from_values(widget_values(dry_sequence_breakers="\\n\n,\n \nQ:\\nA:\n\n"), None)
+    assert params.dry_sequence_breakers == ("\n", ",", " ", "Q:\nA:")
+    assert params_from_values(values_from_params(params), None) == params
+    assert params_from_values(widget_values(dry_sequence_breakers=""), None).dry_sequence_breakers == ()
+    with pytest.raises(ParamError, match="^dry_sequence_breakers:"):
+        params_from_values(widget_values(dry_sequence_breakers=3), None)
+
+
+@pytest.mark.parametrize("field, value", [("mirostat", 1), ("mirostat", 2.5), ("dry_allowed_length", 0),
+                                          ("dynatemp_low", 0), ("tfs", 1.5), ("xtc_probability", "often")])
+def test_more_samplers_bad_values_name_the_field(field, value):
+    with pytest.raises(ParamError) as info:
+        params_from_values(widget_values(**{field: value}), None)
+    assert info.value.field == field and str(info.value).startswith(f"{field}: must be ")
+
+
+def test_more_samplers_group_holds_every_new_knob_with_its_source():
+    group = [c for c in CONTROLS if c.group == "More samplers"]
+    assert GROUPS[-1] == "More samplers"
+    assert {c.field for c in group} == {
+        "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers", "xtc_probability",
+        "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_low", "dynatemp_high",
+        "dynatemp_exponent", "top_n_sigma", "top_a", "tfs"}
+    switches = {"dry_multiplier": "text-generation-webui", "xtc_probability": "llama.cpp", "mirostat": "Basu",
+                "dynatemp_low": "text-generation-webui", "top_n_sigma": "Tang", "top_a": "text-generation-webui",
+                "tfs": "Bricken"}
+    for c in group:
+        if c.field in switches:
+            assert switches[c.field] in c.info, c.field
+    # whole-number sliders come back as ints
+    params = params_from_values(widget_values(mirostat=2.0, dry_allowed_length=3.0), None)
+    assert params.mirostat == 2 and isinstance(params.dry_allowed_length, int)
+
+
+def test_early_stopping_choice_round_trips_and_refuses_others():
+    for value in (False, True, "never"):
+        params = SamplingParams(num_beams=3, early_stopping=value)
+        values = values_from_params(params)
+        assert values[CONTROL_FIELDS.index("early_stopping")] == {False: "false", True: "true", "never": "never"}[value]
+        assert params_from_values(values, None) == params
+    values = values_from_params(SamplingParams())
+    values[CONTROL_FIELDS.index("early_stopping")] = "sometimes"
+    with pytest.raises(ParamError, match="^early_stopping: "):
+        params_from_values(values, None)

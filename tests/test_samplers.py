@@ -1,0 +1,582 @@
+"""The community samplers (DRY, XTC, mirostat v2, dynamic temperature, top-nσ, top-a, tail-free) against
+plain references written from each source's definition, one row at a time with loops.
+
+Every vectorized processor runs through the real pipeline on random logits with random per-row parameters,
+mixed with disabled rows that must come back bit-identical; values allclose 1e-6 with the same -inf mask, and
+the input is never modified in place. Then: DRY on hand-made token sequences, XTC's seeded decisions and their
+rate, mirostat's mu trajectory against a loop over a short generation on the tiny model and its exact replay,
+a full engine run with every sampler on, and the parameters' validation and JSON form.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from engine.generate import Engine
+from engine.params import (DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SAMPLING_ONLY, ParamError, SamplingParams,
+                           from_dict, sequence_breaker_ids)
+from engine.processors import REGISTRY, DecodeState, RowParams, apply_pipeline
+from engine.sampling import XTC_STREAM, choose_next, row_keys, row_uniform, uniform_noise
+
+V = 500
+B = 8
+PROMPT_LEN = 12
+EOS = [3, 7]
+NEW_SAMPLERS = ("dry", "dynatemp", "top_n_sigma", "top_a", "tfs", "xtc", "mirostat")
+
+
+def random_logits(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, V, generator=g) * 3
+    logits[0, :5] = 8.0  # ties at the top
+    logits[1, 10:20] = float("-inf")  # already-removed tokens
+    logits[2] = torch.randn(V, generator=g) * 30  # very peaked
+    logits[3] = 0.0  # flat
+    logits[4, 100:] = float("-inf")  # few candidates left
+    return logits
+
+
+def random_tokens(seed: int, length: int, alphabet: int = 12) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randint(0, alphabet, (B, length), generator=g)  # a small alphabet, so repeats are common
+
+
+def pipeline(params: list[SamplingParams], logits: torch.Tensor, state: DecodeState, **lists) -> torch.Tensor:
+    """Only the named sampler is on in these tests, so the pipeline runs just it (on the rows that use it)."""
+    before = logits.clone()
+    out = apply_pipeline(logits, state, RowParams.build(params, EOS, V, **lists))
+    assert torch.equal(logits, before), "the pipeline changed its input in place"
+    return out
+
+
+def assert_row_equal(ours: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    ours_removed, expected_removed = torch.isneginf(ours), torch.isneginf(expected)
+    assert torch.equal(ours_removed, expected_removed), f"{what}: -inf mask differs at {(ours_removed != expected_removed).nonzero()[:, 0].tolist()}"
+    finite = ~expected_removed
+    torch.testing.assert_close(ours[finite], expected[finite], rtol=1e-6, atol=1e-6, msg=what)
+
+
+def check_rows(out: torch.Tensor, logits: torch.Tensor, values: list, off, reference) -> None:
+    """Disabled rows bit-identical to the input; every other row equal to the one-row reference."""
+    changed = 0
+    for row, value in enumerate(values):
+        if value == off:
+            assert torch.equal(out[row], logits[row]), f"disabled row {row} changed"
+        else:
+            assert_row_equal(out[row], reference(row, value), f"row {row}, value {value}")
+            changed += not torch.equal(out[row], logits[row])
+    assert changed >= 2, "too few rows changed for the comparison to mean much"
+
+
+def mixed(rng: random.Random, draw, off) -> list:
+    """Per-row values: rows 5 and 7 (and about one in ten others) disabled, the rest drawn at random."""
+    return [off if row in (5, 7) or rng.random() < 0.1 else draw() for row in range(B)]
+
+
+def state_of(tokens: torch.Tensor, logprobs: torch.Tensor | None = None) -> DecodeState:
+    return DecodeState.start(tokens[:, :PROMPT_LEN], V, tokens[:, PROMPT_LEN:], logprobs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# References, one row at a time, from each source's definition
+
+
+def ref_top_n_sigma(row: torch.Tensor, n: float) -> torch.Tensor:
+    """Top-nσ (Tang et al. 2024; llama.cpp): keep logit >= max - n * std of the finite logits (population std)."""
+    x = row.double().numpy()
+    finite = x[np.isfinite(x)]
+    mean = sum(finite) / len(finite)
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
+    cut = finite.max() - n * std
+    out = row.clone()
+    for i in range(len(x)):
+        if x[i] < cut:
+            out[i] = float("-inf")
+    return out
+
+
+def ref_top_a(row: torch.Tensor, a: float) -> torch.Tensor:
+    """Top-a (text-generation-webui): remove tokens with p < a * p_max^2."""
+    probs = row.softmax(-1).tolist()
+    p_max = max(probs)
+    out = row.clone()
+    for i, p in enumerate(probs):
+        if p < p_max * p_max * a:
+            out[i] = float("-inf")
+    return out
+
+
+def ref_tfs(row: torch.Tensor, z: float) -> torch.Tensor:
+    """Tail-free sampling (Bricken; text-generation-webui): normalised |second differences| of the sorted
+    probabilities, accumulated; the first token stays, tokens past where the sum exceeds z go, the last goes."""
+    order = np.argsort(-row.numpy(), kind="stable")  # ties by token id
+    probs = row[torch.from_numpy(order)].softmax(-1).tolist()
+    d2 = [abs((probs[i + 2] - probs[i + 1]) - (probs[i + 1] - probs[i])) for i in range(len(probs) - 2)]
+    total = sum(d2)
+    out = row.clone()
+    cumulative = 0.0
+    for k, d in enumerate(d2):
+        cumulative += d
+        if total > 0 and cumulative / total > z:  # a flat distribution (total 0) cuts nothing
+            out[order[k + 1]] = float("-inf")
+    out[order[-1]] = float("-inf")
+    return out
+
+
+def ref_dynatemp(row: torch.Tensor, low: float, high: float, exponent: float) -> torch.Tensor:
+    """Dynamic temperature (text-generation-webui's DynamicTemperatureLogitsWarper)."""
+    probs = row.softmax(-1)
+    entropy = max(-sum(p * math.log(p) for p in probs.tolist() if p > 0), 1e-10)
+    valid = int((row > float("-inf")).sum())
+    max_entropy = math.log(valid) if valid > 1 else 1e-10
+    temperature = low + (high - low) * (entropy / max_entropy) ** exponent
+    return row / temperature
+
+
+def ref_xtc(row: torch.Tensor, threshold: float, acts: bool) -> torch.Tensor:
+    """XTC (text-generation-webui / llama.cpp): when it acts and >= 2 tokens reach the threshold, remove them all
+    but the least likely (lowest id among equals)."""
+    probs = row.softmax(-1).tolist()
+    above = [i for i, p in enumerate(probs) if p >= threshold]
+    out = row.clone()
+    if acts and len(above) >= 2:
+        keep = min(above, key=lambda i: (probs[i], i))
+        for i in above:
+            if i != keep:
+                out[i] = float("-inf")
+    return out
+
+
+def ref_mirostat_truncate(row: torch.Tensor, mu: float) -> torch.Tensor:
+    """Mirostat v2's truncation (llama.cpp): sorted by probability, cut at the first token with surprise > mu,
+    keeping at least one."""
+    surprise = (-torch.log_softmax(row, -1) / math.log(2)).tolist()
+    order = sorted(range(len(surprise)), key=lambda i: (surprise[i], i))
+    out = row.clone()
+    for rank, i in enumerate(order):
+        if rank > 0 and surprise[i] > mu:
+            for j in order[rank:]:
+                out[j] = float("-inf")
+            break
+    return out
+
+
+def ref_mirostat_mu(tau: float, eta: float, final_logprobs: list[float]) -> float:
+    """mu starts at 2 tau; after each token mu -= eta * (surprise of that token in bits - tau)."""
+    mu = 2 * tau
+    for logp in final_logprobs:
+        mu -= eta * (-logp / math.log(2) - tau)
+    return mu
+
+
+def ref_dry(tokens: list[int], row: torch.Tensor, multiplier: float, base: float, allowed: int,
+            breakers: set[int]) -> torch.Tensor:
+    """DRY (text-generation-webui's DRYLogitsProcessor): for each earlier occurrence of the last token, extend
+    the match backwards (at most 50, never through a breaker); the token that followed it loses
+    multiplier * base^(length - allowed) if its longest match is >= allowed."""
+    out = row.clone()
+    last = tokens[-1]
+    if last in breakers:
+        return out
+    longest: dict[int, int] = {}
+    for i in range(len(tokens) - 1):
+        if tokens[i] != last or tokens[i + 1] in breakers:
+            continue
+        length = 1
+        while length < 50:
+            j = i - length
+            if j < 0 or tokens[j] != tokens[-(length + 1)] or tokens[-(length + 1)] in breakers:
+                break
+            length += 1
+        longest[tokens[i + 1]] = max(longest.get(tokens[i + 1], 0), length)
+    for token, length in longest.items():
+        if length >= allowed:
+            out[token] -= multiplier * base ** (length - allowed)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Each sampler against its reference
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_n_sigma_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: rng.choice([0.1, 0.5, 1.0, 1.5, 3.0]), 0.0)
+    logits = random_logits(seed)
+    out = pipeline([SamplingParams(top_n_sigma=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, 0.0, lambda r, v: ref_top_n_sigma(logits[r], v))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_a_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: rng.choice([0.01, 0.1, 0.2, 0.5, 1.0]), 0.0)
+    logits = random_logits(seed) / rng.choice([1.0, 3.0])  # flatter logits so top_a cuts at different places
+    out = pipeline([SamplingParams(top_a=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, 0.0, lambda r, v: ref_top_a(logits[r], v))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tfs_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: rng.choice([0.0, 0.5, 0.9, 0.95, 0.99]), 1.0)
+    logits = random_logits(seed)
+    out = pipeline([SamplingParams(tfs=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, 1.0, lambda r, v: ref_tfs(logits[r], v))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dynatemp_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: (rng.choice([0.1, 0.5, 1.0]), rng.choice([1.0, 1.5, 3.0]), rng.choice([0.5, 1.0, 2.0])), (1.0, 1.0, 1.0))
+    values[6] = (1.0, 2.0, 1.0)  # low = 1 alone does not switch it off
+    logits = random_logits(seed)
+    params = [SamplingParams(dynatemp_low=lo, dynatemp_high=hi, dynatemp_exponent=e) for lo, hi, e in values]
+    out = pipeline(params, logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, (1.0, 1.0, 1.0), lambda r, v: ref_dynatemp(logits[r], *v))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_xtc_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: (rng.choice([0.5, 0.8, 1.0]), rng.choice([0.001, 0.002, 0.005, 0.01, 0.02, 0.5])), (0.0, 0.1))
+    logits = random_logits(seed) / 2
+    tokens = random_tokens(seed, PROMPT_LEN + rng.randrange(10))
+    seeds = [rng.randrange(1000) for _ in range(B)]
+    samples = list(range(B))
+    params = [SamplingParams(xtc_probability=p, xtc_threshold=t, seed=s) for (p, t), s in zip(values, seeds)]
+    out = pipeline(params, logits, state_of(tokens), sample_indices=samples)
+    step = tokens.shape[1] - PROMPT_LEN
+
+    def reference(row: int, value: tuple[float, float]) -> torch.Tensor:
+        coin = float(row_uniform(row_keys(torch.tensor([seeds[row]]), torch.tensor([row]), step), XTC_STREAM)[0])
+        return ref_xtc(logits[row], value[1], coin < value[0])
+
+    check_rows(out, logits, values, (0.0, 0.1), reference)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mirostat_truncation_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: (rng.choice([1.0, 3.0, 5.0, 8.0]), rng.choice([0.05, 0.1, 0.5])), None)
+    logits = random_logits(seed)
+    tokens = random_tokens(seed, PROMPT_LEN + 6)
+    logprobs = -torch.rand(B, 6, generator=torch.Generator().manual_seed(seed)) * 12  # any chosen tokens' log p
+    params = [SamplingParams(mirostat=2, mirostat_tau=v[0], mirostat_eta=v[1]) if v else SamplingParams()
+              for v in values]
+    out = pipeline(params, logits, state_of(tokens, logprobs))
+
+    def reference(row: int, value: tuple[float, float]) -> torch.Tensor:
+        return ref_mirostat_truncate(logits[row], ref_mirostat_mu(*value, logprobs[row].tolist()))
+
+    check_rows(out, logits, values, None, reference)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("generated", [0, 8, 30])
+def test_dry_matches_reference(seed: int, generated: int) -> None:
+    rng = random.Random(seed * 10 + generated)
+    values = mixed(rng, lambda: (rng.choice([0.3, 0.8, 2.0]), rng.choice([1.0, 1.75, 3.0]), rng.choice([1, 2, 3, 4])), (0.0, 1.75, 2))
+    breakers = [rng.sample(range(12), rng.choice([0, 1, 3])) for _ in range(B)]
+    logits = random_logits(seed)
+    tokens = repetitive_tokens(rng, PROMPT_LEN + generated)
+    tokens[:2] = torch.tensor([1, 2, 3, 4, 5] * 9)[:tokens.shape[1]]  # rows 0 and 1: a clean repeat, no breakers
+    breakers[0] = breakers[1] = []
+    values[0] = values[1] = (0.8, 1.75, 2)
+    params = [SamplingParams(dry_multiplier=m, dry_base=b, dry_allowed_length=a) for m, b, a in values]
+    out = pipeline(params, logits, state_of(tokens), sequence_breakers=breakers)
+    check_rows(out, logits, values, (0.0, 1.75, 2),
+               lambda r, v: ref_dry(tokens[r].tolist(), logits[r], *v, set(breakers[r])))
+
+
+def repetitive_tokens(rng: random.Random, length: int) -> torch.Tensor:
+    """[B, length]: each row a short random phrase repeated, with some tokens changed (repeats of many lengths)."""
+    rows = []
+    for _ in range(B):
+        phrase = [rng.randrange(12) for _ in range(rng.randrange(2, 7))]
+        rows.append([t if rng.random() > 0.15 else rng.randrange(12) for t in (phrase * length)[:length]])
+    return torch.tensor(rows)
+
+
+def test_dry_by_hand() -> None:
+    """5 6 7 8 ... 5 6 7: the 8 that followed "5 6 7" would extend a repeat of length 3."""
+    logits = torch.zeros(4, 10)
+    tokens = torch.tensor([[5, 6, 7, 8, 1, 2, 5, 6, 7]] * 4)
+    params = [SamplingParams(dry_multiplier=1.0, dry_base=2.0, dry_allowed_length=2)] * 3 + [SamplingParams()]
+    breakers = [[], [6], [8], [6]]
+    state = DecodeState.start(tokens[:, :5], 10, tokens[:, 5:])  # the repeat spans prompt and output
+    out = apply_pipeline(logits, state, RowParams.build(params, EOS, 10, sequence_breakers=breakers))
+    expected = torch.zeros(10)
+    expected[8] = -1.0 * 2.0 ** (3 - 2)
+    assert torch.equal(out[0], expected)
+    assert torch.equal(out[1], torch.zeros(10))  # 6 breaks the match after one token: 1 < allowed_length 2
+    assert torch.equal(out[2], torch.zeros(10))  # the token that would follow is itself a breaker
+    assert torch.equal(out[3], torch.zeros(10))  # DRY off
+    # two earlier occurrences: the longest match decides the penalty of each following token
+    tokens = torch.tensor([[1, 2, 3, 9, 4, 2, 3, 5, 1, 2, 3]])
+    out = apply_pipeline(torch.zeros(1, 10), DecodeState.start(tokens, 10),
+                         RowParams.build([SamplingParams(dry_multiplier=0.5, dry_base=3.0, dry_allowed_length=1)], EOS, 10))
+    expected = torch.zeros(10)
+    expected[9] = -0.5 * 3.0 ** (3 - 1)  # "1 2 3" matched 3 tokens before 9
+    expected[5] = -0.5 * 3.0 ** (2 - 1)  # "2 3" matched 2 tokens before 5
+    assert torch.equal(out[0], expected)
+
+
+def test_dry_ignores_prompt_padding() -> None:
+    """Rows with shorter prompts are left-padded with -1; padding never matches, so a row equals itself alone."""
+    tokens = torch.tensor([[4, 5, 4, 5, 4]])
+    padded = torch.cat([torch.full((1, 3), -1), tokens], dim=1)
+    params = [SamplingParams(dry_multiplier=1.0, dry_allowed_length=1)]
+    alone = apply_pipeline(torch.zeros(1, 10), DecodeState.start(tokens, 10), RowParams.build(params, EOS, 10))
+    with_pad = apply_pipeline(torch.zeros(1, 10), DecodeState.start(padded, 10), RowParams.build(params, EOS, 10))
+    assert torch.equal(alone, with_pad) and alone[0, 5] < 0
+
+
+def test_default_breakers_tokenize_like_text_generation_webui(tiny) -> None:
+    ids = sequence_breaker_ids(tiny.tokenizer, DRY_SEQUENCE_BREAKERS)
+    assert ids == [tiny.tokenizer("a" + s, add_special_tokens=False)["input_ids"][-1] for s in DRY_SEQUENCE_BREAKERS]
+    assert tiny.tokenizer.decode([ids[0]]) == "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# XTC's random decision
+
+
+def xtc_removed_top(seeds: list[int], steps: int, probability: float, sample: int = 0) -> torch.Tensor:
+    """[steps, rows] bool: whether XTC acted, on logits where three tokens always reach the threshold."""
+    logits = torch.full((len(seeds), V), -5.0)
+    logits[:, :3] = torch.tensor([3.0, 2.0, 1.0])
+    params = [SamplingParams(xtc_probability=probability, xtc_threshold=0.05, seed=s) for s in seeds]
+    rows = RowParams.build(params, EOS, V, sample_indices=[sample] * len(seeds))
+    tokens = torch.zeros(len(seeds), steps, dtype=torch.long)
+    acted = []
+    for step in range(steps):  # the step is the number of tokens past the prompt
+        state = DecodeState.start(tokens, V)
+        state.prompt_len = steps - step
+        acted.append(torch.isneginf(REGISTRY["xtc"].apply(logits, state, rows)[:, 0]))
+    return torch.stack(acted)
+
+
+def test_xtc_decisions_are_seeded_per_row_and_step() -> None:
+    first = xtc_removed_top([1, 2, 3], 64, 0.5)
+    assert torch.equal(first, xtc_removed_top([1, 2, 3], 64, 0.5))  # reproducible
+    assert torch.equal(first[:, 1], xtc_removed_top([2], 64, 0.5)[:, 0])  # a row alone decides the same
+    assert not torch.equal(first[:, 0], first[:, 1])  # seeds differ
+    assert not torch.equal(first, xtc_removed_top([1, 2, 3], 64, 0.5, sample=1))  # sample indices differ
+    assert first.any(0).all() and (~first).any(0).all()  # each row both acts and passes
+
+
+@pytest.mark.parametrize("probability", [0.1, 0.5, 0.9])
+def test_xtc_acts_with_its_probability(probability: float) -> None:
+    acted = xtc_removed_top(list(range(40)), 100, probability)
+    rate, n = float(acted.float().mean()), acted.numel()
+    assert abs(rate - probability) < 4 * math.sqrt(probability * (1 - probability) / n)
+    assert not xtc_removed_top([1], 50, 0.0).any() and xtc_removed_top([1], 50, 1.0).all()
+
+
+def test_xtc_decision_does_not_correlate_with_the_token_noise() -> None:
+    seeds, samples = torch.arange(4000) % 97, torch.arange(4000) // 97
+    keys = row_keys(seeds, samples, 5)
+    coin = row_uniform(keys, XTC_STREAM).float()
+    noise = uniform_noise(keys, 50)  # [N, 50] the per-token uniforms behind the Gumbel draw
+    centred = coin - coin.mean()
+    corr = (centred[:, None] * (noise - noise.mean(0))).mean(0) / (centred.std() * noise.std(0))
+    assert float(corr.abs().max()) < 0.07
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Mirostat over a generation: its state, the loop reference and the replay
+
+MIROSTAT = dict(mirostat=2, mirostat_tau=3.0, mirostat_eta=0.5, temperature=0.02, max_new_tokens=10, seed=11)
+
+
+def test_mirostat_mu_trajectory_matches_a_loop_reference(tiny) -> None:
+    """A plain loop: forward the whole text, truncate at mu, renormalise, draw with the row's noise, update mu."""
+    engine = Engine(tiny)
+    prompt = engine.encode("Once upon a time")
+    params = SamplingParams(**MIROSTAT)
+    result = engine.generate(prompt, [params, SamplingParams(max_new_tokens=4)], [2, 0]).rows[0]
+    mu, tokens, mus, kept = 2 * params.mirostat_tau, list(prompt), [], []
+    with torch.inference_mode():
+        for step in range(params.max_new_tokens):
+            logits = tiny.model(input_ids=torch.tensor([tokens])).logits[0, -1].float() / params.temperature
+            truncated = ref_mirostat_truncate(logits, mu)
+            kept.append(int(torch.isfinite(truncated).sum()))
+            key = row_keys(torch.tensor([params.seed]), torch.tensor([2]), step)
+            token = int(choose_next(truncated[None], torch.tensor([False]), key)[0])
+            surprise = float(-torch.log_softmax(truncated, -1)[token] / math.log(2))
+            mus.append(mu)
+            mu -= params.mirostat_eta * (surprise - params.mirostat_tau)
+            tokens.append(token)
+    assert result.token_ids == tokens[len(prompt):]
+    engine_mus = [ref_mirostat_mu(params.mirostat_tau, params.mirostat_eta, result.final_logprobs[:t])
+                  for t in range(params.max_new_tokens)]
+    np.testing.assert_allclose(engine_mus, mus, rtol=0, atol=1e-4)
+    assert len(set(kept)) > 2 and min(kept) >= 1  # mu moved, and with it how many tokens survive
+
+
+def test_mirostat_replay_rebuilds_mu(tiny) -> None:
+    engine = Engine(tiny)
+    prompt = engine.encode("Once upon a time")
+    params = [SamplingParams(**MIROSTAT), SamplingParams(**{**MIROSTAT, "mirostat_tau": 2.0, "seed": 3}),
+              SamplingParams(temperature=0.5, max_new_tokens=6)]  # a row that leaves early
+    result = engine.generate(prompt, params, [0, 1, 0], trace_top_n=8)
+    trace, stage = result.trace, 1 + DEFAULT_ORDER.index("mirostat")
+    for row in (0, 1):
+        for step in range(10):
+            replay = engine.replay(result, row, step)
+            assert replay.chosen == result.rows[row].token_ids[step]
+            for s in range(len(replay.stage_names)):
+                probs = replay.probs[s]
+                torch.testing.assert_close(probs[trace.top_ids[step, s, row].long()], trace.top_probs[step, s, row],
+                                           atol=1e-4, rtol=0)
+                assert int((probs > 0).sum()) == int(trace.support[step, s, row])
+            assert math.isclose(math.log(replay.probs[-1][replay.chosen]), result.rows[row].final_logprobs[step],
+                                abs_tol=1e-4)
+    assert len(set(trace.support[:, stage, 0].tolist())) > 1  # the truncation changed along the way
+
+
+def test_decode_state_carries_the_surprise_through_select() -> None:
+    tokens = random_tokens(0, PROMPT_LEN + 3)
+    logprobs = -torch.rand(B, 3) * 5
+    state = state_of(tokens, logprobs)
+    expected = (-logprobs.double() / math.log(2)).sum(1)
+    torch.testing.assert_close(state.surprise_bits, expected)
+    keep = torch.tensor([1, 4, 6])
+    torch.testing.assert_close(state.select(keep).surprise_bits, expected[keep])
+    assert torch.equal(state_of(tokens).surprise_bits, torch.zeros(B, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Everything at once, greedy rows, the defaults
+
+
+ALL_ON = SamplingParams(dry_multiplier=0.8, dry_allowed_length=1, xtc_probability=0.5, xtc_threshold=0.001,
+                        mirostat=2, mirostat_tau=4.0, dynatemp_low=0.5, dynatemp_high=1.5, dynatemp_exponent=0.7,
+                        top_n_sigma=2.0, top_a=0.2, tfs=0.95, temperature=0.05, max_new_tokens=12, seed=3)
+
+
+def test_every_sampler_on_in_one_engine_run_is_nan_free(tiny) -> None:
+    engine = Engine(tiny)
+    order = list(reversed(DEFAULT_ORDER))
+    params = [ALL_ON, ALL_ON.replace(seed=4, order=order), ALL_ON.replace(temperature=0.0), SamplingParams(max_new_tokens=5)]
+    result = engine.generate(engine.encode("Tell me a story"), params, [0, 1, 0, 0], trace_top_n=5)
+    for row in result.rows:
+        assert row.token_ids and all(math.isfinite(x) for x in row.raw_logprobs + row.final_logprobs)
+    assert torch.isfinite(result.trace.entropy).all() and torch.isfinite(result.trace.top_probs).all()
+    assert result.trace.entropy.shape[1] == 1 + len(DEFAULT_ORDER)
+    replay = engine.replay(result, 1, 5)
+    assert replay.stage_names == ["raw", *order] and torch.isfinite(replay.probs).all()
+
+
+def test_greedy_rows_skip_the_sampling_only_samplers() -> None:
+    logits = random_logits(7)
+    tokens = random_tokens(7, PROMPT_LEN + 6)
+    greedy = ALL_ON.replace(temperature=0.0, dry_multiplier=0.0)
+    assert torch.equal(pipeline([greedy] * B, logits, state_of(tokens)), logits)
+    assert set(NEW_SAMPLERS) - {"dry"} <= SAMPLING_ONLY and "dry" not in SAMPLING_ONLY
+
+
+def test_new_samplers_are_no_ops_at_their_defaults() -> None:
+    logits = random_logits(2)
+    tokens = random_tokens(2, PROMPT_LEN + 9)
+    rows = RowParams.build([SamplingParams()] * B, EOS, V)
+    for name in NEW_SAMPLERS:
+        assert not REGISTRY[name].active(rows).any(), name
+    assert torch.equal(apply_pipeline(logits, state_of(tokens), rows), logits)
+
+
+def test_default_order_places_the_new_samplers() -> None:
+    order = list(DEFAULT_ORDER)
+    assert order.index("dry") == order.index("frequency_penalty") + 1
+    assert order.index("dynatemp") == order.index("temperature") + 1
+    assert order.index("typical_p") < order.index("top_n_sigma") < order.index("top_a") < order.index("tfs")
+    assert max(order.index(n) for n in ("top_k", "top_p", "min_p", "tfs", "eta_cutoff")) < order.index("xtc")
+    assert order[-1] == "mirostat" and tuple(REGISTRY) == DEFAULT_ORDER
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parameters: validation, JSON, transformers
+
+NON_DEFAULT = SamplingParams(dry_multiplier=0.8, dry_base=2.0, dry_allowed_length=3, dry_sequence_breakers=["\n\n", ",", " "],
+                             xtc_threshold=0.2, xtc_probability=0.5, mirostat=2, mirostat_tau=4.5, mirostat_eta=0.2,
+                             dynatemp_low=0.5, dynatemp_high=1.5, dynatemp_exponent=2.0, top_n_sigma=1.5, top_a=0.1, tfs=0.9)
+
+
+def test_json_round_trip() -> None:
+    assert SamplingParams.from_json(NON_DEFAULT.to_json()) == NON_DEFAULT
+    data = NON_DEFAULT.to_dict()
+    assert data["dry_sequence_breakers"] == ["\n\n", ",", " "] and data["mirostat"] == 2
+    assert from_dict(SamplingParams().to_dict()).dry_sequence_breakers == ("\n", ":", '"', "*")
+
+
+def test_sequence_breakers_take_text_generation_webuis_text_form() -> None:
+    """text-generation-webui sends the breakers as one string of JSON strings; that string carries over."""
+    assert SamplingParams(dry_sequence_breakers='"\\n", ":", "\\"", "*"').dry_sequence_breakers == DRY_SEQUENCE_BREAKERS
+    assert SamplingParams(dry_sequence_breakers='["a", "b c"]').dry_sequence_breakers == ("a", "b c")
+    for single in (":", "1", '"', "[x"):  # anything else is one breaker
+        assert SamplingParams(dry_sequence_breakers=single).dry_sequence_breakers == (single,)
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("dry_multiplier", -0.1, "[0, 100]"), ("dry_base", 0.5, "[1, 100]"), ("dry_allowed_length", 0, "[1, 64]"),
+    ("dry_allowed_length", 1.5, "[1, 64]"), ("xtc_threshold", 1.5, "[0, 1]"), ("xtc_probability", -1, "[0, 1]"),
+    ("mirostat", 3, "[0, 2]"), ("mirostat_tau", -1, "[0, 100]"), ("mirostat_eta", 2, "[0, 1]"),
+    ("dynatemp_low", 0, "(0, 100]"), ("dynatemp_high", 101, "(0, 100]"), ("dynatemp_exponent", -1, "[0, 100]"),
+    ("top_n_sigma", -0.5, "[0, 100]"), ("top_a", 1.5, "[0, 1]"), ("tfs", -0.1, "[0, 1]"), ("tfs", "x", "[0, 1]"),
+])
+def test_out_of_range_values_name_field_range_and_value(field: str, value, allowed: str) -> None:
+    with pytest.raises(ParamError) as info:
+        SamplingParams(**{field: value})
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: must be ") and allowed in str(info.value)
+    assert str(info.value).endswith(f"got {value!r}")
+
+
+def test_mirostat_v1_is_refused_clearly() -> None:
+    with pytest.raises(ParamError, match=r"^mirostat: must be 0 \(off\) or 2 \(mirostat v2; mirostat v1 is not supported\), got 1$"):
+        SamplingParams(mirostat=1)
+    assert SamplingParams(mirostat=2.0).mirostat == 2
+
+
+@pytest.mark.parametrize("breakers", [[""], ["a", 3], 5])
+def test_bad_sequence_breakers_name_the_field(breakers) -> None:
+    with pytest.raises(ParamError, match="^dry_sequence_breakers: must be a list of non-empty strings"):
+        SamplingParams(dry_sequence_breakers=breakers)
+
+
+@pytest.mark.parametrize("field, value", [("dry_multiplier", 0.5), ("xtc_probability", 0.5), ("mirostat", 2),
+                                          ("dynatemp_low", 0.5), ("dynatemp_high", 2.0), ("top_n_sigma", 1.0),
+                                          ("top_a", 0.1), ("tfs", 0.9)])
+def test_generate_kwargs_refuses_samplers_transformers_lacks(field: str, value) -> None:
+    with pytest.raises(ParamError, match=f"^{field}: must be .* to convert to transformers"):
+        SamplingParams(**{field: value}).generate_kwargs()
+    # a sampler's other fields alone change nothing, and greedy rows skip the sampling-only samplers
+    SamplingParams(dry_base=3.0, mirostat_tau=2.0, xtc_threshold=0.3, dynatemp_exponent=2.0).generate_kwargs()
+    if field != "dry_multiplier":
+        SamplingParams(**{field: value}, temperature=0.0).generate_kwargs()
+
+
+def test_exports_list_the_samplers_transformers_lacks() -> None:
+    import json
+
+    from transformers import GenerationConfig
+
+    from playground.config import PlaygroundConfig
+    from playground.exports import generate_snippet, generation_config_json, transformers_settings
+
+    config = PlaygroundConfig("hi", params=NON_DEFAULT.replace(top_k=40))
+    left_out = transformers_settings(config).left_out
+    assert set(left_out) == {"dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers",
+                             "xtc_probability", "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta",
+                             "dynatemp_low", "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs"}
+    data = json.loads(generation_config_json(config))
+    assert data["_not_expressible"]["dry_multiplier"]["reason"] == "transformers has no DRY sampler"
+    assert data["top_k"] == 40 and "mirostat" not in data
+    GenerationConfig(**{k: v for k, v in data.items() if not k.startswith("_")}).validate(strict=True)
+    compile(generate_snippet(config, "m"), "<snippet>", "exec")
