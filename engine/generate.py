@@ -297,17 +297,19 @@ class Engine:
         yield StepUpdate(step, ids, toks, finished, *logps, [FINISH_REASONS[finish[i]] for i in finished], result=result)
 
     @torch.inference_mode()
-    def replay(self, result: GenerationResult, row: int, step: int) -> "Replay":
+    def replay(self, result: GenerationResult, row: int, step: int, params: SamplingParams | None = None) -> "Replay":
         """Full-vocabulary distributions of every stage for one (row, step) of a finished run.
 
         Recomputes the raw logits with one forward of prompt + the row's first `step` tokens and rebuilds the
         processors' state from those tokens, so it equals what the batch saw without keeping [B, V] per step.
+        With `params`, the same context goes through another configuration's processors instead (e.g. another
+        order): what that configuration would have made of exactly this context.
         """
         out = result.rows[row]
         if not 0 <= step < len(out.token_ids):
             raise ParamError("step", f"an integer in [0, {len(out.token_ids) - 1}] for row {row}", step)
         device, vocab = self.loaded.device, self.loaded.vocab_size
-        params = result.params[row]
+        params = params if params is not None else result.params[row]
         prompt = torch.tensor([result.prompt_of(row)], device=device)
         generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)
         logits = self.loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()

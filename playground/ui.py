@@ -150,6 +150,17 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                         dist_plot = gr.Plot(label="Next-token distribution after each processor", elem_id="dist-plot")
                         dist_table = gr.Dataframe(label="Per stage", interactive=False)
                         steps_plot = gr.Plot(label="Over the steps")
+                        with gr.Accordion("Compare with another output's settings (e.g. another processor order)",
+                                          open=False):
+                            with gr.Row():
+                                compare_with = gr.Number(1, label="other output", precision=0, minimum=0,
+                                                         elem_id="compare-with",
+                                                         info="Its settings run on this output's context at this step.")
+                                compare_button = gr.Button("Compare", elem_id="compare")
+                            compare_caption = gr.Markdown("", elem_id="compare-caption")
+                            compare_table = gr.Dataframe(label="Stage by stage", interactive=False,
+                                                         elem_id="compare-table")
+                            compare_plot = gr.Plot(label="The other settings on this context")
                     with gr.Tab("Share & export", id="share") as share_tab:
                         gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and "
                                     "the same settings for transformers and for an OpenAI-style API.")
@@ -265,6 +276,20 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                            api_visibility="private", preprocess=False)
         dist_tab.select(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
                         api_visibility="private", preprocess=False)
+
+        @user_errors
+        @device_scope
+        def compare_outputs(current: str, sample: Any, step: Any, other: Any, top: Any):
+            if not current:
+                raise ParamError("run", "a finished run (run Generate or a sweep first)", None)
+            run = store.get(current)
+            shown = views.compare(store, run, _whole("output", sample), _whole("step", step),
+                                  _whole("other output", other), _whole("tokens shown", top))
+            return shown.caption, shown.table, shown.figure
+
+        compare_button.click(compare_outputs, [run_id, dist_sample, dist_step, compare_with, dist_top],
+                             [compare_caption, compare_table, compare_plot], api_visibility="private",
+                             preprocess=False)
 
         @user_errors
         def open_token(current: str, top: Any, event: gr.EventData):

@@ -233,3 +233,47 @@ def _rounded(df: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[column]):
             out[column] = out[column].map(lambda v: None if v is None or not math.isfinite(v) else float(f"{v:.4g}"))
     return out
+
+
+# -- Compare two configurations on one context (e.g. two processor orders) -------------------------------------
+
+@dataclass
+class Comparison:
+    caption: str
+    table: pd.DataFrame  # after k processors: each configuration's stage, entropy, support; distance between them
+    figure: go.Figure  # the other configuration's stages on this context
+    data: dict[str, Any]
+
+
+def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: int = 20) -> Comparison:
+    """Run output `other`'s configuration on output `row`'s context at `step`, stage by stage beside `row`'s own.
+
+    For an order sweep this shows where two orders part: after k processors, the total variation distance
+    between the two distributions is 0 until the first processor that the orders place differently and that
+    changes something.
+    """
+    run.check_row_step(row, step)
+    if not isinstance(other, int) or not 0 <= other < run.row_count:
+        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
+    own = store.replay(run, row, step)
+    theirs = store.engine.replay(run.generation, row, step, run.generation.params[other])
+    records = []
+    for k, (name_a, name_b, p, q) in enumerate(zip(own.stage_names, theirs.stage_names, own.probs, theirs.probs)):
+        records.append({"after": k, f"output {row}": name_a, f"H {row}": _entropy(p), f"support {row}": int((p > 0).sum()),
+                        f"output {other}": name_b, f"H {other}": _entropy(q), f"support {other}": int((q > 0).sum()),
+                        "distance (TV)": float(0.5 * (p - q).abs().sum())})
+    table = _rounded(pd.DataFrame(records))
+    parted = next((r["after"] for r in records if r["distance (TV)"] > 1e-6), None)
+    where = (f"they part after {parted} processor(s): {records[parted][f'output {row}']} vs "
+             f"{records[parted][f'output {other}']}" if parted is not None else "they agree at every stage")
+    caption = (f"{run.labels[row]} at step {step}, and the same context through the settings of {run.labels[other]}: "
+               f"{where}; final distance {records[-1]['distance (TV)']:.3f}")
+    figure = distribution_figure(theirs.stage_names, theirs.probs, own.chosen, store.engine.loaded.token_label, top_n)
+    data = json_safe({"run_id": run.run_id, "sample": row, "step": step, "other": other, "stages": records,
+                      "parted_after": parted})
+    return Comparison(caption, table, figure, data)
+
+
+def _entropy(p: Any) -> float:
+    nz = p[p > 0]
+    return float(-(nz * nz.log()).sum())

@@ -179,3 +179,20 @@ def test_dry_config_runs_and_its_stage_is_in_the_distribution(page, app_url):
     page.locator('#tokens .dp-tok[data-sample="0"][data-step="3"]').click()
     expect(page.locator("#dist-caption")).to_contain_text("step 3", timeout=30_000)
     expect(page.get_by_role("gridcell", name="dry", exact=True).first).to_be_visible(timeout=30_000)
+
+
+def test_order_study_compares_two_orders_stage_by_stage(page, app_url):
+    query = ("?max_new_tokens=6&samples=1&temperature=1.5&min_p=0.1&seed=1&view=sweep"
+             "&axis=order:temperature>min_p, min_p>temperature")
+    open_app(page, app_url, query.replace(" ", "%20").replace(">", "%3E"))
+    page.locator("#run-sweep").click()
+    wait_done(page, "sweep-status")
+    page.get_by_role("tab", name="Distributions").click()
+    expect(page.locator("#dist-caption")).to_contain_text("step 0", timeout=30_000)
+    page.get_by_text("Compare with another output's settings").click()
+    page.locator("#compare").click()
+    caption = page.locator("#compare-caption")
+    expect(caption).to_contain_text("order=min_p>temperature", timeout=30_000)
+    expect(caption).to_contain_text(re.compile(r"they (part after \d+ processor|agree at every stage)"))
+    expect(page.locator("#compare-table")).to_contain_text("distance (TV)")
+    shot(page, "order-study")
