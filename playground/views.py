@@ -210,6 +210,12 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
     chosen_text = run.pieces[row][step] if step < len(run.pieces[row]) else label(replay.chosen)
     caption = (f"{run.labels[row]} · step {step} of {length - 1}: after “{_tail(text_so_far)}” the model "
                f"chose “{chosen_text}”")
+    params = run.generation.params[row]
+    if params.mirostat == 2 and not params.greedy:  # mirostat's state: mu = 2 tau - eta (surprise so far - steps tau)
+        surprise = [-lp / math.log(2) for lp in out.final_logprobs]
+        mu = [2 * params.mirostat_tau - params.mirostat_eta * (sum(surprise[:t]) - t * params.mirostat_tau)
+              for t in range(length)]
+        caption += f" · mirostat mu {mu[step]:.2f} bits (steps 0-{length - 1}: " + ", ".join(f"{m:.1f}" for m in mu) + ")"
     top = []
     for name, probs in zip(replay.stage_names, replay.probs):
         values, ids = probs.topk(min(top_n, probs.shape[-1]))

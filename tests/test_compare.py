@@ -40,3 +40,21 @@ def test_compare_refuses_an_unknown_output(order_run):
     _, store, run = order_run
     with pytest.raises(ParamError, match="^compare with: "):
         compare(store, run, 0, 1, 7)
+
+
+def test_distribution_caption_tracks_mirostat_mu(tiny):
+    import math
+
+    from playground.views import distribution
+
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    params = SamplingParams(mirostat=2, mirostat_tau=4.0, mirostat_eta=0.2, max_new_tokens=5, seed=1)
+    run = None
+    for frame in stream_run(engine, store, SweepSpec("one two", params, raw=True), "generate"):
+        run = frame.run or run
+    out = run.generation.rows[0]
+    surprise = sum(-lp / math.log(2) for lp in out.final_logprobs[:2])
+    expected = 2 * 4.0 - 0.2 * (surprise - 2 * 4.0)
+    assert f"mirostat mu {expected:.2f} bits" in distribution(store, run, 0, 2).caption
+    assert "mirostat mu 8.00 bits" in distribution(store, run, 0, 0).caption  # mu starts at 2 tau
