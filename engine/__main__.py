@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .params import FIELD_NAMES, Axis, ParamError, SweepSpec, from_dict
+from .params import FIELD_NAMES, ParamError, from_dict
+
+from .sweepspec import Axis, SweepSpec
 from .values import parse_axis_values, parse_value
 
 OUT_FORMATS = (".json", ".csv", ".parquet")

@@ -19,7 +19,8 @@ import torch
 
 from .generate import Engine
 from .params import ParamError, SamplingParams
-from .processors import DecodeState, apply_pipeline, plan_stages
+from .processors import apply_pipeline, plan_stages
+from .rowstate import DecodeState
 
 NEG = -1.0e9  # transformers' "impossible" score
 

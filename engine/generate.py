@@ -17,7 +17,8 @@ import torch
 
 from .models import LoadedModel
 from .params import DEFAULT_ORDER, ParamError, SamplingParams, sequence_breaker_ids, word_variants
-from .processors import DecodeState, RowParams, apply_pipeline, plan_stages
+from .processors import apply_pipeline, plan_stages
+from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys
 from .trace import StageSummary, Trace, log_normalizer_and_entropy, summarize
 

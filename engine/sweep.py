@@ -17,7 +17,7 @@ import pandas as pd
 from .beams import beam_search
 from .generate import Engine, GenerationResult, RowResult, StepUpdate
 from .metrics import cell_diversity, sample_metrics
-from .params import SweepRow, SweepSpec
+from .sweepspec import SweepRow, SweepSpec
 
 
 @dataclass

@@ -15,7 +15,8 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import Axis, ParamError, SweepSpec, from_dict
+from engine.params import ParamError, from_dict
+from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
 from . import views

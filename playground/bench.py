@@ -13,7 +13,8 @@ import time
 
 from engine.generate import Engine
 from engine.models import load_model
-from engine.params import SamplingParams, SweepSpec
+from engine.params import SamplingParams
+from engine.sweepspec import SweepSpec
 
 from .runs import RunStore
 from .views import distribution, stream_run

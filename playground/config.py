@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from engine.params import FIELD_NAMES, MAX_AXES, Axis, ParamError, SamplingParams, SweepSpec, from_dict
+from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
+
+from engine.sweepspec import Axis, MAX_AXES, SweepSpec
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
 
 VIEWS = ("generate", "sweep", "distributions")

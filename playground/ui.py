@@ -15,7 +15,8 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.models import BUNDLED_NAME
-from engine.params import DEFAULT_ORDER, FIELD_NAMES, MAX_AXES, ParamError
+from engine.params import DEFAULT_ORDER, FIELD_NAMES, ParamError
+from engine.sweepspec import MAX_AXES
 
 from . import views
 from .api import register_api

@@ -21,7 +21,8 @@ import plotly.graph_objects as go
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
-from engine.params import ParamError, SweepSpec
+from engine.params import ParamError
+from engine.sweepspec import SweepSpec
 from engine.sweep import SweepResult, stream_sweep
 from engine.trace import stage_stats
 

@@ -95,7 +95,7 @@ def test_a_beam_batch_needs_one_width_and_length(engine, prompt):
 
 def test_a_sweep_mixes_beam_and_sampling_cells(engine):
     """num_beams as a sweep axis: sampling cells stream as usual, beam cells give their best beams as rows."""
-    from engine.params import Axis, SweepSpec
+    from engine.sweepspec import Axis, SweepSpec
     from engine.sweep import run_sweep
 
     base = SamplingParams(temperature=0.7, seed=2, max_new_tokens=10, num_return_sequences=1)

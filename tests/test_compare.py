@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import Axis, ParamError, SamplingParams, SweepSpec
+from engine.params import ParamError, SamplingParams
+from engine.sweepspec import Axis, SweepSpec
 from playground.runs import RunStore
 from playground.views import compare, stream_run
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine.generate import Engine, EngineLimits
-from engine.params import ParamError, SamplingParams, SweepSpec, Axis
+from engine.params import ParamError, SamplingParams
+from engine.sweepspec import Axis, SweepSpec
 from engine.sweep import run_sweep
 
 PROMPT = "Explain how blockchain works in simple terms."

@@ -12,7 +12,8 @@ import torch
 from transformers.generation import logits_process as hf
 
 from engine.params import DEFAULT_ORDER, SamplingParams
-from engine.processors import REGISTRY, DecodeState, RowParams, apply_pipeline
+from engine.processors import REGISTRY, apply_pipeline
+from engine.rowstate import DecodeState, RowParams
 
 V = 500
 B = 8

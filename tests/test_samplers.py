@@ -19,7 +19,8 @@ import torch
 from engine.generate import Engine
 from engine.params import (DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SAMPLING_ONLY, ParamError, SamplingParams,
                            from_dict, sequence_breaker_ids)
-from engine.processors import REGISTRY, DecodeState, RowParams, apply_pipeline
+from engine.processors import REGISTRY, apply_pipeline
+from engine.rowstate import DecodeState, RowParams
 from engine.sampling import XTC_STREAM, choose_next, row_keys, row_uniform, uniform_noise
 
 V = 500

@@ -1,0 +1,246 @@
+"""What the logits processors read: every row's parameters as tensors, and every row's decoding state.
+
+RowParams turns B SamplingParams into per-row tensors ([B, 1] floats broadcast against [B, V] scores), so one
+batch can mix settings; DecodeState holds each row's tokens so far and the counts derived from them, and is
+rebuilt exactly from the tokens for a replay.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Sequence
+
+import torch
+
+from .params import DEFAULT_ORDER, SamplingParams
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class BiasTable:
+    """Per-row additive biases on token sequences (transformers' SequenceBiasLogitsProcessor, batched).
+
+    single: [B, V] bias for one-token sequences, applied at every step.
+    groups: for each prefix length P, the entries (row, prefix [P], last token, bias) whose prefix must match
+            the end of that row's tokens for the bias to apply to the last token.
+    """
+
+    single: torch.Tensor  # [B, V] float32
+    groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]  # (rows [M], prefixes [M,P], last [M], bias [M])
+    active: torch.Tensor  # [B] bool
+
+    @staticmethod
+    def build(per_row: Sequence[Sequence[tuple[Sequence[int], float]]], vocab_size: int,
+              device: torch.device | str = "cpu") -> "BiasTable":
+        single = torch.zeros(len(per_row), vocab_size, dtype=torch.float32, device=device)
+        by_len: dict[int, list[tuple[int, list[int], int, float]]] = {}
+        for r, entries in enumerate(per_row):
+            # transformers keys its dict by the sequence, so a repeated sequence keeps its last bias
+            for seq, bias in dict((tuple(s), b) for s, b in entries).items():
+                if len(seq) == 1:
+                    single[r, seq[0]] = bias
+                else:
+                    by_len.setdefault(len(seq) - 1, []).append((r, list(seq[:-1]), seq[-1], bias))
+        groups = [
+            (torch.tensor([e[0] for e in g], device=device), torch.tensor([e[1] for e in g], device=device),
+             torch.tensor([e[2] for e in g], device=device),
+             torch.tensor([e[3] for e in g], dtype=torch.float32, device=device))
+            for g in by_len.values()
+        ]
+        active = torch.tensor([bool(entries) for entries in per_row], dtype=torch.bool, device=device)
+        return BiasTable(single, groups, active)
+
+    def select(self, keep: torch.Tensor) -> "BiasTable":
+        """Keep rows `keep` (indices into the current rows), renumbering the multi-token entries."""
+        new_index = torch.full((self.single.shape[0],), -1, dtype=torch.long, device=keep.device)
+        new_index[keep] = torch.arange(keep.numel(), device=keep.device)
+        groups = []
+        for rows, prefixes, last, bias in self.groups:
+            mapped = new_index[rows]
+            kept = mapped >= 0
+            if kept.any():
+                groups.append((mapped[kept], prefixes[kept], last[kept], bias[kept]))
+        return BiasTable(self.single[keep], groups, self.active[keep])
+
+    def bias(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The [B, V] bias to add given each row's tokens so far [B, L]."""
+        bias = self.single.clone()
+        for rows, prefixes, last, seq_bias in self.groups:
+            prefix_len = prefixes.shape[1]
+            if prefix_len > tokens.shape[1]:  # the prefix is longer than the context: it cannot match
+                continue
+            matches = (tokens[rows, -prefix_len:] == prefixes).all(dim=-1)  # [M]
+            bias.index_put_((rows, last), torch.where(matches, seq_bias, 0.0), accumulate=True)
+        return bias
+
+
+@dataclass
+class RowParams:
+    """SamplingParams of B rows as tensors ([B, 1] floats so they broadcast against [B, V] scores)."""
+
+    greedy: torch.Tensor  # [B] bool
+    temperature: torch.Tensor  # [B, 1] float32 (1 for greedy rows)
+    top_k: torch.Tensor  # [B] long
+    top_p: torch.Tensor  # [B, 1] float64 (thresholds are derived in float64, then cast like Python floats)
+    min_p: torch.Tensor  # [B, 1] float32
+    typical_p: torch.Tensor  # [B, 1] float32
+    epsilon_cutoff: torch.Tensor  # [B, 1] float32
+    eta_cutoff: torch.Tensor  # [B, 1] float32
+    repetition_penalty: torch.Tensor  # [B, 1] float32
+    presence_penalty: torch.Tensor  # [B, 1] float32
+    frequency_penalty: torch.Tensor  # [B, 1] float32
+    no_repeat_ngram_size: torch.Tensor  # [B] long
+    min_new_tokens: torch.Tensor  # [B] long
+    eos_mask: torch.Tensor  # [V] bool
+    sequence_bias: BiasTable
+    bad_words: BiasTable
+    order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
+    dry_multiplier: torch.Tensor  # [B, 1] float64 (the penalty is computed in float64, as Python does)
+    dry_base: torch.Tensor  # [B, 1] float64
+    dry_allowed_length: torch.Tensor  # [B, 1] long
+    dry_breakers: torch.Tensor  # [B, K] long: sequence-breaker token ids, padded with -1 (padding is a breaker)
+    dynatemp_low: torch.Tensor  # [B, 1] float32
+    dynatemp_high: torch.Tensor  # [B, 1] float32
+    dynatemp_exponent: torch.Tensor  # [B, 1] float32
+    top_n_sigma: torch.Tensor  # [B, 1] float64
+    top_a: torch.Tensor  # [B, 1] float32
+    tfs: torch.Tensor  # [B, 1] float32
+    xtc_threshold: torch.Tensor  # [B, 1] float32
+    xtc_probability: torch.Tensor  # [B] float64
+    mirostat: torch.Tensor  # [B] bool: mirostat v2 on
+    mirostat_tau: torch.Tensor  # [B, 1] float64
+    mirostat_eta: torch.Tensor  # [B, 1] float64
+    seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
+    sample_index: torch.Tensor  # [B] long
+
+    @staticmethod
+    def build(params: Sequence[SamplingParams], eos_token_ids: Sequence[int], vocab_size: int,
+              device: torch.device | str = "cpu",
+              sequence_bias: Sequence[Sequence[tuple[Sequence[int], float]]] | None = None,
+              bad_words: Sequence[Sequence[Sequence[int]]] | None = None,
+              sequence_breakers: Sequence[Sequence[int]] | None = None,
+              sample_indices: Sequence[int] | None = None) -> "RowParams":
+        """`sequence_bias` / `bad_words` are per-row token-id sequences, `sequence_breakers` per-row token ids
+        of DRY's breakers (the engine tokenizes the texts); `sample_indices` default to 0."""
+        def col(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
+
+        greedy = [p.greedy for p in params]
+        # Greedy rows skip the sampling-only processors, as transformers does when do_sample=False.
+        def sampling(name: str, off: float) -> list[float]:
+            return [off if g else getattr(p, name) for p, g in zip(params, greedy)]
+
+        eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        eos_mask[list(eos_token_ids)] = True
+        no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
+        breakers = [list(ids) for ids in sequence_breakers] if sequence_breakers else [[] for _ in params]
+        width = max([1, *(len(ids) for ids in breakers)])
+        return RowParams(
+            greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
+            temperature=col(sampling("temperature", 1.0)),
+            top_k=torch.tensor(sampling("top_k", 0), dtype=torch.long, device=device),
+            top_p=col(sampling("top_p", 1.0), torch.float64),
+            min_p=col(sampling("min_p", 0.0)),
+            typical_p=col(sampling("typical_p", 1.0)),
+            epsilon_cutoff=col(sampling("epsilon_cutoff", 0.0)),
+            eta_cutoff=col(sampling("eta_cutoff", 0.0)),
+            repetition_penalty=col([p.repetition_penalty for p in params]),
+            presence_penalty=col([p.presence_penalty for p in params]),
+            frequency_penalty=col([p.frequency_penalty for p in params]),
+            no_repeat_ngram_size=torch.tensor([p.no_repeat_ngram_size for p in params], device=device),
+            min_new_tokens=torch.tensor([p.min_new_tokens for p in params], device=device),
+            eos_mask=eos_mask,
+            sequence_bias=BiasTable.build(sequence_bias or no_bias, vocab_size, device),
+            bad_words=BiasTable.build(
+                [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
+            order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
+            dry_multiplier=col([p.dry_multiplier for p in params], torch.float64),
+            dry_base=col([p.dry_base for p in params], torch.float64),
+            dry_allowed_length=col([p.dry_allowed_length for p in params], torch.long),
+            dry_breakers=torch.tensor([ids + [-1] * (width - len(ids)) for ids in breakers], dtype=torch.long,
+                                      device=device),
+            dynatemp_low=col(sampling("dynatemp_low", 1.0)),
+            dynatemp_high=col(sampling("dynatemp_high", 1.0)),
+            dynatemp_exponent=col(sampling("dynatemp_exponent", 1.0)),
+            top_n_sigma=col(sampling("top_n_sigma", 0.0), torch.float64),
+            top_a=col(sampling("top_a", 0.0)),
+            tfs=col(sampling("tfs", 1.0)),
+            xtc_threshold=col(sampling("xtc_threshold", 0.1)),
+            xtc_probability=torch.tensor(sampling("xtc_probability", 0.0), dtype=torch.float64, device=device),
+            mirostat=torch.tensor([m == 2 for m in sampling("mirostat", 0)], dtype=torch.bool, device=device),
+            mirostat_tau=col(sampling("mirostat_tau", 5.0), torch.float64),
+            mirostat_eta=col(sampling("mirostat_eta", 0.1), torch.float64),
+            seed=torch.tensor([p.seed for p in params], dtype=torch.long, device=device),
+            sample_index=torch.tensor(list(sample_indices) if sample_indices is not None else [0] * len(params),
+                                      dtype=torch.long, device=device),
+        )
+
+    def select(self, keep: torch.Tensor) -> "RowParams":
+        """The same parameters for the rows `keep` only (finished rows leave the batch)."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "eos_mask":
+                continue
+            changes[f.name] = value.select(keep) if isinstance(value, BiasTable) else value[keep]
+        return replace(self, **changes)
+
+
+@dataclass
+class DecodeState:
+    """What the processors need to know about each row's tokens so far; rebuilt exactly by `start` for replays."""
+
+    tokens: torch.Tensor  # [B, L] prompt + generated tokens
+    prompt_len: int
+    seen: torch.Tensor  # [B, V] bool: token occurs in prompt or output (repetition penalty)
+    counts: torch.Tensor  # [B, V] float32: occurrences in the generated output (presence/frequency)
+    # [B] float64: total surprise (bits) of the generated tokens under the final distributions they were drawn
+    # from; mirostat's mu is a function of it. None means zeros (no token recorded with its log-probability).
+    surprise_bits: torch.Tensor | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.surprise_bits is None:
+            self.surprise_bits = torch.zeros(self.tokens.shape[0], dtype=torch.float64, device=self.tokens.device)
+
+    @property
+    def step(self) -> int:
+        """Number of tokens generated so far."""
+        return self.tokens.shape[1] - self.prompt_len
+
+    @staticmethod
+    def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None,
+              final_logprobs: torch.Tensor | None = None) -> "DecodeState":
+        """State before the next token, given prompt [B, P] and optionally generated tokens [B, G] with the
+        log-probabilities [B, G] each had under its final distribution (a run's `final_logprobs`, which
+        mirostat's state is rebuilt from: the same float32 values summed in the same order as the run did).
+
+        A prompt may be left-padded with -1 (rows with prompts of different lengths): padding is never "seen".
+        """
+        batch = prompt.shape[0]
+        seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=prompt.device)
+        if bool((prompt < 0).any()):
+            hits = torch.zeros(batch, vocab_size, dtype=torch.int32, device=prompt.device)
+            hits.scatter_add_(1, prompt.clamp(min=0), (prompt >= 0).to(torch.int32))
+            seen = hits > 0
+        else:
+            seen.scatter_(1, prompt, True)
+        counts = torch.zeros(batch, vocab_size, dtype=torch.float32, device=prompt.device)
+        state = DecodeState(prompt, prompt.shape[1], seen, counts)
+        if generated is not None:
+            for t in range(generated.shape[1]):
+                state.append(generated[:, t], None if final_logprobs is None else final_logprobs[:, t])
+        return state
+
+    def append(self, next_tokens: torch.Tensor, final_logprobs: torch.Tensor | None = None) -> None:
+        """Record the tokens [B] just chosen, and their log-probabilities [B] under the final distribution
+        (nats; mirostat's feedback: without them its mu stays at 2 * tau)."""
+        self.tokens = torch.cat([self.tokens, next_tokens[:, None]], dim=1)
+        self.seen.scatter_(1, next_tokens[:, None], True)
+        self.counts.scatter_add_(1, next_tokens[:, None], torch.ones_like(next_tokens[:, None], dtype=torch.float32))
+        if final_logprobs is not None:
+            self.surprise_bits = self.surprise_bits - final_logprobs.to(torch.float64) / math.log(2)
+
+    def select(self, keep: torch.Tensor) -> "DecodeState":
+        return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep],
+                           self.surprise_bits[keep])
