@@ -71,7 +71,6 @@ def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[Sam
     b, W, T = len(configs), configs[0].num_beams, configs[0].max_new_tokens
     eos = torch.tensor(engine.loaded.eos_token_ids, device=device)
     K = max(2, 1 + len(engine.loaded.eos_token_ids)) * W
-    P = len(prompt_ids)
     # per item: length penalty, early stopping (True / False / "never") and sampling
     length_penalty = torch.tensor([[p.length_penalty] for p in configs], device=device)  # [b, 1]
     stop_early = torch.tensor([[p.early_stopping is True] for p in configs], device=device)  # [b, 1]

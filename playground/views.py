@@ -23,7 +23,7 @@ from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError
 from engine.sweepspec import SweepSpec
-from engine.sweep import SweepResult, stream_sweep
+from engine.sweep import stream_sweep
 from engine.trace import stage_stats
 
 from .plots import distribution_figure, metric_heatmap, steps_figure

@@ -35,3 +35,80 @@ def app_url(bundled):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (.ci/run and README's test command install it when missing)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from pages import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh page; `page.dialogs` collects every alert/confirm it opens (none is expected anywhere)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def base_url(app_url) -> str:
+    """The OpenAI-compatible API root, once /v1/models answers on the app's own port."""
+    import time
+
+    import httpx
+
+    url = app_url + "v1"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/models", timeout=5).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{url}/models did not answer within 30 s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def client(base_url):
+    """The official `openai` client on the app (test modules may define their own `client`)."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def http(base_url):
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def model_id(bundled) -> str:
+    return bundled.name
+
+
+@pytest.fixture(scope="session")
+def engine(bundled):
+    """The engine on the same weights, for reference outputs computed in-process."""
+    from engine.generate import Engine
+
+    return Engine(bundled)

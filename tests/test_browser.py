@@ -5,65 +5,12 @@ browser. Screenshots of each view go to artifacts/screenshots/ for a person to l
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-RUN_SECONDS = 120_000  # ms: a run on a busy 2-core machine
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.dialogs = []  # every alert/confirm the page opens (none expected)
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    yield page
-    context.close()
-
-
-def open_app(page: Page, app_url: str, query: str = "") -> None:
-    """Open the page; with a query, wait until the link's settings are applied (they load after the page)."""
-    page.goto(app_url + query)
-    expect(page.locator("#prompt textarea")).to_be_visible(timeout=60_000)
-    if query:
-        expect(page.locator("#preset-info")).to_contain_text("restored from the link", timeout=60_000)
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def set_number(page: Page, elem_id: str, value: str) -> None:
-    """Type into the number box of a slider or number field (what a person does to set an exact value)."""
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(value)
-    box.press("Enter")
-    box.blur()
-
-
-def wait_done(page: Page, status_id: str) -> None:
-    expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
+from pages import open_app, set_number, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):

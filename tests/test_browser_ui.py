@@ -7,62 +7,15 @@ artifacts/screenshots/error.png for a person to look at.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
+
+from pages import RUN_SECONDS, open_app, shot, text_box, wait_done
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-RUN_SECONDS = 120_000  # ms: a run on a busy 2-core machine
 STOP_SECONDS = 30_000  # ms: from pressing Stop to the run's final status
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.dialogs = []  # every alert/confirm the page opens (none expected)
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    yield page
-    context.close()
-
-
-def open_app(page: Page, app_url: str, query: str = "") -> None:
-    """Open the page; with a query, wait until the page has applied it (before that, Run uses the defaults)."""
-    page.goto(app_url + query)
-    expect(page.locator("#run")).to_be_visible(timeout=60_000)
-    if query:
-        expect(page.get_by_text("Settings restored from the link.")).to_be_visible(timeout=60_000)
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def wait_done(page: Page, status_id: str) -> None:
-    expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
-
-
-def text_box(page: Page, elem_id: str) -> Locator:
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
 
 
 def token_attributes(page: Page) -> list[tuple[str, str]]:

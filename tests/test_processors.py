@@ -14,27 +14,13 @@ from transformers.generation import logits_process as hf
 from engine.params import DEFAULT_ORDER, SamplingParams
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
+from synthetic import B, EOS, PROMPT_LEN, V, random_logits
+from synthetic import random_tokens as synthetic_tokens
 
-V = 500
-B = 8
-PROMPT_LEN = 12
-EOS = [3, 7]
-
-
-def random_logits(seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(B, V, generator=g) * 3
-    logits[0, :5] = 8.0  # ties at the top
-    logits[1, 10:20] = float("-inf")  # already-removed tokens
-    logits[2] = torch.randn(V, generator=g) * 30  # very peaked
-    logits[3] = 0.0  # flat
-    return logits
 
 
 def random_tokens(seed: int, length: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed + 1)
-    # a small alphabet so that n-grams and prefixes repeat
-    return torch.randint(0, 40, (B, length), generator=g)
+    return synthetic_tokens(seed, length, alphabet=40)
 
 
 def run_ours(name: str, params: list[SamplingParams], logits: torch.Tensor, tokens: torch.Tensor,

@@ -1,5 +1,4 @@
 """The batch scheduler: jobs that arrive together decode together, and each gets exactly its own-run result."""
-import threading
 
 import pytest
 

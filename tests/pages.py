@@ -1,0 +1,48 @@
+"""Driving the app in a real browser: Playwright with Debian's Chromium (never a downloaded browser).
+
+The `browser` and `page` fixtures (tests/conftest.py) use CHROMIUM and CHROMIUM_ARGS; the helpers here do what a
+person does on the page. Screenshots go to artifacts/screenshots/ for a person to look at.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+RUN_SECONDS = 120_000  # ms: a run on a busy 2-core machine
+
+
+def open_app(page: Page, app_url: str, query: str = "") -> None:
+    """Open the page; with a query, wait until the link's settings are applied (they load after the page,
+    and before that Run would use the defaults)."""
+    page.goto(app_url + query)
+    expect(page.locator("#prompt textarea")).to_be_visible(timeout=60_000)
+    if query:
+        expect(page.locator("#preset-info")).to_contain_text("restored from the link", timeout=60_000)
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def set_number(page: Page, elem_id: str, value: str) -> None:
+    """Type into the number box of a slider or number field (what a person does to set an exact value)."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+    box.blur()
+
+
+def wait_done(page: Page, status_id: str) -> None:
+    expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
+
+
+def text_box(page: Page, elem_id: str) -> Locator:
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
