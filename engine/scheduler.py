@@ -77,9 +77,16 @@ class Job:
             if isinstance(event, (JobDone, JobError)):
                 return
 
-    def next_event(self, timeout: float | None = None) -> Event:
-        """The next event (queue.Empty if none comes within `timeout`)."""
-        return self._events.get(timeout=timeout)
+    def next_events(self, timeout: float | None = None) -> list[Event]:
+        """The next event and every other one already waiting (queue.Empty if none comes within `timeout`).
+
+        A consumer on another thread pays one hand-over per call, not one per token."""
+        events = [self._events.get(timeout=timeout)]
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -167,6 +174,8 @@ class BatchScheduler:
             job.batch_rows = len(params)
 
         def cancelled_rows() -> set[int]:
+            if not any(job.cancelled for job in jobs):  # the common case, asked every step: no per-row work
+                return set()
             return {row for row, (job, _) in enumerate(owners) if job.cancelled}
 
         try:

@@ -409,15 +409,16 @@ async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:
     loop = asyncio.get_running_loop()
     while True:
         try:
-            event = await loop.run_in_executor(None, job.next_event, WAIT_SECONDS)
+            events = await loop.run_in_executor(None, job.next_events, WAIT_SECONDS)
         except queue.Empty:
             if request is not None and await request.is_disconnected():
                 job.cancel()
                 return
             continue
-        yield event
-        if isinstance(event, (JobDone, JobError)):
-            return
+        for event in events:
+            yield event
+            if isinstance(event, (JobDone, JobError)):
+                return
 
 
 def _usage(done: JobDone) -> dict[str, int]:

@@ -55,8 +55,12 @@ class RunStore:
         self._lock = threading.Lock()
 
     def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
-            sweep: SweepResult | None = None) -> Run:
-        pieces = [self.engine.loaded.pieces(row.token_ids) for row in generation.rows]
+            sweep: SweepResult | None = None, pieces: list[list[str]] | None = None) -> Run:
+        """Keep a finished run. `pieces` (the text of each token, per row) when the caller already split them
+        while streaming; rows without them (a sweep, beam rows) are split here."""
+        pieces = [streamed if streamed is not None and len(streamed) == len(row.token_ids)
+                  else self.engine.loaded.pieces(row.token_ids)
+                  for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
         run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep)
         with self._lock:
             self._runs[run.run_id] = run

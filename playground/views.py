@@ -81,7 +81,8 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                                                     update.final_logprobs):
                 views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
         if result is not None:
-            run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None)
+            streamed = [[v.text for v in row] for row in views] if kind == "generate" else None
+            run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
             yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
             return
         now = time.perf_counter()
