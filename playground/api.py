@@ -76,7 +76,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             run = store.get(run_id)
-            return views.distribution(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n)).data
+            return views.distribution_json(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n))
         except ParamError as exc:
             raise gr.Error(str(exc)) from None
 

@@ -302,7 +302,7 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 job = scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
                                        parsed.top_logprobs or 0)
             except ParamError as exc:
-                over_budget = exc.field in ("rows", "max_new_tokens") or "budget" in str(exc)
+                over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' two budgets
                 field_name = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if chat else "prompt"}
                 raise RequestError(str(exc), field_name.get(exc.field, exc.field), 413 if over_budget else 400) from None
         except RequestError as exc:

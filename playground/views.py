@@ -186,12 +186,16 @@ class Distribution:
     figure: go.Figure
     table: pd.DataFrame
     steps: go.Figure
-    data: dict[str, Any]  # the same as plain JSON, for the API
+
+
+def _check_top_n(top_n: Any) -> None:
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= 100:
+        raise ParamError("top_n", "a whole number in [1, 100]", top_n)
 
 
 def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> Distribution:
-    if not isinstance(top_n, int) or not 1 <= top_n <= 100:
-        raise ParamError("top_n", "a whole number in [1, 100]", top_n)
+    """The figures and table of the Distributions view (the slider's path: nothing else is computed)."""
+    _check_top_n(top_n)
     replay = store.replay(run, row, step)
     label = store.engine.loaded.token_label
     out = run.generation.rows[row]
@@ -218,16 +222,24 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
         mu = [2 * params.mirostat_tau - params.mirostat_eta * (sum(surprise[:t]) - t * params.mirostat_tau)
               for t in range(length)]
         caption += f" · mirostat mu {mu[step]:.2f} bits (steps 0-{length - 1}: " + ", ".join(f"{m:.1f}" for m in mu) + ")"
+    return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps)
+
+
+def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> dict[str, Any]:
+    """The same distributions as plain JSON for the /distribution endpoint: per-stage stats and top tokens."""
+    _check_top_n(top_n)
+    replay = store.replay(run, row, step)
+    label = store.engine.loaded.token_label
+    stats = stage_stats(replay.probs, replay.chosen)
     top = []
     for name, probs in zip(replay.stage_names, replay.probs):
         values, ids = probs.topk(min(top_n, probs.shape[-1]))
         top.append({"stage": name, "tokens": [{"id": int(i), "text": label(int(i)), "prob": float(p)}
                                               for i, p in zip(ids, values) if p > 0]})
-    data = json_safe({"run_id": run.run_id, "sample": row, "step": step, "label": run.labels[row],
+    return json_safe({"run_id": run.run_id, "sample": row, "step": step, "label": run.labels[row],
                       "chosen": {"id": replay.chosen, "text": label(replay.chosen)},
                       "stages": [{"stage": name, **s} for name, s in zip(replay.stage_names, stats)],
                       "top_tokens": top})
-    return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps, data)
 
 
 def _tail(text: str, width: int = 60) -> str:
