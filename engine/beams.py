@@ -56,16 +56,23 @@ def check_batch(configs: Sequence[SamplingParams]) -> None:
             raise ParamError("num_beams", ">= 2 for beam search", p.num_beams)
         if p.stop:
             raise ParamError("stop", "empty with beams (transformers' beam search has no stop strings here)", list(p.stop))
-        if (p.num_beams, p.max_new_tokens) != (first.num_beams, first.max_new_tokens):
-            raise ParamError("num_beams", f"the same num_beams and max_new_tokens in one beam batch "
-                                          f"({first.num_beams}, {first.max_new_tokens})", (p.num_beams, p.max_new_tokens))
+        shape = (p.num_beams, p.num_beam_groups, p.max_new_tokens)
+        if shape != (first.num_beams, first.num_beam_groups, first.max_new_tokens):
+            raise ParamError("num_beams", "the same num_beams, num_beam_groups and max_new_tokens in one beam batch "
+                                          f"({first.num_beams}, {first.num_beam_groups}, {first.max_new_tokens})", shape)
 
 
 @torch.inference_mode()
 def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams]) -> list[BeamResult]:
-    """Decode every configuration (all with the same num_beams and max_new_tokens) as one batch of b*W rows."""
+    """Decode every configuration (all with the same num_beams and max_new_tokens) as one batch of b*W rows.
+
+    Configurations with num_beam_groups > 1 run diverse beam search (engine/group_beams.py)."""
     configs = list(configs)
     check_batch(configs)
+    if configs[0].num_beam_groups > 1:
+        from .group_beams import group_beam_search  # imports this module's result types
+
+        return group_beam_search(engine, prompt_ids, configs)
     engine.check(list(prompt_ids), [p for p in configs for _ in range(p.num_beams)])
     model, device = engine.loaded.model, engine.loaded.device
     b, W, T = len(configs), configs[0].num_beams, configs[0].max_new_tokens

@@ -20,6 +20,7 @@ from typing import Any
 # the top choices, so it must see the final candidates) and mirostat last (it adapts to what is finally sampled).
 DEFAULT_ORDER: tuple[str, ...] = (
     "sequence_bias",
+    "diversity_penalty",
     "repetition_penalty",
     "presence_penalty",
     "frequency_penalty",
@@ -217,10 +218,17 @@ class SamplingParams:
         if self.num_return_sequences > self.num_beams:
             raise ParamError("num_return_sequences", f"<= num_beams ({self.num_beams})", self.num_return_sequences)
         if self.num_beam_groups > 1:
+            if self.num_beam_groups > self.num_beams:
+                raise ParamError("num_beam_groups", f"<= num_beams ({self.num_beams})", self.num_beam_groups)
             if self.num_beams % self.num_beam_groups:
                 raise ParamError("num_beams", f"divisible by num_beam_groups ({self.num_beam_groups})", self.num_beams)
-            raise ParamError("num_beam_groups", "1 (diverse beam groups are not implemented yet)", self.num_beam_groups)
-        if self.diversity_penalty != 0.0:
+            if self.diversity_penalty <= 0.0:
+                raise ParamError("diversity_penalty", "> 0 with num_beam_groups > 1 (else every group is the same)",
+                                 self.diversity_penalty)
+            if not self.greedy:
+                raise ParamError("do_sample", "false with num_beam_groups > 1 (diverse beam search does not sample)",
+                                 self.do_sample)
+        elif self.diversity_penalty != 0.0:
             raise ParamError("diversity_penalty", "0 without num_beam_groups > 1", self.diversity_penalty)
         if self.num_beams > 1 and self.stop:
             raise ParamError("stop", "empty with num_beams > 1 (beam search has no stop strings here)", list(self.stop))
@@ -288,6 +296,8 @@ class SamplingParams:
         if self.num_beams > 1:
             kw.update(num_beams=self.num_beams, length_penalty=self.length_penalty,
                       early_stopping=self.early_stopping, num_return_sequences=self.num_return_sequences)
+        if self.num_beam_groups > 1:  # transformers 4.x; transformers 5 needs custom_generate (see group_beams.py)
+            kw.update(num_beam_groups=self.num_beam_groups, diversity_penalty=self.diversity_penalty)
         if self.logit_bias:
             kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
         if tokenizer is not None:

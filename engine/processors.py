@@ -32,6 +32,14 @@ def sequence_bias(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> 
     return scores + rows.sequence_bias.bias(state.tokens)
 
 
+def diversity_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Diverse beam search (Vijayakumar et al. 2016; transformers 4.x HammingDiversityLogitsProcessor):
+    subtract penalty x how many beams of the earlier groups chose each token at this step."""
+    if state.peer_counts is None:  # not inside a group step: nothing chosen yet by other groups
+        return scores
+    return scores - rows.diversity_penalty * state.peer_counts
+
+
 def bad_words(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     return scores + rows.bad_words.bias(state.tokens)
 
@@ -186,6 +194,8 @@ class Processor:
 
 REGISTRY: dict[str, Processor] = {p.name: p for p in [
     Processor("sequence_bias", sequence_bias, lambda r: r.sequence_bias.active, "add a bias to chosen token sequences"),
+    Processor("diversity_penalty", diversity_penalty, lambda r: r.diversity_penalty[:, 0] != 0.0,
+              "diverse beams: penalize tokens earlier beam groups chose at this step"),
     Processor("repetition_penalty", repetition_penalty, lambda r: r.repetition_penalty[:, 0] != 1.0,
               "shrink logits of tokens already in prompt or output"),
     Processor("presence_penalty", presence_penalty, lambda r: r.presence_penalty[:, 0] != 0.0,

@@ -87,6 +87,7 @@ class RowParams:
     typical_p: torch.Tensor  # [B, 1] float32
     epsilon_cutoff: torch.Tensor  # [B, 1] float32
     eta_cutoff: torch.Tensor  # [B, 1] float32
+    diversity_penalty: torch.Tensor  # [B, 1] float32 (diverse beam search only)
     repetition_penalty: torch.Tensor  # [B, 1] float32
     presence_penalty: torch.Tensor  # [B, 1] float32
     frequency_penalty: torch.Tensor  # [B, 1] float32
@@ -145,6 +146,7 @@ class RowParams:
             typical_p=col(sampling("typical_p", 1.0)),
             epsilon_cutoff=col(sampling("epsilon_cutoff", 0.0)),
             eta_cutoff=col(sampling("eta_cutoff", 0.0)),
+            diversity_penalty=col([p.diversity_penalty for p in params]),
             repetition_penalty=col([p.repetition_penalty for p in params]),
             presence_penalty=col([p.presence_penalty for p in params]),
             frequency_penalty=col([p.frequency_penalty for p in params]),
@@ -198,6 +200,9 @@ class DecodeState:
     # [B] float64: total surprise (bits) of the generated tokens under the final distributions they were drawn
     # from; mirostat's mu is a function of it. None means zeros (no token recorded with its log-probability).
     surprise_bits: torch.Tensor | None = field(default=None)
+    # [B, V] float32, diverse beam search only: how many beams of the earlier groups of the row's beam search
+    # chose each token at this step (transformers' current_tokens, counted). None outside a group step.
+    peer_counts: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.surprise_bits is None:

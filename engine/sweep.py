@@ -1,7 +1,7 @@
 """A whole parameter sweep as one engine batch: SweepSpec -> rows -> one decode -> records and a DataFrame.
 
 Sampling and greedy rows decode together in one batched loop (streamed step by step). Beam cells run after
-them, every cell of the same beam width and length in one beam batch (engine/beams.py); a beam cell's rows
+them, every cell of the same beam width, group count and length in one beam batch (engine/beams.py); a beam cell's rows
 are its num_return_sequences best hypotheses, best first.
 """
 from __future__ import annotations
@@ -107,15 +107,16 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
 
 
 def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:
-    """Beam cells grouped by (num_beams, max_new_tokens): each group one beam batch; each cell its row indices."""
+    """Beam cells grouped by (num_beams, num_beam_groups, max_new_tokens): each group one beam batch; each cell
+    its row indices."""
     cells: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         if r.params.num_beams > 1:
             cells[r.cell].append(i)
-    groups: dict[tuple[int, int], list[list[int]]] = defaultdict(list)
+    groups: dict[tuple[int, int, int], list[list[int]]] = defaultdict(list)
     for idx in cells.values():
         p = rows[idx[0]].params
-        groups[(p.num_beams, p.max_new_tokens)].append(idx)
+        groups[(p.num_beams, p.num_beam_groups, p.max_new_tokens)].append(idx)
     return list(groups.values())
 
 

@@ -65,8 +65,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("num_return_sequences", "Beams", "slider", "How many of the best beams to show (at most num_beams).", 1, 8, 1),
     Control("length_penalty", "Beams", "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1),
     Control("early_stopping", "Beams", "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never)."),
-    Control("num_beam_groups", "Beams", "slider", "Diverse beam search: split the beams into groups (not in the engine yet: keep 1).", 1, 8, 1),
-    Control("diversity_penalty", "Beams", "slider", "Diverse beam search: penalty on tokens other groups chose at the same step (needs groups > 1).", 0.0, 2.0, 0.1),
+    Control("num_beam_groups", "Beams", "slider", "Diverse beam search (greedy, needs diversity_penalty > 0): split the beams into this many groups that choose in turn; 1 = off.", 1, 8, 1),
+    Control("diversity_penalty", "Beams", "slider", "Diverse beam search: subtracted from a token's log-prob once per beam of an earlier group that chose it at this step (needs groups > 1).", 0.0, 5.0, 0.1),
     # More samplers: the community samplers of text-generation-webui and llama.cpp, under their names there
     Control("dry_multiplier", "More samplers", "slider", "DRY (p-e-w, text-generation-webui): penalize the token that would extend a repeat by multiplier x base^(length - allowed); 0 = off.", 0.0, 5.0, 0.05),
     Control("dry_base", "More samplers", "slider", "DRY: how fast the penalty grows with each extra repeated token.", 1.0, 4.0, 0.05),

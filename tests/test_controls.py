@@ -282,12 +282,18 @@ def test_numeric_control_range_is_valid_for_its_field(control):
     assert control.minimum < control.maximum
     base = SamplingParams(max_new_tokens=512, num_beams=8)  # room for min_new_tokens' / num_return_sequences' range
     for value in (control.minimum, control.maximum):
-        if control.field in ("num_beam_groups", "diversity_penalty") and value > control.minimum:
-            # diverse beam groups are not in the engine yet: the page's control answers with a clear error
-            with pytest.raises(ParamError, match="^(num_beam_groups|diversity_penalty): "):
-                base.replace(**{control.field: value})
-            continue
-        assert getattr(base.replace(**{control.field: value}), control.field) == value
+        changes = {control.field: value}
+        # diverse beam search: groups > 1 and diversity_penalty > 0 only make sense together (and greedy)
+        if control.field == "num_beam_groups" and value > 1:
+            changes.update(do_sample=False, diversity_penalty=1.0)
+        if control.field == "diversity_penalty":
+            if value == 0.0:  # off: fine without groups, refused with them
+                assert base.replace(diversity_penalty=value).diversity_penalty == 0.0
+                with pytest.raises(ParamError, match="^diversity_penalty: must be > 0 with num_beam_groups > 1"):
+                    base.replace(do_sample=False, num_beam_groups=2, diversity_penalty=value)
+                continue
+            changes.update(do_sample=False, num_beam_groups=2)
+        assert getattr(base.replace(**changes), control.field) == value
 
 
 def test_non_numeric_controls_have_the_right_kind():
