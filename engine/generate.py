@@ -53,6 +53,8 @@ class RowResult:
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
     finish_reason: str  # "stop" (EOS or stop string), "length" or "cancelled"
     beam_score: float | None = None  # a beam row's sequence score (transformers' sequences_scores)
+    # diverse beam search: per step, the tokens the earlier groups' beams chose (what diversity_penalty saw)
+    peer_tokens: list[list[int]] | None = None
 
 
 @dataclass
@@ -318,7 +320,12 @@ class Engine:
             logits = torch.log_softmax(logits, dim=-1)
         stages = [logits.softmax(-1)[0]]
         final_logp = torch.tensor([out.final_logprobs[:step]], dtype=torch.float32, device=device)
-        apply_pipeline(logits, DecodeState.start(prompt, vocab, generated, final_logp),
+        state = DecodeState.start(prompt, vocab, generated, final_logp)
+        if out.peer_tokens is not None and params.num_beam_groups > 1:  # what the earlier beam groups chose
+            state.peer_counts = torch.zeros(1, vocab, device=device)
+            state.peer_counts[0].index_add_(0, torch.tensor(out.peer_tokens[step], dtype=torch.long, device=device),
+                                            torch.ones(len(out.peer_tokens[step]), device=device))
+        apply_pipeline(logits, state,
                        self.row_params([params], [result.sample_indices[row]]),
                        on_stage=lambda _s, scores, _c: stages.append(scores.softmax(-1)[0]))
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])

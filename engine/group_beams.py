@@ -122,6 +122,7 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
     beam_scores[:, ::gs] = 0.0  # only the first beam of each group is alive at the start
     beam_scores = beam_scores.view(N)
 
+    taken: list[torch.Tensor] = []  # per step, [b, W]: the token each beam took (for the results' peer_tokens)
     for t in range(T):
         raw_log_probs = torch.log_softmax(logits, dim=-1)  # [N, V]
         raw_entropy = -(raw_log_probs.exp() * raw_log_probs).sum(-1)  # [N]
@@ -140,8 +141,8 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
             accumulated = (log_probs + beam_scores[rows, None]).view(b, gs * V)
 
             # 2. the K best continuations over the group's beams, best first
-            cand_scores, chosen = torch.topk(accumulated, K, dim=1, largest=True, sorted=True)  # [b, K]
-            cand_beam, cand_token = chosen // V, chosen % V  # beam within the group, token
+            cand_scores, cand = torch.topk(accumulated, K, dim=1, largest=True, sorted=True)  # [b, K]
+            cand_beam, cand_token = cand // V, cand % V  # beam within the group, token
             is_eos = torch.isin(cand_token, eos)
 
             # 3. EOS among the first gs candidates -> finished hypotheses (the group's own list, in rank order)
@@ -184,6 +185,7 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
         tokens[:, t] = current.view(N)
         stats[:, t] = step_stats.view(N, 3)
         beam_scores = new_scores.view(N)
+        taken.append(current.cpu())
         if t + 1 >= T or all(all(d) for d in done):
             break
         cache.reorder_cache(rows)
@@ -202,12 +204,13 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
     results = []
     for i, p in enumerate(configs):
         # best first over all groups; Python's stable sort then pop() breaks ties as transformers does
-        ranked = sorted([h for group in hypotheses[i] for h in group.beams], key=lambda h: h[0])
+        ranked = sorted([(*h, g) for g, group in enumerate(hypotheses[i]) for h in group.beams], key=lambda h: h[0])
         sequences = []
         for _ in range(p.num_return_sequences):
-            score, ids, seq_stats = ranked.pop()
+            score, ids, seq_stats, g = ranked.pop()
+            peers = [taken[s][i, :g * gs].tolist() for s in range(len(ids))]
             sequences.append(BeamSequence(ids, float(torch.tensor(score, dtype=torch.float32)),
                                           engine.loaded.decode(ids), seq_stats[:, 0].tolist(),
-                                          seq_stats[:, 1].tolist(), seq_stats[:, 2].tolist()))
+                                          seq_stats[:, 1].tolist(), seq_stats[:, 2].tolist(), peers))
         results.append(BeamResult(p, sequences))
     return results

@@ -97,7 +97,8 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
             for i, seq in zip(idx, beams.sequences):
                 reason = "stop" if seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids else "length"
                 results[i] = RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs,
-                                       seq.raw_entropies, reason, beam_score=seq.score)
+                                       seq.raw_entropies, reason, beam_score=seq.score,
+                                       peer_tokens=seq.peer_tokens)
     generation = GenerationResult(prompt_ids=list(prompt_ids), params=[r.params for r in rows],
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
                                   trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)

@@ -29,6 +29,8 @@ _SAMPLER_NAMES = {"dry": "DRY", "dynatemp": "dynamic temperature", "top_n_sigma"
 _TRANSFORMERS_LACKS.update({field: f"transformers has no {_SAMPLER_NAMES[sampler]} sampler"
                             for sampler, names in SAMPLER_FIELDS.items() for field in names})
 _DEFAULTS = SamplingParams()
+# Where transformers 5's generate() fetches group (diverse) beam search from; 4.x had it in the library.
+GROUP_BEAM_REPO = "transformers-community/group-beam-search"
 # OpenAI request fields that carry an engine knob under another name or meaning; the rest go by engine name.
 _OPENAI_STANDARD = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "presence_penalty",
                     "frequency_penalty", "do_sample")
@@ -66,14 +68,21 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
     samples = config.samples
-    if params.greedy and samples > 1:
+    if params.num_beams > 1:  # a beam config returns its num_return_sequences best beams, whatever `samples` says
+        samples = params.num_return_sequences
+    elif params.greedy and samples > 1:
         notes.append(f"greedy decoding gives the same text every time, so one sequence stands for the "
                      f"playground's {samples} identical samples")
         samples = 1
     if params.stop:
         notes.append("transformers keeps the stop string in the text; the playground cuts the text before it")
+    if params.num_beam_groups > 1:
+        notes.append(f"transformers 5 runs diverse beam search from the hub repository {GROUP_BEAM_REPO} "
+                     "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
     banned, biases = bans_and_biases(params)
-    return TransformersSettings(kwargs=expressible.generate_kwargs(), num_return_sequences=samples,
+    kwargs = expressible.generate_kwargs()
+    kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
+    return TransformersSettings(kwargs=kwargs, num_return_sequences=samples,
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias, left_out=left_out, notes=tuple(notes))
 
 
@@ -147,7 +156,9 @@ def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
              "",
              f"torch.manual_seed({config.params.seed})",
              f"outputs = model.generate(**inputs, **kwargs, num_return_sequences={settings.num_return_sequences}"
-             + (", tokenizer=tokenizer)" if config.params.stop else ")"),
+             + (", tokenizer=tokenizer" if config.params.stop else "")
+             + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if config.params.num_beam_groups > 1
+                else "") + ")",
              'prompt_length = inputs["input_ids"].shape[1]',
              "for i, sequence in enumerate(outputs):",
              '    print(f"--- sample {i}")',

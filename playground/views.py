@@ -11,14 +11,15 @@ import math
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.generate import Engine
+from engine.generate import Engine, RowResult
 from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError
@@ -222,6 +223,11 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
         mu = [2 * params.mirostat_tau - params.mirostat_eta * (sum(surprise[:t]) - t * params.mirostat_tau)
               for t in range(length)]
         caption += f" · mirostat mu {mu[step]:.2f} bits (steps 0-{length - 1}: " + ", ".join(f"{m:.1f}" for m in mu) + ")"
+    if out.peer_tokens is not None and out.peer_tokens[step]:  # diverse beams: what diversity_penalty lowered
+        peers = Counter(out.peer_tokens[step])
+        caption += (" · earlier beam groups chose " + ", ".join(
+            f"“{label(t)}”" + (f" x{n}" if n > 1 else "") for t, n in peers.items())
+            + f" at this step (diversity_penalty {params.diversity_penalty:g} per choice)")
     return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps)
 
 
@@ -238,8 +244,16 @@ def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int
                                               for i, p in zip(ids, values) if p > 0]})
     return json_safe({"run_id": run.run_id, "sample": row, "step": step, "label": run.labels[row],
                       "chosen": {"id": replay.chosen, "text": label(replay.chosen)},
+                      **_peer_json(run.generation.rows[row], step, label),
                       "stages": [{"stage": name, **s} for name, s in zip(replay.stage_names, stats)],
                       "top_tokens": top})
+
+
+def _peer_json(out: RowResult, step: int, label: Callable[[int], str]) -> dict[str, Any]:
+    """Diverse beam rows: the tokens the earlier groups' beams chose at this step (diversity_penalty's input)."""
+    if out.peer_tokens is None:
+        return {}
+    return {"earlier_groups_chose": [{"id": t, "text": label(t)} for t in out.peer_tokens[step]]}
 
 
 def _tail(text: str, width: int = 60) -> str:

@@ -149,3 +149,34 @@ def test_order_study_compares_two_orders_stage_by_stage(page, app_url):
     expect(caption).to_contain_text(re.compile(r"they (part after \d+ processor|agree at every stage)"))
     expect(page.locator("#compare-table")).to_contain_text("distance (TV)")
     shot(page, "order-study")
+
+
+def test_diverse_beam_groups_run_and_the_distribution_names_what_earlier_groups_chose(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=8&samples=1&num_beams=4&num_beam_groups=2&diversity_penalty=1.5"
+                            "&num_return_sequences=4&do_sample=false")
+    page.get_by_text("Beams", exact=True).click()
+    expect(page.locator("#param-num_beam_groups input[type=number]")).to_have_value("2")
+    page.locator("#run").click()
+    wait_done(page, "generate-status")
+    outputs = page.locator("#tokens .dp-sample")
+    expect(outputs).to_have_count(4)
+    for beam in range(4):
+        expect(outputs.nth(beam)).to_contain_text(f"beam {beam}")
+        expect(outputs.nth(beam)).to_contain_text("beam score")
+    # some returned beam comes from group 1: its diversity_penalty stage lowered what group 0 chose
+    captions = []
+    for beam in range(4):
+        page.get_by_role("tab", name="Generate").click()  # a token click opens the Distributions tab
+        page.locator(f'#tokens .dp-tok[data-sample="{beam}"][data-step="1"]').click()
+        caption = page.locator("#dist-caption")
+        expect(caption).to_contain_text(f"beam {beam}", timeout=30_000)
+        expect(caption).to_contain_text("step 1", timeout=30_000)
+        captions.append(caption.inner_text())
+    later_group = next((beam for beam, c in enumerate(captions) if "earlier beam groups chose" in c), None)
+    assert later_group is not None, captions
+    page.get_by_role("tab", name="Generate").click()
+    page.locator(f'#tokens .dp-tok[data-sample="{later_group}"][data-step="1"]').click()
+    expect(page.locator("#dist-caption")).to_contain_text("diversity_penalty 1.5 per choice", timeout=30_000)
+    expect(page.get_by_role("gridcell", name="diversity_penalty", exact=True).first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(1000)  # let the figure finish drawing for the screenshot
+    shot(page, "diverse-beams")

@@ -352,8 +352,10 @@ def test_snippet_runs(tiny: LoadedModel, tmp_path: Path) -> None:
     """The snippet is a working script: run it on a tiny model saved to a folder."""
     tiny.model.save_pretrained(tmp_path)
     tiny.tokenizer.save_pretrained(tmp_path)
+    beams = SamplingParams(do_sample=False, num_beams=3, num_return_sequences=2, max_new_tokens=3)
     for config in (INEXPRESSIBLE, INEXPRESSIBLE.replace(raw=True, system_prompt=""),
-                   PlaygroundConfig("hi", params=SamplingParams(temperature=0, max_new_tokens=3), samples=3)):
+                   PlaygroundConfig("hi", params=SamplingParams(temperature=0, max_new_tokens=3), samples=3),
+                   PlaygroundConfig("hi", params=beams, samples=4)):  # a beam config returns its best beams
         namespace: dict = {}
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
@@ -385,3 +387,18 @@ def test_openai_request() -> None:
     assert openai_endpoint(raw) == "/v1/completions"
     ngram = json.loads(openai_request_json(PlaygroundConfig("x", params=SamplingParams(no_repeat_ngram_size=2)), "m"))
     assert ngram["no_repeat_ngram_size"] == 2 and "stop" not in ngram
+
+
+def test_diverse_beam_exports_say_where_transformers_5_keeps_group_beam_search() -> None:
+    params = SamplingParams(do_sample=False, num_beams=4, num_beam_groups=2, diversity_penalty=1.5,
+                            num_return_sequences=3, max_new_tokens=10)
+    config = PlaygroundConfig("Name a colour.", params=params)
+    snippet = generate_snippet(config, "some/model")
+    compile(snippet, "<snippet>", "exec")
+    assert "custom_generate='transformers-community/group-beam-search', trust_remote_code=True" in snippet
+    data = json.loads(generation_config_json(config))
+    assert data["num_beam_groups"] == 2 and data["diversity_penalty"] == 1.5 and data["num_beams"] == 4
+    assert data["num_return_sequences"] == 3 and "num_return_sequences=3" in snippet
+    assert any("group-beam-search" in note for note in data["_notes"])
+    GenerationConfig(**{k: v for k, v in data.items() if not k.startswith("_")}).validate(strict=True)
+    assert PlaygroundConfig.from_query(config.to_query()) == config  # the share link keeps the groups

@@ -7,6 +7,7 @@ run it again) in tests/data/group_beam_oracle.json: sequences and sequence score
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,28 @@ def test_a_beam_batch_needs_one_group_count(engine):
     a = SamplingParams(do_sample=False, num_beams=4, num_beam_groups=2, diversity_penalty=1.0)
     with pytest.raises(ParamError, match="^num_beams: "):
         beam_search(engine, prompt, [a, a.replace(num_beam_groups=4)])
+
+
+def test_distributions_replay_of_a_group_beam_row_sees_the_earlier_groups_choices(engine):
+    """A beam of group g > 0: its diversity_penalty stage, replayed, lowers exactly the tokens that the beams of
+    earlier groups chose at that step (recorded per step as peer_tokens)."""
+    from engine.sweep import run_sweep
+    from engine.sweepspec import SweepSpec
+
+    case = CASES[0]
+    params = from_dict(case["params"])
+    result = run_sweep(engine, SweepSpec(case["prompt"], params, (), samples=1)).generation
+    rows = [r for r in range(len(result.rows)) if any(result.rows[r].peer_tokens)]
+    assert rows, "some returned beam should come from a later group"
+    stage = 1 + list(params.order).index("diversity_penalty")
+    for row in rows:
+        out = result.rows[row]
+        assert len(out.peer_tokens) == len(out.token_ids)
+        for step in (0, len(out.token_ids) // 2, len(out.token_ids) - 1):
+            replay = engine.replay(result, row, step)
+            assert replay.chosen == out.token_ids[step]
+            assert math.isclose(math.log(replay.probs[0][replay.chosen]), out.raw_logprobs[step], abs_tol=1e-4)
+            counts = torch.bincount(torch.tensor(out.peer_tokens[step]), minlength=replay.probs.shape[1]).float()
+            expected = torch.softmax(replay.probs[0].log() - params.diversity_penalty * counts, dim=-1)
+            torch.testing.assert_close(replay.probs[stage], expected, atol=1e-6, rtol=1e-4)
+            assert not torch.equal(replay.probs[stage], replay.probs[0])
