@@ -193,7 +193,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     from .generate import Engine, EngineLimits
     from .models import load_model
-    from .sweep import stream_sweep
+    from .sweep import progress_steps, stream_sweep
 
     defaults = EngineLimits()
     limits = EngineLimits(max_rows=args.max_rows if args.max_rows is not None else defaults.max_rows,
@@ -220,13 +220,16 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     running = len(rows)
     result = None
-    with tqdm(total=max(r.params.max_new_tokens for r in rows), file=sys.stderr, desc="decoding",
+    with tqdm(total=progress_steps(rows), file=sys.stderr, desc="decoding",
               unit="step", dynamic_ncols=True) as bar:
         bar.set_postfix(running=running)
         for update, result in stream_sweep(engine, spec, trace_top_n=args.trace_top_n):
-            running -= len(update.finished)
+            if not update.rows and result is None:  # a step of a beam batch (its outputs come at the end)
+                bar.set_description("beam search", refresh=False)
+            running = 0 if result is not None else running - len(update.finished)
             bar.set_postfix(running=running, refresh=False)
-            bar.update(1)
+            if update.rows or result is None:  # the mixed sweep's last update carries the result, not a step
+                bar.update(1)
     assert result is not None
     gen = result.generation
     print(f"{gen.generated_tokens} tokens in {gen.seconds:.2f} s "

@@ -12,8 +12,9 @@ Shapes: b items, W beams, K = max(2, 1 + number of EOS ids) * W candidates kept 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Generator, Sequence
 
 import torch
 
@@ -64,17 +65,39 @@ def check_batch(configs: Sequence[SamplingParams]) -> None:
                                           f"({first.num_beams}, {first.num_beam_groups}, {first.max_new_tokens})", shape)
 
 
-@torch.inference_mode()
-def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams]) -> list[BeamResult]:
-    """Decode every configuration (all with the same num_beams and max_new_tokens) as one batch of b*W rows.
+# A beam search as a generator: yields the number of steps done after each step, returns the results.
+BeamSteps = Generator[int, None, list["BeamResult"]]
 
-    Configurations with num_beam_groups > 1 run diverse beam search (engine/group_beams.py)."""
+
+def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
+                cancel: threading.Event | None = None) -> list[BeamResult]:
+    """Decode every configuration (all with the same num_beams, num_beam_groups and max_new_tokens) as one batch
+    of b*W rows; each result holds its num_return_sequences best hypotheses, best first."""
+    steps = beam_search_steps(engine, prompt_ids, configs, cancel)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
+                      cancel: threading.Event | None = None) -> BeamSteps:
+    """beam_search step by step (for progress). When `cancel` is set, the next step is the last: the beams
+    end there as if at max_new_tokens. Configurations with num_beam_groups > 1 run diverse beam search
+    (engine/group_beams.py)."""
     configs = list(configs)
     check_batch(configs)
     if configs[0].num_beam_groups > 1:
-        from .group_beams import group_beam_search  # imports this module's result types
+        from .group_beams import group_beam_steps  # imports this module's result types
 
-        return group_beam_search(engine, prompt_ids, configs)
+        return (yield from group_beam_steps(engine, prompt_ids, configs, cancel))
+    return (yield from _beam_steps(engine, prompt_ids, configs, cancel))
+
+
+@torch.inference_mode()
+def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[SamplingParams],
+                cancel: threading.Event | None) -> BeamSteps:
     engine.check(list(prompt_ids), [p for p in configs for _ in range(p.num_beams)])
     model, device = engine.loaded.model, engine.loaded.device
     b, W, T = len(configs), configs[0].num_beams, configs[0].max_new_tokens
@@ -135,7 +158,8 @@ def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[Sam
         cand_stats[:, :, t, 0] = raw_log_probs[flat, cand_token]
         cand_stats[:, :, t, 1] = log_probs[flat, cand_token]
         cand_stats[:, :, t, 2] = raw_entropy[flat]
-        hits = torch.isin(cand_token, eos) | (t + 1 >= T)  # [b, K] EOS or max length
+        last = t + 1 >= T or (cancel is not None and cancel.is_set())  # max length (or stopped)
+        hits = torch.isin(cand_token, eos) | last  # [b, K] EOS or the end
 
         # 3. next running beams: the W best candidates that did not just finish
         alive = cand_scores + hits.float() * NEG
@@ -167,7 +191,8 @@ def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[Sam
         # an item alone would stop here (transformers' _beam_search_has_unfinished_sequences, per item); the
         # batch goes on until every item has stopped
         item_done = item_done | ~improvable | (is_finished.all(-1, keepdim=True) & stop_early) | hits.all(-1, keepdim=True)
-        if t + 1 >= T or bool(item_done.all()):
+        yield t + 1
+        if last or bool(item_done.all()):
             break
 
         # 6. reorder the cache and the processors' state by beam origin, append the new tokens, one forward

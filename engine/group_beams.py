@@ -31,12 +31,13 @@ Shapes: b items, W beams (G groups of gs), N = b * W rows, V vocabulary, T new t
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
-from .beams import NEG, BeamResult, BeamSequence, check_batch
+from .beams import NEG, BeamResult, BeamSequence, BeamSteps
 from .generate import Engine
 from .params import SamplingParams
 from .processors import apply_pipeline, plan_stages
@@ -87,10 +88,11 @@ def _peer_counts(current: torch.Tensor, group: int, gs: int, vocab_size: int) ->
 
 
 @torch.inference_mode()
-def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams]) -> list[BeamResult]:
-    """Decode every configuration (same num_beams, num_beam_groups, max_new_tokens) as one batch of b*W rows."""
-    configs = list(configs)
-    check_batch(configs)
+def group_beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[SamplingParams],
+                     cancel: threading.Event | None = None) -> BeamSteps:
+    """Decode every configuration (same num_beams, num_beam_groups, max_new_tokens; engine.beams.check_batch) as
+    one batch of b*W rows; yields the steps done, returns the results. Once `cancel` is set, the next step is
+    the last (the groups still running then add their beams, as at max_new_tokens)."""
     engine.check(list(prompt_ids), [p for p in configs for _ in range(p.num_beams)])
     model, device = engine.loaded.model, engine.loaded.device
     eos_ids = engine.loaded.eos_token_ids
@@ -124,6 +126,7 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
 
     taken: list[torch.Tensor] = []  # per step, [b, W]: the token each beam took (for the results' peer_tokens)
     for t in range(T):
+        last = t + 1 >= T or (cancel is not None and cancel.is_set())  # max length (or stopped): the last step
         raw_log_probs = torch.log_softmax(logits, dim=-1)  # [N, V]
         raw_entropy = -(raw_log_probs.exp() * raw_log_probs).sum(-1)  # [N]
         V = raw_log_probs.shape[-1]
@@ -186,7 +189,8 @@ def group_beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
         stats[:, t] = step_stats.view(N, 3)
         beam_scores = new_scores.view(N)
         taken.append(current.cpu())
-        if t + 1 >= T or all(all(d) for d in done):
+        yield t + 1
+        if last or all(all(d) for d in done):
             break
         cache.reorder_cache(rows)
         state = state.select(rows)

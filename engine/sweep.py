@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from .beams import beam_search
+from .beams import beam_search_steps
 from .generate import Engine, GenerationResult, RowResult, StepUpdate
 from .metrics import cell_diversity, sample_metrics
 from .sweepspec import SweepRow, SweepSpec
@@ -67,7 +67,8 @@ def _plain(value: Any) -> Any:
 
 def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                  cancel: threading.Event | None = None) -> Iterator[tuple[StepUpdate, SweepResult | None]]:
-    """Run every cell x sample of `spec`; yields each step of the sampling rows, and the SweepResult with the last."""
+    """Run every cell x sample of `spec`; yields each step of the sampling rows, then one update without tokens
+    per step of each beam batch (beams are only known at the end), and the SweepResult with the last update."""
     rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
     engine.check(prompt_ids, [r.params for r in rows])  # the whole sweep is refused before any work
@@ -93,9 +94,19 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                 yield last, None
     for cell_rows in _beam_batches(rows):
         configs = [rows[idx[0]].params for idx in cell_rows]
-        for idx, beams in zip(cell_rows, beam_search(engine, prompt_ids, configs)):
+        steps = beam_search_steps(engine, prompt_ids, configs, cancel)
+        while True:  # a progress update (no tokens: beams are only known at the end) after every beam step
+            try:
+                step = next(steps)
+            except StopIteration as end:
+                batch = end.value
+                break
+            yield StepUpdate(step - 1, [], [], [], [], [], [], []), None
+        for idx, beams in zip(cell_rows, batch):
             for i, seq in zip(idx, beams.sequences):
-                reason = "stop" if seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids else "length"
+                ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids
+                full = len(seq.token_ids) >= beams.params.max_new_tokens
+                reason = "stop" if ended else "length" if full or cancel is None or not cancel.is_set() else "cancelled"
                 results[i] = RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs,
                                        seq.raw_entropies, reason, beam_score=seq.score,
                                        peer_tokens=seq.peer_tokens)
@@ -105,6 +116,14 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     final = StepUpdate(last.step if last else 0, [], [], list(range(len(rows))), [], [], [],
                        [r.finish_reason for r in generation.rows], result=generation)
     yield final, SweepResult(spec, rows, generation)
+
+
+def progress_steps(rows: list[SweepRow]) -> int:
+    """How many progress updates stream_sweep yields at most before its result: the sampling rows' steps, then
+    the steps of each beam batch."""
+    sampled = [r.params.max_new_tokens for r in rows if r.params.num_beams == 1]
+    beams = [rows[cells[0][0]].params.max_new_tokens for cells in _beam_batches(rows)]
+    return max(sampled, default=0) + sum(beams)
 
 
 def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:

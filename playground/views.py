@@ -24,7 +24,7 @@ from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError
 from engine.sweepspec import SweepSpec
-from engine.sweep import stream_sweep
+from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
 from .plots import distribution_figure, metric_heatmap, steps_figure
@@ -73,10 +73,13 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     labels = [row_label(spec, r.axis_values, r.sample, r.params.num_beams > 1) for r in rows]
     pieces = [TokenPieces(engine.loaded.tokenizer) for _ in rows]
     views: list[list[TokenView]] = [[] for _ in rows]
-    max_steps = max(r.params.max_new_tokens for r in rows)
+    total_steps, done_steps = progress_steps(rows), 0
+    beam_rows = sum(r.params.num_beams > 1 for r in rows)
+    sampled_steps = max([r.params.max_new_tokens for r in rows if r.params.num_beams == 1], default=0)
     last_frame = 0.0
     started = time.perf_counter()
     for update, result in stream_sweep(engine, spec, TRACE_TOP_N, stop):
+        done_steps += 1
         if kind == "generate":
             for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
                                                     update.final_logprobs):
@@ -89,10 +92,14 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
         now = time.perf_counter()
         if now - last_frame >= FRAME_SECONDS:
             last_frame = now
-            status = (f"step {update.step + 1} / {max_steps} · {len(update.rows)} of {len(rows)} outputs running · "
-                      f"{now - started:.1f} s")
+            if update.rows or update.finished:
+                status = (f"step {update.step + 1} / {sampled_steps} · {len(update.rows)} of {len(rows) - beam_rows} "
+                          f"sampled outputs running")
+            else:  # a beam batch: its outputs appear when it ends
+                status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
+            status += f" · {now - started:.1f} s"
             html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
-            yield Frame(html, status, (update.step + 1) / max_steps)
+            yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
 
 
 def run_status(run: Run) -> str:

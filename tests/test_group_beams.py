@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from engine.beams import beam_search
+from engine.beams import beam_search, beam_search_steps
 from engine.generate import Engine
 from engine.params import ParamError, SamplingParams, from_dict
 from engine.processors import apply_pipeline
@@ -159,3 +160,43 @@ def test_distributions_replay_of_a_group_beam_row_sees_the_earlier_groups_choice
             expected = torch.softmax(replay.probs[0].log() - params.diversity_penalty * counts, dim=-1)
             torch.testing.assert_close(replay.probs[stage], expected, atol=1e-6, rtol=1e-4)
             assert not torch.equal(replay.probs[stage], replay.probs[0])
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_stop_ends_a_beam_batch_after_the_next_step_with_its_best_beams(engine, groups):
+    """Stop (the page's button) during a beam batch: the step after it is the last, as if at max_new_tokens."""
+    params = SamplingParams(do_sample=False, num_beams=4, num_return_sequences=3, max_new_tokens=16,
+                            num_beam_groups=groups, diversity_penalty=1.0 if groups > 1 else 0.0)
+    cancel = threading.Event()
+    steps = beam_search_steps(engine, CASES[0]["prompt_ids"], [params], cancel)
+    assert [next(steps), next(steps)] == [1, 2]
+    cancel.set()
+    assert next(steps) == 3
+    with pytest.raises(StopIteration) as end:
+        next(steps)
+    (result,) = end.value.value
+    assert len(result.sequences) == 3
+    assert all(len(seq.token_ids) == 3 and math.isfinite(seq.score) for seq in result.sequences)
+    scores = [seq.score for seq in result.sequences]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_stopped_sweep_marks_unfinished_beams_cancelled(engine):
+    from engine.sweep import progress_steps, stream_sweep
+    from engine.sweepspec import Axis, SweepSpec
+
+    base = SamplingParams(do_sample=False, num_beams=4, num_beam_groups=2, diversity_penalty=1.0,
+                          num_return_sequences=2, max_new_tokens=24)
+    spec = SweepSpec("Write a short poem about the sea.", base, (Axis("diversity_penalty", (0.5, 2.0)),))
+    assert progress_steps(spec.rows()) == 24  # one beam batch
+    cancel = threading.Event()
+    updates = 0
+    for update, result in stream_sweep(engine, spec, cancel=cancel):
+        if result is None:
+            updates += 1
+            assert update.rows == [] and update.tokens == []  # progress only
+            if updates == 4:
+                cancel.set()
+    assert updates == 5
+    reasons = [row.finish_reason for row in result.generation.rows]
+    assert len(reasons) == 4 and all(reason in ("cancelled", "stop") for reason in reasons) and "cancelled" in reasons

@@ -94,6 +94,10 @@ def test_own_presets_teach_what_they_say(presets: dict[str, Preset]) -> None:
     orders = [params.order for _, params in order.config.sweep_spec().cells()]
     assert orders[0] == DEFAULT_ORDER and orders[1].index("min_p") < orders[1].index("temperature")
 
+    diverse = presets["Diverse beam search: diversity_penalty 0.5 vs 3"]
+    assert diverse.config.params.greedy and diverse.config.params.num_beam_groups == 2
+    assert axis_values(diverse) == {"diversity_penalty": (0.5, 3.0)}
+
     greedy = presets["Greedy is deterministic"]
     assert greedy.config.params.greedy and greedy.config.samples == 3 and greedy.config.view == "generate"
 
