@@ -75,7 +75,7 @@ def main() -> None:
     base = statistics.median(times[one_by_one])
     for name, values in times.items():
         med = statistics.median(values)
-        print(f"{name:24} {med:7.2f} s   {base / med:5.2f}x")
+        print(f"{name:28} {med:7.2f} s   {base / med:5.2f}x")
 
 
 if __name__ == "__main__":

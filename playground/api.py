@@ -35,7 +35,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         params: SamplingParams fields by name, e.g. {"temperature": 0.7, "top_p": 0.9, "seed": 1}.
         Returns run_id (for /distribution), seconds and per sample: text, token_ids, tokens (the text each token
         added), raw_logprobs (the unmodified model), final_logprobs (the distribution sampled from),
-        finish_reason and metrics.
+        finish_reason and metrics. With num_beams > 1 the samples are the num_return_sequences best beams, each
+        with its beam_score (`samples` is then ignored).
         """
         try:
             _check_samples(samples)
@@ -72,7 +73,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """The next-token distribution of one output at one step, after every processor (stage).
 
         Returns stages (entropy, support, mass_kept, chosen_prob, chosen_rank, top_prob per stage), the
-        chosen token, and the top_n tokens of every stage.
+        chosen token, and the top_n tokens of every stage; for a beam of a later group in diverse beam search,
+        also earlier_groups_chose (the tokens its diversity_penalty lowered at this step).
         """
         try:
             run = store.get(run_id)
@@ -98,6 +100,7 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
     return {"index": row, "text": out.text, "token_ids": out.token_ids, "tokens": run.pieces[row],
             "raw_logprobs": out.raw_logprobs, "final_logprobs": out.final_logprobs,
             "finish_reason": out.finish_reason,
+            **({"beam_score": out.beam_score} if out.beam_score is not None else {}),
             "metrics": sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)}
 
 

@@ -89,3 +89,39 @@ def test_distribution_bad_step_and_unknown_run(client):
     with pytest.raises(Exception) as info:
         client.predict("no-such-run", 0, 0, 10, api_name="/distribution")
     assert "run_id" in str(info.value)
+
+
+def test_diverse_beams_through_the_api(client):
+    params = {"do_sample": False, "num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 2.0,
+              "num_return_sequences": 4, "max_new_tokens": 6}
+    out = client.predict("Write a short poem about the sea.", params, 1, api_name="/generate")
+    samples = out["samples"]
+    assert len(samples) == 4
+    scores = [s["beam_score"] for s in samples]
+    assert scores == sorted(scores, reverse=True) and all(math.isfinite(s) for s in scores)
+    stages = None
+    later = []
+    for index in range(4):
+        dist = client.predict(out["run_id"], index, 0, 5, api_name="/distribution")
+        stages = [s["stage"] for s in dist["stages"]]
+        if dist.get("earlier_groups_chose"):
+            later.append(dist)
+    assert "diversity_penalty" in stages and later  # some returned beam comes from group 1
+    # at step 0 a group-1 beam saw group 0's two first tokens, and its diversity_penalty stage made them less likely
+    for dist in later:
+        penalized = {t["id"] for t in dist["earlier_groups_chose"]}
+        assert len(dist["earlier_groups_chose"]) == 2
+        top = {entry["stage"]: {t["id"]: t["prob"] for t in entry["tokens"]} for entry in dist["top_tokens"]}
+        compared = [i for i in penalized if i in top["raw"] and i in top["diversity_penalty"]]
+        assert compared and all(top["diversity_penalty"][i] < top["raw"][i] for i in compared)
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"num_beams": 4, "num_beam_groups": 2, "do_sample": False}, "diversity_penalty"),
+    ({"num_beams": 4, "num_beam_groups": 3, "diversity_penalty": 1.0, "do_sample": False}, "num_beams"),
+    ({"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0}, "do_sample"),
+])
+def test_bad_diverse_beam_settings_name_the_field(client, params, field):
+    with pytest.raises(Exception) as info:
+        client.predict("Hello", {**params, "max_new_tokens": 4}, 1, api_name="/generate")
+    assert field in str(info.value)
