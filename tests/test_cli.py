@@ -155,3 +155,14 @@ def test_axis_ranges_expand_like_the_page_axis_boxes(tmp_path, capsys):
     assert [a.values for a in spec.axes] == [(0.5, 0.75, 1.0), (0.2, 0.5, 1.0, 1.5)]
     assert main(["sweep", "--prompt", "Hi", "--axis", "top_p=1.0:0.5:0.25"]) == 2
     assert "axis top_p" in capsys.readouterr().err
+
+
+def test_a_diverse_beam_sweep_prints_its_beams_with_scores(in_process, capsys) -> None:
+    assert in_process("--prompt", PROMPT, "--set", "do_sample=false", "num_beams=4", "num_beam_groups=2",
+                      "diversity_penalty=1", "num_return_sequences=2", "--axis", "diversity_penalty=0.5,3",
+                      "--max-new-tokens", "6") == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "beam_score" in lines[0] and "axis_diversity_penalty" in lines[0]
+    assert len([line for line in lines[1:] if line.strip()[:1].isdigit()]) == 4  # 2 cells x 2 beams
+    assert "beam search" in captured.err and "6/6" in captured.err  # the bar counts the beam batch's steps
