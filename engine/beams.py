@@ -34,8 +34,10 @@ class BeamSequence:
     raw_logprobs: list[float]  # log p of each token under the unmodified model
     final_logprobs: list[float]  # the processed log-prob beam search added to the score for each token
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step of this hypothesis
-    # diverse beam search: per step, the tokens the beams of earlier groups chose (diversity_penalty's input)
+    # diverse beam search: per step, the tokens the beams of earlier groups chose (diversity_penalty's input),
+    # and the group this hypothesis grew in
     peer_tokens: list[list[int]] | None = None
+    group: int | None = None
 
 
 @dataclass

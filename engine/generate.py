@@ -53,8 +53,10 @@ class RowResult:
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
     finish_reason: str  # "stop" (EOS or stop string), "length" or "cancelled"
     beam_score: float | None = None  # a beam row's sequence score (transformers' sequences_scores)
-    # diverse beam search: per step, the tokens the earlier groups' beams chose (what diversity_penalty saw)
+    # diverse beam search: per step, the tokens the earlier groups' beams chose (what diversity_penalty saw),
+    # and the beam group the output grew in
     peer_tokens: list[list[int]] | None = None
+    beam_group: int | None = None
 
 
 @dataclass

@@ -215,6 +215,6 @@ def group_beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Sa
             peers = [taken[s][i, :g * gs].tolist() for s in range(len(ids))]
             sequences.append(BeamSequence(ids, float(torch.tensor(score, dtype=torch.float32)),
                                           engine.loaded.decode(ids), seq_stats[:, 0].tolist(),
-                                          seq_stats[:, 1].tolist(), seq_stats[:, 2].tolist(), peers))
+                                          seq_stats[:, 1].tolist(), seq_stats[:, 2].tolist(), peers, g))
         results.append(BeamResult(p, sequences))
     return results

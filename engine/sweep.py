@@ -42,6 +42,8 @@ class SweepResult:
                           logprobs=out.raw_logprobs)
             if out.beam_score is not None:
                 record["beam_score"] = out.beam_score
+            if out.beam_group is not None:
+                record["beam_group"] = out.beam_group
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
             record["cell_diversity"] = diversity_by_cell[row.cell]
             records.append(record)
@@ -109,7 +111,7 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                 reason = "stop" if ended else "length" if full or cancel is None or not cancel.is_set() else "cancelled"
                 results[i] = RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs,
                                        seq.raw_entropies, reason, beam_score=seq.score,
-                                       peer_tokens=seq.peer_tokens)
+                                       peer_tokens=seq.peer_tokens, beam_group=seq.group)
     generation = GenerationResult(prompt_ids=list(prompt_ids), params=[r.params for r in rows],
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
                                   trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)

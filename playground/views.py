@@ -132,6 +132,7 @@ def token_views(store: RunStore, run: Run) -> list[list[TokenView]]:
 def render_run(store: RunStore, run: Run, color_by: str) -> str:
     footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens"
                + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
+               + (f" · group {out.beam_group}" if out.beam_group is not None else "")
                for out in run.generation.rows]
     return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers)
 
@@ -139,10 +140,12 @@ def render_run(store: RunStore, run: Run, color_by: str) -> str:
 def sample_table(run: Run) -> pd.DataFrame:
     """One row per output: its label, metrics and finish reason (for the table under the outputs)."""
     records = []
+    groups = any(out.beam_group is not None for out in run.generation.rows)  # diverse beams: which group
     for label, out in zip(run.labels, run.generation.rows):
         metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
-        record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score}
-        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS)})
+        record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score,
+                  "beam_group": out.beam_group}
+        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS, *(["beam_group"] if groups else []))})
     return _rounded(pd.DataFrame(records))
 
 

@@ -163,6 +163,7 @@ def test_diverse_beam_groups_run_and_the_distribution_names_what_earlier_groups_
     for beam in range(4):
         expect(outputs.nth(beam)).to_contain_text(f"beam {beam}")
         expect(outputs.nth(beam)).to_contain_text("beam score")
+        expect(outputs.nth(beam)).to_contain_text(re.compile(r"group [01]"))
     # some returned beam comes from group 1: its diversity_penalty stage lowered what group 0 chose
     captions = []
     for beam in range(4):

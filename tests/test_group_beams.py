@@ -84,6 +84,7 @@ def test_a_sweep_over_diversity_penalty_runs_group_beams(engine):
     df = run_sweep(engine, spec).dataframe()
     first = df[df["axis_diversity_penalty"] == 1.5]
     assert list(first["token_ids"]) == case["sequences"][:base.num_return_sequences]
+    assert set(df["beam_group"]) <= set(range(base.num_beam_groups))  # the group each returned beam grew in
     assert list(first["beam_score"]) == pytest.approx(case["scores"][:base.num_return_sequences], rel=1e-5, abs=1e-4)
 
 
@@ -148,6 +149,7 @@ def test_distributions_replay_of_a_group_beam_row_sees_the_earlier_groups_choice
     result = run_sweep(engine, SweepSpec(case["prompt"], params, (), samples=1)).generation
     rows = [r for r in range(len(result.rows)) if any(result.rows[r].peer_tokens)]
     assert rows, "some returned beam should come from a later group"
+    assert all((result.rows[r].beam_group > 0) == (r in rows) for r in range(len(result.rows)))
     stage = 1 + list(params.order).index("diversity_penalty")
     for row in rows:
         out = result.rows[row]
