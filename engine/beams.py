@@ -67,8 +67,18 @@ def check_batch(configs: Sequence[SamplingParams]) -> None:
                                           f"({first.num_beams}, {first.num_beam_groups}, {first.max_new_tokens})", shape)
 
 
-# A beam search as a generator: yields the number of steps done after each step, returns the results.
-BeamSteps = Generator[int, None, list["BeamResult"]]
+@dataclass
+class BeamStep:
+    """A beam batch after one step: per configuration its running beams, best first (for a live view; the
+    results, with the finished hypotheses, come when the search ends)."""
+
+    step: int  # steps done
+    tokens: torch.Tensor  # [b, W, step] long
+    logprobs: torch.Tensor  # [b, W, step, 2]: raw and processed log-prob of each token
+
+
+# A beam search as a generator: yields a BeamStep after each step, returns the results.
+BeamSteps = Generator[BeamStep, None, list["BeamResult"]]
 
 
 def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
@@ -193,7 +203,7 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
         # an item alone would stop here (transformers' _beam_search_has_unfinished_sequences, per item); the
         # batch goes on until every item has stopped
         item_done = item_done | ~improvable | (is_finished.all(-1, keepdim=True) & stop_early) | hits.all(-1, keepdim=True)
-        yield t + 1
+        yield BeamStep(t + 1, running[:, :, :t + 1].cpu(), running_stats[:, :, :t + 1, :2].cpu())  # sorted by score
         if last or bool(item_done.all()):
             break
 

@@ -88,6 +88,15 @@ class Replay:
 
 
 @dataclass
+class RunningBeam:
+    """A beam still being searched, shown in the place of an output row until the search ends."""
+
+    token_ids: list[int]
+    raw_logprobs: list[float]
+    final_logprobs: list[float]
+
+
+@dataclass
 class StepUpdate:
     """Tokens chosen at one step. rows: indices of the rows that got a token; finished: rows that ended."""
 
@@ -100,6 +109,8 @@ class StepUpdate:
     raw_top: list[list[tuple[int, float]]]  # per entry: the raw model's top-N (id, log p); empty without a trace
     finish_reasons: list[str]  # per entry of `finished`: "stop", "length" or "cancelled"
     result: GenerationResult | None = None  # set on the last update only
+    # a step of a beam batch (rows empty): per output row of its cells, the running beam of that rank
+    beam_preview: dict[int, RunningBeam] | None = None
 
 
 @dataclass

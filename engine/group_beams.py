@@ -37,7 +37,7 @@ from typing import Sequence
 
 import torch
 
-from .beams import NEG, BeamResult, BeamSequence, BeamSteps
+from .beams import NEG, BeamResult, BeamSequence, BeamStep, BeamSteps
 from .generate import Engine
 from .params import SamplingParams
 from .processors import apply_pipeline, plan_stages
@@ -85,6 +85,16 @@ def _peer_counts(current: torch.Tensor, group: int, gs: int, vocab_size: int) ->
     counts = torch.zeros(current.shape[0], vocab_size, device=current.device)
     counts.scatter_add_(1, earlier, torch.ones_like(earlier, dtype=counts.dtype))
     return counts.repeat_interleave(gs, dim=0)
+
+
+def _running_beams(step: int, tokens: torch.Tensor, stats: torch.Tensor, scores: torch.Tensor,
+                   done: list[list[bool]], gs: int) -> BeamStep:
+    """The running beams of every item best first by score, the beams of done groups last."""
+    b, W = len(done), tokens.shape[0] // len(done)
+    finished = torch.tensor([[d for d in item for _ in range(gs)] for item in done], device=scores.device)  # [b, W]
+    order = torch.where(finished, NEG * 2, scores.view(b, W)).argsort(dim=1, descending=True, stable=True)
+    rows = (order + torch.arange(b, device=order.device)[:, None] * W).view(-1)
+    return BeamStep(step, tokens[rows, :step].view(b, W, step).cpu(), stats[rows, :step, :2].view(b, W, step, 2).cpu())
 
 
 @torch.inference_mode()
@@ -189,7 +199,7 @@ def group_beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Sa
         stats[:, t] = step_stats.view(N, 3)
         beam_scores = new_scores.view(N)
         taken.append(current.cpu())
-        yield t + 1
+        yield _running_beams(t + 1, tokens, stats, beam_scores, done, gs)
         if last or all(all(d) for d in done):
             break
         cache.reorder_cache(rows)

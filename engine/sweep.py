@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from .beams import beam_search_steps
-from .generate import Engine, GenerationResult, RowResult, StepUpdate
+from .generate import Engine, GenerationResult, RowResult, RunningBeam, StepUpdate
 from .metrics import cell_diversity, sample_metrics
 from .sweepspec import SweepRow, SweepSpec
 
@@ -69,8 +69,8 @@ def _plain(value: Any) -> Any:
 
 def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                  cancel: threading.Event | None = None) -> Iterator[tuple[StepUpdate, SweepResult | None]]:
-    """Run every cell x sample of `spec`; yields each step of the sampling rows, then one update without tokens
-    per step of each beam batch (beams are only known at the end), and the SweepResult with the last update."""
+    """Run every cell x sample of `spec`; yields each step of the sampling rows, then one update per step of each
+    beam batch (no tokens; its beam_preview shows the running beams), and the SweepResult with the last update."""
     rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
     engine.check(prompt_ids, [r.params for r in rows])  # the whole sweep is refused before any work
@@ -97,13 +97,16 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     for cell_rows in _beam_batches(rows):
         configs = [rows[idx[0]].params for idx in cell_rows]
         steps = beam_search_steps(engine, prompt_ids, configs, cancel)
-        while True:  # a progress update (no tokens: beams are only known at the end) after every beam step
+        while True:  # after every beam step: progress, and the running beams in the places of the outputs
             try:
-                step = next(steps)
+                progress = next(steps)
             except StopIteration as end:
                 batch = end.value
                 break
-            yield StepUpdate(step - 1, [], [], [], [], [], [], []), None
+            preview = {row: RunningBeam(progress.tokens[item, rank].tolist(), progress.logprobs[item, rank, :, 0].tolist(),
+                                        progress.logprobs[item, rank, :, 1].tolist())
+                       for item, idx in enumerate(cell_rows) for rank, row in enumerate(idx)}
+            yield StepUpdate(progress.step - 1, [], [], [], [], [], [], [], beam_preview=preview), None
         for idx, beams in zip(cell_rows, batch):
             for i, seq in zip(idx, beams.sequences):
                 ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids

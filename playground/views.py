@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.generate import Engine, RowResult
+from engine.generate import Engine, RowResult, RunningBeam
 from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError
@@ -78,12 +78,14 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     sampled_steps = max([r.params.max_new_tokens for r in rows if r.params.num_beams == 1], default=0)
     last_frame = 0.0
     started = time.perf_counter()
+    running_beams: dict[int, RunningBeam] = {}  # the latest preview of each beam row (rendered per frame)
     for update, result in stream_sweep(engine, spec, TRACE_TOP_N, stop):
         done_steps += 1
         if kind == "generate":
             for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
                                                     update.final_logprobs):
                 views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
+            running_beams.update(update.beam_preview or {})
         if result is not None:
             streamed = [[v.text for v in row] for row in views] if kind == "generate" else None
             run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
@@ -98,6 +100,10 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
             else:  # a beam batch: its outputs appear when it ends
                 status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
             status += f" · {now - started:.1f} s"
+            for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
+                views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
+                              in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
+            running_beams.clear()
             html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
             yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
 

@@ -181,3 +181,18 @@ def test_diverse_beam_groups_run_and_the_distribution_names_what_earlier_groups_
     expect(page.get_by_role("gridcell", name="diversity_penalty", exact=True).first).to_be_visible(timeout=30_000)
     page.wait_for_timeout(1000)  # let the figure finish drawing for the screenshot
     shot(page, "diverse-beams")
+
+
+def test_beams_are_shown_while_searching_and_stop_keeps_the_best(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=200&samples=1&num_beams=4&num_return_sequences=2&do_sample=false")
+    page.locator("#run").click()
+    status = page.locator("#generate-status")
+    expect(status).to_contain_text("beam search step", timeout=RUN_SECONDS)
+    expect(page.locator('#tokens .dp-tok[data-sample="1"]').first).to_be_visible()  # the running beams, live
+    shot(page, "beams-live")
+    page.locator("#stop").click()
+    expect(status).to_contain_text(re.compile(r"stopped early \(\d outputs? cut\)"), timeout=STOP_SECONDS)
+    outputs = page.locator("#tokens .dp-sample")
+    expect(outputs).to_have_count(2)
+    expect(outputs.nth(0)).to_contain_text("beam score")
+    expect(outputs.nth(0)).to_contain_text("cancelled")

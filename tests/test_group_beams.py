@@ -171,9 +171,11 @@ def test_stop_ends_a_beam_batch_after_the_next_step_with_its_best_beams(engine, 
                             num_beam_groups=groups, diversity_penalty=1.0 if groups > 1 else 0.0)
     cancel = threading.Event()
     steps = beam_search_steps(engine, CASES[0]["prompt_ids"], [params], cancel)
-    assert [next(steps), next(steps)] == [1, 2]
+    first, second = next(steps), next(steps)
+    assert (first.step, second.step) == (1, 2)
+    assert second.tokens.shape == (1, 4, 2) and second.logprobs.shape == (1, 4, 2, 2)  # the running beams so far
     cancel.set()
-    assert next(steps) == 3
+    assert next(steps).step == 3
     with pytest.raises(StopIteration) as end:
         next(steps)
     (result,) = end.value.value
@@ -196,7 +198,10 @@ def test_a_stopped_sweep_marks_unfinished_beams_cancelled(engine):
     for update, result in stream_sweep(engine, spec, cancel=cancel):
         if result is None:
             updates += 1
-            assert update.rows == [] and update.tokens == []  # progress only
+            assert update.rows == [] and update.tokens == []  # no tokens: the running beams instead
+            assert sorted(update.beam_preview) == [0, 1, 2, 3]
+            assert all(len(beam.token_ids) == len(beam.raw_logprobs) == update.step + 1
+                       for beam in update.beam_preview.values())
             if updates == 4:
                 cancel.set()
     assert updates == 5
