@@ -40,6 +40,19 @@ def set_number(page: Page, elem_id: str, value: str) -> None:
     box.blur()
 
 
+def set_text(page: Page, elem_id: str, value: str) -> None:
+    """Type into a text field and leave it, once the page keeps what was typed: a field that just appeared by
+    opening its group is mounted again right after (typing into it then is lost, as a person never could)."""
+    box = text_box(page, elem_id)
+    for _ in range(5):
+        box.fill(value)
+        box.blur()
+        page.wait_for_timeout(200)
+        if box.input_value() == value:
+            break
+    expect(box).to_have_value(value)
+
+
 def wait_done(page: Page, status_id: str) -> None:
     expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, set_number, shot, wait_done
+from pages import open_app, set_number, set_text, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
@@ -48,7 +48,7 @@ def test_two_by_two_sweep_shows_four_cells(page, app_url):
         dropdown.click()
         dropdown.fill(name)
         page.locator(f"#axis-name-{i}").get_by_role("option", name=name, exact=True).click()
-        page.locator(f"#axis-values-{i} textarea, #axis-values-{i} input").first.fill(values)
+        set_text(page, f"axis-values-{i}", values)
     page.locator("#run-sweep").click()
     wait_done(page, "sweep-status")
     expect(page.locator("#sweep-grid .dp-cell")).to_have_count(4)

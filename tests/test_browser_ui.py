@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from pages import RUN_SECONDS, open_app, shot, text_box, wait_done
+from pages import RUN_SECONDS, open_app, set_text, shot, text_box, wait_done
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 30_000  # ms: from pressing Stop to the run's final status
@@ -39,9 +39,8 @@ def tooltip_probs(title: str) -> tuple[float, float]:
 def test_bad_sequence_bias_shows_a_readable_error_naming_the_field(page, app_url):
     open_app(page, app_url, "?max_new_tokens=4&samples=1")
     page.get_by_text("Penalties", exact=True).click()
-    bias = page.locator("#param-sequence_bias textarea")
-    expect(bias).to_be_visible(timeout=10_000)
-    bias.fill("the -5")
+    expect(page.locator("#param-sequence_bias textarea")).to_be_visible(timeout=10_000)
+    set_text(page, "param-sequence_bias", "the -5")
     page.locator("#run").click()
     toast = page.locator('[data-testid="toast-body"].error')
     expect(toast).to_be_visible(timeout=30_000)
