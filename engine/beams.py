@@ -54,13 +54,12 @@ def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def check_batch(configs: Sequence[SamplingParams]) -> None:
-    """Configurations decode together only if they share the beam width and length (and have no stop strings)."""
+    """Configurations decode together only if they share the beam width, group count and length (stop strings
+    are already refused with beams by SamplingParams)."""
     first = configs[0]
     for p in configs:
         if p.num_beams < 2:
             raise ParamError("num_beams", ">= 2 for beam search", p.num_beams)
-        if p.stop:
-            raise ParamError("stop", "empty with beams (transformers' beam search has no stop strings here)", list(p.stop))
         shape = (p.num_beams, p.num_beam_groups, p.max_new_tokens)
         if shape != (first.num_beams, first.num_beam_groups, first.max_new_tokens):
             raise ParamError("num_beams", "the same num_beams, num_beam_groups and max_new_tokens in one beam batch "
@@ -73,7 +72,7 @@ class BeamStep:
     results, with the finished hypotheses, come when the search ends)."""
 
     step: int  # steps done
-    tokens: torch.Tensor  # [b, W, step] long
+    tokens: torch.Tensor  # [b, W, step] long, on the model's device (never changed in place afterwards)
     logprobs: torch.Tensor  # [b, W, step, 2]: raw and processed log-prob of each token
 
 
@@ -123,16 +122,13 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
     generators = [torch.Generator(device=device).manual_seed(p.seed) if s else None for p, s in zip(configs, sampling)]
 
     # rows: item-major, W beams each; beam rows run the processors like any other row
-    row_configs = [p.replace(do_sample=not p.greedy) for p in configs for _ in range(W)]
-    row_params = engine.row_params(row_configs)
+    row_params = engine.row_params([p for p in configs for _ in range(W)])
     plans = plan_stages(row_params)
-    prompt = torch.tensor([list(prompt_ids)], device=device)
-    state = DecodeState.start(prompt.expand(b * W, -1), engine.loaded.vocab_size)
-
-    output = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-    cache = output.past_key_values
+    prefill = engine._prefill([list(prompt_ids)])  # the prompt once; its cache copied to every beam
+    state = DecodeState.start(prefill.tokens.expand(b * W, -1), engine.loaded.vocab_size)
+    cache = prefill.cache
     cache.batch_repeat_interleave(b * W)
-    logits = output.logits[:, -1, :].float().expand(b * W, -1)
+    logits = prefill.logits.expand(b * W, -1)
 
     running = torch.full((b, W, T), -1, dtype=torch.long, device=device)  # generated tokens of running beams
     finished = running.clone()  # the best finished hypotheses so far
@@ -163,10 +159,10 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
                 chosen[i] = torch.multinomial(accumulated[i].softmax(-1), K, generator=gen)
         cand_scores = accumulated.gather(1, chosen)  # [b, K]
         cand_beam, cand_token = chosen // V, chosen % V  # [b, K]
-        cand_seqs = _gather(running, cand_beam).clone()  # [b, K, T]
+        cand_seqs = _gather(running, cand_beam)  # [b, K, T] (a new tensor)
         cand_seqs[:, :, t] = cand_token
         flat = (cand_beam + torch.arange(b, device=device)[:, None] * W)  # [b, K] row of each candidate's beam
-        cand_stats = _gather(running_stats, cand_beam).clone()  # [b, K, T, 3]
+        cand_stats = _gather(running_stats, cand_beam)  # [b, K, T, 3]
         cand_stats[:, :, t, 0] = raw_log_probs[flat, cand_token]
         cand_stats[:, :, t, 1] = log_probs[flat, cand_token]
         cand_stats[:, :, t, 2] = raw_entropy[flat]
@@ -203,7 +199,7 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
         # an item alone would stop here (transformers' _beam_search_has_unfinished_sequences, per item); the
         # batch goes on until every item has stopped
         item_done = item_done | ~improvable | (is_finished.all(-1, keepdim=True) & stop_early) | hits.all(-1, keepdim=True)
-        yield BeamStep(t + 1, running[:, :, :t + 1].cpu(), running_stats[:, :, :t + 1, :2].cpu())  # sorted by score
+        yield BeamStep(t + 1, running[:, :, :t + 1], running_stats[:, :, :t + 1, :2])  # sorted by score
         if last or bool(item_done.all()):
             break
 

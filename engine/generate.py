@@ -120,11 +120,9 @@ class _Rows:
     ids: torch.Tensor  # [b] original row index
     params: RowParams
     state: DecodeState
-    seeds: torch.Tensor  # [b]
-    samples: torch.Tensor  # [b]
 
     def select(self, keep: torch.Tensor) -> "_Rows":
-        return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep), self.seeds[keep], self.samples[keep])
+        return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep))
 
 
 @dataclass
@@ -216,10 +214,13 @@ class Engine:
         if beams:
             raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
         row_prompts = _row_prompts(prompt_ids, len(params))
-        for row_prompt in {tuple(p) for p in row_prompts}:
-            self.check(list(row_prompt), params)
-        shared = all(p == row_prompts[0] for p in row_prompts)
-        prompt_ids = row_prompts[0] if shared else row_prompts
+        self.limits.check(params)
+        by_prompt: dict[tuple[int, ...], list[SamplingParams]] = {}
+        for row_prompt, p in zip(row_prompts, params):  # each prompt with its own rows' lengths (own positions)
+            by_prompt.setdefault(tuple(row_prompt), []).append(p)
+        for row_prompt, row_params in by_prompt.items():
+            self.check(list(row_prompt), row_params)
+        shared = len(by_prompt) == 1
         started = time.perf_counter()
         device, vocab = self.loaded.device, self.loaded.vocab_size
         batch = len(params)
@@ -230,14 +231,13 @@ class Engine:
 
         # Prefill once per distinct prompt, then give every row its own copy of the cache.
         t0 = self._sync_time()
-        prefill = self._prefill(row_prompts if not shared else [row_prompts[0]], None if shared else batch)
+        prefill = self._prefill([row_prompts[0]] if shared else row_prompts)
         cache, logits = prefill.cache, prefill.logits.expand(batch, -1)  # logits: [B, V] raw next-token logits
         if shared:
             cache.batch_repeat_interleave(batch)
         forward_seconds = self._sync_time() - t0
         rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices),
-                     DecodeState.start(prefill.tokens.expand(batch, -1), vocab),
-                     torch.tensor([p.seed for p in params], device=device), torch.tensor(sample_indices, device=device))
+                     DecodeState.start(prefill.tokens.expand(batch, -1), vocab))
         mask, positions = prefill.attention_mask, prefill.next_positions  # [B, L] and [B], or None when shared
         plans = plan_stages(rows.params)
         history: list[tuple[torch.Tensor, ...]] = []  # per step: (row ids, token, raw logp, final logp, raw entropy)
@@ -258,7 +258,7 @@ class Engine:
             scores = torch.where((scores.amax(-1, keepdim=True) == float("-inf")), logits, scores)
 
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
-            chosen = choose_next(scores, rows.params.greedy, row_keys(rows.seeds, rows.samples, step))  # [b]
+            chosen = choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
             final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)
             raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse
             history.append((rows.ids, chosen, raw_logp, final_logp, raw_entropy))
@@ -279,7 +279,8 @@ class Engine:
                 finish[rows.ids[gone]] = FINISH_REASONS.index("cancelled")
                 done = done | gone
             ids, toks = rows.ids.tolist(), chosen.tolist()
-            logps = raw_logp.tolist(), final_logp.tolist(), self._raw_top(trace, step, ids)
+            raw_list, final_list = torch.stack([raw_logp, final_logp]).tolist()  # one transfer
+            logps = raw_list, final_list, self._raw_top(trace, step, ids)
             if bool(done.all()):
                 break
             finished = rows.ids[done].tolist()
@@ -329,31 +330,34 @@ class Engine:
         prompt = torch.tensor([result.prompt_of(row)], device=device)
         generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)
         logits = self.loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
+        beam_row = result.params[row].num_beams > 1
         if params.num_beams > 1:  # beam search runs its processors on log-probabilities (as transformers does)
             logits = torch.log_softmax(logits, dim=-1)
         stages = [logits.softmax(-1)[0]]
-        final_logp = torch.tensor([out.final_logprobs[:step]], dtype=torch.float32, device=device)
+        # a beam run keys every beam with sample index 0 and records no surprise (its final log-probs are
+        # unnormalized scores); a sampled row's state is rebuilt from what it recorded
+        final_logp = None if beam_row else torch.tensor([out.final_logprobs[:step]], dtype=torch.float32, device=device)
         state = DecodeState.start(prompt, vocab, generated, final_logp)
         if out.peer_tokens is not None and params.num_beam_groups > 1:  # what the earlier beam groups chose
             state.peer_counts = torch.zeros(1, vocab, device=device)
             state.peer_counts[0].index_add_(0, torch.tensor(out.peer_tokens[step], dtype=torch.long, device=device),
                                             torch.ones(len(out.peer_tokens[step]), device=device))
         apply_pipeline(logits, state,
-                       self.row_params([params], [result.sample_indices[row]]),
+                       self.row_params([params], [0 if beam_row else result.sample_indices[row]]),
                        on_stage=lambda _s, scores, _c: stages.append(scores.softmax(-1)[0]))
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 
     # -- helpers -----------------------------------------------------------------------------------------
 
-    def _prefill(self, prompts: list[list[int]], batch: int | None) -> "_Prefill":
+    def _prefill(self, prompts: list[list[int]]) -> "_Prefill":
         """Run each distinct prompt on its own (exactly as it would run alone) and merge the caches.
 
-        One prompt (batch None): its cache [1, ...] is repeated by the caller. Several (one per row): the caches
+        One prompt: its cache [1, ...] is repeated by the caller. Several (one per row): the caches
         are left-padded with zeros to the longest prompt and gathered per row; the attention mask hides the
         padding and each row keeps its own positions, so no row sees another's prompt.
         """
         device = self.loaded.device
-        if batch is None:
+        if len(prompts) == 1:
             prompt = torch.tensor([prompts[0]], device=device)  # [1, P]
             output = self.loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
             return _Prefill(output.past_key_values, output.logits[:, -1, :].float(), prompt, None, None)

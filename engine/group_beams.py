@@ -94,7 +94,7 @@ def _running_beams(step: int, tokens: torch.Tensor, stats: torch.Tensor, scores:
     finished = torch.tensor([[d for d in item for _ in range(gs)] for item in done], device=scores.device)  # [b, W]
     order = torch.where(finished, NEG * 2, scores.view(b, W)).argsort(dim=1, descending=True, stable=True)
     rows = (order + torch.arange(b, device=order.device)[:, None] * W).view(-1)
-    return BeamStep(step, tokens[rows, :step].view(b, W, step).cpu(), stats[rows, :step, :2].view(b, W, step, 2).cpu())
+    return BeamStep(step, tokens[rows, :step].view(b, W, step), stats[rows, :step, :2].view(b, W, step, 2))
 
 
 @torch.inference_mode()
@@ -115,18 +115,17 @@ def group_beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Sa
     done = [[False] * G for _ in configs]
 
     # rows item-major; each group's rows (and their processors) are fixed, so plan them once
-    row_params = engine.row_params([p.replace(do_sample=False) for p in configs for _ in range(W)])
+    row_params = engine.row_params([p for p in configs for _ in range(W)])  # diverse beams are greedy
     item_base = torch.arange(b, device=device)[:, None] * W  # [b, 1]
     group_rows = [(item_base + g * gs + torch.arange(gs, device=device)[None, :]).view(-1) for g in range(G)]
     group_params = [row_params.select(rows) for rows in group_rows]
     group_plans = [plan_stages(p) for p in group_params]
 
-    prompt = torch.tensor([list(prompt_ids)], device=device)
-    state = DecodeState.start(prompt.expand(N, -1), engine.loaded.vocab_size)
-    output = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-    cache = output.past_key_values
+    prefill = engine._prefill([list(prompt_ids)])  # the prompt once; its cache copied to every beam
+    state = DecodeState.start(prefill.tokens.expand(N, -1), engine.loaded.vocab_size)
+    cache = prefill.cache
     cache.batch_repeat_interleave(N)
-    logits = output.logits[:, -1, :].float().expand(N, -1)
+    logits = prefill.logits.expand(N, -1)
 
     tokens = torch.zeros(N, T, dtype=torch.long, device=device)  # generated tokens of each running beam
     stats = torch.zeros(N, T, 3, device=device)  # per token: raw log p, processed log p, raw entropy

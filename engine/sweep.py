@@ -70,10 +70,15 @@ def _plain(value: Any) -> Any:
 def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                  cancel: threading.Event | None = None) -> Iterator[tuple[StepUpdate, SweepResult | None]]:
     """Run every cell x sample of `spec`; yields each step of the sampling rows, then one update per step of each
-    beam batch (no tokens; its beam_preview shows the running beams), and the SweepResult with the last update."""
+    beam batch (no tokens; its beam_preview shows the running beams), and the SweepResult with the last update.
+    The trace (trace_top_n > 0) is kept only when no cell uses beams."""
     rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
-    engine.check(prompt_ids, [r.params for r in rows])  # the whole sweep is refused before any work
+    # the whole sweep is refused before any work: as a whole, and each beam batch with the rows it decodes
+    engine.check(prompt_ids, [r.params for r in rows])
+    beam_batches = _beam_batches(rows)
+    for cell_rows in beam_batches:
+        engine.check(prompt_ids, [rows[idx[0]].params for idx in cell_rows for _ in range(rows[idx[0]].params.num_beams)])
     sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
         for update in engine.stream(prompt_ids, [r.params for r in rows], [r.sample for r in rows], trace_top_n, cancel):
@@ -83,18 +88,17 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     started = time.perf_counter()
     results: dict[int, RowResult] = {}
     forward_seconds, last = 0.0, None
-    if sampled:
+    if sampled:  # no trace: a mixed sweep's result has none (its rows are replayed instead)
         for update in engine.stream(prompt_ids, [rows[i].params for i in sampled], [rows[i].sample for i in sampled],
-                                    trace_top_n, cancel):
+                                    0, cancel):
             last = StepUpdate(update.step, [sampled[j] for j in update.rows], update.tokens,
                               [sampled[j] for j in update.finished], update.raw_logprobs, update.final_logprobs,
                               update.raw_top, update.finish_reasons)
             if update.result is not None:
                 results.update({sampled[j]: r for j, r in enumerate(update.result.rows)})
                 forward_seconds = update.result.forward_seconds
-            else:
-                yield last, None
-    for cell_rows in _beam_batches(rows):
+            yield last, None  # the last step too: streamed tokens add up to the final ones
+    for cell_rows in beam_batches:
         configs = [rows[idx[0]].params for idx in cell_rows]
         steps = beam_search_steps(engine, prompt_ids, configs, cancel)
         while True:  # after every beam step: progress, and the running beams in the places of the outputs
@@ -103,8 +107,10 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
             except StopIteration as end:
                 batch = end.value
                 break
-            preview = {row: RunningBeam(progress.tokens[item, rank].tolist(), progress.logprobs[item, rank, :, 0].tolist(),
-                                        progress.logprobs[item, rank, :, 1].tolist())
+            shown = max(len(idx) for idx in cell_rows)  # the ranks that are output rows
+            tokens, logprobs = progress.tokens[:, :shown].tolist(), progress.logprobs[:, :shown].tolist()
+            preview = {row: RunningBeam(tokens[item][rank], [lp[0] for lp in logprobs[item][rank]],
+                                        [lp[1] for lp in logprobs[item][rank]])
                        for item, idx in enumerate(cell_rows) for rank, row in enumerate(idx)}
             yield StepUpdate(progress.step - 1, [], [], [], [], [], [], [], beam_preview=preview), None
         for idx, beams in zip(cell_rows, batch):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine.generate import Engine, GenerationResult, Replay
 from engine.params import ParamError
@@ -27,7 +27,6 @@ class Run:
     labels: list[str]  # e.g. "sample 2" or "temperature=0.2 · sample 1"
     pieces: list[list[str]]  # the text each token added, per row
     sweep: SweepResult | None = None
-    replays: "OrderedDict[tuple[int, int], Replay]" = field(default_factory=OrderedDict)
 
     @property
     def row_count(self) -> int:
@@ -45,12 +44,15 @@ class Run:
 class RunStore:
     """The last `capacity` runs (oldest dropped first) and each session's Stop flag."""
 
-    REPLAYS_PER_RUN = 64
+    # replays cached over all runs and sessions: each holds [stages, vocabulary] floats (~4.5 MB for a 49k
+    # vocabulary and 23 stages), so the bound is on the total, not per run
+    REPLAYS = 64
 
     def __init__(self, engine: Engine, capacity: int = 32):
         self.engine = engine
         self.capacity = capacity
         self._runs: "OrderedDict[str, Run]" = OrderedDict()
+        self._replays: "OrderedDict[tuple[str, int, int], Replay]" = OrderedDict()  # least recently used first
         self._stop_flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -78,15 +80,17 @@ class RunStore:
     def replay(self, run: Run, row: int, step: int) -> Replay:
         """Full-vocabulary distributions of one (row, step), cached per run (a slider moved back is instant)."""
         run.check_row_step(row, step)
-        key = (row, step)
+        key = (run.run_id, row, step)
         with self._lock:
-            cached = run.replays.get(key)
+            cached = self._replays.get(key)
+            if cached is not None:
+                self._replays.move_to_end(key)
         if cached is None:
             cached = self.engine.replay(run.generation, row, step)
             with self._lock:
-                run.replays[key] = cached
-                while len(run.replays) > self.REPLAYS_PER_RUN:
-                    run.replays.popitem(last=False)
+                self._replays[key] = cached
+                while len(self._replays) > self.REPLAYS:
+                    self._replays.popitem(last=False)
         return cached
 
     # -- Stop ----------------------------------------------------------------------------------------------

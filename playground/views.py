@@ -87,7 +87,9 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                 views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
             running_beams.update(update.beam_preview or {})
         if result is not None:
-            streamed = [[v.text for v in row] for row in views] if kind == "generate" else None
+            # beam rows showed running beams, not their final hypotheses: those are split by the store
+            streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
+                        if kind == "generate" else None)
             run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
             yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
             return

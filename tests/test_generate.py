@@ -205,3 +205,18 @@ def test_per_row_prompts_must_match_the_rows(engine) -> None:
     prompt = engine.encode("Hello")
     with pytest.raises(ParamError, match="prompt_ids"):
         engine.generate([prompt, prompt], [SamplingParams(max_new_tokens=2)] * 3)
+
+
+def test_each_prompt_is_checked_against_its_own_rows_lengths(tiny) -> None:
+    """Rows with different prompts keep their own positions, so a long prompt with few new tokens and a short one
+    with many fit together when each fits alone; one that does not fit alone is still refused."""
+    engine = Engine(tiny)
+    context = engine.loaded.context_length
+    long_prompt, short_prompt = list(range(100, 100 + context - 20)), list(range(100, 110))
+    fits = [SamplingParams(max_new_tokens=10), SamplingParams(max_new_tokens=context - 20)]
+    cancel = threading.Event()
+    cancel.set()  # the check is the point: one step, then every row ends
+    updates = list(engine.stream([long_prompt, short_prompt], fits, cancel=cancel))
+    assert {r.finish_reason for r in updates[-1].result.rows} == {"cancelled"}
+    with pytest.raises(ParamError, match=r"^prompt: "):
+        list(engine.stream([long_prompt, short_prompt], [fits[1], fits[0]]))
