@@ -4,6 +4,7 @@ any local directory / Hugging Face id, and a tiny random model for fast tests.""
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import os
 import shutil
@@ -40,6 +41,11 @@ class LoadedModel:
     vocab_size: int
     load_seconds: float
     from_cache: bool
+
+    @functools.cached_property
+    def special_ids(self) -> frozenset[int]:
+        """The tokenizer's special token ids (asked per streamed token by the API: built once)."""
+        return frozenset(self.tokenizer.all_special_ids)
 
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))

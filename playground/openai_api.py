@@ -186,7 +186,7 @@ class ChoiceText:
 
     def __init__(self, engine: Engine, stops: tuple[str, ...]):
         self.pieces = TokenPieces(engine.loaded.tokenizer)
-        self.special = set(engine.loaded.tokenizer.all_special_ids)
+        self.special = engine.loaded.special_ids
         self.stops = stops
         self.text = ""
         self.sent = 0
@@ -240,7 +240,7 @@ class Collected:
 
 
 def chat_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
-    special = set(engine.loaded.tokenizer.all_special_ids)
+    special = engine.loaded.special_ids
     content = []
     for e in events:
         if e.token_id in special:
@@ -251,9 +251,11 @@ def chat_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
     return {"content": content}
 
 
-def legacy_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
-    special = set(engine.loaded.tokenizer.all_special_ids)
-    tokens, token_logprobs, tops, offsets, offset = [], [], [], [], 0
+def legacy_logprobs(engine: Engine, events: list[TokenEvent], offset: int = 0) -> dict[str, Any]:
+    """The completions API's logprobs for these tokens; `offset`: where their text starts in the choice's text
+    (a stream passes how much it has sent so far)."""
+    special = engine.loaded.special_ids
+    tokens, token_logprobs, tops, offsets = [], [], [], []
     for e in events:
         if e.token_id in special:
             continue
@@ -353,6 +355,7 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
         chunk_id, created = _new_id(parsed.chat), int(time.time())
         kind = "chat.completion.chunk" if parsed.chat else "text_completion"
         texts = [ChoiceText(engine, parsed.params.stop) for _ in range(parsed.n)]
+        offsets = [0] * parsed.n  # per choice: the length of the logprob tokens' text streamed so far
         started = [False] * parsed.n
 
         def chunk(choice: int, text: str | None, reason: str | None, logprobs: Any = None) -> str:
@@ -377,9 +380,11 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 if isinstance(event, TokenEvent):
                     text = texts[event.choice].add(event.token_id)
                     logprobs = None
-                    if parsed.top_logprobs is not None:
-                        maker = chat_logprobs if parsed.chat else legacy_logprobs
-                        logprobs = maker(engine, [event])
+                    if parsed.top_logprobs is not None and parsed.chat:
+                        logprobs = chat_logprobs(engine, [event])
+                    elif parsed.top_logprobs is not None:
+                        logprobs = legacy_logprobs(engine, [event], offsets[event.choice])
+                        offsets[event.choice] += sum(len(token) for token in logprobs["tokens"])
                     if text or logprobs and (logprobs.get("content") or logprobs.get("tokens")):
                         yield chunk(event.choice, text, None, logprobs)
                 elif isinstance(event, ChoiceDone):

@@ -355,3 +355,18 @@ def test_completion_stream_sse_framing(http, model_id):
                 reasons[choice["index"]] = choice["finish_reason"]
     assert texts == {c["index"]: c["text"] for c in whole["choices"]}
     assert reasons == {c["index"]: c["finish_reason"] for c in whole["choices"]}
+
+
+def test_streamed_completion_logprobs_equal_the_whole_response(client):
+    """Streamed chunk by chunk, the completions logprobs (tokens, values, text offsets) add up to the response."""
+    kwargs = dict(model="x", prompt="Once upon a time, there was", max_tokens=8, temperature=0, logprobs=2)
+    whole = client.completions.create(**kwargs).choices[0].logprobs
+    tokens, values, offsets = [], [], []
+    for chunk in client.completions.create(stream=True, **kwargs):
+        for choice in chunk.choices:
+            if choice.logprobs is not None:
+                tokens += choice.logprobs.tokens
+                values += choice.logprobs.token_logprobs
+                offsets += choice.logprobs.text_offset
+    assert tokens == whole.tokens and offsets == whole.text_offset
+    assert values == pytest.approx(whole.token_logprobs, abs=1e-5)
