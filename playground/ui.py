@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 import inspect
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -44,7 +45,7 @@ SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + q
 def user_errors(fn: Callable) -> Callable:
     """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback."""
     def as_gr_error(exc: Exception) -> gr.Error:
-        return gr.Error(str(exc), title="Invalid setting")
+        return gr.Error(html.escape(str(exc)), title="Invalid setting")  # toasts render HTML: the value is text
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -142,8 +143,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                             csv_file = gr.File(label="CSV", interactive=False)
                             json_file = gr.File(label="JSON", interactive=False)
                     with gr.Tab("Distributions", id="distributions") as dist_tab:
-                        dist_caption = gr.Markdown("Run Generate or a sweep, then pick an output and a step "
-                                                   "(or click a token in Generate).", elem_id="dist-caption")
+                        # captions quote model text: HTML components given escaped text (never Markdown)
+                        dist_caption = gr.HTML("Run Generate or a sweep, then pick an output and a step "
+                                               "(or click a token in Generate).", elem_id="dist-caption")
                         with gr.Row():
                             dist_sample = gr.Slider(0, 1, value=0, step=1, label="output", elem_id="dist-sample")
                             dist_step = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="dist-step")
@@ -158,7 +160,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                          elem_id="compare-with",
                                                          info="Its settings run on this output's context at this step.")
                                 compare_button = gr.Button("Compare", elem_id="compare")
-                            compare_caption = gr.Markdown("", elem_id="compare-caption")
+                            compare_caption = gr.HTML("", elem_id="compare-caption")
                             compare_table = gr.Dataframe(label="Stage by stage", interactive=False,
                                                          elem_id="compare-table")
                             compare_plot = gr.Plot(label="The other settings on this context")
@@ -268,7 +270,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             last = len(run.generation.rows[sample].token_ids) - 1
             step = min(_whole("step", step), last)
             shown = views.distribution(store, run, sample, step, _whole("tokens shown", top))
-            return (shown.caption, shown.figure, shown.table, shown.steps,
+            return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
                     gr.Slider(maximum=max(last, 1), value=step))
 
         dist_outputs = [dist_caption, dist_plot, dist_table, steps_plot, dist_step]
@@ -286,7 +288,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             run = store.get(current)
             shown = views.compare(store, run, _whole("output", sample), _whole("step", step),
                                   _whole("other output", other), _whole("tokens shown", top))
-            return shown.caption, shown.table, shown.figure
+            return html.escape(shown.caption), shown.table, shown.figure
 
         compare_button.click(compare_outputs, [run_id, dist_sample, dist_step, compare_with, dist_top],
                              [compare_caption, compare_table, compare_plot], api_visibility="private",
@@ -347,7 +349,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                 if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
                     config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
             except ParamError as exc:
-                gr.Warning(f"This link has a bad setting, so the defaults are shown. {exc}")
+                gr.Warning(html.escape(f"This link has a bad setting, so the defaults are shown. {exc}"))
                 return [gr.skip()] * (len(settings) + 2)
             return ["*Settings restored from the link.*", *apply(config)]
 

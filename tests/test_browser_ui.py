@@ -195,3 +195,13 @@ def test_beams_are_shown_while_searching_and_stop_keeps_the_best(page, app_url):
     expect(outputs).to_have_count(2)
     expect(outputs.nth(0)).to_contain_text("beam score")
     expect(outputs.nth(0)).to_contain_text("cancelled")
+
+
+def test_markup_in_a_share_link_is_shown_as_text_in_the_warning(page, app_url):
+    page.goto(app_url + "?top_k=" + "%3Ca%20href%3D%22%2F%2Fexample.org%22%3Efix%20here%3C%2Fa%3E")
+    toast = page.locator('[data-testid="toast-body"].warning')
+    expect(toast).to_be_visible(timeout=60_000)
+    expect(toast).to_contain_text('top_k')
+    expect(toast).to_contain_text('<a href="//example.org">fix here</a>')  # the value as typed, not a link
+    assert toast.locator("a").count() == 0
+    assert page.dialogs == []
