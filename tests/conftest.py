@@ -10,8 +10,9 @@ def bundled() -> LoadedModel:
     return load_model()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny() -> LoadedModel:
+    """A tiny random model (nothing changes it: one for the whole session)."""
     return tiny_random_model()
 
 
@@ -63,6 +64,7 @@ def page(browser, app_url):
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     yield page
     context.close()
+    assert page.dialogs == [], page.dialogs  # no page ever opens an alert or confirm
 
 
 @pytest.fixture(scope="session")

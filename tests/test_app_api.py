@@ -55,7 +55,7 @@ def test_sweep_runs_every_cell(client):
     assert len(out["samples"]) == 8 and len(out["cells"]) == 4
     cells = {(c["axis_temperature"], c["axis_top_p"]) for c in out["cells"]}
     assert cells == {(0.3, 0.5), (0.3, 1.0), (1.0, 0.5), (1.0, 1.0)}
-    assert all(r["text"] is not None and r["perplexity"] is None or r["perplexity"] > 0 for r in out["samples"])
+    assert all(r["text"] is not None and (r["perplexity"] is None or r["perplexity"] > 0) for r in out["samples"])
 
 
 def test_sweep_rejects_four_axes(client):

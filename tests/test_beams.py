@@ -17,7 +17,17 @@ CONFIGS = [
 ]
 
 
+_REFERENCE: dict = {}  # (prompt, params) -> transformers' output: each reference is generated once
+
+
 def transformers_beams(engine: Engine, prompt: list[int], params: SamplingParams):
+    key = (engine.loaded.name, tuple(prompt), params)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = _transformers_beams(engine, prompt, params)
+    return _REFERENCE[key]
+
+
+def _transformers_beams(engine: Engine, prompt: list[int], params: SamplingParams):
     model, tok = engine.loaded.model, engine.loaded.tokenizer
     torch.manual_seed(params.seed)
     out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
@@ -33,11 +43,6 @@ def assert_same(engine: Engine, result, sequences, scores) -> None:
         assert ours.token_ids == ref[:len(ours.token_ids)]
         assert all(t == pad for t in ref[len(ours.token_ids):])  # transformers pads shorter sequences
         assert ours.score == pytest.approx(ref_score, rel=1e-5, abs=1e-4)  # float32 sums in another order
-
-
-@pytest.fixture(scope="module")
-def engine(bundled) -> Engine:
-    return Engine(bundled)
 
 
 @pytest.fixture(scope="module")

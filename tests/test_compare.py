@@ -9,7 +9,7 @@ from playground.runs import RunStore
 from playground.views import compare, stream_run
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def order_run(tiny):
     engine = Engine(tiny)
     store = RunStore(engine)

@@ -17,11 +17,6 @@ PROMPT = "Explain how blockchain works in simple terms."
 
 
 @pytest.fixture(scope="module")
-def engine(bundled) -> Engine:
-    return Engine(bundled)
-
-
-@pytest.fixture(scope="module")
 def prompt_ids(engine) -> list[int]:
     return engine.encode(PROMPT)
 

@@ -22,7 +22,7 @@ def collect(job, seen=()):
 
 @pytest.fixture
 def scheduler(tiny):
-    s = BatchScheduler(Engine(tiny), window_seconds=0.5)
+    s = BatchScheduler(Engine(tiny), window_seconds=0.5, max_wait_seconds=1.0)  # a window the tests can rely on
     yield s
     s.close()
 
