@@ -83,6 +83,20 @@ class ParamError(ValueError):
         super().__init__(f"{field_name}: must be {allowed}, got {value!r}")
 
 
+def check_whole(name: str, value: Any, low: int, high: int) -> int:
+    """A whole number (not a bool, not 2.0) in [low, high], or a ParamError naming the field."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ParamError(name, f"a whole number in [{low}, {high}]", value)
+    return value
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """true or false (not 1, not "yes"), or a ParamError naming the field."""
+    if not isinstance(value, bool):
+        raise ParamError(name, "true or false", value)
+    return value
+
+
 @dataclass(frozen=True)
 class Range:
     """Allowed numeric range of one field; bounds are inclusive unless marked open."""
@@ -201,8 +215,7 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
-        if not isinstance(self.do_sample, bool):
-            raise ParamError("do_sample", "true or false", self.do_sample)
+        check_flag("do_sample", self.do_sample)
         for name, (kind, allowed) in NUMERIC_FIELDS.items():
             object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
         if self.mirostat == 1:

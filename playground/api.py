@@ -15,7 +15,7 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import ParamError, from_dict
+from engine.params import ParamError, check_flag, check_whole, from_dict
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
@@ -39,8 +39,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         with its beam_score (`samples` is then ignored).
         """
         try:
-            _check_samples(samples)
-            spec = SweepSpec(prompt, from_dict(params or {}), (), samples, _flag("raw", raw), system_prompt or None)
+            check_whole("samples", samples, 1, MAX_API_SAMPLES)
+            spec = SweepSpec(prompt, from_dict(params or {}), (), samples, check_flag("raw", raw), system_prompt or None)
             run = _finish(views.stream_run(engine, store, spec, "generate"))
         except ParamError as exc:
             raise gr.Error(str(exc)) from None
@@ -57,8 +57,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         (one row per cell with mean metrics and diversity).
         """
         try:
-            _check_samples(samples)
-            spec = SweepSpec(prompt, from_dict(params or {}), _axes(axes), samples, _flag("raw", raw),
+            check_whole("samples", samples, 1, MAX_API_SAMPLES)
+            spec = SweepSpec(prompt, from_dict(params or {}), _axes(axes), samples, check_flag("raw", raw),
                              system_prompt or None)
             run = _finish(views.stream_run(engine, store, spec, "sweep"))
         except ParamError as exc:
@@ -120,17 +120,6 @@ def _axes(axes: Any) -> tuple[Axis, ...]:
             raise ParamError(f"axis {axis['name']}", "a list of values or a text such as '0.2, 0.9'", values)
         out.append(Axis(axis["name"], tuple(values)))
     return tuple(out)
-
-
-def _check_samples(samples: Any) -> None:
-    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_API_SAMPLES:
-        raise ParamError("samples", f"a whole number in [1, {MAX_API_SAMPLES}]", samples)
-
-
-def _flag(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ParamError(field, "true or false", value)
-    return value
 
 
 def _int(field: str, value: Any) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
+from engine.params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_whole, from_dict
 
 from engine.sweepspec import Axis, MAX_AXES, SweepSpec
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
@@ -54,13 +54,12 @@ class PlaygroundConfig:
         """Raise ParamError naming the first bad field; axis values must parse and suit their field."""
         for name in ("prompt", "system_prompt"):
             _check_text(name, getattr(self, name))
-        if not isinstance(self.raw, bool):
-            raise ParamError("raw", "true or false", self.raw)
+        check_flag("raw", self.raw)
         if not isinstance(self.params, SamplingParams):
             raise ParamError("params", "SamplingParams", self.params)
-        _check_whole("samples", self.samples, 1, MAX_SAMPLES)
-        _check_whole("sample", self.sample, 0, MAX_INDEX - 1)
-        _check_whole("step", self.step, 0, MAX_INDEX - 1)
+        check_whole("samples", self.samples, 1, MAX_SAMPLES)
+        check_whole("sample", self.sample, 0, MAX_INDEX - 1)
+        check_whole("step", self.step, 0, MAX_INDEX - 1)
         if self.view not in VIEWS:
             raise ParamError("view", f"one of {', '.join(VIEWS)}", self.view)
         if self.color_by not in COLOR_BY:
@@ -227,11 +226,6 @@ def _axes_from_json(axes: Any) -> tuple[tuple[str, str], ...]:
             raise ParamError("axes", 'a list of {"name": ..., "values": "text as typed"}', axis)
         pairs.append((axis["name"], axis["values"]))
     return _axes_tuple(pairs)
-
-
-def _check_whole(name: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ParamError(name, f"a whole number in [{low}, {high}]", value)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

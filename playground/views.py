@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from engine.generate import Engine, RowResult, RunningBeam
 from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
-from engine.params import ParamError
+from engine.params import ParamError, check_whole
 from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
@@ -207,14 +207,9 @@ class Distribution:
     steps: go.Figure
 
 
-def _check_top_n(top_n: Any) -> None:
-    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= 100:
-        raise ParamError("top_n", "a whole number in [1, 100]", top_n)
-
-
 def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> Distribution:
     """The figures and table of the Distributions view (the slider's path: nothing else is computed)."""
-    _check_top_n(top_n)
+    check_whole("top_n", top_n, 1, 100)
     replay = store.replay(run, row, step)
     label = store.engine.loaded.token_label
     out = run.generation.rows[row]
@@ -251,7 +246,7 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
 
 def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> dict[str, Any]:
     """The same distributions as plain JSON for the /distribution endpoint: per-stage stats and top tokens."""
-    _check_top_n(top_n)
+    check_whole("top_n", top_n, 1, 100)
     replay = store.replay(run, row, step)
     label = store.engine.loaded.token_label
     stats = stage_stats(replay.probs, replay.chosen)
