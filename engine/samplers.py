@@ -128,6 +128,16 @@ def xtc(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tens
     return scores.masked_fill(remove, NEG_INF)
 
 
+def mirostat_mu(tau: float, eta: float, final_logprobs: list[float]) -> list[float]:
+    """Mirostat's mu (bits) before each step of a row that chose tokens with these final log-probs (nats):
+    mu_t = 2 tau - eta * (surprise of steps < t - t tau), the state `mirostat` below works from."""
+    mu, surprise_so_far = [], 0.0
+    for t, logprob in enumerate(final_logprobs):
+        mu.append(2 * tau - eta * (surprise_so_far - t * tau))
+        surprise_so_far += -logprob / math.log(2)
+    return mu
+
+
 def mirostat(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     """Mirostat v2 (Basu et al. 2021, Algorithm 2; llama.cpp `llama_sampler_mirostat_v2`).
 

@@ -23,6 +23,7 @@ from engine.generate import Engine, RowResult, RunningBeam
 from engine.metrics import cell_summary, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError, check_whole
+from engine.samplers import mirostat_mu
 from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
@@ -231,10 +232,8 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
     caption = (f"{run.labels[row]} · step {step} of {length - 1}: after “{_tail(text_so_far)}” the model "
                f"chose “{chosen_text}”")
     params = run.generation.params[row]
-    if params.mirostat == 2 and not params.greedy:  # mirostat's state: mu = 2 tau - eta (surprise so far - steps tau)
-        surprise = [-lp / math.log(2) for lp in out.final_logprobs]
-        mu = [2 * params.mirostat_tau - params.mirostat_eta * (sum(surprise[:t]) - t * params.mirostat_tau)
-              for t in range(length)]
+    if params.mirostat == 2 and not params.greedy:  # mirostat's state at each step
+        mu = mirostat_mu(params.mirostat_tau, params.mirostat_eta, out.final_logprobs)
         caption += f" · mirostat mu {mu[step]:.2f} bits (steps 0-{length - 1}: " + ", ".join(f"{m:.1f}" for m in mu) + ")"
     if out.peer_tokens is not None and out.peer_tokens[step]:  # diverse beams: what diversity_penalty lowered
         peers = Counter(out.peer_tokens[step])
