@@ -53,6 +53,22 @@ def set_text(page: Page, elem_id: str, value: str) -> None:
     expect(box).to_have_value(value)
 
 
+def run_generate(page: Page, app_url: str, query: str) -> None:
+    """Open the page with a link's settings, press Run and wait until the run is done."""
+    open_app(page, app_url, query)
+    page.locator("#run").click()
+    wait_done(page, "generate-status")
+
+
+def open_token(page: Page, sample: int, step: int) -> Locator:
+    """Click a token of the Generate view (from any tab) and wait for Distributions to show it; the caption."""
+    page.get_by_role("tab", name="Generate").click()
+    page.locator(f'#tokens .dp-tok[data-sample="{sample}"][data-step="{step}"]').click()
+    caption = page.locator("#dist-caption")
+    expect(caption).to_contain_text(f"step {step}", timeout=30_000)
+    return caption
+
+
 def wait_done(page: Page, status_id: str) -> None:
     expect(page.locator(f"#{status_id}")).to_contain_text("tokens/s", timeout=RUN_SECONDS)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, set_number, set_text, shot, wait_done
+from pages import open_app, open_token, run_generate, set_number, set_text, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
@@ -29,12 +29,9 @@ def test_slider_then_generate_streams_coloured_tokens(page, app_url):
 
 
 def test_token_click_opens_distribution_and_step_slider_updates(page, app_url):
-    open_app(page, app_url, "?max_new_tokens=8&samples=2&temperature=0.9&top_p=0.8&seed=4")
-    page.locator("#run").click()
-    wait_done(page, "generate-status")
-    page.locator('#tokens .dp-tok[data-sample="1"][data-step="2"]').click()
-    caption = page.locator("#dist-caption")
-    expect(caption).to_contain_text("sample 1 · step 2", timeout=30_000)
+    run_generate(page, app_url, "?max_new_tokens=8&samples=2&temperature=0.9&top_p=0.8&seed=4")
+    caption = open_token(page, 1, 2)
+    expect(caption).to_contain_text("sample 1 · step 2")
     expect(page.locator("#dist-plot .js-plotly-plot")).to_be_visible(timeout=30_000)
     shot(page, "distributions")
     set_number(page, "dist-step", "5")

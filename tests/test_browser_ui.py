@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from pages import RUN_SECONDS, open_app, set_text, shot, text_box, wait_done
+from pages import RUN_SECONDS, open_app, open_token, run_generate, set_text, shot, text_box, wait_done
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 30_000  # ms: from pressing Stop to the run's final status
@@ -75,9 +75,7 @@ def test_loading_a_preset_fills_prompt_view_and_axis(page, app_url):
 
 def test_colour_toggle_recolours_by_raw_probability(page, app_url):
     # temperature 0.5: the final distribution is sharper than the raw one, so the two colourings differ
-    open_app(page, app_url, "?max_new_tokens=5&samples=1&seed=3&temperature=0.5")
-    page.locator("#run").click()
-    wait_done(page, "generate-status")
+    run_generate(page, app_url, "?max_new_tokens=5&samples=1&seed=3&temperature=0.5")
     tokens = page.locator("#tokens")
     expect(tokens).to_contain_text("final (sampled) distribution")
     before = token_attributes(page)
@@ -125,11 +123,8 @@ def test_beam_config_shows_its_best_beams_with_scores(page, app_url):
 
 
 def test_dry_config_runs_and_its_stage_is_in_the_distribution(page, app_url):
-    open_app(page, app_url, "?max_new_tokens=8&samples=1&dry_multiplier=0.8&seed=2")
-    page.locator("#run").click()
-    wait_done(page, "generate-status")
-    page.locator('#tokens .dp-tok[data-sample="0"][data-step="3"]').click()
-    expect(page.locator("#dist-caption")).to_contain_text("step 3", timeout=30_000)
+    run_generate(page, app_url, "?max_new_tokens=8&samples=1&dry_multiplier=0.8&seed=2")
+    open_token(page, 0, 3)
     expect(page.get_by_role("gridcell", name="dry", exact=True).first).to_be_visible(timeout=30_000)
 
 
@@ -166,17 +161,14 @@ def test_diverse_beam_groups_run_and_the_distribution_names_what_earlier_groups_
     # some returned beam comes from group 1: its diversity_penalty stage lowered what group 0 chose
     captions = []
     for beam in range(4):
-        page.get_by_role("tab", name="Generate").click()  # a token click opens the Distributions tab
-        page.locator(f'#tokens .dp-tok[data-sample="{beam}"][data-step="1"]').click()
-        caption = page.locator("#dist-caption")
-        expect(caption).to_contain_text(f"beam {beam}", timeout=30_000)
-        expect(caption).to_contain_text("step 1", timeout=30_000)
+        caption = open_token(page, beam, 1)
+        expect(caption).to_contain_text(f"beam {beam} · step 1", timeout=30_000)
         captions.append(caption.inner_text())
     later_group = next((beam for beam, c in enumerate(captions) if "earlier beam groups chose" in c), None)
     assert later_group is not None, captions
-    page.get_by_role("tab", name="Generate").click()
-    page.locator(f'#tokens .dp-tok[data-sample="{later_group}"][data-step="1"]').click()
-    expect(page.locator("#dist-caption")).to_contain_text("diversity_penalty 1.5 per choice", timeout=30_000)
+    caption = open_token(page, later_group, 1)
+    expect(caption).to_contain_text(f"beam {later_group} · step 1", timeout=30_000)
+    expect(caption).to_contain_text("diversity_penalty 1.5 per choice")
     expect(page.get_by_role("gridcell", name="diversity_penalty", exact=True).first).to_be_visible(timeout=30_000)
     page.wait_for_timeout(1000)  # let the figure finish drawing for the screenshot
     shot(page, "diverse-beams")

@@ -181,31 +181,25 @@ def ref_dry(tokens: list[int], row: torch.Tensor, multiplier: float, base: float
 # Each sampler against its reference
 
 
+# sampler field, values drawn per row, its off value, the reference, whether the logits are flattened by a drawn
+# factor first (top_a: so that it cuts at different places)
+ONE_VALUE_SAMPLERS = [
+    ("top_n_sigma", [0.1, 0.5, 1.0, 1.5, 3.0], 0.0, ref_top_n_sigma, False),
+    ("top_a", [0.01, 0.1, 0.2, 0.5, 1.0], 0.0, ref_top_a, True),
+    ("tfs", [0.0, 0.5, 0.9, 0.95, 0.99], 1.0, ref_tfs, False),
+]
+
+
+@pytest.mark.parametrize("field, choices, off, reference, flatten", ONE_VALUE_SAMPLERS, ids=lambda v: v if isinstance(v, str) else "")
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_top_n_sigma_matches_reference(seed: int) -> None:
+def test_one_value_sampler_matches_reference(field, choices, off, reference, flatten, seed: int) -> None:
     rng = random.Random(seed)
-    values = mixed(rng, lambda: rng.choice([0.1, 0.5, 1.0, 1.5, 3.0]), 0.0)
+    values = mixed(rng, lambda: rng.choice(choices), off)
     logits = random_logits(seed)
-    out = pipeline([SamplingParams(top_n_sigma=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
-    check_rows(out, logits, values, 0.0, lambda r, v: ref_top_n_sigma(logits[r], v))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_top_a_matches_reference(seed: int) -> None:
-    rng = random.Random(seed)
-    values = mixed(rng, lambda: rng.choice([0.01, 0.1, 0.2, 0.5, 1.0]), 0.0)
-    logits = random_logits(seed) / rng.choice([1.0, 3.0])  # flatter logits so top_a cuts at different places
-    out = pipeline([SamplingParams(top_a=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
-    check_rows(out, logits, values, 0.0, lambda r, v: ref_top_a(logits[r], v))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_tfs_matches_reference(seed: int) -> None:
-    rng = random.Random(seed)
-    values = mixed(rng, lambda: rng.choice([0.0, 0.5, 0.9, 0.95, 0.99]), 1.0)
-    logits = random_logits(seed)
-    out = pipeline([SamplingParams(tfs=v) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
-    check_rows(out, logits, values, 1.0, lambda r, v: ref_tfs(logits[r], v))
+    if flatten:
+        logits = logits / rng.choice([1.0, 3.0])
+    out = pipeline([SamplingParams(**{field: v}) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, off, lambda r, v: reference(logits[r], v))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
