@@ -70,11 +70,20 @@ def _token_hashes(vocab_size: int, device: torch.device) -> torch.Tensor:
     return _TOKEN_HASHES[key]
 
 
+def bits_to_uniform(bits: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes (any integer dtype) -> float32 uniforms strictly inside (0, 1), from the top 23 bits.
+
+    With k < 2**23, k + 0.5 needs 24 significant bits, which a float32 holds exactly, so u = (k + 0.5) / 2**23
+    lies in [2**-24, 1 - 2**-24] with no rounding for any bit pattern: never 0, never 1, so the Gumbel noise
+    -log(-log u) is always finite. (With 24 bits, 2**24 - 0.5 rounds up to 2**24: u = 1 and +inf noise, which
+    made that token win whatever its probability; tests check all 2**24 patterns.)
+    """
+    return (((bits >> 9) & 0x7FFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
+
+
 def uniform_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Uniform numbers in (0, 1), [B, V] float32, one per (row key, token id). keys: [B] int32."""
-    bits = hash32_int32(keys[:, None] ^ _token_hashes(vocab_size, keys.device)[None, :])  # [B, V]
-    # 24 bits fit a float32 exactly; the half offset keeps u strictly inside (0, 1), so the logs stay finite
-    return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    return bits_to_uniform(hash32_int32(keys[:, None] ^ _token_hashes(vocab_size, keys.device)[None, :]))  # [B, V]
 
 
 def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -99,10 +108,15 @@ def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) 
     """Next token per row. scores: [B, V] final (processed) logits; greedy: [B] bool; keys: [B] -> [B] long.
 
     Sampled rows take argmax(scores + Gumbel): the softmax of the scores is the distribution sampled from
-    (temperature is already inside the scores as a processor).
+    (temperature is already inside the scores as a processor). A token whose score is -inf (or NaN) is never
+    chosen, by either path, whatever the noise; a row with nothing left is the caller's to handle.
     """
-    chosen = scores.argmax(dim=-1)
+    removed = ~(scores > float("-inf"))  # [B, V] removed tokens (-inf), and NaN should a processor ever emit one
+    chosen = scores.masked_fill(removed, float("-inf")).argmax(dim=-1)
     if bool(greedy.all()):
         return chosen
-    sampled = (scores + gumbel_noise(keys, scores.shape[1])).argmax(dim=-1)
+    # 1. perturb every score with the row's Gumbel noise (finite for every bit pattern)
+    perturbed = scores + gumbel_noise(keys, scores.shape[1])  # [B, V]
+    # 2. a removed token stays removed whatever its noise: mask after adding, so no NaN or +inf can reach argmax
+    sampled = perturbed.masked_fill_(removed, float("-inf")).argmax(dim=-1)
     return torch.where(greedy, chosen, sampled)
