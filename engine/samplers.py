@@ -121,7 +121,7 @@ def xtc(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tens
     """
     act = row_uniform(row_keys(rows.seed, rows.sample_index, state.step), XTC_STREAM) < rows.xtc_probability  # [B]
     probs = scores.softmax(dim=-1)
-    above = probs >= rows.xtc_threshold  # [B, V]
+    above = (probs >= rows.xtc_threshold) & (scores > NEG_INF)  # [B, V]; a removed token is no candidate (threshold 0)
     least = torch.where(above, probs, math.inf).argmin(dim=-1, keepdim=True)  # [B, 1]
     remove = above & (act & (above.sum(-1) >= 2))[:, None]
     remove.scatter_(1, least, False)

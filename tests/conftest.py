@@ -1,6 +1,15 @@
 """Shared fixtures. Loading the bundled model is the slow part, so it is loaded once per session."""
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# Property-based tests: "ci" (default) keeps the whole suite's hypothesis time around a minute; "thorough" is
+# for long local runs: HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py
+settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from engine.models import LoadedModel, load_model, tiny_random_model
 

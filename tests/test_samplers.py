@@ -119,7 +119,7 @@ def ref_xtc(row: torch.Tensor, threshold: float, acts: bool) -> torch.Tensor:
     """XTC (text-generation-webui / llama.cpp): when it acts and >= 2 tokens reach the threshold, remove them all
     but the least likely (lowest id among equals)."""
     probs = row.softmax(-1).tolist()
-    above = [i for i, p in enumerate(probs) if p >= threshold]
+    above = [i for i, p in enumerate(probs) if p >= threshold and row[i] > float("-inf")]  # candidates only
     out = row.clone()
     if acts and len(above) >= 2:
         keep = min(above, key=lambda i: (probs[i], i))
@@ -317,6 +317,19 @@ def test_default_breakers_tokenize_like_text_generation_webui(tiny) -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # XTC's random decision
+
+
+def test_xtc_with_threshold_zero_keeps_one_candidate_when_tokens_were_already_removed() -> None:
+    """Found by the property tests: at threshold 0 a removed token (p = 0) counted as reaching the threshold and,
+    being the least likely, was the one kept: every token was gone."""
+    logits = synthetic_logits(0)
+    logits[:, V // 2:] = float("-inf")  # half the vocabulary removed by an earlier stage
+    params = [SamplingParams(xtc_probability=1.0, xtc_threshold=0.0, seed=s) for s in range(B)]
+    out = pipeline(params, logits, state_of(synthetic_tokens(0, PROMPT_LEN + 1, 50)))
+    kept = torch.isfinite(out)
+    assert kept.sum(-1).tolist() == [1] * B  # only the least likely candidate survives
+    least = torch.where(torch.isfinite(logits), logits.softmax(-1), math.inf).argmin(-1)  # lowest id among equals
+    assert torch.equal(kept.float().argmax(-1), least)
 
 
 def xtc_removed_top(seeds: list[int], steps: int, probability: float, sample: int = 0) -> torch.Tensor:

@@ -1,0 +1,217 @@
+"""Property-based tests: random settings of every knob, random processor orders, random logits.
+
+Profiles (tests/conftest.py): "ci" (the default, a few hundred examples in all, under a minute) and "thorough"
+(HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py) for long local runs.
+
+What must hold for every setting hypothesis finds:
+- the pipeline never changes its input, emits no NaN, and never brings back a token an earlier stage removed;
+- a processor whose knob is at its off value is an exact no-op (that stage returns its input, bit for bit);
+- the chosen token survived every stage (finite final score, probability > 0 in the trace);
+- bad_words never appear in an output; top_k = 1 equals greedy; no NaN or inf in logprobs or metrics;
+- the exact replay of a (row, step) equals what the batch chose, and a row alone equals the row in the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine.generate import Engine
+from engine.metrics import sample_metrics
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, word_variants
+from engine.processors import apply_pipeline
+from engine.rowstate import DecodeState
+from engine.sampling import choose_next, row_keys
+from engine.sweep import run_sweep
+from engine.sweepspec import SweepSpec
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
+WORDS = ("the", "a", "and", "Paris", "once", "very", "of", "to", "is")
+PROMPTS = ("Once upon a time", "The capital of France is", "Explain how rain forms.")
+# knobs the strategy varies (each either at its off value or anywhere in its documented range)
+PIPELINE_KNOBS = (
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "repetition_penalty",
+    "presence_penalty", "frequency_penalty", "no_repeat_ngram_size", "dry_multiplier", "dry_base",
+    "dry_allowed_length", "xtc_threshold", "xtc_probability", "mirostat_tau", "mirostat_eta", "dynatemp_low",
+    "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "min_new_tokens",
+)
+
+
+def is_off(name: str, p: SamplingParams) -> bool:
+    """Whether processor `name` must leave row p's scores alone (written from the docs, not the engine)."""
+    sampling_only = {
+        "temperature": p.temperature == 1.0, "dynatemp": p.dynatemp_low == p.dynatemp_high == 1.0,
+        "top_k": p.top_k == 0, "top_p": p.top_p == 1.0, "min_p": p.min_p == 0.0, "typical_p": p.typical_p == 1.0,
+        "top_n_sigma": p.top_n_sigma == 0.0, "top_a": p.top_a == 0.0, "tfs": p.tfs == 1.0,
+        "epsilon_cutoff": p.epsilon_cutoff == 0.0, "eta_cutoff": p.eta_cutoff == 0.0,
+        "xtc": p.xtc_probability == 0.0, "mirostat": p.mirostat == 0,
+    }
+    if name in sampling_only:
+        return p.greedy or sampling_only[name]
+    return {
+        "sequence_bias": not p.sequence_bias and not p.logit_bias, "diversity_penalty": p.diversity_penalty == 0,
+        "repetition_penalty": p.repetition_penalty == 1.0, "presence_penalty": p.presence_penalty == 0.0,
+        "frequency_penalty": p.frequency_penalty == 0.0, "dry": p.dry_multiplier == 0.0,
+        "no_repeat_ngram": p.no_repeat_ngram_size == 0, "bad_words": not p.bad_words,
+        "min_new_tokens": p.min_new_tokens == 0,
+    }[name]
+
+
+def knob_value(name: str) -> st.SearchStrategy:
+    """The knob's off value half the time, else any value of its documented range (edges included)."""
+    kind, allowed = NUMERIC_FIELDS[name]
+    if kind is int:
+        high = int(min(allowed.high, 2**63 - 1))
+        values = st.integers(int(allowed.low) + allowed.low_open, high - allowed.high_open)
+        if name == "min_new_tokens":
+            values = st.integers(0, 12)
+    else:
+        values = st.floats(allowed.low, allowed.high, exclude_min=allowed.low_open,
+                           exclude_max=allowed.high_open or math.isinf(allowed.high), allow_nan=False)
+    return st.one_of(st.just(DEFAULTS[name]), values)
+
+
+@st.composite
+def sampling_params(draw, beams: bool = False) -> SamplingParams:
+    """Any valid configuration of every knob and a random processor order (invalid combinations rejected)."""
+    values = {name: draw(knob_value(name)) for name in PIPELINE_KNOBS}
+    values.update(
+        do_sample=draw(st.booleans()) if not beams else draw(st.sampled_from([False, False, True])),
+        mirostat=draw(st.sampled_from([0, 0, 2])),
+        bad_words=draw(st.lists(st.sampled_from(WORDS), max_size=3, unique=True)),
+        sequence_bias=draw(st.lists(st.tuples(st.sampled_from(WORDS), st.one_of(
+            st.floats(-20, 20, allow_nan=False), st.just(float("-inf")))), max_size=2, unique_by=lambda t: t[0])),
+        logit_bias=draw(st.lists(st.tuples(st.integers(0, 49_151), st.floats(-100, 100, allow_nan=False)),
+                                 max_size=2, unique_by=lambda t: t[0])),
+        order=draw(st.permutations(DEFAULT_ORDER)),
+        seed=draw(st.integers(0, 2**63 - 1)),
+        max_new_tokens=draw(st.integers(1, 8)),
+    )
+    if beams:
+        num_beams = draw(st.integers(2, 4))
+        values.update(num_beams=num_beams, num_return_sequences=draw(st.integers(1, num_beams)),
+                      length_penalty=draw(st.floats(-2, 2)), early_stopping=draw(st.sampled_from([False, True, "never"])))
+        for name in ("dry_multiplier", "xtc_probability", "mirostat", "dynatemp_low", "dynatemp_high",
+                     "top_n_sigma", "top_a", "tfs", "presence_penalty", "frequency_penalty"):
+            values[name] = DEFAULTS[name]  # community samplers are sampling-loop processors only
+    try:
+        return SamplingParams(**values)
+    except ParamError:
+        from hypothesis import reject
+        reject()
+
+
+@st.composite
+def logits_rows(draw, rows: int, vocab: int) -> torch.Tensor:
+    """[rows, V] logits with the shapes processors find awkward: peaked, flat, ties, removed tokens."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, vocab, generator=g) * draw(st.sampled_from([0.5, 3.0, 30.0]))
+    if draw(st.booleans()):
+        logits[0, : draw(st.integers(1, 50))] = logits[0].max()  # ties at the top
+    if draw(st.booleans()):
+        logits[-1, torch.randperm(vocab, generator=g)[: vocab // 2]] = float("-inf")  # removed already
+    return logits
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline on random logits (tiny model's tokenizer for the text knobs)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny) -> Engine:
+    return Engine(tiny)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(params=st.lists(sampling_params(), min_size=1, max_size=4), data=st.data())
+def test_every_stage_keeps_its_promises(tiny_engine: Engine, params: list[SamplingParams], data) -> None:
+    vocab = tiny_engine.loaded.vocab_size
+    rows = len(params)
+    logits = data.draw(logits_rows(rows, vocab), label="logits")
+    history = data.draw(st.lists(st.integers(0, 300), min_size=4, max_size=30), label="history")
+    tokens = torch.tensor([history] * rows)  # a small alphabet, so that repeats and n-grams occur
+    prompt_len = data.draw(st.integers(1, len(history)), label="prompt length")
+    state = DecodeState.start(tokens[:, :prompt_len], vocab, tokens[:, prompt_len:])
+    row_params = tiny_engine.row_params(params, list(range(rows)))
+    stages: list[torch.Tensor] = [logits]
+    before = logits.clone()
+    final = apply_pipeline(logits, state, row_params, on_stage=lambda _s, scores, _c: stages.append(scores))
+    assert torch.equal(logits, before), "the pipeline changed its input in place"
+    for s, scores in enumerate(stages[1:], start=1):
+        assert not bool(scores.isnan().any()), f"NaN after stage {s}"
+        for r, p in enumerate(params):
+            name = p.order[s - 1]
+            removed_before = torch.isinf(stages[s - 1][r]) & (stages[s - 1][r] < 0)
+            assert bool((scores[r][removed_before] == float("-inf")).all()), f"{name} brought back a removed token"
+            if is_off(name, p):
+                assert torch.equal(scores[r], stages[s - 1][r]), f"{name} is off for row {r} but changed it"
+    keys = row_keys(torch.tensor([p.seed for p in params]), torch.arange(rows), state.step)
+    greedy = torch.tensor([p.greedy for p in params])
+    chosen = choose_next(final, greedy, keys)
+    for r in range(rows):
+        if bool((final[r] > float("-inf")).any()):  # (a row with nothing left falls back to raw logits)
+            assert all(math.isfinite(float(stage[r, chosen[r]])) or float(stage[r, chosen[r]]) == math.inf
+                       for stage in stages), "the chosen token did not survive every stage"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Whole generations on the tiny model
+
+
+def banned_in(token_ids: list[int], sequences: list[list[int]]) -> bool:
+    return any(token_ids[i:i + len(s)] == s for s in sequences for i in range(len(token_ids) - len(s) + 1))
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(params=st.lists(sampling_params(), min_size=1, max_size=3), prompt=st.sampled_from(PROMPTS), data=st.data())
+def test_generations_keep_their_promises(tiny_engine: Engine, params: list[SamplingParams], prompt: str, data) -> None:
+    engine, tok = tiny_engine, tiny_engine.loaded.tokenizer
+    # top_k = 1 with every other sampling-only knob off must equal greedy with the same other settings, in
+    # transformers' order (all penalties before the samplers: a bias applied after top_k could move the argmax)
+    sampling_off = {name: DEFAULTS[name] for name in ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+                                                      "xtc_probability", "mirostat", "dynatemp_low", "dynatemp_high",
+                                                      "top_n_sigma", "top_a", "tfs")}
+    top1 = params[0].replace(**sampling_off, do_sample=True, temperature=data.draw(st.floats(0.05, 5)), top_k=1,
+                             order=DEFAULT_ORDER)
+    params = [*params, top1, top1.replace(do_sample=False)]
+    prompt_ids = engine.encode(prompt)
+    result = engine.generate(prompt_ids, params, list(range(len(params))), trace_top_n=4)
+    trace = result.trace
+    for r, (p, row) in enumerate(zip(params, result.rows)):
+        n = len(row.token_ids)
+        assert 1 <= n <= p.max_new_tokens
+        assert all(math.isfinite(x) for x in row.raw_logprobs + row.final_logprobs + row.raw_entropies)
+        assert all(v is None or math.isfinite(v) for v in sample_metrics(row.token_ids, row.raw_logprobs,
+                                                                          row.raw_entropies).values())
+        assert bool((trace.chosen_prob[:n, -1, r] > 0).all()), "a chosen token had probability 0 when chosen"
+        banned = [ids for w in p.bad_words for ids in word_variants(tok, w)]
+        assert not banned_in(row.token_ids, banned), f"banned words in {row.text!r}"
+    assert result.rows[-2].token_ids == result.rows[-1].token_ids, "top_k = 1 differs from greedy"
+    # the exact replay of one (row, step) is what the batch saw
+    r = data.draw(st.integers(0, len(params) - 1), label="replay row")
+    step = data.draw(st.integers(0, len(result.rows[r].token_ids) - 1), label="replay step")
+    replay = engine.replay(result, r, step)
+    assert replay.chosen == result.rows[r].token_ids[step] and float(replay.probs[-1][replay.chosen]) > 0
+    if result.rows[r].final_logprobs[step] > -20:
+        assert math.isclose(math.log(float(replay.probs[-1][replay.chosen])), result.rows[r].final_logprobs[step],
+                            abs_tol=1e-3)
+    # a row alone decodes exactly as it did inside the batch
+    alone = engine.generate(prompt_ids, [params[r]], [r]).rows[0]
+    assert alone.token_ids == result.rows[r].token_ids
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(params=sampling_params(beams=True), prompt=st.sampled_from(PROMPTS))
+def test_beam_searches_keep_their_promises(tiny_engine: Engine, params: SamplingParams, prompt: str) -> None:
+    result = run_sweep(tiny_engine, SweepSpec(prompt=prompt, base=params))
+    banned = [ids for w in params.bad_words for ids in word_variants(tiny_engine.loaded.tokenizer, w)]
+    records = result.records()
+    assert len(records) == params.num_return_sequences
+    for record in records:
+        assert not banned_in(record["token_ids"], banned), record["text"]
+        assert record["beam_score"] is not None and math.isfinite(record["beam_score"])
+        assert all(math.isfinite(x) for x in record["logprobs"])
