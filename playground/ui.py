@@ -40,6 +40,23 @@ element.addEventListener('click', (event) => {
 });
 """
 SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+# Gradio's Slider clamps a typed number into its drag range when its number box loses focus (temperature -1
+# would become 0, greedy; top_p 2 would become 1), silently. The settings' sliders carry KEEP_TYPED: their box
+# keeps what was typed, so the run's own validation (the engine's ranges) names the field and the value, or uses
+# a value beyond the drag range (temperature 3) as typed. A capture listener on the document runs before the
+# slider's own blur handler and stops the event there (blur does not bubble: nothing else listens for it).
+KEEP_TYPED = "keep-typed"
+KEEP_TYPED_JS = """
+if (!window.__keepTyped) {
+  window.__keepTyped = true;
+  document.addEventListener('blur', (event) => {
+    const box = event.target;
+    if (box instanceof HTMLInputElement && box.type === 'number' && box.closest('.%s')) {
+      event.stopImmediatePropagation();
+    }
+  }, true);
+}
+""" % KEEP_TYPED
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -97,7 +114,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
                                     info="chat: the model's chat template; raw: the text as is.")
                     samples = gr.Slider(1, 16, value=defaults.samples, step=1, label="samples",
-                                        info="Outputs to generate (per cell in a sweep).", elem_id="samples")
+                                        info="Outputs to generate (per cell in a sweep).", elem_id="samples",
+                                        elem_classes=[KEEP_TYPED])
                 system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
                 widgets: dict[str, gr.components.Component] = {}
                 for group in GROUPS:
@@ -108,6 +126,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
                                         label="order", info=ORDER_INFO, elem_id="order")
                     reset_order = gr.Button("Reset to transformers' order", size="sm")
+                gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
             # ---------------------------------------------------------------- views
             with gr.Column(scale=2):
                 with gr.Tabs(selected="generate") as tabs:
@@ -363,8 +382,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 def _widget(control, value: Any) -> gr.components.Component:
     label, elem_id = control.field, f"param-{control.field}"
     if control.kind == "slider":
+        # the drag range is a convenient span; what is allowed is the engine's range (checked when run)
         return gr.Slider(control.minimum, control.maximum, value=value, step=control.step, label=label,
-                         info=control.info, elem_id=elem_id)
+                         info=control.info, elem_id=elem_id, elem_classes=[KEEP_TYPED])
     if control.kind == "number":
         return gr.Number(value, label=label, info=control.info, precision=0, minimum=control.minimum,
                          maximum=control.maximum, elem_id=elem_id)
