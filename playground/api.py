@@ -20,6 +20,7 @@ from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
 from . import views
+from .errors import user_error
 from .runs import Run, RunStore
 
 MAX_API_SAMPLES = 64
@@ -43,7 +44,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
             spec = SweepSpec(prompt, from_dict(params or {}), (), samples, check_flag("raw", raw), system_prompt or None)
             run = _finish(views.stream_run(engine, store, spec, "generate"))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
         return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
                           "samples": [_sample(run, i) for i in range(run.row_count)]})
 
@@ -62,7 +63,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
                              system_prompt or None)
             run = _finish(views.stream_run(engine, store, spec, "sweep"))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
         assert run.sweep is not None
         records = run.sweep.dataframe()
         return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
@@ -80,7 +81,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
             run = store.get(run_id)
             return views.distribution_json(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
 
     gr.api(generate, api_name="generate")
     gr.api(sweep, api_name="sweep")

@@ -25,6 +25,8 @@ from engine.models import TokenPieces
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 
+from .errors import log_bad_input
+
 MAX_N = 128
 DEFAULT_MAX_TOKENS = 256
 MAX_TOP_LOGPROBS = 20
@@ -308,6 +310,7 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 field_name = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if chat else "prompt"}
                 raise RequestError(str(exc), field_name.get(exc.field, exc.field), 413 if over_budget else 400) from None
         except RequestError as exc:
+            log_bad_input(str(exc))
             return error_response(str(exc), exc.param, exc.status)
         headers = {"X-Ignored-Fields": ", ".join(parsed.ignored)} if parsed.ignored else {}
         if parsed.stream:

@@ -24,6 +24,7 @@ from .api import register_api
 from .config import PlaygroundConfig
 from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, params_from_values, values_from_params,
                        widget_value)
+from .errors import log_bad_input, user_error
 from .exports import generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .render import CSS, progress_html
@@ -60,17 +61,15 @@ if (!window.__keepTyped) {
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback."""
-    def as_gr_error(exc: Exception) -> gr.Error:
-        return gr.Error(html.escape(str(exc)), title="Invalid setting")  # toasts render HTML: the value is text
-
+    """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback, in the
+    page or in the server log (one line there)."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any):
             try:
                 yield from fn(*args, **kwargs)
             except ParamError as exc:
-                raise as_gr_error(exc) from None
+                raise user_error(exc) from None
         return stream
 
     @functools.wraps(fn)
@@ -78,7 +77,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ParamError as exc:
-            raise as_gr_error(exc) from None
+            raise user_error(exc) from None
     return call
 
 
@@ -368,6 +367,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                 if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
                     config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
             except ParamError as exc:
+                log_bad_input(f"link: {exc}")
                 gr.Warning(html.escape(f"This link has a bad setting, so the defaults are shown. {exc}"))
                 return [gr.skip()] * (len(settings) + 2)
             return ["*Settings restored from the link.*", *apply(config)]

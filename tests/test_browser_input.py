@@ -16,7 +16,7 @@ def error_toast(page: Page, field: str):
     return page.locator('[data-testid="toast-body"].error').filter(has_text=field)
 
 
-def test_typed_values_outside_the_range_are_refused_naming_the_field(page, app_url):
+def test_typed_values_outside_the_range_are_refused_naming_the_field(page, app_url, capfd):
     open_app(page, app_url, "?max_new_tokens=4&samples=1")
     for field, typed, allowed in (("temperature", "-1", "[0, 100]"), ("top_p", "2", "(0, 1]")):
         set_number(page, f"param-{field}", typed)
@@ -38,6 +38,7 @@ def test_typed_values_outside_the_range_are_refused_naming_the_field(page, app_u
     assert page.locator("#tokens .dp-tok").count() == 0
     expect(page.locator("#generate-status")).not_to_contain_text("tokens/s")
     expect(page.locator("body")).not_to_contain_text("Traceback")
+    assert "Traceback" not in capfd.readouterr().err  # the server log: one line per bad input, no traceback
 
 
 def test_typed_values_beyond_the_drag_range_are_used_as_typed(page, app_url):
