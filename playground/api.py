@@ -15,7 +15,7 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import ParamError, check_flag, check_whole, from_dict
+from engine.params import ParamError, SamplingParams, check_flag, check_whole, from_dict
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
@@ -41,7 +41,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, from_dict(params or {}), (), samples, check_flag("raw", raw), system_prompt or None)
+            spec = SweepSpec(prompt, _params(params), (), samples, check_flag("raw", raw), _system(system_prompt))
             run = _finish(views.stream_run(engine, store, spec, "generate"))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
@@ -59,8 +59,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, from_dict(params or {}), _axes(axes), samples, check_flag("raw", raw),
-                             system_prompt or None)
+            spec = SweepSpec(prompt, _params(params), _axes(axes), samples, check_flag("raw", raw),
+                             _system(system_prompt))
             run = _finish(views.stream_run(engine, store, spec, "sweep"))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
@@ -105,6 +105,17 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
             "metrics": sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)}
 
 
+def _params(params: Any) -> SamplingParams:
+    """The parameters object (None: the defaults); anything else that is not an object is refused by from_dict."""
+    return from_dict({} if params is None else params)
+
+
+def _system(text: Any) -> str | None:
+    if text is not None and not isinstance(text, str):
+        raise ParamError("system_prompt", "text", text)
+    return text or None
+
+
 def _axes(axes: Any) -> tuple[Axis, ...]:
     if axes is None:
         return ()
@@ -112,8 +123,8 @@ def _axes(axes: Any) -> tuple[Axis, ...]:
         raise ParamError("axes", 'a list of {"name": ..., "values": [...]}', axes)
     out = []
     for axis in axes:
-        if not isinstance(axis, dict) or not isinstance(axis.get("name"), str) or "values" not in axis:
-            raise ParamError("axes", 'a list of {"name": ..., "values": [...]}', axis)
+        if (not isinstance(axis, dict) or set(axis) != {"name", "values"} or not isinstance(axis["name"], str)):
+            raise ParamError("axes", 'a list of {"name": ..., "values": [...]} (no other keys)', axis)
         values = axis["values"]
         if isinstance(values, str):
             values = parse_axis_values(axis["name"], values)
