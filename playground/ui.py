@@ -16,7 +16,7 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.models import BUNDLED_NAME
-from engine.params import DEFAULT_ORDER, FIELD_NAMES, ParamError
+from engine.params import DEFAULT_ORDER, FIELD_NAMES, NUMERIC_FIELDS, ParamError
 from engine.sweepspec import MAX_AXES
 
 from . import views
@@ -40,6 +40,7 @@ element.addEventListener('click', (event) => {
   if (token) trigger('click', {sample: Number(token.dataset.sample), step: Number(token.dataset.step)});
 });
 """
+MAX_PAGE_INT = 2**53 - 1  # the largest whole number a browser's numbers hold exactly
 SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
 # Gradio's Slider clamps a typed number into its drag range when its number box loses focus (temperature -1
 # would become 0, greedy; top_p 2 would become 1), silently. The settings' sliders carry KEEP_TYPED: their box
@@ -344,6 +345,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             None, share_link, share_link, js=SHARE_URL_JS)
 
         def apply(config: PlaygroundConfig) -> list[Any]:
+            _check_page_numbers(config)
             return [*values_from_config(config), gr.Tabs(selected=config.view if config.view in VIEWS else "generate")]
 
         @user_errors
@@ -366,11 +368,12 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                 config = PlaygroundConfig.from_query(query)
                 if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
                     config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
+                shown = apply(config)
             except ParamError as exc:
                 log_bad_input(f"link: {exc}")
                 gr.Warning(html.escape(f"This link has a bad setting, so the defaults are shown. {exc}"))
                 return [gr.skip()] * (len(settings) + 2)
-            return ["*Settings restored from the link.*", *apply(config)]
+            return ["*Settings restored from the link.*", *shown]
 
         demo.load(restore_from_link, None, [preset_info, *settings, tabs], api_visibility="private")
         reset_order.click(lambda: list(DEFAULT_ORDER), None, order, api_visibility="private")
@@ -402,6 +405,16 @@ def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:
     """The Distributions view's output and step sliders for a new run (back to output 0, step 0)."""
     last_step = len(run.generation.rows[0].token_ids) - 1
     return gr.Slider(maximum=max(run.row_count - 1, 1), value=0), gr.Slider(maximum=max(last_step, 1), value=0)
+
+
+def _check_page_numbers(config: PlaygroundConfig) -> None:
+    """Whole numbers the page can hold: a browser's numbers are doubles, so a seed (or top_k) from a link or a
+    preset above 2**53 - 1 would come back from the page as another number. Refused, naming the field."""
+    for name, (kind, _) in NUMERIC_FIELDS.items():
+        value = getattr(config.params, name)
+        if kind is int and abs(value) > MAX_PAGE_INT:
+            raise ParamError(name, f"at most {MAX_PAGE_INT} in the page (a browser holds no larger whole number "
+                                   f"exactly; the API and the command line take it)", value)
 
 
 def _whole(field: str, value: Any) -> int:

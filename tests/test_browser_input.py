@@ -42,7 +42,7 @@ def test_typed_values_outside_the_range_are_refused_naming_the_field(page, app_u
 
 
 def test_typed_values_beyond_the_drag_range_are_used_as_typed(page, app_url):
-    open_app(page, app_url, "?max_new_tokens=4&samples=1")
+    open_app(page, app_url, "?max_new_tokens=4&samples=1&top_k=900")  # from a link too (top_k drags to 200)
     set_number(page, "param-temperature", "3")  # the slider drags to 2.5; the engine allows up to 100
     page.get_by_text("Length and stopping", exact=True).click()
     set_number(page, "param-max_new_tokens", "600")  # the slider drags to 512
@@ -52,3 +52,13 @@ def test_typed_values_beyond_the_drag_range_are_used_as_typed(page, app_url):
     link = page.locator("#share-link textarea, #share-link input").first
     expect(link).to_have_value(re.compile(r"[?&]temperature=3(\.0)?(&|$)"), timeout=30_000)
     expect(link).to_have_value(re.compile(r"[?&]max_new_tokens=600(&|$)"))
+    expect(link).to_have_value(re.compile(r"[?&]top_k=900(&|$)"))
+
+
+def test_a_link_seed_the_browser_cannot_hold_is_refused_naming_it(page, app_url):
+    # 2**53 + 1: a browser's numbers are doubles, so the page would send back 2**53, another seed
+    page.goto(app_url + "?max_new_tokens=4&seed=9007199254740993")
+    toast = page.locator('[data-testid="toast-body"].warning')
+    expect(toast).to_be_visible(timeout=60_000)
+    expect(toast).to_contain_text("seed: must be at most 9007199254740991 in the page")
+    expect(toast).to_contain_text("got 9007199254740993")
