@@ -35,7 +35,9 @@ values:
                      --axis order=temperature>min_p,min_p>temperature
                      --axis 'stop=["\\n"],["."]'   (one JSON list per value)
                      At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
-  --max-new-tokens / --seed override the same names given with --set.
+  --max-new-tokens / --seed are short for --set max_new_tokens= / --set seed=.
+  Values are never clamped or rounded: one outside its field's range (temperature=-1, top_p=2, top_k=2.7),
+  a name given twice with different values, or an unknown name is refused with `error: FIELD: ...` and exit 2.
 
 fields: """ + ", ".join(FIELD_NAMES) + """
 
@@ -70,11 +72,16 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     base: dict[str, Any] = {}
     for item in args.set or []:
         name, value = split_assignment(item, "--set", "temperature=0.7")
-        base[name] = parse_value(name, value)
-    if args.max_new_tokens is not None:
-        base["max_new_tokens"] = args.max_new_tokens
-    if args.seed is not None:
-        base["seed"] = args.seed
+        given = parse_value(name, value)
+        if name in base and base[name] != given:  # neither value silently wins
+            raise ParamError(f"--set {name}", "given once (or twice with the same value)", [base[name], given])
+        base[name] = given
+    for flag, name, given in (("--max-new-tokens", "max_new_tokens", args.max_new_tokens),
+                              ("--seed", "seed", args.seed)):
+        if given is not None:
+            if name in base and base[name] != given:
+                raise ParamError(flag, f"the same as --set {name} when both are given", [base[name], given])
+            base[name] = given
     axes = []
     for item in args.axis or []:
         name, values = split_assignment(item, "--axis", "temperature=0.3,1.0")

@@ -15,11 +15,12 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import ParamError, check_flag, check_whole, from_dict
+from engine.params import ParamError, SamplingParams, check_flag, check_whole, from_dict
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
 from . import views
+from .errors import user_error
 from .runs import Run, RunStore
 
 MAX_API_SAMPLES = 64
@@ -40,10 +41,10 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, from_dict(params or {}), (), samples, check_flag("raw", raw), system_prompt or None)
+            spec = SweepSpec(prompt, _params(params), (), samples, check_flag("raw", raw), _system(system_prompt))
             run = _finish(views.stream_run(engine, store, spec, "generate"))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
         return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
                           "samples": [_sample(run, i) for i in range(run.row_count)]})
 
@@ -58,11 +59,11 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, from_dict(params or {}), _axes(axes), samples, check_flag("raw", raw),
-                             system_prompt or None)
+            spec = SweepSpec(prompt, _params(params), _axes(axes), samples, check_flag("raw", raw),
+                             _system(system_prompt))
             run = _finish(views.stream_run(engine, store, spec, "sweep"))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
         assert run.sweep is not None
         records = run.sweep.dataframe()
         return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
@@ -80,7 +81,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
             run = store.get(run_id)
             return views.distribution_json(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n))
         except ParamError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(exc, as_html=False) from None
 
     gr.api(generate, api_name="generate")
     gr.api(sweep, api_name="sweep")
@@ -104,6 +105,17 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
             "metrics": sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)}
 
 
+def _params(params: Any) -> SamplingParams:
+    """The parameters object (None: the defaults); anything else that is not an object is refused by from_dict."""
+    return from_dict({} if params is None else params)
+
+
+def _system(text: Any) -> str | None:
+    if text is not None and not isinstance(text, str):
+        raise ParamError("system_prompt", "text", text)
+    return text or None
+
+
 def _axes(axes: Any) -> tuple[Axis, ...]:
     if axes is None:
         return ()
@@ -111,8 +123,8 @@ def _axes(axes: Any) -> tuple[Axis, ...]:
         raise ParamError("axes", 'a list of {"name": ..., "values": [...]}', axes)
     out = []
     for axis in axes:
-        if not isinstance(axis, dict) or not isinstance(axis.get("name"), str) or "values" not in axis:
-            raise ParamError("axes", 'a list of {"name": ..., "values": [...]}', axis)
+        if (not isinstance(axis, dict) or set(axis) != {"name", "values"} or not isinstance(axis["name"], str)):
+            raise ParamError("axes", 'a list of {"name": ..., "values": [...]} (no other keys)', axis)
         values = axis["values"]
         if isinstance(values, str):
             values = parse_axis_values(axis["name"], values)

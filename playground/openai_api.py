@@ -25,16 +25,20 @@ from engine.models import TokenPieces
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 
+from .errors import log_bad_input
+
 MAX_N = 128
 DEFAULT_MAX_TOKENS = 256
 MAX_TOP_LOGPROBS = 20
 MAX_LEGACY_LOGPROBS = 5
 # OpenAI fields we read; everything else that is not an engine knob is ignored and reported.
 CHAT_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "stop",
-               "logprobs", "top_logprobs", "user", "min_tokens"}
+               "logprobs", "top_logprobs", "user", "min_tokens", "max_new_tokens", "min_new_tokens"}
 COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "n", "stream", "stream_options", "stop", "logprobs", "echo",
-                     "user", "min_tokens"}
-ENGINE_FIELDS = set(FIELD_NAMES) - {"max_new_tokens", "stop"}  # temperature, top_p, seed, penalties, top_k, ...
+                     "user", "min_tokens", "max_new_tokens", "min_new_tokens"}
+# temperature, top_p, seed, penalties, top_k, ...; the lengths have OpenAI names too (read by _one_of)
+ENGINE_FIELDS = set(FIELD_NAMES) - {"max_new_tokens", "min_new_tokens", "stop"}
+STREAM_OPTIONS = {"include_usage", "include_obfuscation"}  # OpenAI's; obfuscation pads nothing here
 WAIT_SECONDS = 0.5  # how often a waiting stream looks at the client connection
 
 
@@ -71,8 +75,8 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     ignored = sorted(k for k in body if k not in known and k not in ENGINE_FIELDS)
     prompt_ids = _chat_prompt(body, engine) if chat else _completion_prompt(body, engine)
 
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) if chat else body.get("max_tokens")
-    max_name = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
+    max_names = ("max_tokens", "max_completion_tokens", "max_new_tokens") if chat else ("max_tokens", "max_new_tokens")
+    max_name, max_tokens = _one_of(body, max_names)
     if max_tokens is None:
         max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.loaded.context_length - len(prompt_ids)))
     _whole(max_name, max_tokens, 1)
@@ -84,20 +88,23 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     n = body.get("n", 1)
     _whole("n", n, 1, MAX_N)
     stream = _flag(body, "stream")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    options = {} if options is None else options
     if not isinstance(options, dict):
-        raise RequestError("stream_options: must be an object", "stream_options")
-    include_usage = bool(options.get("include_usage", False))
+        raise RequestError(f"stream_options: must be an object, got {options!r}", "stream_options")
+    include_usage = _flag(options, "include_usage", "stream_options.include_usage")
+    ignored += sorted(f"stream_options.{k}" for k in options if k not in STREAM_OPTIONS)
 
     top_logprobs: int | None = None
     if chat:
         if _flag(body, "logprobs"):
-            top_logprobs = body.get("top_logprobs", 0) or 0
+            top_logprobs = body.get("top_logprobs")
+            top_logprobs = 0 if top_logprobs is None else top_logprobs
             _whole("top_logprobs", top_logprobs, 0, MAX_TOP_LOGPROBS)
         elif body.get("top_logprobs") is not None:
             raise RequestError("top_logprobs: needs logprobs: true", "top_logprobs")
     else:
-        if body.get("echo"):
+        if _flag(body, "echo"):
             raise RequestError("echo: is not supported (must be false)", "echo")
         if body.get("logprobs") is not None:
             top_logprobs = body["logprobs"]
@@ -109,8 +116,9 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
         raise RequestError(f"temperature: must be a number in [0, 2] (as in OpenAI's API), got {temperature!r}",
                            "temperature")
     knobs["max_new_tokens"] = max_tokens
-    if body.get("min_tokens") is not None:
-        knobs.setdefault("min_new_tokens", body["min_tokens"])
+    min_name, min_tokens = _one_of(body, ("min_tokens", "min_new_tokens"))
+    if min_tokens is not None:
+        knobs["min_new_tokens"] = min_tokens
     stop = body.get("stop")
     if stop is not None:
         if isinstance(stop, str):
@@ -122,9 +130,10 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
         knobs["seed"] = secrets.randbits(31)
     try:
         params = from_dict(knobs)
-    except ParamError as exc:
-        field_name = max_name if exc.field == "max_new_tokens" else exc.field
-        raise RequestError(str(exc).replace("max_new_tokens", max_name), field_name) from None
+    except ParamError as exc:  # say the length fields by the names the request used
+        names = {"max_new_tokens": max_name, "min_new_tokens": min_name}
+        message = str(exc).replace("min_new_tokens", min_name).replace("max_new_tokens", max_name)
+        raise RequestError(message, names.get(exc.field, exc.field)) from None
     if params.num_beams > 1:
         raise RequestError(f"num_beams: must be 1 on this endpoint (beam search runs in the page and in /sweep), "
                            f"got {params.num_beams}", "num_beams")
@@ -169,13 +178,24 @@ def _whole(name: str, value: Any, low: int, high: int | None = None) -> None:
         raise RequestError(f"{name}: must be a whole number {span}, got {value!r}", name)
 
 
-def _flag(body: dict, name: str) -> bool:
+def _flag(body: dict, name: str, shown: str | None = None) -> bool:
     value = body.get(name, False)
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise RequestError(f"{name}: must be true or false, got {value!r}", name)
+        raise RequestError(f"{shown or name}: must be true or false, got {value!r}", shown or name)
     return value
+
+
+def _one_of(body: dict, names: tuple[str, ...]) -> tuple[str, Any]:
+    """(name, value) of a field that has several names (OpenAI's and the engine's): the first one given, or
+    (names[0], None). Two names with different values are refused, not one of them silently preferred."""
+    given = [(name, body[name]) for name in names if body.get(name) is not None]
+    for name, value in given[1:]:
+        if value != given[0][1] or type(value) is not type(given[0][1]):
+            raise RequestError(f"{given[0][0]} and {name}: give one of them (they differ: {given[0][1]!r} vs "
+                               f"{value!r})", name)
+    return given[0] if given else (names[0], None)
 
 
 # -- engine -> response ---------------------------------------------------------------------------------------
@@ -308,6 +328,7 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 field_name = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if chat else "prompt"}
                 raise RequestError(str(exc), field_name.get(exc.field, exc.field), 413 if over_budget else 400) from None
         except RequestError as exc:
+            log_bad_input(str(exc))
             return error_response(str(exc), exc.param, exc.status)
         headers = {"X-Ignored-Fields": ", ".join(parsed.ignored)} if parsed.ignored else {}
         if parsed.stream:

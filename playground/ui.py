@@ -16,7 +16,7 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.models import BUNDLED_NAME
-from engine.params import DEFAULT_ORDER, FIELD_NAMES, ParamError
+from engine.params import DEFAULT_ORDER, FIELD_NAMES, NUMERIC_FIELDS, ParamError
 from engine.sweepspec import MAX_AXES
 
 from . import views
@@ -24,6 +24,7 @@ from .api import register_api
 from .config import PlaygroundConfig
 from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, params_from_values, values_from_params,
                        widget_value)
+from .errors import log_bad_input, user_error
 from .exports import generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .render import CSS, progress_html
@@ -39,21 +40,37 @@ element.addEventListener('click', (event) => {
   if (token) trigger('click', {sample: Number(token.dataset.sample), step: Number(token.dataset.step)});
 });
 """
+MAX_PAGE_INT = 2**53 - 1  # the largest whole number a browser's numbers hold exactly
 SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+# Gradio's Slider clamps a typed number into its drag range when its number box loses focus (temperature -1
+# would become 0, greedy; top_p 2 would become 1), silently. The settings' sliders carry KEEP_TYPED: their box
+# keeps what was typed, so the run's own validation (the engine's ranges) names the field and the value, or uses
+# a value beyond the drag range (temperature 3) as typed. A capture listener on the document runs before the
+# slider's own blur handler and stops the event there (blur does not bubble: nothing else listens for it).
+KEEP_TYPED = "keep-typed"
+KEEP_TYPED_JS = """
+if (!window.__keepTyped) {
+  window.__keepTyped = true;
+  document.addEventListener('blur', (event) => {
+    const box = event.target;
+    if (box instanceof HTMLInputElement && box.type === 'number' && box.closest('.%s')) {
+      event.stopImmediatePropagation();
+    }
+  }, true);
+}
+""" % KEEP_TYPED
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback."""
-    def as_gr_error(exc: Exception) -> gr.Error:
-        return gr.Error(html.escape(str(exc)), title="Invalid setting")  # toasts render HTML: the value is text
-
+    """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback, in the
+    page or in the server log (one line there)."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any):
             try:
                 yield from fn(*args, **kwargs)
             except ParamError as exc:
-                raise as_gr_error(exc) from None
+                raise user_error(exc) from None
         return stream
 
     @functools.wraps(fn)
@@ -61,7 +78,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ParamError as exc:
-            raise as_gr_error(exc) from None
+            raise user_error(exc) from None
     return call
 
 
@@ -97,7 +114,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
                                     info="chat: the model's chat template; raw: the text as is.")
                     samples = gr.Slider(1, 16, value=defaults.samples, step=1, label="samples",
-                                        info="Outputs to generate (per cell in a sweep).", elem_id="samples")
+                                        info="Outputs to generate (per cell in a sweep).", elem_id="samples",
+                                        elem_classes=[KEEP_TYPED])
                 system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
                 widgets: dict[str, gr.components.Component] = {}
                 for group in GROUPS:
@@ -108,6 +126,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
                                         label="order", info=ORDER_INFO, elem_id="order")
                     reset_order = gr.Button("Reset to transformers' order", size="sm")
+                gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
             # ---------------------------------------------------------------- views
             with gr.Column(scale=2):
                 with gr.Tabs(selected="generate") as tabs:
@@ -326,6 +345,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             None, share_link, share_link, js=SHARE_URL_JS)
 
         def apply(config: PlaygroundConfig) -> list[Any]:
+            _check_page_numbers(config)
             return [*values_from_config(config), gr.Tabs(selected=config.view if config.view in VIEWS else "generate")]
 
         @user_errors
@@ -348,10 +368,12 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                 config = PlaygroundConfig.from_query(query)
                 if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
                     config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
+                shown = apply(config)
             except ParamError as exc:
+                log_bad_input(f"link: {exc}")
                 gr.Warning(html.escape(f"This link has a bad setting, so the defaults are shown. {exc}"))
                 return [gr.skip()] * (len(settings) + 2)
-            return ["*Settings restored from the link.*", *apply(config)]
+            return ["*Settings restored from the link.*", *shown]
 
         demo.load(restore_from_link, None, [preset_info, *settings, tabs], api_visibility="private")
         reset_order.click(lambda: list(DEFAULT_ORDER), None, order, api_visibility="private")
@@ -363,8 +385,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 def _widget(control, value: Any) -> gr.components.Component:
     label, elem_id = control.field, f"param-{control.field}"
     if control.kind == "slider":
+        # the drag range is a convenient span; what is allowed is the engine's range (checked when run)
         return gr.Slider(control.minimum, control.maximum, value=value, step=control.step, label=label,
-                         info=control.info, elem_id=elem_id)
+                         info=control.info, elem_id=elem_id, elem_classes=[KEEP_TYPED])
     if control.kind == "number":
         return gr.Number(value, label=label, info=control.info, precision=0, minimum=control.minimum,
                          maximum=control.maximum, elem_id=elem_id)
@@ -382,6 +405,16 @@ def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:
     """The Distributions view's output and step sliders for a new run (back to output 0, step 0)."""
     last_step = len(run.generation.rows[0].token_ids) - 1
     return gr.Slider(maximum=max(run.row_count - 1, 1), value=0), gr.Slider(maximum=max(last_step, 1), value=0)
+
+
+def _check_page_numbers(config: PlaygroundConfig) -> None:
+    """Whole numbers the page can hold: a browser's numbers are doubles, so a seed (or top_k) from a link or a
+    preset above 2**53 - 1 would come back from the page as another number. Refused, naming the field."""
+    for name, (kind, _) in NUMERIC_FIELDS.items():
+        value = getattr(config.params, name)
+        if kind is int and abs(value) > MAX_PAGE_INT:
+            raise ParamError(name, f"at most {MAX_PAGE_INT} in the page (a browser holds no larger whole number "
+                                   f"exactly; the API and the command line take it)", value)
 
 
 def _whole(field: str, value: Any) -> int:

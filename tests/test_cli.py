@@ -115,11 +115,19 @@ def test_raw_prompt_and_table(in_process, tmp_path: Path, capsys: pytest.Capture
     (["--prompt", PROMPT, "--out", "result.txt"], "--out"),
     (["--prompt", PROMPT, "--set", "order=temperature>top_z"], "order"),
     (["--prompt", PROMPT, "--axis", "temperature=0.5,1", "--samples", "3", "--max-rows", "4"], "rows"),
+    # never clamped, rounded or read as another value; a name given twice with two values is refused
+    (["--prompt", PROMPT, "--set", "temperature=-1"], "temperature: must be a number in [0, 100], got -1"),
+    (["--prompt", PROMPT, "--set", "top_k=2.7"], "top_k: must be a whole number"),
+    (["--prompt", PROMPT, "--set", "do_sample=yes"], "do_sample: must be true or false, got 'yes'"),
+    (["--prompt", PROMPT, "--set", "temperature=0.5", "--set", "temperature=0.7"], "--set temperature"),
+    (["--prompt", PROMPT, "--set", "seed=1", "--seed", "2"], "--seed"),
+    (["--prompt", PROMPT, "--max-new-tokens", "0"], "max_new_tokens"),
 ])
 def test_bad_input_exits_2_without_traceback(args: list[str], field: str) -> None:
     proc = cli(*args, timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert proc.stderr.startswith("error: ") and field in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # one line
     assert "Traceback" not in proc.stderr and "loading model" not in proc.stderr  # refused before the load
 
 

@@ -239,11 +239,24 @@ def test_share_link_holds_only_changes() -> None:
     ("prompt=hi&axis=temperature:0.1:0.9:0", "axis temperature", "0.1:0.9:0"),
     ("prompt=hi&axis=temperature:0.5,9000", "temperature", "9000"),
     ("prompt=hi&system_prompt=x", "system_prompt", "x"),
+    # never clamped into range, never read as another value
+    ("prompt=hi&temperature=-1", "temperature", "-1"),
+    ("prompt=hi&top_p=2", "top_p", "2"),
+    ("prompt=hi&samples=17", "samples", "17"),
+    ("prompt=hi&do_sample=1", "do_sample", "1"),
+    ("prompt=hi&raw=True", "raw", "True"),
+    ("prompt=hi&max_new_tokens=", "max_new_tokens", "''"),
 ])
 def test_from_query_errors_name_the_field(query: str, field: str, value: str) -> None:
     with pytest.raises(ParamError) as info:
         PlaygroundConfig.from_query(query)
     assert info.value.field == field and value in str(info.value)
+
+
+def test_link_values_beyond_the_page_sliders_are_kept() -> None:
+    config = PlaygroundConfig.from_query("prompt=hi&temperature=3&max_new_tokens=600&top_k=900&seed=4000000000")
+    params = config.params
+    assert (params.temperature, params.max_new_tokens, params.top_k, params.seed) == (3.0, 600, 900, 4_000_000_000)
 
 
 def test_from_query_rejects_non_text_values() -> None:

@@ -111,11 +111,20 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
         "04_frozen.json": json.dumps({**good, "outputs": ["a frozen sample"]}),
         "05_no_description.json": json.dumps({**good, "description": ""}),
         "06_bad_axis.json": json.dumps({**good, "axes": [{"name": "top_p", "values": "0.5:0.1:0.1"}]}),
+        # never clamped, dropped or read as another value
+        "07_top_p_2.json": json.dumps({**good, "params": {"top_p": 2}}),
+        "08_unknown_param.json": json.dumps({**good, "params": {"temprature": 0.5}}),
+        "09_fractional.json": json.dumps({**good, "samples": 2.5}),
+        "10_raw_text.json": json.dumps({**good, "raw": "true"}),
+        "11_axis_key.json": json.dumps({**good, "axes": [{"name": "top_p", "values": "0.5", "note": "x"}]}),
     }
     expected = {"01_not_json.json": "not valid JSON", "02_list.json": "preset: must be a JSON object",
                 "03_bad_param.json": "temperature: must be", "04_frozen.json": "outputs: must be one of the known",
                 "05_no_description.json": "description: must be a non-empty string",
-                "06_bad_axis.json": "axis top_p: must be"}
+                "06_bad_axis.json": "axis top_p: must be", "07_top_p_2.json": "top_p: must be a number in (0, 1], got 2",
+                "08_unknown_param.json": "temprature: must be one of the known fields",
+                "09_fractional.json": "samples: must be a whole number in [1, 16], got 2.5",
+                "10_raw_text.json": "raw: must be true or false, got 'true'", "11_axis_key.json": "axes: must be"}
     for name, text in cases.items():
         folder = tmp_path / name.removesuffix(".json")
         folder.mkdir()

@@ -1,0 +1,27 @@
+"""Bad input as the person or script sees it (a gr.Error naming the field) and as the server log records it.
+
+A user's mistake is one log line ("bad input: temperature: must be a number in [0, 100], got -1"), never a
+traceback: Gradio prints the traceback of every gr.Error raised from a handler unless told not to, and those
+tracebacks buried the real faults (which still get theirs).
+"""
+from __future__ import annotations
+
+import html
+import logging
+
+import gradio as gr
+
+log = logging.getLogger("playground")
+
+
+def log_bad_input(message: str) -> None:
+    """One line in the server log, whatever the message holds."""
+    log.warning("bad input: %s", " ".join(str(message).split("\n")))
+
+
+def user_error(exc: Exception, title: str = "Invalid setting", as_html: bool = True) -> gr.Error:
+    """The gr.Error for bad input, logged as one line. as_html: the page's toasts render HTML, so the message
+    (which quotes the value given) is escaped there; API clients get it as it is."""
+    message = str(exc)
+    log_bad_input(message)
+    return gr.Error(html.escape(message) if as_html else message, title=title, print_exception=False)
