@@ -11,6 +11,10 @@ settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True)
 settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a long run (tens of seconds or more); the fast lane skips it")
+
 from engine.models import LoadedModel, load_model, tiny_random_model
 
 
