@@ -50,13 +50,17 @@ def _as_int32(x: torch.Tensor) -> torch.Tensor:
 def hash32_int32(x: torch.Tensor) -> torch.Tensor:
     """hash32 on int32 tensors with native wrapping multiplies: the same bits, about 30x faster on [B, V].
 
-    Arithmetic right shifts are masked to behave as logical ones. Tests check it equals `hash32`.
+    Arithmetic right shifts are masked to behave as logical ones. Tests check it equals `hash32`. In place on
+    one copy with one scratch tensor: on [B, V] this is memory-bound, and fresh temporaries per op cost twice.
     """
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * 0x7FEB352D
-    x = x ^ ((x >> 15) & 0x1FFFF)
-    x = x * (0x846CA68B - (1 << 32))
-    return x ^ ((x >> 16) & 0xFFFF)
+    x = x.clone()
+    shifted = torch.empty_like(x)
+    for shift, mask, multiplier in ((16, 0xFFFF, 0x7FEB352D), (15, 0x1FFFF, 0x846CA68B - (1 << 32)), (16, 0xFFFF, 1)):
+        torch.bitwise_right_shift(x, shift, out=shifted)
+        x ^= shifted.bitwise_and_(mask)
+        if multiplier != 1:
+            x *= multiplier
+    return x
 
 
 _TOKEN_HASHES: dict[tuple[int, torch.device], torch.Tensor] = {}

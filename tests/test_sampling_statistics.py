@@ -90,6 +90,7 @@ def test_every_bit_pattern_gives_noise_strictly_inside_0_1() -> None:
     assert float(u.min()) == 2.0**-24 and float(u.max()) == 1.0 - 2.0**-24
 
 
+@pytest.mark.slow
 def test_engine_noise_is_finite_over_millions_of_row_tokens() -> None:
     keys = torch.cat(engine_keys(2000, first_step=0))  # 2,000 rows x the model's vocabulary: ~10^8 values
     for part in keys.split(250):
@@ -118,6 +119,7 @@ def test_a_removed_or_nan_token_is_never_chosen_even_with_the_largest_noise() ->
 # Frequencies at the model's vocabulary size
 
 
+@pytest.mark.slow
 def test_a_near_certain_token_is_drawn_as_often_as_it_should_be() -> None:
     """p = 0.999999 for one token, the rest spread over 49,151: in 6,000 draws another token is expected
     0.006 times; a noise fault at the 0.3% rate would draw ~17."""
@@ -127,12 +129,14 @@ def test_a_near_certain_token_is_drawn_as_often_as_it_should_be() -> None:
     assert int(counts.sum() - counts[123]) <= 2
 
 
+@pytest.mark.slow
 def test_a_flat_distribution_over_the_whole_vocabulary_is_drawn_uniformly() -> None:
     counts = draw_counts(torch.zeros(MODEL_VOCAB), 6_000)
     per_bin = counts.reshape(48, 1024).sum(1)  # 48 bins of 1,024 token ids (125 draws expected each)
     assert float(chisquare(per_bin.tolist()).pvalue) > P_MIN
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, processor", [
     ("top_k=50", TopKLogitsWarper(50)),
     ("top_p=0.9", TopPLogitsWarper(0.9)),
@@ -153,6 +157,7 @@ def test_truncated_zipf_at_model_vocabulary(name: str, processor) -> None:
 # Millions of draws on a smaller vocabulary (the same code path; cheaper noise per draw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["zipf", "zipf+top_p=0.8", "peaked", "two ties"])
 def test_a_million_draws_match_the_softmax(shape: str) -> None:
     vocab = 256
@@ -186,6 +191,7 @@ def test_xtc_decides_at_its_rate_over_a_million_rows_and_steps(probability: floa
     assert float(chisquare(torch.histc(coin.float(), 100, 0, 1).tolist()).pvalue) > P_MIN
 
 
+@pytest.mark.slow
 def test_truncation_couples_with_the_untruncated_draw() -> None:
     """Same seed, same step: a truncated setting picks exactly what the untruncated one picked whenever that
     token survived the truncation; the two agree as often as the kept mass says."""
