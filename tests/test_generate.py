@@ -190,6 +190,14 @@ def test_token_ids_outside_the_vocabulary_are_refused(engine, prompt_ids) -> Non
     assert both.rows[0].token_ids == both.rows[1].token_ids
 
 
+def test_a_finished_runs_trace_keeps_only_the_steps_it_took(engine, prompt_ids) -> None:
+    result = engine.generate(prompt_ids, [SamplingParams(max_new_tokens=2000, stop=["."], seed=1)] * 2, [0, 1],
+                             trace_top_n=5)
+    steps = max(len(r.token_ids) for r in result.rows)
+    assert steps < 2000 and result.trace.entropy.shape[0] == steps
+    assert result.trace.nbytes == steps * 23 * 2 * (4 * 4 + 5 * 4 * 2)
+
+
 def test_cancel_stops_between_steps(engine, prompt_ids) -> None:
     cancel = threading.Event()
     updates = []
