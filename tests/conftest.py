@@ -1,8 +1,17 @@
 """Shared fixtures. Loading the bundled model is the slow part, so it is loaded once per session."""
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from engine.models import LoadedModel, load_model, tiny_random_model
+
+# Hypothesis profiles: "ci" (the default) keeps property and fuzz tests short; HYPOTHESIS_PROFILE=thorough runs
+# many more examples.
+settings.register_profile("ci", max_examples=30, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from gradio_helpers import call_raw
+
 from engine.params import DEFAULT_ORDER
 
 
@@ -127,27 +129,6 @@ def test_bad_diverse_beam_settings_name_the_field(client, params, field):
     with pytest.raises(Exception) as info:
         client.predict("Hello", {**params, "max_new_tokens": 4}, 1, api_name="/generate")
     assert field in str(info.value)
-
-
-def call_raw(app_url: str, api_name: str, args: list) -> tuple[str, object]:
-    """Call an endpoint over Gradio's plain HTTP API, the body JSON with ASCII escapes (gradio_client, through
-    httpx, cannot send a lone surrogate). Returns the last SSE event's name ("complete" or "error") and data."""
-    defaults = {"generate": [None, None, 1, False, ""], "sweep": [None, None, None, 1, False, ""]}[api_name]
-    body = json.dumps({"data": args + defaults[len(args):]})  # Gradio's HTTP API wants every argument
-    with httpx.Client(timeout=120) as http:
-        started = http.post(f"{app_url}gradio_api/call/{api_name}", content=body,
-                            headers={"content-type": "application/json"})
-        assert started.status_code == 200, started.text
-        event, data = None, None
-        with http.stream("GET", f"{app_url}gradio_api/call/{api_name}/{started.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line[len("event: "):]
-                elif line.startswith("data: "):
-                    data = json.loads(line[len("data: "):])
-                if event in ("complete", "error") and data is not None:
-                    return event, data
-    raise AssertionError(f"no complete or error event from /{api_name}")
 
 
 @pytest.mark.parametrize("args, field", [
