@@ -103,9 +103,9 @@ def register_api(engine: Engine, store: RunStore) -> None:
 
 
 def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any) -> SweepSpec:
-    """The arguments of /generate (axes None) and /sweep, each type-checked by name, as a SweepSpec."""
-    check_text("prompt", prompt)
-    if system_prompt is not None:  # None or "" = no system prompt
+    """The arguments of /generate (axes None) and /sweep, each type-checked by name (the prompt by SweepSpec),
+    as a SweepSpec."""
+    if system_prompt is not None:  # None or "" = no system prompt; [] or 0 is not
         check_text("system_prompt", system_prompt, allow_empty=True)
     check_whole("samples", samples, 1, MAX_API_SAMPLES)
     base = from_dict({} if params is None else params)  # from_dict refuses anything but an object
