@@ -306,6 +306,8 @@ class Engine:
             logits = output.logits[:, -1, :].float()
             forward_seconds += self._sync_time() - t0
 
+        if trace is not None:
+            trace.trim(step + 1)  # the room for steps never taken (rows ended before max_new_tokens) is freed
         result = GenerationResult(
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params, sample_indices=sample_indices,
             rows=self._row_results(history, finish.tolist(), params), trace=trace,

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .params import ParamError, check_text
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -51,8 +53,13 @@ class LoadedModel:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def encode_prompt(self, prompt: str, raw: bool = False, system_prompt: str | None = None) -> list[int]:
+        """The prompt's token ids (through the chat template unless `raw`). ParamError for a prompt that is not
+        non-empty valid text, or a system prompt that is neither None nor valid text."""
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"prompt: must be a non-empty string, got {prompt!r}")
+            raise ParamError("prompt", "a non-empty string", prompt)
+        check_text("prompt", prompt)
+        if system_prompt is not None:
+            check_text("system_prompt", system_prompt, allow_empty=True)
         if raw or not self.has_chat_template():
             return list(self.tokenizer(prompt)["input_ids"])
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -65,6 +72,8 @@ class LoadedModel:
         """A whole chat (system / user / assistant turns) through the chat template, ready for the reply.
 
         Without a chat template the turns' texts are joined by blank lines and fed as they are."""
+        for i, message in enumerate(messages):
+            check_text(f"messages[{i}].content", message["content"], allow_empty=True)
         if not self.has_chat_template():
             return list(self.tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"])
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)

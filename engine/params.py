@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,33 @@ class ParamError(ValueError):
 
     def __init__(self, field_name: str, allowed: str, value: Any):
         self.field = field_name
-        super().__init__(f"{field_name}: must be {allowed}, got {value!r}")
+        super().__init__(f"{field_name}: must be {allowed}, got {shown(value)}")
+
+
+SHOWN_CHARS = 200  # a value quoted in a message is cut to this many characters
+
+
+def shown(value: Any) -> str:
+    """repr(value) for a message: cut when long, and never failing (a 5,000-digit int or a list nested 900
+    deep cannot be repr'd); lone surrogates come out escaped, so the message is always valid text."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # int too long for str(), or nested too deep
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"... ({len(text)} characters)"
+
+
+def check_text(name: str, value: Any, allow_empty: bool = False) -> str:
+    """A string that is valid Unicode text (no lone surrogates, which no tokenizer or UTF-8 encoder takes),
+    non-empty unless `allow_empty`, or a ParamError naming the field."""
+    if not isinstance(value, str) or not (allow_empty or value):
+        raise ParamError(name, "a string" if allow_empty else "a non-empty string", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ParamError(name, f"valid Unicode text (a lone surrogate {value[exc.start]!r} at character "
+                               f"{exc.start} is not a character)", value) from None
+    return value
 
 
 def check_whole(name: str, value: Any, low: int, high: int) -> int:
@@ -99,38 +126,52 @@ def check_flag(name: str, value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Range:
-    """Allowed numeric range of one field; bounds are inclusive unless marked open."""
+    """Allowed numeric range of one field; bounds are inclusive unless marked open. `or_zero`: 0 is allowed
+    too, below `low` (temperature: 0 means greedy, and tiny positive values would overflow float32)."""
 
     low: float
-    high: float = math.inf
+    high: float
     low_open: bool = False
     high_open: bool = False
+    or_zero: bool = False
 
     def contains(self, x: float) -> bool:
         above = x > self.low if self.low_open else x >= self.low
         below = x < self.high if self.high_open else x <= self.high
-        return above and below
+        return above and below or (self.or_zero and x == 0)
 
-    def describe(self) -> str:
+    def describe(self, noun: str = "a number") -> str:
         lo = f"{'(' if self.low_open else '['}{_fmt(self.low)}"
-        hi = f"{_fmt(self.high)}{')' if self.high_open or math.isinf(self.high) else ']'}"
-        return f"a number in {lo}, {hi}"
+        hi = f"{_fmt(self.high)}{')' if self.high_open else ']'}"
+        return f"{'0 or ' if self.or_zero else ''}{noun} in {lo}, {hi}"
 
 
 def _fmt(x: float) -> str:
-    return "inf" if math.isinf(x) else (str(int(x)) if float(x).is_integer() else str(x))
+    if isinstance(x, int):
+        return str(x)
+    if math.isinf(x):
+        return "inf"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+# Every bound is finite and within float32 (the row tensors' type) and int64 (torch's long). The floors of the
+# divisors (temperature, dynamic temperature, repetition_penalty) keep logits finite in float32: dividing a
+# logit by 1e-38 overflows to inf, and inf - inf is NaN. Biases are bounded so that no sum of them overflows.
+MIN_TEMPERATURE = 1e-4  # positive temperatures below this (and dynatemp_low / high) are refused; 0 is greedy
+MAX_TOP_K = 1_000_000  # above any vocabulary; a top_k larger than the vocabulary keeps every token
+MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 
 
 # Numeric fields: (type, range). Ints must be whole numbers.
 NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
-    "temperature": (float, Range(0.0, 100.0)),
-    "top_k": (int, Range(0)),
+    "temperature": (float, Range(MIN_TEMPERATURE, 100.0, or_zero=True)),
+    "top_k": (int, Range(0, MAX_TOP_K)),
     "top_p": (float, Range(0.0, 1.0, low_open=True)),
     "min_p": (float, Range(0.0, 1.0)),
     "typical_p": (float, Range(0.0, 1.0, low_open=True)),
     "epsilon_cutoff": (float, Range(0.0, 1.0, high_open=True)),
     "eta_cutoff": (float, Range(0.0, 1.0, high_open=True)),
-    "repetition_penalty": (float, Range(0.0, 100.0, low_open=True)),
+    "repetition_penalty": (float, Range(0.01, 100.0)),
     "presence_penalty": (float, Range(-2.0, 2.0)),
     "frequency_penalty": (float, Range(-2.0, 2.0)),
     "no_repeat_ngram_size": (int, Range(0, 64)),
@@ -142,8 +183,8 @@ NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
     "mirostat": (int, Range(0, 2)),
     "mirostat_tau": (float, Range(0.0, 100.0)),
     "mirostat_eta": (float, Range(0.0, 1.0)),
-    "dynatemp_low": (float, Range(0.0, 100.0, low_open=True)),
-    "dynatemp_high": (float, Range(0.0, 100.0, low_open=True)),
+    "dynatemp_low": (float, Range(MIN_TEMPERATURE, 100.0)),
+    "dynatemp_high": (float, Range(MIN_TEMPERATURE, 100.0)),
     "dynatemp_exponent": (float, Range(0.0, 100.0)),
     "top_n_sigma": (float, Range(0.0, 100.0)),
     "top_a": (float, Range(0.0, 1.0)),
@@ -226,7 +267,7 @@ class SamplingParams:
 
     def _check_beams(self) -> None:
         """The beam knobs, with transformers' rules (its GenerationConfig.validate), named field by field."""
-        if self.early_stopping not in (True, False, "never"):
+        if not (isinstance(self.early_stopping, bool) or self.early_stopping == "never"):
             raise ParamError("early_stopping", 'true, false or "never"', self.early_stopping)
         if self.num_return_sequences > self.num_beams:
             raise ParamError("num_return_sequences", f"<= num_beams ({self.num_beams})", self.num_return_sequences)
@@ -363,10 +404,10 @@ def _check_number(name: str, value: Any, kind: type, allowed: Range) -> Any:
     if kind is int and ok_type and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not ok_type or (kind is int and not isinstance(value, int)):
-        raise ParamError(name, f"{'a whole number' if kind is int else 'a number'} in "
-                               f"{allowed.describe().removeprefix('a number in ')}", value)
+        raise ParamError(name, allowed.describe("a whole number" if kind is int else "a number"), value)
+    # every range is finite, so this also refuses inf, NaN and whole numbers beyond int64 / float32
     if isinstance(value, float) and not math.isfinite(value) or not allowed.contains(value):
-        raise ParamError(name, allowed.describe(), value)
+        raise ParamError(name, allowed.describe("a whole number" if kind is int else "a number"), value)
     return kind(value)
 
 
@@ -375,6 +416,8 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
         value = (value,)
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ParamError(name, "a list of non-empty strings", value)
+    for text in value:
+        check_text(name, text)
     return tuple(value)
 
 
@@ -384,7 +427,7 @@ def _breakers_tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         try:
             parsed = json.loads(value if value.lstrip().startswith("[") else f"[{value}]")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested too deep are one breaker
             parsed = None
         if isinstance(parsed, list) and parsed and all(isinstance(v, str) and v for v in parsed):
             value = parsed
@@ -392,14 +435,17 @@ def _breakers_tuple(value: Any) -> tuple[str, ...]:
 
 
 def _bias_tuple(value: Any) -> tuple[tuple[str, float], ...]:
+    allowed = f"a mapping of text -> number in [-{_fmt(MAX_SEQUENCE_BIAS)}, {_fmt(MAX_SEQUENCE_BIAS)}] or -inf (a ban)"
     items = value.items() if isinstance(value, dict) else value
     try:
         pairs = tuple((str(t), float(b)) for t, b in items)
-    except (TypeError, ValueError):
-        raise ParamError("sequence_bias", "a mapping of text -> finite number", value) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a whole number beyond float64
+        raise ParamError("sequence_bias", allowed, value) from None
     for text, bias in pairs:
-        if not text or not (math.isfinite(bias) or bias == -math.inf):
-            raise ParamError("sequence_bias", "non-empty texts with finite biases (or -inf to ban)", value)
+        check_text("sequence_bias", text)
+        if not (abs(bias) <= MAX_SEQUENCE_BIAS or bias == -math.inf):
+            raise ParamError("sequence_bias", f"biases in [-{_fmt(MAX_SEQUENCE_BIAS)}, {_fmt(MAX_SEQUENCE_BIAS)}] "
+                                              f"or -inf (a ban)", {text: bias})
     return pairs
 
 
@@ -413,11 +459,12 @@ def _logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
         raise ParamError("logit_bias", allowed, value) from None
     out = []
     for key, bias in pairs:
-        token = int(key) if isinstance(key, str) and key.strip().lstrip("-").isdigit() else key
-        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
-            raise ParamError("logit_bias", allowed, value)
+        # a key is a token id: ASCII digits only ("²".isdigit() is true, and int() refuses it), at most int64
+        token = int(key) if isinstance(key, str) and re.fullmatch(r"[0-9]{1,19}", key.strip()) else key
+        if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < 2**63:
+            raise ParamError("logit_bias", 'keys that are token ids (whole numbers >= 0, e.g. "50256")', key)
         if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not -100 <= bias <= 100:
-            raise ParamError("logit_bias", allowed, value)
+            raise ParamError("logit_bias", "biases in [-100, 100]", {key: bias})
         out.append((token, float(bias)))
     return tuple(out)
 

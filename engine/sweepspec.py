@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import FIELD_NAMES, ParamError, SamplingParams, from_dict
+from .params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_text, from_dict
 
 @dataclass(frozen=True)
 class Axis:
@@ -45,6 +45,12 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ParamError("prompt", "a non-empty string", self.prompt)
+        check_text("prompt", self.prompt)
+        if self.system_prompt is not None:
+            check_text("system_prompt", self.system_prompt, allow_empty=True)
+        check_flag("raw", self.raw)
+        if not isinstance(self.base, SamplingParams):
+            raise ParamError("base", "SamplingParams", self.base)
         if len(self.axes) > MAX_AXES:
             raise ParamError("axes", f"at most {MAX_AXES} axes", [a.name for a in self.axes])
         names = [a.name for a in self.axes]

@@ -78,6 +78,17 @@ class Trace:
             self.chosen_prob[step, s, rows] = prob.float().cpu()
             self.chosen_rank[step, s, rows] = rank.to(torch.int32).cpu()
 
+    FIELDS = ("entropy", "support", "chosen_prob", "chosen_rank", "top_ids", "top_probs")
+
+    def trim(self, steps: int) -> None:
+        """Keep the first `steps` steps: a run that ended before max_new_tokens frees the room it did not use."""
+        for name in self.FIELDS:
+            setattr(self, name, getattr(self, name)[:steps].clone())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.FIELDS)
+
     def row(self, row: int, length: int) -> dict[str, list]:
         """Plain lists for one row's first `length` steps: [step][stage] (and [step][stage][N] for top-N)."""
         return {

@@ -6,16 +6,20 @@
     dist = client.predict(out["run_id"], 0, 3, api_name="/distribution")
 
 They run the same code paths as the page (playground.views); bad input raises an error naming the field.
+/generate and /sweep stream: while the run decodes they yield {"progress", "status"} updates (what
+`client.submit(...)` sees), and the result last (what `client.predict(...)` returns). Because they are
+generators, Gradio closes them when the client goes away (or cancels), and the run stops at its next step.
 """
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import ParamError, SamplingParams, check_flag, check_whole, from_dict
+from engine.params import ParamError, check_flag, check_text, check_whole, from_dict
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
@@ -30,7 +34,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
     """Add the three endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
 
     def generate(prompt: str, params: dict | None = None, samples: int = 1, raw: bool = False,
-                 system_prompt: str = "") -> dict:
+                 system_prompt: str = "") -> dict:  # a generator: progress updates, then the result
         """Generate `samples` outputs of one configuration in one batch.
 
         params: SamplingParams fields by name, e.g. {"temperature": 0.7, "top_p": 0.9, "seed": 1}.
@@ -39,17 +43,12 @@ def register_api(engine: Engine, store: RunStore) -> None:
         finish_reason and metrics. With num_beams > 1 the samples are the num_return_sequences best beams, each
         with its beam_score (`samples` is then ignored).
         """
-        try:
-            check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, _params(params), (), samples, check_flag("raw", raw), _system(system_prompt))
-            run = _finish(views.stream_run(engine, store, spec, "generate"))
-        except ParamError as exc:
-            raise user_error(exc, as_html=False) from None
-        return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
-                          "samples": [_sample(run, i) for i in range(run.row_count)]})
+        yield from _stream(lambda: _spec(prompt, params, None, samples, raw, system_prompt), "generate",
+                           lambda run: {"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
+                                        "samples": [_sample(run, i) for i in range(run.row_count)]})
 
     def sweep(prompt: str, params: dict | None = None, axes: list | None = None, samples: int = 1,
-              raw: bool = False, system_prompt: str = "") -> dict:
+              raw: bool = False, system_prompt: str = "") -> dict:  # a generator: progress updates, then the result
         """Run a sweep (up to 3 axes) as one batch.
 
         axes: [{"name": "temperature", "values": [0.2, 0.9]}, {"name": "top_p", "values": "0.5:1.0:0.25"}]
@@ -57,18 +56,13 @@ def register_api(engine: Engine, store: RunStore) -> None:
         record per sample: cell, axis values, every parameter, text, token_ids, logprobs, metrics) and `cells`
         (one row per cell with mean metrics and diversity).
         """
-        try:
-            check_whole("samples", samples, 1, MAX_API_SAMPLES)
-            spec = SweepSpec(prompt, _params(params), _axes(axes), samples, check_flag("raw", raw),
-                             _system(system_prompt))
-            run = _finish(views.stream_run(engine, store, spec, "sweep"))
-        except ParamError as exc:
-            raise user_error(exc, as_html=False) from None
-        assert run.sweep is not None
-        records = run.sweep.dataframe()
-        return json_safe({"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
-                          "samples": run.sweep.records(),
-                          "cells": cell_summary(records).to_dict(orient="records")})
+        def result(run: Run) -> dict:
+            assert run.sweep is not None
+            return {"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
+                    "samples": run.sweep.records(),
+                    "cells": cell_summary(run.sweep.dataframe()).to_dict(orient="records")}
+
+        yield from _stream(lambda: _spec(prompt, params, axes, samples, raw, system_prompt), "sweep", result)
 
     def distribution(run_id: str, sample: int = 0, step: int = 0, top_n: int = 20) -> dict:
         """The next-token distribution of one output at one step, after every processor (stage).
@@ -78,22 +72,45 @@ def register_api(engine: Engine, store: RunStore) -> None:
         also earlier_groups_chose (the tokens its diversity_penalty lowered at this step).
         """
         try:
-            run = store.get(run_id)
+            run = store.get(check_text("run_id", run_id))
             return views.distribution_json(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
+
+    def _stream(make_spec: Callable[[], SweepSpec], kind: str, result: Callable[[Run], dict]) -> Iterator[dict]:
+        """Run a spec: {"progress", "status"} while it decodes, then result(run). Closing this generator
+        (Gradio does when the client disconnects or cancels) stops the engine at its next step."""
+        run = None
+        try:
+            cancel = threading.Event()
+            frames = views.stream_run(engine, store, make_spec(), kind, stop=cancel)
+            try:
+                for frame in frames:
+                    if frame.run is not None:
+                        run = frame.run
+                    else:
+                        yield {"progress": round(frame.progress, 4), "status": frame.status}
+            finally:  # also when closed early: the engine is told to stop and its generator is closed now
+                cancel.set()
+                frames.close()
+        except ParamError as exc:
+            raise user_error(exc, as_html=False) from None
+        assert run is not None
+        yield json_safe(result(run))
 
     gr.api(generate, api_name="generate")
     gr.api(sweep, api_name="sweep")
     gr.api(distribution, api_name="distribution")
 
 
-def _finish(frames) -> Run:
-    run = None
-    for frame in frames:
-        run = frame.run or run
-    assert run is not None
-    return run
+def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any) -> SweepSpec:
+    """The arguments of /generate (axes None) and /sweep, each type-checked by name (the prompt by SweepSpec),
+    as a SweepSpec."""
+    if system_prompt is not None:  # None or "" = no system prompt; [] or 0 is not
+        check_text("system_prompt", system_prompt, allow_empty=True)
+    check_whole("samples", samples, 1, MAX_API_SAMPLES)
+    base = from_dict({} if params is None else params)  # from_dict refuses anything but an object
+    return SweepSpec(prompt, base, _axes(axes), samples, check_flag("raw", raw), system_prompt or None)
 
 
 def _sample(run: Run, row: int) -> dict[str, Any]:
@@ -103,17 +120,6 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
             "finish_reason": out.finish_reason,
             **({"beam_score": out.beam_score} if out.beam_score is not None else {}),
             "metrics": sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)}
-
-
-def _params(params: Any) -> SamplingParams:
-    """The parameters object (None: the defaults); anything else that is not an object is refused by from_dict."""
-    return from_dict({} if params is None else params)
-
-
-def _system(text: Any) -> str | None:
-    if text is not None and not isinstance(text, str):
-        raise ParamError("system_prompt", "text", text)
-    return text or None
 
 
 def _axes(axes: Any) -> tuple[Axis, ...]:

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from engine.generate import Engine
 from engine.models import TokenPieces
@@ -39,7 +40,9 @@ COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "n", "stream", "stream_opt
 # temperature, top_p, seed, penalties, top_k, ...; the lengths have OpenAI names too (read by _one_of)
 ENGINE_FIELDS = set(FIELD_NAMES) - {"max_new_tokens", "min_new_tokens", "stop"}
 STREAM_OPTIONS = {"include_usage", "include_obfuscation"}  # OpenAI's; obfuscation pads nothing here
-WAIT_SECONDS = 0.5  # how often a waiting stream looks at the client connection
+WAIT_SECONDS = 0.5  # how often a waiting request looks at the client connection
+MAX_JSON_DEPTH = 32  # arrays / objects nested deeper than this are refused (no OpenAI field needs more than 5)
+MAX_IGNORED_SHOWN = 20  # unknown field names listed in X-Ignored-Fields
 
 
 class RequestError(Exception):
@@ -67,13 +70,62 @@ class ParsedRequest:
 
 # -- request -> engine ----------------------------------------------------------------------------------------
 
+async def read_body(request: Request) -> Any:
+    """The request's JSON body. Only JSON is taken: a Content-Type other than application/json (or +json) is
+    refused with 415 (a missing one is read as JSON), and the body must be UTF-8 (RFC 8259), nested at most
+    MAX_JSON_DEPTH deep. Raises ClientDisconnect when the client goes away while sending it."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media, *options = (part.strip().lower() for part in content_type.split(";"))
+        charsets = [o.partition("=")[2].strip("\" ") for o in options if o.startswith("charset=")]
+        if (media != "application/json" and not media.endswith("+json")) or \
+                any(c not in ("utf-8", "utf8") for c in charsets):
+            raise RequestError(f"content-type: must be application/json (UTF-8), got {content_type!r}", None, 415)
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"the request body must be UTF-8 encoded JSON (byte {exc.start} is not UTF-8)",
+                           None) from None
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        raise RequestError(f"the request body must not nest arrays or objects more than {MAX_JSON_DEPTH} deep",
+                           None) from None
+    except ValueError:
+        raise RequestError("the request body is not valid JSON", None) from None
+    if _depth_over(body, MAX_JSON_DEPTH):
+        raise RequestError(f"the request body must not nest arrays or objects more than {MAX_JSON_DEPTH} deep", None)
+    return body
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests lists / dicts more than `limit` deep (level by level: no recursion)."""
+    level = [value]
+    for _ in range(limit):
+        level = [v for item in level if isinstance(item, (list, dict))
+                 for v in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return any(isinstance(item, (list, dict)) for item in level)
+
+
 def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     """Validate an OpenAI request body into engine terms; RequestError names the field."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", None)
     known = CHAT_FIELDS if chat else COMPLETION_FIELDS
     ignored = sorted(k for k in body if k not in known and k not in ENGINE_FIELDS)
-    prompt_ids = _chat_prompt(body, engine) if chat else _completion_prompt(body, engine)
+    prompt_name = "messages" if chat else "prompt"
+    try:
+        prompt_ids = _chat_prompt(body, engine) if chat else _completion_prompt(body, engine)
+    except ParamError as exc:  # e.g. text that is not valid Unicode
+        raise RequestError(str(exc), prompt_name) from None
+    context = engine.loaded.context_length
+    if len(prompt_ids) >= context:
+        raise RequestError(f"{prompt_name}: must be at most {context - 1} tokens long (the model's context is "
+                           f"{context} tokens, and the reply needs at least one), got {len(prompt_ids)} tokens",
+                           prompt_name, 413)
 
     max_names = ("max_tokens", "max_completion_tokens", "max_new_tokens") if chat else ("max_tokens", "max_new_tokens")
     max_name, max_tokens = _one_of(body, max_names)
@@ -314,12 +366,7 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
 
     async def handle(request: Request, chat: bool) -> Response:
         try:
-            raw = await request.body()
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise RequestError("the request body is not valid JSON", None) from None
-            parsed = parse_request(body, chat, engine)
+            parsed = parse_request(await read_body(request), chat, engine)
             try:
                 job = scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
                                        parsed.top_logprobs or 0)
@@ -330,15 +377,17 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
         except RequestError as exc:
             log_bad_input(str(exc))
             return error_response(str(exc), exc.param, exc.status)
-        headers = {"X-Ignored-Fields": ", ".join(parsed.ignored)} if parsed.ignored else {}
+        except ClientDisconnect:  # gone while sending the body: nobody to answer, nothing to log
+            return Response(status_code=400)
+        headers = {"X-Ignored-Fields": _header_list(parsed.ignored)} if parsed.ignored else {}
         if parsed.stream:
             return await stream_response(request, job, parsed, headers)
-        return await full_response(job, parsed, headers)
+        return await full_response(request, job, parsed, headers)
 
-    async def full_response(job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
+    async def full_response(request: Request, job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
         choices = [Collected() for _ in range(parsed.n)]
         usage = None
-        async for event in _events(job, None):
+        async for event in _events(job, request):
             if isinstance(event, TokenEvent):
                 choices[event.choice].tokens.append(event)
             elif isinstance(event, ChoiceDone):
@@ -347,7 +396,8 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 usage = event
             elif isinstance(event, JobError):
                 return error_response(event.message, None, 500)
-        assert usage is not None
+        if usage is None:  # the client went away: its rows were cancelled, and nobody reads this
+            return Response(status_code=400)
         headers = {**headers, "X-Batch-Rows": str(usage.batch_rows)}
         out = []
         for i, c in enumerate(choices):
@@ -431,20 +481,31 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
 
 
 async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:
-    """The job's events without blocking the server's event loop; stops early if the client disconnects."""
+    """The job's events without blocking the server's event loop. Every WAIT_SECONDS, whether events flow or
+    not, it looks at the client connection: a client that went away has its job cancelled (its rows leave the
+    batch at the next step) and the events end."""
     loop = asyncio.get_running_loop()
+    looked = time.monotonic()
     while True:
         try:
             events = await loop.run_in_executor(None, job.next_events, WAIT_SECONDS)
         except queue.Empty:
-            if request is not None and await request.is_disconnected():
+            events = []
+        if request is not None and time.monotonic() - looked >= WAIT_SECONDS:
+            looked = time.monotonic()
+            if await request.is_disconnected():
                 job.cancel()
                 return
-            continue
         for event in events:
             yield event
             if isinstance(event, (JobDone, JobError)):
                 return
+
+
+def _header_list(names: list[str]) -> str:
+    """Field names for a response header: ASCII only (JSON escapes), at most MAX_IGNORED_SHOWN of them."""
+    shown = [json.dumps(name)[1:-1][:100] for name in names[:MAX_IGNORED_SHOWN]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > MAX_IGNORED_SHOWN else "")
 
 
 def _usage(done: JobDone) -> dict[str, int]:

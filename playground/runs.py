@@ -16,6 +16,9 @@ from engine.params import ParamError
 from engine.sweep import SweepResult
 
 
+BYTES_PER_TOKEN = 200
+
+
 @dataclass
 class Run:
     """One finished generate or sweep run. labels / pieces: one entry per row (output)."""
@@ -32,6 +35,13 @@ class Run:
     def row_count(self) -> int:
         return len(self.generation.rows)
 
+    @property
+    def nbytes(self) -> int:
+        """About how much memory the run holds: its trace, and per generated token its id, three floats
+        (raw / final log-prob, entropy) and its text piece as Python objects."""
+        trace = self.generation.trace
+        return (trace.nbytes if trace is not None else 0) + self.generation.generated_tokens * BYTES_PER_TOKEN
+
     def check_row_step(self, row: int, step: int | None = None) -> None:
         if not isinstance(row, int) or not 0 <= row < self.row_count:
             raise ParamError("sample", f"an output index in [0, {self.row_count - 1}]", row)
@@ -42,15 +52,23 @@ class Run:
 
 
 class RunStore:
-    """The last `capacity` runs (oldest dropped first) and each session's Stop flag."""
+    """The last `capacity` runs, at most `max_bytes` of them together (oldest dropped first; the newest run is
+    always kept), their cached replays, and each session's Stop flag.
+
+    A run holds its rows' tokens, log-probs and texts and, for the views, a trace of 56 bytes per step, stage
+    (23) and row: about 1.5 KB per generated token. At the engine's budget (131,072 tokens in one run) that is
+    ~200 MB, so the store keeps ~256 MB of runs, plus at most REPLAYS replays (~290 MB for this vocabulary).
+    """
 
     # replays cached over all runs and sessions: each holds [stages, vocabulary] floats (~4.5 MB for a 49k
     # vocabulary and 23 stages), so the bound is on the total, not per run
     REPLAYS = 64
+    MAX_BYTES = 256 * 2**20
 
-    def __init__(self, engine: Engine, capacity: int = 32):
+    def __init__(self, engine: Engine, capacity: int = 32, max_bytes: int = MAX_BYTES):
         self.engine = engine
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._runs: "OrderedDict[str, Run]" = OrderedDict()
         self._replays: "OrderedDict[tuple[str, int, int], Replay]" = OrderedDict()  # least recently used first
         self._stop_flags: dict[str, threading.Event] = {}
@@ -66,9 +84,19 @@ class RunStore:
         run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep)
         with self._lock:
             self._runs[run.run_id] = run
-            while len(self._runs) > self.capacity:
-                self._runs.popitem(last=False)
+            while len(self._runs) > self.capacity or len(self._runs) > 1 and self.nbytes > self.max_bytes:
+                dropped, _ = self._runs.popitem(last=False)
+                for key in [key for key in self._replays if key[0] == dropped]:
+                    del self._replays[key]
         return run
+
+    @property
+    def nbytes(self) -> int:
+        """About how much memory the kept runs hold (replays not counted: REPLAYS bounds them)."""
+        return sum(run.nbytes for run in self._runs.values())
+
+    def __len__(self) -> int:
+        return len(self._runs)
 
     def get(self, run_id: str) -> Run:
         with self._lock:

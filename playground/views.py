@@ -6,6 +6,7 @@ finished runs are kept in a RunStore for the colour toggle and the Distributions
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -80,35 +81,37 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     last_frame = 0.0
     started = time.perf_counter()
     running_beams: dict[int, RunningBeam] = {}  # the latest preview of each beam row (rendered per frame)
-    for update, result in stream_sweep(engine, spec, TRACE_TOP_N, stop):
-        done_steps += 1
-        if kind == "generate":
-            for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
-                                                    update.final_logprobs):
-                views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
-            running_beams.update(update.beam_preview or {})
-        if result is not None:
-            # beam rows showed running beams, not their final hypotheses: those are split by the store
-            streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
-                        if kind == "generate" else None)
-            run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
-            yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
-            return
-        now = time.perf_counter()
-        if now - last_frame >= FRAME_SECONDS:
-            last_frame = now
-            if update.rows or update.finished:
-                status = (f"step {update.step + 1} / {sampled_steps} · {len(update.rows)} of {len(rows) - beam_rows} "
-                          f"sampled outputs running")
-            else:  # a beam batch: its outputs appear when it ends
-                status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
-            status += f" · {now - started:.1f} s"
-            for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
-                views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
-                              in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
-            running_beams.clear()
-            html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
-            yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
+    # closed early too (the page or the API client went away): the engine's loop is closed here, at once
+    with contextlib.closing(stream_sweep(engine, spec, TRACE_TOP_N, stop)) as updates:
+        for update, result in updates:
+            done_steps += 1
+            if kind == "generate":
+                for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
+                                                        update.final_logprobs):
+                    views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
+                running_beams.update(update.beam_preview or {})
+            if result is not None:
+                # beam rows showed running beams, not their final hypotheses: those are split by the store
+                streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
+                            if kind == "generate" else None)
+                run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
+                yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
+                return
+            now = time.perf_counter()
+            if now - last_frame >= FRAME_SECONDS:
+                last_frame = now
+                if update.rows or update.finished:
+                    status = (f"step {update.step + 1} / {sampled_steps} · {len(update.rows)} of {len(rows) - beam_rows} "
+                              f"sampled outputs running")
+                else:  # a beam batch: its outputs appear when it ends
+                    status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
+                status += f" · {now - started:.1f} s"
+                for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
+                    views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
+                                  in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
+                running_beams.clear()
+                html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
+                yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
 
 
 def run_status(run: Run) -> str:

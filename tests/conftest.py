@@ -5,17 +5,17 @@ import os
 import pytest
 from hypothesis import settings
 
-# Property-based tests: "ci" (default) keeps the whole suite's hypothesis time around a minute; "thorough" is
-# for long local runs: HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py
-settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True)
+from engine.models import LoadedModel, load_model, tiny_random_model
+
+# Hypothesis profiles: "ci" (the default) keeps the property and fuzz tests to about a minute each;
+# HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py tests/test_fuzz_api.py runs many more.
+settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True)
 settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a long run (tens of seconds or more); the fast lane skips it")
-
-from engine.models import LoadedModel, load_model, tiny_random_model
 
 
 @pytest.fixture(scope="session")

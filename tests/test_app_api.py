@@ -1,9 +1,13 @@
 """The named endpoints /generate, /sweep and /distribution through gradio_client against the launched app."""
+import json
 import math
+import time
 
 import httpx
 import pytest
 from gradio_client import Client
+
+from gradio_helpers import call_raw
 
 from engine.params import DEFAULT_ORDER
 
@@ -125,3 +129,102 @@ def test_bad_diverse_beam_settings_name_the_field(client, params, field):
     with pytest.raises(Exception) as info:
         client.predict("Hello", {**params, "max_new_tokens": 4}, 1, api_name="/generate")
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["Hi", {"max_new_tokens": 4}, 1, False, 5], "system_prompt"),
+    (["Hi", {"max_new_tokens": 4}, 1, False, ["a"]], "system_prompt"),
+    (["Hi", {"max_new_tokens": 4}, 1, False, {"a": 1}], "system_prompt"),
+    (["Hi", {"max_new_tokens": 4}, 1, False, True], "system_prompt"),
+    (["Hi", {"max_new_tokens": 4}, 1, False, "\ud800"], "system_prompt"),
+    (["hi \ud800 there", {"max_new_tokens": 4}, 1], "prompt"),
+    ([5, {"max_new_tokens": 4}, 1], "prompt"),
+    (["Hi", [], 1, False, ""], "params"),
+    (["Hi", "temperature=1", 1], "params"),
+    (["Hi", {"max_new_tokens": 4}, True, False, ""], "samples"),
+    (["Hi", {"max_new_tokens": 4}, 1.5, False, ""], "samples"),
+    (["Hi", {"max_new_tokens": 4}, 1, "yes", ""], "raw"),
+    (["Hi", {"max_new_tokens": 4, "top_k": 18446744073709551616}, 1], "top_k"),
+    (["Hi", {"max_new_tokens": 4, "sequence_bias": {"the": -1e308}}, 1], "sequence_bias"),
+    (["Hi", {"max_new_tokens": 4, "stop": ["\udc00"]}, 1], "stop"),
+    (["Hi", {"max_new_tokens": 4, "logit_bias": {"\u00b2": 1}}, 1], "logit_bias"),
+    (["Hi", {"max_new_tokens": 4, "temperature": 1e-38}, 1], "temperature"),
+])
+def test_generate_arguments_are_type_checked_by_name(app_url, args, field):
+    event, data = call_raw(app_url, "generate", args)
+    assert event == "error" and field in json.dumps(data), (event, data)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["Hi", {"max_new_tokens": 2}, "temperature", 1, False, ""], "axes"),
+    (["Hi", {"max_new_tokens": 2}, [{"name": "temperature", "values": [0.5, 1e-38]}], 1, False, ""], "temperature"),
+    (["Hi", {"max_new_tokens": 2}, [{"name": "top_k", "values": [2**64]}], 1, False, ""], "top_k"),
+    (["Hi", {"max_new_tokens": 2}, None, 1, False, 7], "system_prompt"),
+])
+def test_sweep_arguments_are_type_checked_by_name(app_url, args, field):
+    event, data = call_raw(app_url, "sweep", args)
+    assert event == "error" and field in json.dumps(data), (event, data)
+
+
+def test_distribution_arguments_are_type_checked_by_name(client):
+    out = client.predict("Hi", {"max_new_tokens": 2, "temperature": 0}, 1, api_name="/generate")
+    for args, field in (((5, 0, 0, 5), "run_id"), ((out["run_id"], "0", 0, 5), "sample"),
+                        ((out["run_id"], 0, 0, 10**6), "top_n"), ((out["run_id"], 0, [0], 5), "step")):
+        with pytest.raises(Exception) as info:
+            client.predict(*args, api_name="/distribution")
+        assert field in str(info.value)
+
+
+def test_a_generate_whose_client_goes_away_stops(client, bundled):
+    """A run of 3 x 4000 tokens whose client cancels it (as Gradio does when a client disconnects) stops at its
+    next step: the model (in this process, as the app runs here) is not called any more, and the next /generate
+    is answered at once."""
+    forwards: list[float] = []
+    hook = bundled.model.register_forward_hook(lambda *_: forwards.append(time.monotonic()))
+    try:
+        job = client.submit("Tell me a long story.", {"max_new_tokens": 4000, "min_new_tokens": 4000, "seed": 1}, 3,
+                            api_name="/generate")
+        deadline = time.monotonic() + 60
+        while len(forwards) < 5 and time.monotonic() < deadline:  # the run is decoding
+            time.sleep(0.1)
+        assert len(forwards) >= 5
+        job.cancel()
+        step = (forwards[-1] - forwards[1]) / (len(forwards) - 2)  # seconds per step on this (shared) machine
+        time.sleep(max(2.0, 2 * step))  # the step under way ends
+        cancelled = len(forwards)
+        time.sleep(max(2.0, 3 * step))
+        assert len(forwards) == cancelled, f"{len(forwards) - cancelled} model calls after the run was cancelled"
+    finally:
+        hook.remove()
+    started = time.monotonic()
+    quick = client.submit("Hi", {"max_new_tokens": 2, "temperature": 0}, 1, api_name="/generate")
+    assert quick.result(timeout=40)["samples"][0]["text"] is not None
+    assert time.monotonic() - started < 20
+
+
+def test_generate_streams_progress_then_the_result(client):
+    job = client.submit("Count to ten.", {"max_new_tokens": 48, "min_new_tokens": 48, "seed": 1}, 2,
+                        api_name="/generate")
+    result = job.result(timeout=120)
+    outputs = job.outputs()
+    assert outputs[-1] == result and len(result["samples"]) == 2 and len(outputs) >= 2
+    assert all(set(o) == {"progress", "status"} and 0 <= o["progress"] <= 1 for o in outputs[:-1])
+
+
+def test_the_run_store_is_bounded(engine):
+    """The server keeps the last 32 runs and, together, at most max_bytes of them (the newest always)."""
+    from engine.params import SamplingParams
+    from playground.runs import RunStore
+
+    store = RunStore(engine, capacity=4, max_bytes=2_000_000)
+    result = engine.generate(engine.encode("Hi"), [SamplingParams(max_new_tokens=4, min_new_tokens=4)] * 2,
+                             trace_top_n=5)
+    runs = [store.add("generate", "Hi", result, ["a", "b"]) for _ in range(6)]
+    assert len(store) == 4 and store.get(runs[-1].run_id) is runs[-1]
+    with pytest.raises(Exception, match="run_id"):
+        store.get(runs[0].run_id)
+    big = engine.generate(engine.encode("Hi"), [SamplingParams(max_new_tokens=60, min_new_tokens=60)] * 8,
+                          trace_top_n=5)  # ~0.6 MB of trace alone
+    for _ in range(5):
+        last = store.add("generate", "Hi", big, ["x"] * 8)
+    assert store.nbytes <= 2_000_000 and store.get(last.run_id) is last and 1 <= len(store) < 4

@@ -117,6 +117,87 @@ def test_extreme_values_never_give_nan(engine, prompt_ids) -> None:
     assert torch.isfinite(result.trace.entropy).all() and torch.isfinite(result.trace.top_probs).all()
 
 
+# the switch that makes a knob matter (its own value alone may be a no-op)
+SWITCHES = {"dry_base": {"dry_multiplier": 1.0}, "dry_allowed_length": {"dry_multiplier": 1.0},
+            "xtc_threshold": {"xtc_probability": 1.0}, "mirostat_tau": {"mirostat": 2}, "mirostat_eta": {"mirostat": 2},
+            "dynatemp_exponent": {"dynatemp_low": 0.5, "dynatemp_high": 1.5}}
+
+
+def test_every_admitted_edge_value_gives_finite_logprobs(engine) -> None:
+    """Every float knob at the edges its range admits (the bounds, the smallest float above an open bound, and
+    tiny positive values such as 1e-38 or 5e-324 wherever the range lets them in) decodes without NaN or inf:
+    a value that would overflow float32 (a temperature of 1e-38, a repetition penalty of 5e-324) is refused,
+    not decoded into `<|endoftext|>` with null log-probs."""
+    from engine.params import NUMERIC_FIELDS
+
+    rows, labels = [], []
+    for name, (kind, allowed) in NUMERIC_FIELDS.items():
+        if kind is int or name in ("diversity_penalty", "length_penalty"):  # beams: tests/test_beams.py
+            continue
+        for value in sorted({allowed.low, allowed.high, math.nextafter(allowed.low, math.inf), 5e-324, 1e-38, 1e-10}):
+            if allowed.contains(value):
+                rows.append(SamplingParams(**{**SWITCHES.get(name, {}), name: value, "max_new_tokens": 3, "seed": 1}))
+                labels.append((name, value))
+            else:
+                with pytest.raises(ParamError, match=f"^{name}: must be"):
+                    SamplingParams(**{**SWITCHES.get(name, {}), name: value})
+    result = engine.generate(engine.encode("The capital of France is", raw=True), rows)
+    for (name, value), row in zip(labels, result.rows):
+        logprobs = row.raw_logprobs + row.final_logprobs
+        assert all(math.isfinite(x) and x <= 0 for x in logprobs), (name, value, row.text, logprobs)
+    # the smallest temperature admitted is still a temperature (transformers' division), and near 0 it is greedy
+    greedy = engine.generate(engine.encode("The capital of France is", raw=True),
+                             [SamplingParams(temperature=0, max_new_tokens=3),
+                              SamplingParams(temperature=1e-4, max_new_tokens=3, seed=1)])
+    assert greedy.rows[0].token_ids == greedy.rows[1].token_ids
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"top_k": 2**64}, "top_k"), ({"top_k": 2**63}, "top_k"), ({"top_k": 1e20}, "top_k"), ({"seed": 2**63}, "seed"),
+    ({"no_repeat_ngram_size": 10**30}, "no_repeat_ngram_size"), ({"max_new_tokens": 2**70}, "max_new_tokens"),
+    ({"sequence_bias": {"the": -1e308}}, "sequence_bias"), ({"sequence_bias": {"the": 3.5e38}}, "sequence_bias"),
+    ({"sequence_bias": {"the": 10**400}}, "sequence_bias"), ({"sequence_bias": {"the": math.nan}}, "sequence_bias"),
+    ({"repetition_penalty": 1e39}, "repetition_penalty"), ({"temperature": 1e39}, "temperature"),
+    ({"temperature": 1e-38}, "temperature"), ({"dynatemp_low": 1e-38, "dynatemp_high": 1e-38}, "dynatemp_low"),
+    ({"repetition_penalty": 5e-324}, "repetition_penalty"),
+    ({"bad_words": ["a\ud800b"]}, "bad_words"), ({"stop": ["\udc00"]}, "stop"),
+    ({"dry_sequence_breakers": ["\ud800"]}, "dry_sequence_breakers"), ({"sequence_bias": {"\ud800": 1}}, "sequence_bias"),
+    ({"logit_bias": {"\u00b2": 1}}, "logit_bias"), ({"logit_bias": {"--5": 1}}, "logit_bias"),
+    ({"logit_bias": {"5": math.inf}}, "logit_bias"), ({"early_stopping": 1}, "early_stopping"),
+])
+def test_values_beyond_int64_float32_or_unicode_are_refused_by_name(changes, field) -> None:
+    with pytest.raises(ParamError, match=f"^{field}: must be .*, got ") as info:
+        SamplingParams(**changes)
+    assert len(str(info.value)) < 600  # the value is quoted, cut when long
+
+
+def test_text_that_is_not_unicode_is_refused_by_name(engine) -> None:
+    with pytest.raises(ParamError, match="^prompt: must be valid Unicode text"):
+        engine.encode("hi \ud800 there", raw=True)
+    with pytest.raises(ParamError, match="^system_prompt: must be valid Unicode text"):
+        engine.encode("hi", system_prompt="\udfff")
+    for system_prompt in (1, True, ["a"], {"a": 1}):
+        with pytest.raises(ParamError, match="^system_prompt: must be a string"):
+            SweepSpec("hi", system_prompt=system_prompt)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(engine, prompt_ids) -> None:
+    with pytest.raises(ParamError, match=r"^logit_bias: must be token ids in \[0, 49151\], got 49152"):
+        engine.generate(prompt_ids, [SamplingParams(logit_bias={"49152": 1})])
+    # a top_k beyond the vocabulary keeps every token, as in transformers
+    both = engine.generate(prompt_ids, [SamplingParams(max_new_tokens=4, seed=3),
+                                        SamplingParams(max_new_tokens=4, seed=3, top_k=1_000_000)])
+    assert both.rows[0].token_ids == both.rows[1].token_ids
+
+
+def test_a_finished_runs_trace_keeps_only_the_steps_it_took(engine, prompt_ids) -> None:
+    result = engine.generate(prompt_ids, [SamplingParams(max_new_tokens=2000, stop=["."], seed=1)] * 2, [0, 1],
+                             trace_top_n=5)
+    steps = max(len(r.token_ids) for r in result.rows)
+    assert steps < 2000 and result.trace.entropy.shape[0] == steps
+    assert result.trace.nbytes == steps * 23 * 2 * (4 * 4 + 5 * 4 * 2)
+
+
 def test_cancel_stops_between_steps(engine, prompt_ids) -> None:
     cancel = threading.Event()
     updates = []

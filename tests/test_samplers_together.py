@@ -92,7 +92,7 @@ def test_sequence_breakers_take_text_generation_webuis_text_form() -> None:
     ("dry_multiplier", -0.1, "[0, 100]"), ("dry_base", 0.5, "[1, 100]"), ("dry_allowed_length", 0, "[1, 64]"),
     ("dry_allowed_length", 1.5, "[1, 64]"), ("xtc_threshold", 1.5, "[0, 1]"), ("xtc_probability", -1, "[0, 1]"),
     ("mirostat", 3, "[0, 2]"), ("mirostat_tau", -1, "[0, 100]"), ("mirostat_eta", 2, "[0, 1]"),
-    ("dynatemp_low", 0, "(0, 100]"), ("dynatemp_high", 101, "(0, 100]"), ("dynatemp_exponent", -1, "[0, 100]"),
+    ("dynatemp_low", 0, "[0.0001, 100]"), ("dynatemp_high", 101, "[0.0001, 100]"), ("dynatemp_exponent", -1, "[0, 100]"),
     ("top_n_sigma", -0.5, "[0, 100]"), ("top_a", 1.5, "[0, 1]"), ("tfs", -0.1, "[0, 1]"), ("tfs", "x", "[0, 1]"),
 ])
 def test_out_of_range_values_name_field_range_and_value(field: str, value, allowed: str) -> None:
