@@ -22,7 +22,7 @@ from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys
 from .trace import StageSummary, Trace, log_normalizer_and_entropy, summarize
 
-FINISH_REASONS = ("length", "stop", "cancelled")
+FINISH_REASONS = ("length", "stop", "cancelled", "no_candidates")  # no_candidates: the processors removed every token
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class RowResult:
     raw_logprobs: list[float]  # log p of each chosen token under the unmodified model
     final_logprobs: list[float]  # log p of each chosen token under the final (processed) distribution
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
-    finish_reason: str  # "stop" (EOS or stop string), "length" or "cancelled"
+    finish_reason: str  # "stop" (EOS or stop string), "length", "cancelled" or "no_candidates" (nothing left)
     beam_score: float | None = None  # a beam row's sequence score (transformers' sequences_scores)
     # diverse beam search: per step, the tokens the earlier groups' beams chose (what diversity_penalty saw),
     # and the beam group the output grew in
@@ -107,7 +107,7 @@ class StepUpdate:
     raw_logprobs: list[float]  # per entry of `rows`: log p of its token under the raw model
     final_logprobs: list[float]  # ... and under the final (processed) distribution it was sampled from
     raw_top: list[list[tuple[int, float]]]  # per entry: the raw model's top-N (id, log p); empty without a trace
-    finish_reasons: list[str]  # per entry of `finished`: "stop", "length" or "cancelled"
+    finish_reasons: list[str]  # per entry of `finished`: "stop", "length", "cancelled" or "no_candidates"
     result: GenerationResult | None = None  # set on the last update only
     # a step of a beam batch (rows empty): per output row of its cells, the running beam of that rank
     beam_preview: dict[int, RunningBeam] | None = None
@@ -254,14 +254,21 @@ class Engine:
                     stages.append(summarize(scores, trace_top_n) if changed else stages[-1])
 
             scores = apply_pipeline(logits, rows.state, rows.params, plans, on_stage)
-            # a row whose processors removed every token falls back to its raw logits rather than emit NaN
-            scores = torch.where((scores.amax(-1, keepdim=True) == float("-inf")), logits, scores)
+            # a row whose processors removed every token has nothing to sample from: it ends at this step with no
+            # token ("no_candidates"); its raw logits stand in only so that the batch's arithmetic stays finite
+            empty = scores.amax(-1) == float("-inf")  # [b]
+            any_empty = bool(empty.any())
+            if any_empty:
+                scores = torch.where(empty[:, None], logits, scores)
 
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
             chosen = choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
             final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)
             raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse
-            history.append((rows.ids, chosen, raw_logp, final_logp, raw_entropy))
+            emitted = (rows.ids, chosen, raw_logp, final_logp, raw_entropy)
+            if any_empty:  # the rows with no candidates emit nothing
+                emitted = tuple(t[~empty] for t in emitted)
+            history.append(emitted)
             if trace is not None:
                 trace.record(step, rows.ids, stages, chosen)
             rows.state.append(chosen, final_logp)
@@ -270,6 +277,9 @@ class Engine:
             stopped = torch.isin(chosen, eos) | self._stop_hits(rows, params)
             done = stopped | (rows.state.step >= max_new[rows.ids])
             finish[rows.ids[stopped]] = FINISH_REASONS.index("stop")
+            if any_empty:
+                finish[rows.ids[empty]] = FINISH_REASONS.index("no_candidates")
+                done = done | empty
             if cancel is not None and cancel.is_set():
                 finish[rows.ids[~done]] = FINISH_REASONS.index("cancelled")
                 done = torch.ones_like(done)
@@ -278,8 +288,8 @@ class Engine:
                 gone = torch.tensor([i in leaving for i in rows.ids.tolist()], device=device) & ~done
                 finish[rows.ids[gone]] = FINISH_REASONS.index("cancelled")
                 done = done | gone
-            ids, toks = rows.ids.tolist(), chosen.tolist()
-            raw_list, final_list = torch.stack([raw_logp, final_logp]).tolist()  # one transfer
+            ids, toks = emitted[0].tolist(), emitted[1].tolist()
+            raw_list, final_list = torch.stack([emitted[2], emitted[3]]).tolist()  # one transfer
             logps = raw_list, final_list, self._raw_top(trace, step, ids)
             if bool(done.all()):
                 break

@@ -296,3 +296,18 @@ def test_each_prompt_is_checked_against_its_own_rows_lengths(tiny) -> None:
     assert {r.finish_reason for r in updates[-1].result.rows} == {"cancelled"}
     with pytest.raises(ParamError, match=r"^prompt: "):
         list(engine.stream([long_prompt, short_prompt], [fits[1], fits[0]]))
+
+
+def test_a_row_whose_processors_remove_every_token_ends_without_a_token(engine, prompt_ids) -> None:
+    """top_k = 1 keeps one (heavily biased) word, then bad_words bans it: nothing is left to sample. The row ends
+    there with finish_reason "no_candidates" and no token (before, it fell back to the raw model silently);
+    its neighbour decodes as it would alone."""
+    nothing_left = SamplingParams(sequence_bias=(("the", 100.0),), bad_words=("the",), top_k=1,
+                                  order=("top_k", "bad_words"), max_new_tokens=6, seed=3)
+    other = SamplingParams(temperature=0.7, max_new_tokens=6, seed=3)
+    result = engine.generate(prompt_ids, [nothing_left, other], [0, 1], trace_top_n=4)
+    assert result.rows[0].token_ids == [] and result.rows[0].finish_reason == "no_candidates"
+    assert result.rows[1].token_ids == engine.generate(prompt_ids, [other], [1]).rows[0].token_ids
+    streamed = [(i, t) for update in engine.stream(prompt_ids, [nothing_left, other], [0, 1])
+                for i, t in zip(update.rows, update.tokens)]
+    assert all(i == 1 for i, _ in streamed)  # nothing is streamed for the row with no candidates

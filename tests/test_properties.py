@@ -183,7 +183,7 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     trace = result.trace
     for r, (p, row) in enumerate(zip(params, result.rows)):
         n = len(row.token_ids)
-        assert 1 <= n <= p.max_new_tokens
+        assert 1 <= n <= p.max_new_tokens or (row.finish_reason == "no_candidates" and n < p.max_new_tokens)
         assert all(math.isfinite(x) for x in row.raw_logprobs + row.final_logprobs + row.raw_entropies)
         assert all(v is None or math.isfinite(v) for v in sample_metrics(row.token_ids, row.raw_logprobs,
                                                                           row.raw_entropies).values())
@@ -192,7 +192,7 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
         assert not banned_in(row.token_ids, banned), f"banned words in {row.text!r}"
     assert result.rows[-2].token_ids == result.rows[-1].token_ids, "top_k = 1 differs from greedy"
     # the exact replay of one (row, step) is what the batch saw
-    r = data.draw(st.integers(0, len(params) - 1), label="replay row")
+    r = data.draw(st.sampled_from([i for i, row in enumerate(result.rows) if row.token_ids]), label="replay row")
     step = data.draw(st.integers(0, len(result.rows[r].token_ids) - 1), label="replay step")
     replay = engine.replay(result, r, step)
     assert replay.chosen == result.rows[r].token_ids[step] and float(replay.probs[-1][replay.chosen]) > 0
