@@ -1,6 +1,6 @@
 """Bad input as the person or script sees it (a gr.Error naming the field) and as the server log records it.
 
-A user's mistake is one log line ("bad input: temperature: must be a number in [0, 100], got -1"), never a
+A user's mistake is one log line ("bad input: temperature: must be 0 or a number in [0.0001, 100], got -1"), never a
 traceback: Gradio prints the traceback of every gr.Error raised from a handler unless told not to, and those
 tracebacks buried the real faults (which still get theirs).
 """

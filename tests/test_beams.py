@@ -42,7 +42,7 @@ def assert_same(engine: Engine, result, sequences, scores) -> None:
     for ours, ref, ref_score in zip(result.sequences, sequences, scores):
         assert ours.token_ids == ref[:len(ours.token_ids)]
         assert all(t == pad for t in ref[len(ours.token_ids):])  # transformers pads shorter sequences
-        assert ours.score == pytest.approx(ref_score, rel=1e-5, abs=1e-4)  # float32 sums in another order
+        assert ours.score == pytest.approx(ref_score, rel=1e-4, abs=1e-4)  # float32 sums in another order, other CPUs
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_raw_prompt_and_table(in_process, tmp_path: Path, capsys: pytest.Capture
     (["--prompt", PROMPT, "--set", "order=temperature>top_z"], "order"),
     (["--prompt", PROMPT, "--axis", "temperature=0.5,1", "--samples", "3", "--max-rows", "4"], "rows"),
     # never clamped, rounded or read as another value; a name given twice with two values is refused
-    (["--prompt", PROMPT, "--set", "temperature=-1"], "temperature: must be a number in [0, 100], got -1"),
+    (["--prompt", PROMPT, "--set", "temperature=-1"], "temperature: must be 0 or a number in [0.0001, 100], got -1"),
     (["--prompt", PROMPT, "--set", "top_k=2.7"], "top_k: must be a whole number"),
     (["--prompt", PROMPT, "--set", "do_sample=yes"], "do_sample: must be true or false, got 'yes'"),
     (["--prompt", PROMPT, "--set", "temperature=0.5", "--set", "temperature=0.7"], "--set temperature"),

@@ -33,7 +33,7 @@ def assert_same(result, case: dict) -> None:
     assert len(result.sequences) == len(case["sequences"])
     for ours, ref, ref_score in zip(result.sequences, case["sequences"], case["scores"]):
         assert ours.token_ids == ref
-        assert ours.score == pytest.approx(ref_score, rel=1e-5, abs=1e-4)  # float32 sums in another order
+        assert ours.score == pytest.approx(ref_score, rel=1e-4, abs=1e-4)  # float32 sums in another order, other CPUs
 
 
 def test_the_oracle_prompts_are_what_the_engine_encodes(engine):
@@ -79,7 +79,7 @@ def test_a_sweep_over_diversity_penalty_runs_group_beams(engine):
     first = df[df["axis_diversity_penalty"] == 1.5]
     assert list(first["token_ids"]) == case["sequences"][:base.num_return_sequences]
     assert set(first["beam_group"]) == {0, 1}  # the group each returned beam grew in: both groups return beams
-    assert list(first["beam_score"]) == pytest.approx(case["scores"][:base.num_return_sequences], rel=1e-5, abs=1e-4)
+    assert list(first["beam_score"]) == pytest.approx(case["scores"][:base.num_return_sequences], rel=1e-4, abs=1e-4)
 
 
 def reference_hamming(scores: torch.Tensor, chosen_by_earlier: list[int], penalty: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ from engine.params import ParamError
 
 from openai_helpers import QUESTION, assert_error
 
-BAD_LINE = "bad input: temperature: must be a number in [0, 100], got -1"
+BAD_LINE = "bad input: temperature: must be 0 or a number in [0.0001, 100], got -1"
 
 
 @pytest.fixture(scope="module")
