@@ -31,6 +31,7 @@ from .render import CSS, progress_html
 from .runs import RunStore
 
 VIEWS = ("generate", "sweep", "distributions", "share")
+ESSENTIALS = ("temperature", "max_new_tokens")  # beside the prompt and Run, out of their groups
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 AXIS_CHOICES = ["(none)", *FIELD_NAMES]
@@ -99,17 +100,26 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 
     with gr.Blocks(title="Decoding Playground") as demo:
         gr.Markdown(
-            f"# Decoding Playground\n"
-            f"See what each decoding parameter does: **Generate** streams samples coloured by probability, "
-            f"**Sweep** runs a grid of settings as one batch, **Distributions** shows the next-token distribution "
-            f"after every processor. Model: `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).")
+            f"## Decoding Playground\n"
+            f"What each decoding parameter does: **Generate** streams samples coloured by probability, **Sweep** "
+            f"runs a grid of settings as one batch, **Distributions** shows the next-token distribution after every "
+            f"processor. Model `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).",
+            elem_id="intro")
         with gr.Row(equal_height=False):
             # ---------------------------------------------------------------- settings
-            with gr.Column(scale=1, min_width=340):
-                preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
-                                     info="Load an experiment: prompt, parameters and axes.")
-                preset_info = gr.Markdown("", elem_id="preset-info")
-                prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt")
+            with gr.Column(scale=1, min_width=340, elem_id="settings"):
+                # the first screen: prompt, the two knobs a newcomer moves first, and Run (also on a phone)
+                prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt",
+                                    info="Ctrl+Enter (Cmd+Enter) runs.")
+                widgets: dict[str, gr.components.Component] = {}
+                with gr.Row(elem_id="essentials"):
+                    for field in ESSENTIALS:
+                        control = next(c for c in CONTROLS if c.field == field)
+                        widgets[field] = _widget(control, getattr(defaults.params, field))
+                with gr.Row(elem_id="run-bar"):
+                    run_button = gr.Button("Run", variant="primary", elem_id="run", scale=3, min_width=120)
+                    stop_button = gr.Button("Stop", variant="secondary", elem_id="stop", interactive=False,
+                                            scale=1, min_width=80)
                 with gr.Row():
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
                                     info="chat: the model's chat template; raw: the text as is.")
@@ -117,10 +127,12 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                         info="Outputs to generate (per cell in a sweep).", elem_id="samples",
                                         elem_classes=[KEEP_TYPED])
                 system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
-                widgets: dict[str, gr.components.Component] = {}
+                preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
+                                     info="Load an experiment: prompt, parameters and axes.")
+                preset_info = gr.Markdown("", elem_id="preset-info")
                 for group in GROUPS:
                     with gr.Accordion(group, open=group == "Sampling"):
-                        for control in (c for c in CONTROLS if c.group == group):
+                        for control in (c for c in CONTROLS if c.group == group and c.field not in ESSENTIALS):
                             widgets[control.field] = _widget(control, getattr(defaults.params, control.field))
                 with gr.Accordion("Processor order", open=False):
                     order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
@@ -131,15 +143,14 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             with gr.Column(scale=2):
                 with gr.Tabs(selected="generate") as tabs:
                     with gr.Tab("Generate", id="generate") as generate_tab:
-                        with gr.Row():
-                            run_button = gr.Button("Run", variant="primary", elem_id="run")
-                            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                            color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
-                                                info="final: the distribution sampled from; raw: the model's own.")
                         generate_status = gr.Markdown("Press Run. Click any token to see its distribution.",
                                                       elem_id="generate-status")
                         tokens = gr.HTML("", elem_id="tokens", js_on_load=TOKEN_CLICK_JS, css_template=CSS)
-                        sample_table = gr.Dataframe(label="Per output", interactive=False, wrap=True)
+                        color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
+                                            info="final: the distribution sampled from; raw: the model's own.")
+                        # shown with the first finished run (an empty table with bare headers said nothing)
+                        sample_table = gr.Dataframe(label="Per output", interactive=False, wrap=True,
+                                                    visible=False, elem_id="sample-table")
                     with gr.Tab("Sweep", id="sweep") as sweep_tab:
                         gr.Markdown("Up to three axes over any parameter. Values: `0.2, 0.9`, ranges `0.1:0.9:0.2`, "
                                     "orders `temperature>min_p, min_p>temperature`. Every cell x sample runs as one batch.")
@@ -152,7 +163,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                               elem_id=f"axis-values-{i + 1}"))
                         with gr.Row():
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
-                            sweep_stop = gr.Button("Stop", variant="stop", elem_id="stop-sweep")
+                            sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
                         sweep_status = gr.HTML("", elem_id="sweep-status")
                         metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
                         heatmap = gr.Plot(label="Metric over the axes")
@@ -226,14 +237,18 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     yield frame.html, frame.status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 else:
                     run = frame.run
-                    yield (frame.html, frame.status, views.sample_table(run), run.run_id,
+                    yield (frame.html, frame.status, gr.Dataframe(views.sample_table(run), visible=True), run.run_id,
                            *_index_sliders(run))
 
         def stop_run(request: gr.Request) -> None:
             store.stop(_session(request))
 
-        run_button.click(run_generate, settings, [tokens, generate_status, sample_table, run_id, dist_sample, dist_step],
-                         api_visibility="private", preprocess=False)
+        # Run shows the Generate view and arms Stop for the length of the run (Stop is idle otherwise)
+        run_button.click(lambda: (gr.Tabs(selected="generate"), "generate", gr.Button(interactive=True)), None,
+                         [tabs, view, stop_button], queue=False, api_visibility="private").then(
+            run_generate, settings, [tokens, generate_status, sample_table, run_id, dist_sample, dist_step],
+            api_visibility="private", preprocess=False).then(
+            lambda: gr.Button(interactive=False), None, stop_button, queue=False, api_visibility="private")
         stop_button.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -263,9 +278,12 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
                            *_index_sliders(run))
 
-        sweep_button.click(run_sweep, [*settings, metric],
-                           [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step],
-                           api_visibility="private", preprocess=False)
+        sweep_button.click(lambda: gr.Button(interactive=True), None, sweep_stop, queue=False,
+                           api_visibility="private").then(
+            run_sweep, [*settings, metric],
+            [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step],
+            api_visibility="private", preprocess=False).then(
+            lambda: gr.Button(interactive=False), None, sweep_stop, queue=False, api_visibility="private")
         sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -75,3 +77,20 @@ def wait_done(page: Page, status_id: str) -> None:
 
 def text_box(page: Page, elem_id: str) -> Locator:
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+@contextmanager
+def sized_page(browser: Browser, width: int, height: int) -> Iterator[Page]:
+    """A fresh page with its own viewport (a laptop 1440x900, a phone 390x844)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def bottom(page: Page, selector: str) -> float:
+    """Where an element ends, in page pixels from the top (the first screen ends at the viewport height)."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    return box["y"] + box["height"]

@@ -1,0 +1,42 @@
+"""The page as a newcomer meets it (issue 16): the first screen, errors, the step box, the share link, the
+keyboard, seeds in a sweep, exports of a sweep, the sweep grid and the time a run takes.
+
+Same recipe as tests/test_browser.py: Debian's Chromium driven by Playwright against the app launched once in
+this process. Screenshots at a laptop's 1440x900 and a phone's 390x844 go to artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from pages import RUN_SECONDS, bottom, open_app, shot, sized_page, wait_done
+
+LAPTOP, PHONE = (1440, 900), (390, 844)
+
+
+def test_first_screen_holds_the_prompt_the_main_knobs_and_run(browser, app_url):
+    for width, height in (LAPTOP, PHONE):
+        with sized_page(browser, width, height) as page:
+            open_app(page, app_url)
+            for selector in ("#prompt", "#param-temperature", "#param-max_new_tokens", "#run"):
+                expect(page.locator(selector)).to_be_visible()
+                assert bottom(page, selector) <= height, (width, selector)  # no scrolling, no group to open
+            stop = page.locator("#stop")
+            expect(stop).to_be_disabled()  # nothing runs yet
+            assert "stop" not in (stop.get_attribute("class") or "").split()  # not the big red variant
+            expect(page.locator("#sample-table")).to_be_hidden()  # no empty "1 2 3" table before a run
+            shot(page, f"first-screen-{width}")
+            page.get_by_role("tab", name="Sweep").click()
+            expect(page.locator("#stop-sweep")).to_be_disabled()
+
+
+def test_stop_is_armed_only_while_a_run_goes_and_the_table_comes_with_the_result(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=200&samples=1")
+    page.locator("#run").click()
+    stop = page.locator("#stop")
+    expect(stop).to_be_enabled(timeout=RUN_SECONDS)
+    expect(page.locator("#tokens .dp-tok").first).to_be_visible(timeout=RUN_SECONDS)
+    stop.click()
+    wait_done(page, "generate-status")
+    expect(stop).to_be_disabled(timeout=30_000)
+    expect(page.locator("#sample-table")).to_be_visible()
+    expect(page.locator("#sample-table")).to_contain_text("finish_reason")
