@@ -53,6 +53,10 @@ CSS = """
              border-left: 3px solid rgba(128, 128, 128, .5); padding: .2rem 0 .2rem .6rem; }
 .dp-prompt-label { font-size: .75em; font-weight: 600; text-transform: uppercase; letter-spacing: .05em;
                    opacity: .7; margin-right: .6em; }
+.dp-status { font-size: .95em; margin: .3rem 0; }
+.dp-error { color: #b42318; border-left: 3px solid #d92d20; padding: .3rem .6rem; background: rgba(217, 45, 32, .06);
+            border-radius: 4px; overflow-wrap: anywhere; }
+.dp-error-title { font-weight: 600; }
 .dp-sweep { overflow-x: auto; }
 .dp-facet-title { font-size: 1em; font-weight: 600; margin: .8rem 0 .2rem 0; }
 .dp-grid-table { border-collapse: separate; border-spacing: .5rem; }
@@ -182,6 +186,18 @@ def progress_html(fraction: float, status: str) -> str:
     fraction = min(max(float(fraction), 0.0), 1.0)
     return (f'<div class="dp-progress"><progress max="1" value="{fraction:.3f}"></progress> '
             f'<span>{html.escape(status)}</span></div>')
+
+
+def status_html(status: str) -> str:
+    """A run's status line (escaped)."""
+    return f'<div class="dp-status">{html.escape(status)}</div>'
+
+
+def error_html(message: str, title: str = "Invalid setting") -> str:
+    """The one place a run's error shows beside the outputs: the title and the message (field, range, value),
+    escaped; it stays until the next run (the toast fades)."""
+    return (f'<div class="dp-status dp-error" role="alert"><span class="dp-error-title">{html.escape(title)}:</span> '
+            f'{html.escape(message)}</div>')
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, par
 from .errors import log_bad_input, user_error
 from .exports import generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
-from .render import CSS, progress_html
+from .render import CSS, error_html, progress_html, status_html
 from .runs import RunStore
 
 VIEWS = ("generate", "sweep", "distributions", "share")
@@ -143,8 +143,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             with gr.Column(scale=2):
                 with gr.Tabs(selected="generate") as tabs:
                     with gr.Tab("Generate", id="generate") as generate_tab:
-                        generate_status = gr.Markdown("Press Run. Click any token to see its distribution.",
-                                                      elem_id="generate-status")
+                        generate_status = gr.HTML(status_html("Press Run. Click any token to see its distribution."),
+                                                  elem_id="generate-status", css_template=CSS)
                         tokens = gr.HTML("", elem_id="tokens", js_on_load=TOKEN_CLICK_JS, css_template=CSS)
                         color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
                                             info="final: the distribution sampled from; raw: the model's own.")
@@ -164,7 +164,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                         with gr.Row():
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
                             sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
-                        sweep_status = gr.HTML("", elem_id="sweep-status")
+                        sweep_status = gr.HTML("", elem_id="sweep-status", css_template=CSS)
                         metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
                         heatmap = gr.Plot(label="Metric over the axes")
                         grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS)
@@ -226,29 +226,37 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     *values_from_params(config.params), list(config.params.order)]
 
         # ------------------------------------------------------------------------------ Generate
+        generate_outputs = [tokens, generate_status, sample_table, run_id, dist_sample, dist_step]
+
         @user_errors
         @device_scope
         def run_generate(request: gr.Request, *values: Any):
-            config = config_from_values(list(values))
-            stop = store.stop_flag(_session(request))
-            for frame in views.stream_run(engine, store, dataclasses.replace(config, axes=()).sweep_spec(), "generate",
-                                          config.color_by, stop):
-                if frame.run is None:
-                    yield frame.html, frame.status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                else:
-                    run = frame.run
-                    yield (frame.html, frame.status, gr.Dataframe(views.sample_table(run), visible=True), run.run_id,
-                           *_index_sliders(run))
+            try:
+                config = config_from_values(list(values))
+                stop = store.stop_flag(_session(request))
+                for frame in views.stream_run(engine, store, dataclasses.replace(config, axes=()).sweep_spec(),
+                                              "generate", config.color_by, stop):
+                    update = {tokens: frame.html, generate_status: status_html(frame.status)}
+                    if frame.run is not None:
+                        run = frame.run
+                        update.update({sample_table: gr.Dataframe(views.sample_table(run), visible=True),
+                                       run_id: run.run_id, **dict(zip((dist_sample, dist_step), _index_sliders(run)))})
+                    yield _updates(generate_outputs, update)
+            except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
+                yield _updates(generate_outputs, {generate_status: error_html(str(exc))})
+                raise
 
         def stop_run(request: gr.Request) -> None:
             store.stop(_session(request))
 
         # Run shows the Generate view and arms Stop for the length of the run (Stop is idle otherwise)
-        run_button.click(lambda: (gr.Tabs(selected="generate"), "generate", gr.Button(interactive=True)), None,
-                         [tabs, view, stop_button], queue=False, api_visibility="private").then(
-            run_generate, settings, [tokens, generate_status, sample_table, run_id, dist_sample, dist_step],
-            api_visibility="private", preprocess=False).then(
-            lambda: gr.Button(interactive=False), None, stop_button, queue=False, api_visibility="private")
+        generating = run_button.click(
+            lambda: (gr.Tabs(selected="generate"), "generate", gr.Button(interactive=True),
+                     status_html("Starting: reading the prompt ...")), None,
+            [tabs, view, stop_button, generate_status], queue=False, api_visibility="private").then(
+            run_generate, settings, generate_outputs, api_visibility="private", preprocess=False,
+            show_progress="hidden")
+        _disarm_after(generating, stop_button)
         stop_button.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -261,29 +269,35 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         color_by.change(recolor, [run_id, color_by], tokens, api_visibility="private")
 
         # ------------------------------------------------------------------------------ Sweep
+        sweep_outputs = [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step]
+
         @user_errors
         @device_scope
         def run_sweep(request: gr.Request, *values: Any):
             # the request comes first: Gradio inserts it at its position among the positional inputs
-            config = config_from_values(list(values[:-1]))
-            chosen_metric = values[-1]
-            stop = store.stop_flag(_session(request))
-            for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
-                if frame.run is None:
-                    yield progress_html(frame.progress, frame.status), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                else:
+            try:
+                config = config_from_values(list(values[:-1]))
+                chosen_metric = values[-1]
+                stop = store.stop_flag(_session(request))
+                for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
+                    if frame.run is None:
+                        yield _updates(sweep_outputs, {sweep_status: progress_html(frame.progress, frame.status)})
+                        continue
                     run = frame.run
                     grid_html, figure, table = views.sweep_outputs(run, chosen_metric)
                     csv_path, json_path = views.export_files(run)
                     yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
                            *_index_sliders(run))
+            except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
+                yield _updates(sweep_outputs, {sweep_status: error_html(str(exc))})
+                raise
 
-        sweep_button.click(lambda: gr.Button(interactive=True), None, sweep_stop, queue=False,
-                           api_visibility="private").then(
-            run_sweep, [*settings, metric],
-            [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step],
-            api_visibility="private", preprocess=False).then(
-            lambda: gr.Button(interactive=False), None, sweep_stop, queue=False, api_visibility="private")
+        sweeping = sweep_button.click(
+            lambda: (gr.Button(interactive=True), status_html("Starting: reading the prompt ...")),
+            None, [sweep_stop, sweep_status], queue=False, api_visibility="private").then(
+            run_sweep, [*settings, metric], sweep_outputs, api_visibility="private", preprocess=False,
+            show_progress="hidden")
+        _disarm_after(sweeping, sweep_stop)
         sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -417,6 +431,17 @@ def _widget(control, value: Any) -> gr.components.Component:
     multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
     return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
                       placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
+
+
+def _disarm_after(event: Any, stop: gr.Button) -> None:
+    """Stop goes idle again when the run ends, whether it finished or failed."""
+    for listener in (event.success, event.failure):
+        listener(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
+
+
+def _updates(outputs: list[gr.components.Component], changes: dict) -> tuple:
+    """One streamed update of an event's outputs: the changed ones, gr.skip() for the others."""
+    return tuple(changes.get(output, gr.skip()) for output in outputs)
 
 
 def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from pages import RUN_SECONDS, bottom, open_app, shot, sized_page, wait_done
+from pages import RUN_SECONDS, bottom, open_app, set_number, shot, sized_page, wait_done
 
 LAPTOP, PHONE = (1440, 900), (390, 844)
 
@@ -40,3 +40,28 @@ def test_stop_is_armed_only_while_a_run_goes_and_the_table_comes_with_the_result
     expect(stop).to_be_disabled(timeout=30_000)
     expect(page.locator("#sample-table")).to_be_visible()
     expect(page.locator("#sample-table")).to_contain_text("finish_reason")
+
+
+VISIBLE_ERROR_PILLS = """() => [...document.querySelectorAll('.error')].filter(e =>
+    !String(e.className).includes('toast') && e.offsetParent !== null && !e.closest('.hide')
+    && e.innerText.trim() === 'Error').length"""
+
+
+def test_an_error_is_one_toast_and_one_line_in_the_status_not_a_pill_per_output(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=4&samples=1")
+    set_number(page, "param-temperature", "-1")
+    page.locator("#run").click()
+    toast = page.locator('[data-testid="toast-body"].error')
+    expect(toast).to_have_count(1, timeout=30_000)
+    status = page.locator("#generate-status")
+    expect(status).to_contain_text("temperature: must be a number in [0, 100], got -1")
+    expect(status.get_by_role("alert")).to_be_visible()
+    assert page.evaluate(VISIBLE_ERROR_PILLS) == 0
+    expect(page.locator("#stop")).to_be_disabled()  # nothing is running
+    # the sweep says it the same way
+    page.get_by_role("tab", name="Sweep").click()
+    page.locator("#run-sweep").click()
+    expect(page.locator("#sweep-status")).to_contain_text("temperature: must be a number in [0, 100], got -1",
+                                                          timeout=30_000)
+    assert page.evaluate(VISIBLE_ERROR_PILLS) == 0
+    shot(page, "error-status")
