@@ -326,8 +326,10 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 
         dist_outputs = [dist_caption, dist_plot, dist_table, steps_plot, dist_step]
         for slider in (dist_sample, dist_step, dist_top):
-            slider.release(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
-                           api_visibility="private", preprocess=False)
+            # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never
+            # the value the handler itself sets; always_last: a drag replays where it stops, not every step passed
+            slider.input(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
+                         api_visibility="private", preprocess=False, trigger_mode="always_last")
         dist_tab.select(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
                         api_visibility="private", preprocess=False)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from pages import RUN_SECONDS, bottom, open_app, set_number, shot, sized_page, wait_done
+from pages import RUN_SECONDS, bottom, open_app, run_generate, set_number, shot, sized_page, wait_done
 
 LAPTOP, PHONE = (1440, 900), (390, 844)
 
@@ -65,3 +65,21 @@ def test_an_error_is_one_toast_and_one_line_in_the_status_not_a_pill_per_output(
                                                           timeout=30_000)
     assert page.evaluate(VISIBLE_ERROR_PILLS) == 0
     shot(page, "error-status")
+
+
+def test_the_step_box_answers_enter_and_the_arrow_keys(page, app_url):
+    run_generate(page, app_url, "?max_new_tokens=12&samples=2&seed=3")
+    page.get_by_role("tab", name="Distributions").click()
+    caption = page.locator("#dist-caption")
+    expect(caption).to_contain_text("step 0", timeout=30_000)
+    box = page.locator("#dist-step input[type=number]")
+    box.fill("5")
+    box.press("Enter")  # no blur, no drag: Enter alone shows step 5
+    expect(caption).to_contain_text("sample 0 · step 5", timeout=30_000)
+    track = page.locator("#dist-step input[type=range]")
+    track.focus()
+    track.press("ArrowRight")
+    expect(caption).to_contain_text("sample 0 · step 6", timeout=30_000)
+    page.locator("#dist-sample input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    expect(caption).to_contain_text("sample 1 · step 6", timeout=30_000)
