@@ -43,6 +43,32 @@ element.addEventListener('click', (event) => {
 """
 MAX_PAGE_INT = 2**53 - 1  # the largest whole number a browser's numbers hold exactly
 SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+# Copy link: the whole link into the box and onto the clipboard (the async Clipboard API where the page may use
+# it, else a selected text area and execCommand), and a line saying which happened.
+COPY_LINK_JS = """
+async (query) => {
+  const url = window.location.origin + window.location.pathname + query;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch (error) {
+    const area = document.createElement('textarea');
+    area.value = url;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    try { copied = document.execCommand('copy'); } catch (ignored) { copied = false; }
+    area.remove();
+  }
+  const note = copied
+    ? '<div class="dp-status dp-copied" role="status">Link copied to the clipboard.</div>'
+    : '<div class="dp-status" role="status">This browser did not allow copying: select the link below and copy it.</div>';
+  return [url, note];
+}
+"""
 # Gradio's Slider clamps a typed number into its drag range when its number box loses focus (temperature -1
 # would become 0, greedy; top_p 2 would become 1), silently. The settings' sliders carry KEEP_TYPED: their box
 # keeps what was typed, so the run's own validation (the engine's ranges) names the field and the value, or uses
@@ -197,7 +223,10 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     with gr.Tab("Share & export", id="share") as share_tab:
                         gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and "
                                     "the same settings for transformers and for an OpenAI-style API.")
-                        share_button = gr.Button("Copy link", elem_id="share-button")
+                        with gr.Row(equal_height=True):
+                            share_button = gr.Button("Copy link", elem_id="share-button", variant="primary",
+                                                     scale=0, min_width=140)
+                            share_note = gr.HTML("", elem_id="share-note", css_template=CSS)
                         share_link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
                         python_code = gr.Code(label="model.generate(...)", language="python")
                         generation_json = gr.Code(label="GenerationConfig JSON", language="json")
@@ -364,19 +393,25 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):
             tab.select(lambda n=name: n, None, view, api_visibility="private")
 
-        @user_errors
-        def share(*values: Any) -> tuple[str, str, str, str]:
-            config = config_from_values(list(values))
-            query = config.to_query()
-            return ("?" + query if query else "", generate_snippet(config, hub_id),
-                    generation_config_json(config, model.tokenizer), openai_request_json(config, model.name))
+        share_outputs = [share_link, python_code, generation_json, openai_json, share_note]
 
-        share_button.click(share, settings, [share_link, python_code, generation_json, openai_json],
-                           api_visibility="private", preprocess=False).then(
-            None, share_link, share_link, js=SHARE_URL_JS)
-        share_tab.select(share, settings, [share_link, python_code, generation_json, openai_json],
-                         api_visibility="private", preprocess=False).then(
-            None, share_link, share_link, js=SHARE_URL_JS)
+        @user_errors
+        def share(*values: Any):
+            try:
+                config = config_from_values(list(values))
+            except ParamError as exc:  # said beside the link (it stays), then once as a toast
+                yield _updates(share_outputs, {share_note: error_html(str(exc))})
+                raise
+            query = config.to_query()
+            yield ("?" + query if query else "", generate_snippet(config, hub_id),
+                   generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "")
+
+        # the link is built on the server, then made whole and, for the button, put on the clipboard
+        share_button.click(share, settings, share_outputs, api_visibility="private", preprocess=False,
+                           show_progress="hidden").success(
+            None, share_link, [share_link, share_note], js=COPY_LINK_JS)
+        share_tab.select(share, settings, share_outputs, api_visibility="private", preprocess=False,
+                         show_progress="hidden").success(None, share_link, share_link, js=SHARE_URL_JS)
 
         def apply(config: PlaygroundConfig) -> list[Any]:
             _check_page_numbers(config)

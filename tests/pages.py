@@ -9,7 +9,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -80,9 +80,9 @@ def text_box(page: Page, elem_id: str) -> Locator:
 
 
 @contextmanager
-def sized_page(browser: Browser, width: int, height: int) -> Iterator[Page]:
-    """A fresh page with its own viewport (a laptop 1440x900, a phone 390x844)."""
-    context = browser.new_context(viewport={"width": width, "height": height})
+def sized_page(browser: Browser, width: int, height: int, permissions: list[str] | None = None) -> Iterator[Page]:
+    """A fresh page with its own viewport (a laptop 1440x900, a phone 390x844) and browser permissions."""
+    context = browser.new_context(viewport={"width": width, "height": height}, permissions=permissions or [])
     try:
         yield context.new_page()
     finally:
@@ -94,3 +94,12 @@ def bottom(page: Page, selector: str) -> float:
     box = page.locator(selector).bounding_box()
     assert box is not None, f"{selector} is not shown"
     return box["y"] + box["height"]
+
+
+def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout_ms: int = 10_000) -> None:
+    """Poll a condition Playwright cannot wait for by itself (the clipboard, a computed value)."""
+    for _ in range(max(timeout_ms // 100, 1)):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    assert condition(), f"timed out waiting for {what}"

@@ -6,9 +6,12 @@ this process. Screenshots at a laptop's 1440x900 and a phone's 390x844 go to art
 """
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 
-from pages import RUN_SECONDS, bottom, open_app, run_generate, set_number, shot, sized_page, wait_done
+from pages import (RUN_SECONDS, bottom, open_app, run_generate, set_number, shot, sized_page, wait_done,
+                   wait_until)
 
 LAPTOP, PHONE = (1440, 900), (390, 844)
 
@@ -83,3 +86,16 @@ def test_the_step_box_answers_enter_and_the_arrow_keys(page, app_url):
     page.locator("#dist-sample input[type=range]").focus()
     page.keyboard.press("ArrowRight")
     expect(caption).to_contain_text("sample 1 · step 6", timeout=30_000)
+
+
+def test_copy_link_puts_the_link_on_the_clipboard(browser, app_url):
+    with sized_page(browser, *LAPTOP, permissions=["clipboard-read", "clipboard-write"]) as page:
+        open_app(page, app_url, "?temperature=0.3&top_k=7")
+        page.get_by_role("tab", name="Share & export").click()
+        page.locator("#share-button").click()
+        link = page.locator("#share-link textarea, #share-link input").first
+        note = page.locator("#share-note")
+        expect(note).to_contain_text("copied to the clipboard", timeout=30_000)  # the button's run is over
+        expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/\?.*top_k=7"))
+        url = link.input_value()
+        wait_until(page, lambda: page.evaluate("navigator.clipboard.readText()") == url, "the link on the clipboard")
