@@ -88,6 +88,25 @@ if (!window.__keepTyped) {
 """ % KEEP_TYPED
 
 
+# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page runs what the open view runs: the sweep in Sweep, else
+# Generate. One listener on the document, installed once.
+RUN_KEYS_JS = """
+if (!window.__runKeys) {
+  window.__runKeys = true;
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey) || event.repeat) return;
+    const open = document.querySelector('[role=tab][aria-selected=true]');
+    const sweep = open && open.textContent.trim() === 'Sweep';
+    const button = document.querySelector(sweep ? '#run-sweep' : '#run');
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+"""
+
+
 def user_errors(fn: Callable) -> Callable:
     """Bad input -> gr.Error with the engine's message (field, allowed range, value); never a traceback, in the
     page or in the server log (one line there)."""
@@ -136,7 +155,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             with gr.Column(scale=1, min_width=340, elem_id="settings"):
                 # the first screen: prompt, the two knobs a newcomer moves first, and Run (also on a phone)
                 prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt",
-                                    info="Ctrl+Enter (Cmd+Enter) runs.")
+                                    info="Ctrl+Enter (Cmd+Enter) runs, from anywhere on the page.")
                 widgets: dict[str, gr.components.Component] = {}
                 with gr.Row(elem_id="essentials"):
                     for field in ESSENTIALS:
@@ -165,8 +184,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                         label="order", info=ORDER_INFO, elem_id="order")
                     reset_order = gr.Button("Reset to transformers' order", size="sm")
                 gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
+                gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
             # ---------------------------------------------------------------- views
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
                     with gr.Tab("Generate", id="generate") as generate_tab:
                         generate_status = gr.HTML(status_html("Press Run. Click any token to see its distribution."),

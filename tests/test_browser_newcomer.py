@@ -99,3 +99,31 @@ def test_copy_link_puts_the_link_on_the_clipboard(browser, app_url):
         expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/\?.*top_k=7"))
         url = link.input_value()
         wait_until(page, lambda: page.evaluate("navigator.clipboard.readText()") == url, "the link on the clipboard")
+
+
+FOCUSED = """() => { const a = document.activeElement; const c = a.closest('[id]');
+  return {id: c ? c.id : '', tab: a.getAttribute('role') === 'tab' ? a.textContent.trim() : '',
+          views: !!a.closest('#views'), settings: !!a.closest('#settings')}; }"""
+
+
+def test_ctrl_enter_runs_and_focus_follows_the_panels(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=4&samples=1")
+    page.locator("#prompt textarea").focus()
+    page.keyboard.press("Control+Enter")
+    wait_done(page, "generate-status")
+    expect(page.locator("#tokens .dp-sample")).to_have_count(1)
+    # Tab from the prompt: the first screen's knobs and Run, the rest of the settings, then the views' tabs
+    page.locator("#prompt textarea").focus()
+    stops = []
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate(FOCUSED))
+        if stops[-1]["tab"] == "Share & export":
+            break
+    ids = [s["id"] for s in stops]
+    first = {name: ids.index(name) for name in ("param-temperature", "param-max_new_tokens", "run", "samples")}
+    assert first["param-temperature"] < first["param-max_new_tokens"] < first["run"] < first["samples"], ids
+    tabs = [s["tab"] for s in stops if s["tab"]]
+    assert tabs == ["Generate", "Sweep", "Distributions", "Share & export"], tabs
+    first_view = next(i for i, s in enumerate(stops) if s["views"])
+    assert all(s["settings"] for s in stops[:first_view]) and not any(s["settings"] for s in stops[first_view:]), stops
