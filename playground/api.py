@@ -49,18 +49,19 @@ def register_api(engine: Engine, store: RunStore) -> None:
                           "samples": [_sample(run, i) for i in range(run.row_count)]})
 
     def sweep(prompt: str, params: dict | None = None, axes: list | None = None, samples: int = 1,
-              raw: bool = False, system_prompt: str = "") -> dict:
+              raw: bool = False, system_prompt: str = "", independent_seeds: bool = False) -> dict:
         """Run a sweep (up to 3 axes) as one batch.
 
         axes: [{"name": "temperature", "values": [0.2, 0.9]}, {"name": "top_p", "values": "0.5:1.0:0.25"}]
         (values as a list, or as text like the page's axis boxes). Returns run_id, seconds, `samples` (one
         record per sample: cell, axis values, every parameter, text, token_ids, logprobs, metrics) and `cells`
-        (one row per cell with mean metrics and diversity).
+        (one row per cell with mean metrics and diversity). independent_seeds: each cell its own seed (derived
+        from the base seed and the cell's axis values) instead of the base seed in every cell.
         """
         try:
             check_whole("samples", samples, 1, MAX_API_SAMPLES)
             spec = SweepSpec(prompt, _params(params), _axes(axes), samples, check_flag("raw", raw),
-                             _system(system_prompt))
+                             _system(system_prompt), check_flag("independent_seeds", independent_seeds))
             run = _finish(views.stream_run(engine, store, spec, "sweep"))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None

@@ -58,6 +58,7 @@ CSS = """
             border-radius: 4px; overflow-wrap: anywhere; }
 .dp-error-title { font-weight: 600; }
 .dp-sweep { overflow-x: auto; }
+.dp-seed-note { font-size: .85em; opacity: .85; margin: .2rem 0 .5rem 0; }
 .dp-facet-title { font-size: 1em; font-weight: 600; margin: .8rem 0 .2rem 0; }
 .dp-grid-table { border-collapse: separate; border-spacing: .5rem; }
 .dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: nowrap; }
@@ -261,6 +262,20 @@ def _grid_table(cells: pd.DataFrame, row_col: str | None, col_col: str | None, a
         tds = "".join(f'<td>{"".join(slots.get((r, c), []))}</td>' for c in range(len(col_labels)))
         body.append(f"<tr>{header}{tds}</tr>")
     return f'<table class="dp-grid-table">{head}<tbody>{"".join(body)}</tbody></table>'
+
+
+def seed_note_html(independent: bool, seed: int, cells: int) -> str:
+    """What a sweep's seeds mean, above its grid: why cells start alike (shared seed), or that they do not."""
+    if cells < 2:
+        return ""
+    if independent:
+        text = (f"Independent seeds: each cell has its own seed, derived from seed {seed} and the cell's axis "
+                f"values (the table below lists them), so cells differ by chance as well as by their parameters.")
+    else:
+        text = (f"Shared seed {seed}: sample i of every cell draws the same random numbers, so cells often begin "
+                f"with the same words. That is by design: the differences between cells come from their "
+                f"parameters, not from luck. Tick “independent seeds per cell” to give each cell its own seed.")
+    return f'<div class="dp-seed-note">{html.escape(text)}</div>'
 
 
 def sweep_grid_html(cells: pd.DataFrame, records: pd.DataFrame, axes: list[str], metrics: list[str],

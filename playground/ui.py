@@ -31,7 +31,10 @@ from .render import CSS, error_html, progress_html, status_html
 from .runs import RunStore
 
 VIEWS = ("generate", "sweep", "distributions", "share")
-ESSENTIALS = ("temperature", "max_new_tokens")  # beside the prompt and Run, out of their groups
+ESSENTIALS = ("temperature", "max_new_tokens")
+SEEDS_INFO = ("Off: every cell uses the same seed, so sample i of every cell draws the same random numbers and "
+              "cells often start with the same words (by design: differences come from the parameters). On: each "
+              "cell gets its own seed, derived from the seed and its axis values (reproducible).")  # beside the prompt and Run, out of their groups
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 AXIS_CHOICES = ["(none)", *FIELD_NAMES]
@@ -207,6 +210,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                               elem_id=f"axis-name-{i + 1}", scale=1))
                                 axis_values.append(gr.Textbox("", label=f"axis {i + 1} values", scale=2,
                                                               elem_id=f"axis-values-{i + 1}"))
+                        seeds_box = gr.Checkbox(False, label="independent seeds per cell", elem_id="independent-seeds",
+                                                info=SEEDS_INFO)
                         with gr.Row():
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
                             sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
@@ -255,24 +260,25 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         view = gr.State("generate")
 
         settings = [prompt, mode, system, samples, *axis_names, *axis_values, view, dist_sample, dist_step,
-                    color_by, *(widgets[c.field] for c in CONTROLS), order]  # CONTROLS order, whatever the layout
+                    color_by, seeds_box, *(widgets[c.field] for c in CONTROLS), order]  # CONTROLS order, whatever the layout
 
         def config_from_values(values: list[Any]) -> PlaygroundConfig:
             p, m, s, n, *rest = values
             names, texts, rest = rest[:MAX_AXES], rest[MAX_AXES:2 * MAX_AXES], rest[2 * MAX_AXES:]
-            current_view, sample, step, colour, *controls = rest
+            current_view, sample, step, colour, independent, *controls = rest
             params = params_from_values(controls[:-1], controls[-1])
             axes = tuple((name, text or "") for name, text in zip(names, texts) if name and name != "(none)")
             return PlaygroundConfig(prompt=p, raw=m == "raw", system_prompt=s or "", params=params,
                                     samples=_whole("samples", n), axes=axes, view=current_view or "generate",
-                                    sample=_whole("output", sample), step=_whole("step", step), color_by=colour)
+                                    sample=_whole("output", sample), step=_whole("step", step), color_by=colour,
+                                    independent_seeds=bool(independent))
 
         def values_from_config(config: PlaygroundConfig) -> list[Any]:
             names = [a[0] for a in config.axes] + ["(none)"] * (MAX_AXES - len(config.axes))
             texts = [a[1] for a in config.axes] + [""] * (MAX_AXES - len(config.axes))
             return [config.prompt, "raw" if config.raw else "chat", config.system_prompt, config.samples,
                     *names, *texts, config.view, config.sample, config.step, config.color_by,
-                    *values_from_params(config.params), list(config.params.order)]
+                    config.independent_seeds, *values_from_params(config.params), list(config.params.order)]
 
         # ------------------------------------------------------------------------------ Generate
         generate_outputs = [tokens, generate_status, sample_table, run_id, dist_sample, dist_step]

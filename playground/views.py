@@ -29,7 +29,7 @@ from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
 from .plots import distribution_figure, metric_heatmap, steps_figure
-from .render import TokenView, prompt_html, samples_html, stage_table, sweep_grid_html
+from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
@@ -172,11 +172,13 @@ def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
     if metric not in cells.columns:
         raise ParamError("metric", f"one this sweep has ({', '.join(m for m in GRID_METRICS if m in cells.columns)})", metric)
     shown = [*GRID_METRICS[:3], *(["beam_score"] if "beam_score" in cells.columns else [])]
-    grid = sweep_grid_html(cells, records, axes, shown)
+    spec = run.sweep.spec
+    grid = seed_note_html(spec.independent_seeds, spec.base.seed, len(cells)) + sweep_grid_html(cells, records, axes, shown)
     x_axis = axes[1] if len(axes) > 1 else (axes[0] if axes else None)
     y_axis = axes[0] if len(axes) > 1 else None
     heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None)
-    table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", "text", *SAMPLE_COLUMNS, "cell_diversity"]
+    table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", *(["seed"] if spec.independent_seeds else []),
+                     "text", *SAMPLE_COLUMNS, "cell_diversity"]
     return grid, heatmap, _rounded(records[[c for c in table_columns if c in records.columns]])
 
 

@@ -127,3 +127,33 @@ def test_ctrl_enter_runs_and_focus_follows_the_panels(page, app_url):
     assert tabs == ["Generate", "Sweep", "Distributions", "Share & export"], tabs
     first_view = next(i for i, s in enumerate(stops) if s["views"])
     assert all(s["settings"] for s in stops[:first_view]) and not any(s["settings"] for s in stops[first_view:]), stops
+
+
+def test_shared_seeds_are_explained_and_independent_seeds_are_an_option(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=4&samples=1&view=sweep&axis=temperature:0.5,1.0")
+    page.locator("#run-sweep").click()
+    wait_done(page, "sweep-status")
+    grid = page.locator("#sweep-grid")
+    expect(grid).to_contain_text("Shared seed 0: sample i of every cell draws the same random numbers")
+    expect(page.locator("#independent-seeds")).to_contain_text("same seed")  # said beside the option too
+    page.locator("#independent-seeds input[type=checkbox]").check()
+    page.locator("#run-sweep").click()
+    expect(grid).to_contain_text("Independent seeds: each cell has its own seed", timeout=RUN_SECONDS)
+    page.get_by_role("tab", name="Share & export").click()
+    page.locator("#share-button").click()
+    link = page.locator("#share-link textarea, #share-link input").first
+    expect(link).to_have_value(re.compile(r"[?&]independent_seeds=true(&|$)"), timeout=30_000)
+    # the link brings it back
+    page.goto(link.input_value())
+    expect(page.locator("#independent-seeds input[type=checkbox]")).to_be_checked(timeout=60_000)
+
+
+def test_the_sweep_endpoint_takes_independent_seeds(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    axes = [{"name": "temperature", "values": [0.5, 1.0]}]
+    shared = client.predict("Hi.", {"max_new_tokens": 2, "seed": 5}, axes, 1, api_name="/sweep")
+    assert {r["seed"] for r in shared["samples"]} == {5}
+    own = client.predict("Hi.", {"max_new_tokens": 2, "seed": 5}, axes, 1, False, "", True, api_name="/sweep")
+    assert len({r["seed"] for r in own["samples"]}) == 2
