@@ -25,7 +25,7 @@ from .config import PlaygroundConfig
 from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, params_from_values, values_from_params,
                        widget_value)
 from .errors import log_bad_input, user_error
-from .exports import generate_snippet, generation_config_json, openai_request_json
+from .exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .render import CSS, error_html, progress_html, status_html
 from .runs import RunStore
@@ -253,9 +253,15 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                      scale=0, min_width=140)
                             share_note = gr.HTML("", elem_id="share-note", css_template=CSS)
                         share_link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
-                        python_code = gr.Code(label="model.generate(...)", language="python")
-                        generation_json = gr.Code(label="GenerationConfig JSON", language="json")
-                        openai_json = gr.Code(label="OpenAI-style request", language="json")
+                        export_notes_box = gr.Textbox(label="What the exports leave out, and notes", lines=3,
+                                                      interactive=False, elem_id="export-notes")
+                        python_code = gr.Code(label="model.generate(...) (a sweep: a loop over its cells)",
+                                              language="python", elem_id="export-python")
+                        generation_json = gr.Code(label="GenerationConfig JSON: GenerationConfig(**json) "
+                                                        "(a sweep: a list, one per cell)",
+                                                  language="json", elem_id="export-generation-config")
+                        openai_json = gr.Code(label="OpenAI-style request (a sweep: a list, one per cell)",
+                                              language="json", elem_id="export-openai")
         run_id = gr.State("")  # the run the Distributions view shows
         view = gr.State("generate")
 
@@ -419,7 +425,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):
             tab.select(lambda n=name: n, None, view, api_visibility="private")
 
-        share_outputs = [share_link, python_code, generation_json, openai_json, share_note]
+        share_outputs = [share_link, python_code, generation_json, openai_json, share_note, export_notes_box]
 
         @user_errors
         def share(*values: Any):
@@ -430,7 +436,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                 raise
             query = config.to_query()
             yield ("?" + query if query else "", generate_snippet(config, hub_id),
-                   generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "")
+                   generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
+                   export_notes_text(config, model.tokenizer))
 
         # the link is built on the server, then made whole and, for the button, put on the clipboard
         share_button.click(share, settings, share_outputs, api_visibility="private", preprocess=False,

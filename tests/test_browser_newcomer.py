@@ -6,6 +6,7 @@ this process. Screenshots at a laptop's 1440x900 and a phone's 390x844 go to art
 """
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.sync_api import expect
@@ -157,3 +158,32 @@ def test_the_sweep_endpoint_takes_independent_seeds(app_url):
     assert {r["seed"] for r in shared["samples"]} == {5}
     own = client.predict("Hi.", {"max_new_tokens": 2, "seed": 5}, axes, 1, False, "", True, api_name="/sweep")
     assert len({r["seed"] for r in own["samples"]}) == 2
+
+
+def code_text(page, elem_id: str) -> str:
+    """The text of a code box, line by line (the page is tall enough for the editor to draw every line)."""
+    return "\n".join(page.locator(f"#{elem_id} .cm-line").all_inner_texts())
+
+
+def test_exports_carry_the_sweep_and_the_generation_config_loads_as_it_is(browser, app_url):
+    with sized_page(browser, 1440, 9000) as page:
+        check_sweep_exports(page, app_url)
+
+
+def check_sweep_exports(page, app_url):
+    from transformers import GenerationConfig
+
+    open_app(page, app_url, "?max_new_tokens=8&presence_penalty=0.5&view=sweep&axis=temperature:0.3,0.9"
+                            "&axis=top_p:0.5,1.0")
+    page.get_by_role("tab", name="Share & export").click()
+    expect(page.locator("#export-python")).to_contain_text("cells = [", timeout=30_000)
+    assert "for number, cell in enumerate(cells):" in code_text(page, "export-python")
+    expect(page.locator("#export-notes textarea")).to_have_value(re.compile(r"Left out: presence_penalty = 0\.5"))
+    configs = json.loads(code_text(page, "export-generation-config"))
+    assert [(c["temperature"], c["top_p"]) for c in configs] == [(0.3, 0.5), (0.3, 1.0), (0.9, 0.5), (0.9, 1.0)]
+    for data in configs:
+        assert not [key for key in data if key.startswith("_")], data
+        GenerationConfig(**data).validate(strict=True)
+    requests = json.loads(code_text(page, "export-openai"))
+    assert [(r["temperature"], r["top_p"]) for r in requests] == [(0.3, 0.5), (0.3, 1.0), (0.9, 0.5), (0.9, 1.0)]
+    shot(page, "share-sweep-exports")
