@@ -27,6 +27,7 @@ from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, par
 from .errors import log_bad_input, user_error
 from .exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
+from .plots import COLOR_SCALES
 from .render import CSS, error_html, progress_html, status_html
 from .runs import RunStore
 
@@ -216,9 +217,14 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
                             sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
                         sweep_status = gr.HTML("", elem_id="sweep-status", css_template=CSS)
-                        metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
-                        heatmap = gr.Plot(label="Metric over the axes")
-                        grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS)
+                        with gr.Row():
+                            metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
+                            scale = gr.Radio(list(COLOR_SCALES), value="clipped", label="Colour scale",
+                                             elem_id="heatmap-scale",
+                                             info="clipped: an outlier takes the end colour instead of flattening "
+                                                  "the rest; every cell shows its value.")
+                        heatmap = gr.Plot(label="Metric over the axes", elem_id="heatmap")
+                        grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS, js_on_load=TOKEN_CLICK_JS)
                         sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True)
                         with gr.Row():
                             csv_file = gr.File(label="CSV", interactive=False)
@@ -337,15 +343,15 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         def run_sweep(request: gr.Request, *values: Any):
             # the request comes first: Gradio inserts it at its position among the positional inputs
             try:
-                config = config_from_values(list(values[:-1]))
-                chosen_metric = values[-1]
+                config = config_from_values(list(values[:-2]))
+                chosen_metric, chosen_scale = values[-2:]
                 stop = store.stop_flag(_session(request))
                 for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
                     if frame.run is None:
                         yield _updates(sweep_outputs, {sweep_status: progress_html(frame.progress, frame.status)})
                         continue
                     run = frame.run
-                    grid_html, figure, table = views.sweep_outputs(run, chosen_metric)
+                    grid_html, figure, table = views.sweep_outputs(run, chosen_metric, chosen_scale, store)
                     csv_path, json_path = views.export_files(run)
                     yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
                            *_index_sliders(run))
@@ -356,19 +362,20 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         sweeping = sweep_button.click(
             lambda: (gr.Button(interactive=True), status_html("Starting: reading the prompt ...")),
             None, [sweep_stop, sweep_status], queue=False, api_visibility="private").then(
-            run_sweep, [*settings, metric], sweep_outputs, api_visibility="private", preprocess=False,
+            run_sweep, [*settings, metric, scale], sweep_outputs, api_visibility="private", preprocess=False,
             show_progress="hidden")
         _disarm_after(sweeping, sweep_stop)
         sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
-        def rechart(current: str, chosen_metric: str):
+        def rechart(current: str, chosen_metric: str, chosen_scale: str):
             run = store.get(current) if current else None
             if run is None or run.sweep is None:
                 return gr.skip()
-            return views.sweep_outputs(run, chosen_metric)[1]
+            return views.sweep_outputs(run, chosen_metric, chosen_scale)[1]
 
-        metric.change(rechart, [run_id, metric], heatmap, api_visibility="private")
+        for control in (metric, scale):
+            control.change(rechart, [run_id, metric, scale], heatmap, api_visibility="private")
 
         # ------------------------------------------------------------------------------ Distributions
         @user_errors
@@ -418,8 +425,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             return (gr.Tabs(selected="distributions"), "distributions",
                     gr.Slider(value=int(sample)), *shown)
 
-        tokens.click(open_token, [run_id, dist_top], [tabs, view, dist_sample, *dist_outputs],
-                     api_visibility="private")
+        for clickable in (tokens, grid):  # a token in Generate, or in a sweep grid's cell
+            clickable.click(open_token, [run_id, dist_top], [tabs, view, dist_sample, *dist_outputs],
+                            api_visibility="private")
 
         # ------------------------------------------------------------------------------ views, presets, links
         for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):

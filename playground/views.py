@@ -28,7 +28,7 @@ from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
-from .plots import distribution_figure, metric_heatmap, steps_figure
+from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, steps_figure
 from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
 
@@ -160,8 +160,12 @@ def sample_table(run: Run) -> pd.DataFrame:
 
 # -- Sweep view -------------------------------------------------------------------------------------------
 
-def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
-    """The comparison grid (HTML), the heatmap of `metric` over the axes and the long-form table."""
+def sweep_outputs(run: Run, metric: str, scale: str = "clipped",
+                  store: RunStore | None = None) -> tuple[str, go.Figure, pd.DataFrame]:
+    """The comparison grid (HTML), the heatmap of `metric` over the axes (colours: scale) and the long-form table.
+
+    With the store, every sample in the grid shows its output number (as in the Distributions view) and its
+    tokens coloured by probability, each a link to its distribution."""
     if run.sweep is None:
         raise ParamError("run_id", "the id of a sweep run", run.run_id)
     if metric not in GRID_METRICS:
@@ -173,13 +177,26 @@ def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
         raise ParamError("metric", f"one this sweep has ({', '.join(m for m in GRID_METRICS if m in cells.columns)})", metric)
     shown = [*GRID_METRICS[:3], *(["beam_score"] if "beam_score" in cells.columns else [])]
     spec = run.sweep.spec
-    grid = seed_note_html(spec.independent_seeds, spec.base.seed, len(cells)) + sweep_grid_html(cells, records, axes, shown)
+    if scale not in COLOR_SCALES:
+        raise ParamError("colour scale", f"one of {list(COLOR_SCALES)}", scale)
+    tokens = _grid_tokens(store, run, records) if store is not None else None
+    grid = (seed_note_html(spec.independent_seeds, spec.base.seed, len(cells))
+            + sweep_grid_html(cells, records, axes, shown, tokens=tokens))
     x_axis = axes[1] if len(axes) > 1 else (axes[0] if axes else None)
     y_axis = axes[0] if len(axes) > 1 else None
-    heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None)
+    heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None, scale)
     table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", *(["seed"] if spec.independent_seeds else []),
                      "text", *SAMPLE_COLUMNS, "cell_diversity"]
     return grid, heatmap, _rounded(records[[c for c in table_columns if c in records.columns]])
+
+
+def _grid_tokens(store: RunStore, run: Run, records: pd.DataFrame) -> dict[str, dict[int, tuple[int, list[TokenView]]]]:
+    """{cell label: {sample: (output number, its tokens)}}: records come one per output, in the run's order."""
+    views = token_views(store, run)
+    out: dict[str, dict[int, tuple[int, list[TokenView]]]] = {}
+    for row, (cell, sample) in enumerate(zip(records["cell"], records["sample"])):
+        out.setdefault(format_value(cell), {})[int(sample)] = (row, views[row])
+    return out
 
 
 def export_files(run: Run, directory: Path | None = None) -> tuple[str, str]:

@@ -187,3 +187,28 @@ def check_sweep_exports(page, app_url):
     requests = json.loads(code_text(page, "export-openai"))
     assert [(r["temperature"], r["top_p"]) for r in requests] == [(0.3, 0.5), (0.3, 1.0), (0.9, 0.5), (0.9, 1.0)]
     shot(page, "share-sweep-exports")
+
+
+def test_sweep_grid_fits_its_cells_are_clickable_tokens_and_the_heatmap_scale_is_a_choice(browser, app_url):
+    with sized_page(browser, *LAPTOP) as page:
+        open_app(page, app_url, "?max_new_tokens=5&samples=1&seed=2&view=sweep&axis=temperature:0.5,1.5"
+                                "&axis=top_p:0.3,0.7,1.0")
+        page.locator("#run-sweep").click()
+        wait_done(page, "sweep-status")
+        grid = page.locator("#sweep-grid")
+        expect(grid.locator(".dp-cell")).to_have_count(6)
+        sweep = grid.locator(".dp-sweep")
+        assert sweep.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the grid scrolls sideways at 1440 px"
+        for output in range(6):  # every sample says which output it is in Distributions
+            expect(grid.locator(f'.dp-cell-sample[data-output="{output}"]')).to_contain_text(f"output {output}")
+        token = grid.locator('.dp-tok[data-sample="4"][data-step="2"]')
+        assert "background" in (token.get_attribute("style") or "")  # coloured by probability
+        scale = page.locator("#heatmap-scale")
+        expect(scale.locator("input[value=clipped]")).to_be_checked()
+        expect(page.locator("#heatmap")).to_contain_text("(clipped)", timeout=30_000)
+        scale.locator("input[value=log]").check()
+        expect(page.locator("#heatmap")).to_contain_text("log10 perplexity", timeout=30_000)
+        shot(page, "sweep-1440")
+        token.click()
+        expect(page.locator("#dist-caption")).to_contain_text("· sample 0 · step 2", timeout=30_000)
+        expect(page.locator("#dist-sample input[type=number]")).to_have_value("4")
