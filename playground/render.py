@@ -57,6 +57,9 @@ CSS = """
 .dp-error { color: #b42318; border-left: 3px solid #d92d20; padding: .3rem .6rem; background: rgba(217, 45, 32, .06);
             border-radius: 4px; overflow-wrap: anywhere; }
 .dp-error-title { font-weight: 600; }
+.dp-estimate { font-size: .82em; opacity: .8; margin: 0; }
+.dp-warn { color: #8a4b00; opacity: 1; border-left: 3px solid #f79009; padding: .2rem .5rem;
+           background: rgba(247, 144, 9, .08); border-radius: 4px; }
 .dp-sweep { overflow-x: auto; }
 .dp-output { font-size: .75em; font-weight: 600; opacity: .7; margin-right: .3em; }
 .dp-seed-note { font-size: .85em; opacity: .85; margin: .2rem 0 .5rem 0; }
@@ -198,6 +201,15 @@ def progress_html(fraction: float, status: str) -> str:
 def status_html(status: str) -> str:
     """A run's status line (escaped)."""
     return f'<div class="dp-status">{html.escape(status)}</div>'
+
+
+def estimate_html(text: str, long: bool) -> str:
+    """What a run will ask for, before it starts; a long one as a warning."""
+    if not text:
+        return ""
+    if long:
+        return f'<div class="dp-status dp-estimate dp-warn" role="status">⚠ {html.escape(text)}</div>'
+    return f'<div class="dp-status dp-estimate">{html.escape(text)}</div>'
 
 
 def error_html(message: str, title: str = "Invalid setting") -> str:

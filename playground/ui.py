@@ -28,7 +28,7 @@ from .errors import log_bad_input, user_error
 from .exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
 from .plots import COLOR_SCALES
-from .render import CSS, error_html, progress_html, status_html
+from .render import CSS, error_html, estimate_html, progress_html, status_html
 from .runs import RunStore
 
 VIEWS = ("generate", "sweep", "distributions", "share")
@@ -169,6 +169,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     run_button = gr.Button("Run", variant="primary", elem_id="run", scale=3, min_width=120)
                     stop_button = gr.Button("Stop", variant="secondary", elem_id="stop", interactive=False,
                                             scale=1, min_width=80)
+                run_estimate = gr.HTML("", elem_id="run-estimate", css_template=CSS)
                 with gr.Row():
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
                                     info="chat: the model's chat template; raw: the text as is.")
@@ -213,6 +214,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                               elem_id=f"axis-values-{i + 1}"))
                         seeds_box = gr.Checkbox(False, label="independent seeds per cell", elem_id="independent-seeds",
                                                 info=SEEDS_INFO)
+                        sweep_estimate = gr.HTML("", elem_id="sweep-estimate", css_template=CSS)
                         with gr.Row():
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
                             sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
@@ -292,6 +294,24 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     *names, *texts, config.view, config.sample, config.step, config.color_by,
                     config.independent_seeds, *values_from_params(config.params), list(config.params.order)]
 
+        # ------------------------------------------------------------------------------ how long a run will be
+        def estimates(*values: Any) -> tuple[str, str]:
+            """Before a run: its rows x tokens and time at the last speed, for Generate and for the sweep."""
+            try:
+                config = config_from_values(list(values))
+                single = views.run_estimate(dataclasses.replace(config, axes=()).sweep_spec(), store.tokens_per_second)
+                grid = views.run_estimate(config.sweep_spec(), store.tokens_per_second) if config.axes else ("", False)
+            except ParamError:  # a value being typed: the run itself will name it
+                return "", ""
+            return estimate_html(*single), estimate_html(*grid)
+
+        estimate_inputs = [samples, widgets["max_new_tokens"], *axis_names, *axis_values]
+        for control in estimate_inputs:
+            control.change(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                           preprocess=False, show_progress="hidden", trigger_mode="always_last")
+        demo.load(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private", preprocess=False,
+                  show_progress="hidden")
+
         # ------------------------------------------------------------------------------ Generate
         generate_outputs = [tokens, generate_status, sample_table, run_id, dist_sample, dist_step]
 
@@ -323,7 +343,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             [tabs, view, stop_button, generate_status], queue=False, api_visibility="private").then(
             run_generate, settings, generate_outputs, api_visibility="private", preprocess=False,
             show_progress="hidden")
-        _disarm_after(generating, stop_button)
+        _disarm_after(generating, stop_button).then(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                                   preprocess=False, show_progress="hidden")
         stop_button.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -364,7 +385,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             None, [sweep_stop, sweep_status], queue=False, api_visibility="private").then(
             run_sweep, [*settings, metric, scale], sweep_outputs, api_visibility="private", preprocess=False,
             show_progress="hidden")
-        _disarm_after(sweeping, sweep_stop)
+        _disarm_after(sweeping, sweep_stop).then(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                                   preprocess=False, show_progress="hidden")
         sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -511,10 +533,10 @@ def _widget(control, value: Any) -> gr.components.Component:
                       placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
 
 
-def _disarm_after(event: Any, stop: gr.Button) -> None:
-    """Stop goes idle again when the run ends, whether it finished or failed."""
-    for listener in (event.success, event.failure):
-        listener(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
+def _disarm_after(event: Any, stop: gr.Button) -> Any:
+    """Stop goes idle again when the run ends, whether it finished or failed; returns the finished branch."""
+    event.failure(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
+    return event.success(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
 
 
 def _updates(outputs: list[gr.components.Component], changes: dict) -> tuple:

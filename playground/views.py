@@ -80,8 +80,10 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     last_frame = 0.0
     started = time.perf_counter()
     running_beams: dict[int, RunningBeam] = {}  # the latest preview of each beam row (rendered per frame)
+    generated = 0  # tokens so far, for the live speed
     for update, result in stream_sweep(engine, spec, TRACE_TOP_N, stop):
         done_steps += 1
+        generated += len(update.rows)
         if kind == "generate":
             for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
                                                     update.final_logprobs):
@@ -102,7 +104,8 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                           f"sampled outputs running")
             else:  # a beam batch: its outputs appear when it ends
                 status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
-            status += f" · {now - started:.1f} s"
+            elapsed = now - started
+            status += f" · {elapsed:.1f} s · {generated / max(elapsed, 1e-9):.0f} tok/s so far"
             for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
                 views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
                               in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
@@ -116,7 +119,37 @@ def run_status(run: Run) -> str:
     stopped = sum(r.finish_reason == "cancelled" for r in gen.rows)
     tail = f" · stopped early ({stopped} output{'s' if stopped != 1 else ''} cut)" if stopped else ""
     return (f"{len(gen.rows)} outputs · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
-            f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail}")
+            f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail} · {time_split(gen)}")
+
+
+def time_split(gen: Any) -> str:
+    """Where a run's time went: the prompt's prefill, the model's decode forwards, the trace, and the rest
+    (processors, sampling, streaming to the page). A shared machine makes the same run 2-10x slower at times."""
+    decode = max(gen.forward_seconds - gen.prefill_seconds, 0.0)
+    rest = max(gen.seconds - gen.forward_seconds - gen.trace_seconds, 0.0)
+    return (f"time: prefill {gen.prefill_seconds:.2f} s, model decode {decode:.1f} s, trace {gen.trace_seconds:.1f} s, "
+            f"processors, sampling and page {rest:.1f} s (on a busy or shared machine the same run can take "
+            f"several times longer)")
+
+
+LONG_RUN_TOKENS = 4096  # rows x max_new_tokens above which a run is called long before it starts
+LONG_RUN_SECONDS = 30.0
+
+
+def run_estimate(spec: SweepSpec, tokens_per_second: float | None) -> tuple[str, bool]:
+    """What a run asks for before it starts (rows x max_new_tokens), its time at the last measured speed, and
+    whether it is long."""
+    rows = spec.rows()
+    longest = max(r.params.max_new_tokens for r in rows)
+    total = sum(r.params.max_new_tokens for r in rows)
+    text = f"{len(rows)} output{'s' if len(rows) != 1 else ''} x up to {longest} tokens = up to {total} tokens"
+    seconds = total / tokens_per_second if tokens_per_second else None
+    if seconds is not None:
+        text += f", about {seconds:.0f} s at the last run's {tokens_per_second:.0f} tokens/s"
+    long = total > LONG_RUN_TOKENS or (seconds is not None and seconds > LONG_RUN_SECONDS)
+    if long:
+        text = "A long run: " + text + ". Stop keeps what is done; fewer samples or tokens run faster"
+    return text, long
 
 
 # -- Generate view ----------------------------------------------------------------------------------------

@@ -212,3 +212,20 @@ def test_sweep_grid_fits_its_cells_are_clickable_tokens_and_the_heatmap_scale_is
         token.click()
         expect(page.locator("#dist-caption")).to_contain_text("· sample 0 · step 2", timeout=30_000)
         expect(page.locator("#dist-sample input[type=number]")).to_have_value("4")
+
+
+def test_a_long_run_is_announced_and_a_run_shows_its_speed_and_where_time_went(page, app_url):
+    open_app(page, app_url, "?max_new_tokens=400&samples=16")
+    estimate = page.locator("#run-estimate")
+    expect(estimate).to_contain_text("A long run: 16 outputs x up to 400 tokens = up to 6400 tokens", timeout=30_000)
+    set_number(page, "samples", "1")
+    expect(estimate).to_contain_text("1 output x up to 400 tokens = up to 400 tokens", timeout=30_000)
+    expect(estimate).not_to_contain_text("A long run")
+    page.locator("#run").click()
+    status = page.locator("#generate-status")
+    expect(status).to_contain_text(re.compile(r"\d+ tok/s so far"), timeout=RUN_SECONDS)  # live speed
+    page.locator("#stop").click()
+    wait_done(page, "generate-status")
+    for part in ("tokens/s", "prefill", "model decode", "trace", "processors, sampling and page"):
+        expect(status).to_contain_text(part)
+    expect(estimate).to_contain_text("at the last run's", timeout=30_000)  # the next estimate has a speed
