@@ -65,9 +65,12 @@ CSS = """
 .dp-seed-note { font-size: .85em; opacity: .85; margin: .2rem 0 .5rem 0; }
 .dp-facet-title { font-size: 1em; font-weight: 600; margin: .8rem 0 .2rem 0; }
 .dp-grid-table { border-collapse: separate; border-spacing: .4rem; width: 100%; table-layout: fixed; }
-.dp-grid-table th[scope="row"], .dp-corner { width: 6.5rem; white-space: normal !important; overflow-wrap: anywhere; }
-.dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: normal; overflow-wrap: anywhere; }
+.dp-grid-table th[scope="row"], .dp-corner { width: 8rem; min-width: 6rem; white-space: normal !important;
+                                             overflow-wrap: break-word; }
+.dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: normal;
+                    overflow-wrap: break-word; }
 .dp-grid-table td { vertical-align: top; padding: 0; }
+.dp-grid-table, .dp-grid-table th, .dp-grid-table td { border: none !important; }  /* the page's table lines */
 .dp-cell { border: 1px solid rgba(128, 128, 128, .35); border-radius: 8px; padding: .5rem .6rem;
            min-width: 0; margin-bottom: .4rem; }
 @media (max-width: 700px) {  /* a phone: cells keep a readable width and the grid scrolls sideways */

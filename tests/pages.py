@@ -103,3 +103,13 @@ def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout_ms:
             return
         page.wait_for_timeout(100)
     assert condition(), f"timed out waiting for {what}"
+
+
+def open_tab(page: Page, name: str) -> None:
+    """Open a view's tab; on a narrow screen the tabs that do not fit are under "More tabs"."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).click()

@@ -11,7 +11,7 @@ import re
 
 from playwright.sync_api import expect
 
-from pages import (RUN_SECONDS, bottom, open_app, run_generate, set_number, shot, sized_page, wait_done,
+from pages import (RUN_SECONDS, bottom, open_app, open_tab, run_generate, set_number, shot, sized_page, wait_done,
                    wait_until)
 
 LAPTOP, PHONE = (1440, 900), (390, 844)
@@ -229,3 +229,29 @@ def test_a_long_run_is_announced_and_a_run_shows_its_speed_and_where_time_went(p
     for part in ("tokens/s", "prefill", "model decode", "trace", "processors, sampling and page"):
         expect(status).to_contain_text(part)
     expect(estimate).to_contain_text("at the last run's", timeout=30_000)  # the next estimate has a speed
+
+
+def test_every_view_at_laptop_and_phone_sizes(browser, app_url):
+    """Screenshots of Generate, Sweep, Distributions and Share & export as a person sees them, at both sizes."""
+    for width, height in (LAPTOP, PHONE):
+        with sized_page(browser, width, height) as page:
+            open_app(page, app_url, "?max_new_tokens=12&samples=2&seed=1&axis=temperature:0.5,1.2"
+                                    "&axis=top_p:0.5,0.8,1.0")
+            page.locator("#run").click()
+            wait_done(page, "generate-status")
+            expect(page.locator("#sample-table")).to_be_visible()
+            shot(page, f"view-generate-{width}")
+            open_tab(page, "Sweep")
+            page.locator("#run-sweep").click()
+            wait_done(page, "sweep-status")
+            expect(page.locator("#heatmap .js-plotly-plot")).to_be_visible(timeout=30_000)
+            shot(page, f"view-sweep-{width}")
+            page.locator('#sweep-grid .dp-tok[data-sample="3"][data-step="1"]').click()
+            expect(page.locator("#dist-caption")).to_contain_text("step 1", timeout=30_000)
+            expect(page.locator("#dist-plot .js-plotly-plot")).to_be_visible(timeout=30_000)
+            shot(page, f"view-distributions-{width}")
+            open_tab(page, "Share & export")
+            page.locator("#share-button").click()
+            expect(page.locator("#share-note")).to_contain_text("Link", timeout=30_000)
+            expect(page.locator("#export-python")).to_contain_text("cells = [")
+            shot(page, f"view-share-{width}")
