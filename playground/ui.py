@@ -225,12 +225,14 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                              elem_id="heatmap-scale",
                                              info="clipped: an outlier takes the end colour instead of flattening "
                                                   "the rest; every cell shows its value.")
-                        heatmap = gr.Plot(label="Metric over the axes", elem_id="heatmap")
+                        # the heatmap, the table and the files appear with the first sweep (empty, they said nothing)
+                        heatmap = gr.Plot(label="Metric over the axes", elem_id="heatmap", visible=False)
                         grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS, js_on_load=TOKEN_CLICK_JS)
-                        sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True)
+                        sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True,
+                                                   visible=False, elem_id="sweep-table")
                         with gr.Row():
-                            csv_file = gr.File(label="CSV", interactive=False)
-                            json_file = gr.File(label="JSON", interactive=False)
+                            csv_file = gr.File(label="CSV", interactive=False, visible=False)
+                            json_file = gr.File(label="JSON", interactive=False, visible=False)
                     with gr.Tab("Distributions", id="distributions") as dist_tab:
                         # captions quote model text: HTML components given escaped text (never Markdown)
                         dist_caption = gr.HTML("Run Generate or a sweep, then pick an output and a step "
@@ -374,8 +376,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     run = frame.run
                     grid_html, figure, table = views.sweep_outputs(run, chosen_metric, chosen_scale, store)
                     csv_path, json_path = views.export_files(run)
-                    yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
-                           *_index_sliders(run))
+                    yield (progress_html(1.0, frame.status), grid_html, gr.Plot(figure, visible=True),
+                           gr.Dataframe(table, visible=True), gr.File(csv_path, visible=True),
+                           gr.File(json_path, visible=True), run.run_id, *_index_sliders(run))
             except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
                 yield _updates(sweep_outputs, {sweep_status: error_html(str(exc))})
                 raise

@@ -31,6 +31,8 @@ def test_first_screen_holds_the_prompt_the_main_knobs_and_run(browser, app_url):
             shot(page, f"first-screen-{width}")
             page.get_by_role("tab", name="Sweep").click()
             expect(page.locator("#stop-sweep")).to_be_disabled()
+            expect(page.locator("#sweep-table")).to_be_hidden()  # nor an empty sweep table, heatmap or files
+            expect(page.locator("#heatmap")).to_be_hidden()
 
 
 def test_stop_is_armed_only_while_a_run_goes_and_the_table_comes_with_the_result(page, app_url):
