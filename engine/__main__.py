@@ -36,6 +36,9 @@ values:
                      --axis 'stop=["\\n"],["."]'   (one JSON list per value)
                      At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
   --max-new-tokens / --seed are short for --set max_new_tokens= / --set seed=.
+  Seeds: every cell uses the base seed, so sample i of every cell draws the same random numbers and cells
+  often start alike (differences come from the parameters). --independent-seeds gives each cell its own
+  seed, a hash of the base seed and the cell's axis values (reproducible; records carry each cell's seed).
   Values are never clamped or rounded: one outside its field's range (temperature=-1, top_p=2, top_k=2.7),
   a name given twice with different values, or an unknown name is refused with `error: FIELD: ...` and exit 2.
 
@@ -89,7 +92,7 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     if args.raw and args.system:
         raise ParamError("--system", "left out with --raw (the raw prompt has no chat template)", args.system)
     return SweepSpec(prompt=args.prompt, base=from_dict(base), axes=tuple(axes), samples=args.samples,
-                     raw=args.raw, system_prompt=args.system or None)
+                     raw=args.raw, system_prompt=args.system or None, independent_seeds=args.independent_seeds)
 
 
 def check_out(path: str | None) -> Path | None:
@@ -120,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=1, metavar="N", help="samples per cell (default 1)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="new tokens per sample (default 64)")
     p.add_argument("--seed", type=int, metavar="N", help="base seed (default 0)")
+    p.add_argument("--independent-seeds", action="store_true",
+                   help="give each cell its own seed, derived from --seed and the cell's axis values (default: every "
+                        "cell uses --seed, so sample i of every cell draws the same random numbers)")
     p.add_argument("--out", metavar="FILE", help="write FILE.json, FILE.csv or FILE.parquet")
     p.add_argument("--model", metavar="ID_OR_DIR", help="HF id, local directory or .gguf (default: bundled SmolLM2)")
     p.add_argument("--trace-top-n", type=int, default=0, metavar="N",

@@ -67,8 +67,10 @@ class GenerationResult:
     rows: list[RowResult]
     trace: Trace | None
     seconds: float
-    forward_seconds: float
+    forward_seconds: float  # the model's forwards: the prefill and every decode step
     row_prompt_ids: list[list[int]] | None = None  # one prompt per row when the rows' prompts differ
+    prefill_seconds: float = 0.0  # of forward_seconds, the prompt's prefill
+    trace_seconds: float = 0.0  # summarising the stages for the trace (0 without one)
 
     def prompt_of(self, row: int) -> list[int]:
         return self.row_prompt_ids[row] if self.row_prompt_ids is not None else self.prompt_ids
@@ -235,7 +237,8 @@ class Engine:
         cache, logits = prefill.cache, prefill.logits.expand(batch, -1)  # logits: [B, V] raw next-token logits
         if shared:
             cache.batch_repeat_interleave(batch)
-        forward_seconds = self._sync_time() - t0
+        forward_seconds = prefill_seconds = self._sync_time() - t0
+        trace_seconds = 0.0
         rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices),
                      DecodeState.start(prefill.tokens.expand(batch, -1), vocab))
         mask, positions = prefill.attention_mask, prefill.next_positions  # [B, L] and [B], or None when shared
@@ -247,11 +250,16 @@ class Engine:
         for step in range(max_steps):
             # 1. every row's processors, in its own order; the trace summarises each stage that changed
             raw_lse, raw_entropy = log_normalizer_and_entropy(logits)  # [b], [b]
+            t_trace = time.perf_counter()
             stages: list[StageSummary] = [summarize(logits, trace_top_n)] if trace is not None else []
+            trace_seconds += time.perf_counter() - t_trace
 
             def on_stage(_: int, scores: torch.Tensor, changed: bool) -> None:
+                nonlocal trace_seconds
                 if trace is not None:
+                    t_stage = time.perf_counter()
                     stages.append(summarize(scores, trace_top_n) if changed else stages[-1])
+                    trace_seconds += time.perf_counter() - t_stage
 
             scores = apply_pipeline(logits, rows.state, rows.params, plans, on_stage)
             # a row whose processors removed every token has nothing to sample from: it ends at this step with no
@@ -270,7 +278,9 @@ class Engine:
                 emitted = tuple(t[~empty] for t in emitted)
             history.append(emitted)
             if trace is not None:
+                t_trace = time.perf_counter()
                 trace.record(step, rows.ids, stages, chosen)
+                trace_seconds += time.perf_counter() - t_trace
             rows.state.append(chosen, final_logp)
 
             # 3. which rows are done: EOS or a stop string ("stop"), or max_new_tokens ("length")
@@ -321,7 +331,8 @@ class Engine:
         result = GenerationResult(
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params, sample_indices=sample_indices,
             rows=self._row_results(history, finish.tolist(), params), trace=trace,
-            seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
+            seconds=time.perf_counter() - started, forward_seconds=forward_seconds, prefill_seconds=prefill_seconds,
+            trace_seconds=trace_seconds)
         finished = rows.ids[done].tolist()
         yield StepUpdate(step, ids, toks, finished, *logps, [FINISH_REASONS[finish[i]] for i in finished], result=result)
 

@@ -1,15 +1,39 @@
 """Sweep specifications: a prompt, base parameters, up to three axes and samples per cell -> rows.
 
 Any SamplingParams field can be an axis (the processor `order` included); every cell is validated before any work.
+
+Seeds: by default every cell keeps the base seed, so sample i of every cell draws the same random numbers (coupled
+noise: cells differ only by their parameters, and often start with the same words). With independent_seeds each
+cell gets its own seed, derived from the base seed and the cell's axis values (cell_seed): reproducible, and the
+same cell gets the same seed in any grid that holds it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_text, from_dict
+
+CELL_SEED_MAX = 2**53 - 1  # a derived seed stays a whole number that JSON readers and browsers hold exactly
+
+
+def cell_seed(seed: int, axis_values: tuple[tuple[str, Any], ...]) -> int:
+    """The seed of a cell with independent seeds: a hash of the base seed and the cell's (name, value) pairs.
+
+    The pairs are sorted by name, so the order of the axes does not matter; the result is in [0, 2**53 - 1].
+    """
+    key = json.dumps([seed, sorted([name, _plain(value)] for name, value in axis_values)], sort_keys=True,
+                     separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=b"dp-cell-seed").digest()
+    return int.from_bytes(digest, "big") & CELL_SEED_MAX
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 @dataclass(frozen=True)
 class Axis:
@@ -41,8 +65,10 @@ class SweepSpec:
     samples: int = 1
     raw: bool = False
     system_prompt: str | None = None
+    independent_seeds: bool = False  # each cell its own seed (cell_seed), not the base seed in every cell
 
     def __post_init__(self) -> None:
+        check_flag("independent_seeds", self.independent_seeds)
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ParamError("prompt", "a non-empty string", self.prompt)
         check_text("prompt", self.prompt)
@@ -73,7 +99,10 @@ class SweepSpec:
         out = []
         for combo in itertools.product(*(a.values for a in self.axes)):
             values = tuple((a.name, v) for a, v in zip(self.axes, combo))
-            out.append((values, self.base.replace(**dict(values))))
+            params = self.base.replace(**dict(values))
+            if self.independent_seeds:
+                params = params.replace(seed=cell_seed(params.seed, values))
+            out.append((values, params))
         return out
 
     def rows(self) -> list[SweepRow]:
@@ -92,10 +121,12 @@ class SweepSpec:
             "samples": self.samples,
             "raw": self.raw,
             "system_prompt": self.system_prompt,
+            "independent_seeds": self.independent_seeds,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
         axes = tuple(Axis(a["name"], tuple(a["values"])) for a in d.get("axes", []))
         return cls(prompt=d.get("prompt", ""), base=from_dict(d.get("base", {})), axes=axes,
-                   samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"))
+                   samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"),
+                   independent_seeds=d.get("independent_seeds", False))

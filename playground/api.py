@@ -48,13 +48,14 @@ def register_api(engine: Engine, store: RunStore) -> None:
                                         "samples": [_sample(run, i) for i in range(run.row_count)]})
 
     def sweep(prompt: str, params: dict | None = None, axes: list | None = None, samples: int = 1,
-              raw: bool = False, system_prompt: str = "") -> dict:  # a generator: progress updates, then the result
+              raw: bool = False, system_prompt: str = "", independent_seeds: bool = False) -> dict:  # a generator
         """Run a sweep (up to 3 axes) as one batch.
 
         axes: [{"name": "temperature", "values": [0.2, 0.9]}, {"name": "top_p", "values": "0.5:1.0:0.25"}]
         (values as a list, or as text like the page's axis boxes). Returns run_id, seconds, `samples` (one
         record per sample: cell, axis values, every parameter, text, token_ids, logprobs, metrics) and `cells`
-        (one row per cell with mean metrics and diversity).
+        (one row per cell with mean metrics and diversity). independent_seeds: each cell its own seed (derived
+        from the base seed and the cell's axis values) instead of the base seed in every cell.
         """
         def result(run: Run) -> dict:
             assert run.sweep is not None
@@ -62,7 +63,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
                     "samples": run.sweep.records(),
                     "cells": cell_summary(run.sweep.dataframe()).to_dict(orient="records")}
 
-        yield from _stream(lambda: _spec(prompt, params, axes, samples, raw, system_prompt), "sweep", result)
+        yield from _stream(lambda: _spec(prompt, params, axes, samples, raw, system_prompt,
+                                         independent_seeds), "sweep", result)
 
     def distribution(run_id: str, sample: int = 0, step: int = 0, top_n: int = 20) -> dict:
         """The next-token distribution of one output at one step, after every processor (stage).
@@ -103,14 +105,16 @@ def register_api(engine: Engine, store: RunStore) -> None:
     gr.api(distribution, api_name="distribution")
 
 
-def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any) -> SweepSpec:
+def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any,
+          independent_seeds: Any = False) -> SweepSpec:
     """The arguments of /generate (axes None) and /sweep, each type-checked by name (the prompt by SweepSpec),
     as a SweepSpec."""
     if system_prompt is not None:  # None or "" = no system prompt; [] or 0 is not
         check_text("system_prompt", system_prompt, allow_empty=True)
     check_whole("samples", samples, 1, MAX_API_SAMPLES)
     base = from_dict({} if params is None else params)  # from_dict refuses anything but an object
-    return SweepSpec(prompt, base, _axes(axes), samples, check_flag("raw", raw), system_prompt or None)
+    return SweepSpec(prompt, base, _axes(axes), samples, check_flag("raw", raw), system_prompt or None,
+                     check_flag("independent_seeds", independent_seeds))
 
 
 def _sample(run: Run, row: int) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class PlaygroundConfig:
     sample: int = 0  # which output the Distributions view shows
     step: int = 0  # which step of that output
     color_by: str = "final"  # colour tokens by their "raw" or "final" probability
+    independent_seeds: bool = False  # a sweep: each cell its own seed (engine.sweepspec.cell_seed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axes", _axes_tuple(self.axes))
@@ -55,6 +56,7 @@ class PlaygroundConfig:
         for name in ("prompt", "system_prompt"):
             _check_text(name, getattr(self, name))
         check_flag("raw", self.raw)
+        check_flag("independent_seeds", self.independent_seeds)
         if not isinstance(self.params, SamplingParams):
             raise ParamError("params", "SamplingParams", self.params)
         check_whole("samples", self.samples, 1, MAX_SAMPLES)
@@ -86,7 +88,8 @@ class PlaygroundConfig:
     def sweep_spec(self) -> SweepSpec:
         """The SweepSpec of this state (the grid of the axes x samples; no axes is one cell)."""
         return SweepSpec(prompt=self.prompt, base=self.params, axes=self.parsed_axes(), samples=self.samples,
-                         raw=self.raw, system_prompt=self.system_prompt or None)
+                         raw=self.raw, system_prompt=self.system_prompt or None,
+                         independent_seeds=self.independent_seeds)
 
     def replace(self, **changes: Any) -> "PlaygroundConfig":
         return dataclasses.replace(self, **changes)
@@ -126,7 +129,7 @@ class PlaygroundConfig:
                 params[key] = parse_value(key, value)
             else:
                 raise ParamError(key, "a known link key (prompt, raw, system, view, samples, sample, step, "
-                                      "color_by, axis or a parameter name)", value)
+                                      "color_by, independent_seeds, axis or a parameter name)", value)
         return cls(params=from_dict(params), axes=tuple(axes), **state)
 
     # -- presets ------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ class PlaygroundConfig:
                                 "system_prompt": self.system_prompt, "samples": self.samples,
                                 "params": changed_params(self.params),
                                 "axes": [{"name": name, "values": text} for name, text in self.axes]}
-        for key in ("sample", "step", "color_by"):
+        for key in ("sample", "step", "color_by", "independent_seeds"):
             if getattr(self, key) != _DEFAULTS[key]:
                 data[key] = getattr(self, key)
         return data
@@ -163,7 +166,8 @@ class PlaygroundConfig:
 
 # Link keys of the state fields; "system" is shorter than system_prompt and reads well in a URL.
 _STATE_KEYS = {"prompt": "prompt", "raw": "raw", "system": "system_prompt", "view": "view",
-               "samples": "samples", "sample": "sample", "step": "step", "color_by": "color_by"}
+               "samples": "samples", "sample": "sample", "step": "step", "color_by": "color_by",
+               "independent_seeds": "independent_seeds"}
 _QUERY_KEYS = {field_name: key for key, field_name in _STATE_KEYS.items()}
 _TEXT_FIELDS = frozenset({"prompt", "system_prompt"})  # taken as typed, never read as JSON
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlaygroundConfig)

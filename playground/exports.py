@@ -101,12 +101,19 @@ def bans_and_biases(params: SamplingParams) -> tuple[tuple[str, ...], tuple[tupl
     return banned, biases
 
 
-def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> str:
-    """GenerationConfig-compatible JSON; knobs it cannot hold are listed under "_not_expressible".
+def sweep_cells(config: PlaygroundConfig) -> list[tuple[dict[str, Any], PlaygroundConfig]]:
+    """One (axis values, config without axes) per cell of the sweep, first axis slowest; no axes: one cell.
 
-    bad_words / sequence_bias become token ids with a tokenizer (each word as written and with a leading
-    space, as the engine bans it); without one they are listed as not expressible.
+    Cells carry their own parameters (and, with independent seeds, their own seed), as the engine runs them.
     """
+    if not config.axes:
+        return [({}, config)]
+    return [({name: _plain(value) for name, value in values}, config.replace(params=params, axes=()))
+            for values, params in config.replace(prompt="cells").sweep_spec().cells()]  # any prompt: cells only
+
+
+def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GenerationConfig keyword arguments of one cell, and {field: {value, reason}} for what it cannot hold."""
     settings = transformers_settings(config)
     data: dict[str, Any] = {**settings.kwargs, "num_return_sequences": settings.num_return_sequences}
     reasons = {name: {"value": value, "reason": _TRANSFORMERS_LACKS[name]} for name, value in settings.left_out.items()}
@@ -124,19 +131,68 @@ def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> s
             reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
     if settings.token_biases:  # logit_bias is a bias on one-token sequences
         data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
-    if reasons:
-        data["_not_expressible"] = reasons
-    data["_notes"] = list(settings.notes)
+    return data, reasons
+
+
+def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> str:
+    """GenerationConfig JSON that loads as it is: GenerationConfig(**json.loads(text)); with a sweep, a list with
+    one such object per cell (in the sweep's order). Nothing else is in it: what it cannot hold, and why, is in
+    export_notes.
+
+    bad_words / sequence_bias become token ids with a tokenizer (each word as written and with a leading
+    space, as the engine bans it); without one they are left out (and listed in export_notes).
+    """
+    configs = [_generation_config(cell, tokenizer)[0] for _, cell in sweep_cells(config)]
+    data: Any = configs if config.axes else configs[0]
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
 
 
+def export_notes(config: PlaygroundConfig, tokenizer: Any = None) -> dict[str, Any]:
+    """What the exports could not carry and why ({field: {value, reason}}, over every cell), notes on how they
+    differ from the playground, and with a sweep the axis values of each cell in the exports' order."""
+    cells = sweep_cells(config)
+    reasons: dict[str, Any] = {}
+    for _, cell in cells:
+        reasons.update(_generation_config(cell, tokenizer)[1])
+    notes = list(transformers_settings(cells[0][1]).notes)
+    if config.axes:
+        names = " x ".join(name for name, _ in config.axes)
+        seeds = ("each cell with its own seed (independent seeds)" if config.independent_seeds
+                 else f"every cell with seed {config.params.seed}")
+        notes.append(f"the sweep ({names}, {len(cells)} cells) is a loop over its cells in the script, a list of "
+                     f"GenerationConfig objects and a list of OpenAI requests, {seeds}")
+        varying = _varying_token_fields(cells)
+        if varying:
+            notes.append(f"the script's token ids ({', '.join(varying)}) are those of the first cell: the axis "
+                         f"over them is in the GenerationConfig list")
+    return {"not_expressible": reasons, "notes": notes, "cells": [values for values, _ in cells] if config.axes else []}
+
+
+def export_notes_text(config: PlaygroundConfig, tokenizer: Any = None) -> str:
+    """export_notes as lines a person reads beside the exports."""
+    notes = export_notes(config, tokenizer)
+    lines = [f"Left out: {name} = {json.dumps(item['value'], ensure_ascii=False)}: {item['reason']}."
+             for name, item in notes["not_expressible"].items()]
+    lines += [f"Note: {note}." for note in notes["notes"]]
+    lines += [f"Cell {i}: " + ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in cell.items())
+              for i, cell in enumerate(notes["cells"])]
+    return "\n".join(lines) or "Nothing left out."
+
+
+def _varying_token_fields(cells: list[tuple[dict[str, Any], PlaygroundConfig]]) -> list[str]:
+    fields = ("bad_words", "sequence_bias", "logit_bias")
+    return [f for f in fields if len({repr(getattr(cell.params, f)) for _, cell in cells}) > 1]
+
+
 def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
-    """A runnable transformers script for these settings (a comment says what it leaves out)."""
-    settings = transformers_settings(config)
+    """A runnable transformers script for these settings (a comment says what it leaves out); a sweep is a loop
+    over its cells, each with the keyword arguments that differ from the others."""
+    cells = sweep_cells(config)
+    settings = transformers_settings(cells[0][1])
+    left_out = {name: value for _, cell in cells for name, value in transformers_settings(cell).left_out.items()}
     comments = ["Decoding Playground settings as a transformers script.",
-                *(f"Note: {note}." for note in settings.notes),
-                *(f"Left out: {name}={value!r}: {_TRANSFORMERS_LACKS[name]}."
-                  for name, value in settings.left_out.items())]
+                *(f"Note: {note}." for note in export_notes(config)["notes"]),
+                *(f"Left out: {name}={value!r}: {_TRANSFORMERS_LACKS[name]}." for name, value in left_out.items())]
     lines = [*(line for text in comments for line in textwrap.wrap(text, 100, initial_indent="# ",
                                                                     subsequent_indent="#   ")),
              "import torch",
@@ -149,22 +205,61 @@ def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
              f"prompt = {config.prompt!r}",
              *_prompt_lines(config),
              "",
-             "kwargs = dict(", *(f"    {name}={value!r}," for name, value in settings.kwargs.items()), ")",
-             *_token_id_lines(settings),
-             *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
-                f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else []),
-             "",
-             f"torch.manual_seed({config.params.seed})",
-             f"outputs = model.generate(**inputs, **kwargs, num_return_sequences={settings.num_return_sequences}"
-             + (", tokenizer=tokenizer" if config.params.stop else "")
-             + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if config.params.num_beam_groups > 1
-                else "") + ")",
-             'prompt_length = inputs["input_ids"].shape[1]',
-             "for i, sequence in enumerate(outputs):",
-             '    print(f"--- sample {i}")',
-             "    print(tokenizer.decode(sequence[prompt_length:], skip_special_tokens=True))",
+             *(_single_lines(config, settings) if not config.axes else _sweep_lines(config, cells)),
              ""]
     return "\n".join(lines)
+
+
+def _kwargs_lines(kwargs: dict[str, Any], settings: TransformersSettings) -> list[str]:
+    return ["kwargs = dict(", *(f"    {name}={value!r}," for name, value in kwargs.items()), ")",
+            *_token_id_lines(settings),
+            *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
+               f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else [])]
+
+
+def _extra_generate_args(params: SamplingParams) -> str:
+    return ((", tokenizer=tokenizer" if params.stop else "")
+            + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if params.num_beam_groups > 1 else ""))
+
+
+def _single_lines(config: PlaygroundConfig, settings: TransformersSettings) -> list[str]:
+    return [*_kwargs_lines(settings.kwargs, settings),
+            "",
+            f"torch.manual_seed({config.params.seed})",
+            f"outputs = model.generate(**inputs, **kwargs, num_return_sequences={settings.num_return_sequences}"
+            + _extra_generate_args(config.params) + ")",
+            'prompt_length = inputs["input_ids"].shape[1]',
+            "for i, sequence in enumerate(outputs):",
+            '    print(f"--- sample {i}")',
+            "    print(tokenizer.decode(sequence[prompt_length:], skip_special_tokens=True))"]
+
+
+def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], PlaygroundConfig]]) -> list[str]:
+    """The sweep as a loop: keyword arguments every cell shares, then per cell what differs (and its seed)."""
+    per_cell = []
+    for _, cell in cells:
+        cell_settings = transformers_settings(cell)
+        per_cell.append({**cell_settings.kwargs, "num_return_sequences": cell_settings.num_return_sequences,
+                         "seed": cell.params.seed})
+    shared = {k: v for k, v in per_cell[0].items() if all(k in c and c[k] == v for c in per_cell)}
+    differing = [{k: v for k, v in c.items() if k not in shared} for c in per_cell]
+    seed = shared.pop("seed", config.params.seed)
+    sequences = shared.pop("num_return_sequences", None)
+    names = " x ".join(name for name, _ in config.axes)
+    extra = _extra_generate_args(cells[0][1].params)
+    return [*_kwargs_lines(shared, transformers_settings(cells[0][1])),
+            "",
+            f"cells = [  # the sweep over {names}: what differs between its {len(cells)} cells",
+            *(f"    {c!r}," for c in differing), "]",
+            'prompt_length = inputs["input_ids"].shape[1]',
+            "for number, cell in enumerate(cells):",
+            "    cell = dict(cell)",
+            f'    torch.manual_seed(cell.pop("seed", {seed}))',
+            "    outputs = model.generate(**inputs, **kwargs, **cell"
+            + (f", num_return_sequences={sequences}" if sequences is not None else "") + extra + ")",
+            "    for i, sequence in enumerate(outputs):",
+            '        print(f"--- cell {number} {cell} sample {i}")',
+            "        print(tokenizer.decode(sequence[prompt_length:], skip_special_tokens=True))"]
 
 
 def _prompt_lines(config: PlaygroundConfig) -> list[str]:
@@ -207,10 +302,16 @@ def openai_endpoint(config: PlaygroundConfig) -> str:
 
 def openai_request_json(config: PlaygroundConfig, model_name: str) -> str:
     """An OpenAI-style request body; the engine's other non-default knobs ride along by their engine names.
+    With a sweep, a list with one body per cell (in the sweep's order).
 
     Servers such as vLLM read many of those extension fields (top_k, min_p, repetition_penalty, ...);
     OpenAI itself ignores or rejects them. temperature is 0 for greedy rows, as in the OpenAI API.
     """
+    bodies = [_openai_body(cell, model_name) for _, cell in sweep_cells(config)]
+    return json.dumps(bodies if config.axes else bodies[0], indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def _openai_body(config: PlaygroundConfig, model_name: str) -> dict[str, Any]:
     params = config.params
     body: dict[str, Any] = {"model": model_name}
     if config.raw:
@@ -224,7 +325,7 @@ def openai_request_json(config: PlaygroundConfig, model_name: str) -> str:
         body["stop"] = list(params.stop)
     body.update(presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty)
     body.update(_openai_extensions(params))
-    return json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False)
+    return body
 
 
 def _openai_extensions(params: SamplingParams) -> dict[str, Any]:

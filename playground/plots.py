@@ -377,14 +377,38 @@ def _heatmap_hover(axis_values: list[tuple[str | None, str | None]], metric: str
     return "<br>".join(lines)
 
 
+COLOR_SCALES = ("clipped", "linear", "log")  # how a heatmap maps values to colours (the numbers shown stay true)
+
+
+def color_range(values: Sequence[float], scale: str) -> tuple[float | None, float | None]:
+    """The values at the ends of the colour bar: all of them (linear, log), or for "clipped" Tukey's fences
+    (quartiles -/+ 1.5 x the interquartile range, within the data), so that one outlier (a perplexity of 186
+    among values near 3) is painted at the end of the bar instead of flattening every other cell's colour."""
+    finite = np.asarray([v for v in values if not is_missing(v)], dtype=np.float64)
+    if finite.size == 0 or scale != "clipped":
+        return None, None
+    q1, q3 = np.percentile(finite, [25, 75])
+    low, high = max(finite.min(), q1 - 1.5 * (q3 - q1)), min(finite.max(), q3 + 1.5 * (q3 - q1))
+    return (float(low), float(high)) if high > low else (None, None)
+
+
+def _color_values(z: list[list[float | None]], scale: str) -> list[list[float | None]]:
+    """What the colour is computed from: the values, or log10 of them ("log"; values <= 0 get no colour)."""
+    if scale != "log":
+        return z
+    return [[math.log10(v) if v is not None and v > 0 else None for v in row] for row in z]
+
+
 def metric_heatmap(cells: pd.DataFrame, metric: str, x_axis: str | None, y_axis: str | None,
-                   facet_axis: str | None = None) -> go.Figure:
+                   facet_axis: str | None = None, scale: str = "linear") -> go.Figure:
     """A heatmap of one per-cell metric (a column of engine.metrics.cell_summary) over one or two axes.
 
     Axis values are categories in the sweep's own order (first appearance), shown as strings; each cell is
     annotated with its value (3 significant digits) and cells without a value are blank. facet_axis draws
     one heatmap per value of a third axis, side by side, titled "name = value", on one colour scale. One axis
     only gives a single-row heatmap, no axis a single cell. Axis names may be given with or without "axis_".
+    scale: "linear", "log" (colour by log10 of the value) or "clipped" (colour range at Tukey's fences, see
+    color_range); every cell still shows its own value.
     """
     if metric not in cells.columns:
         metrics = [c for c in cells.columns if c != "cell" and not c.startswith("axis_")]
@@ -396,6 +420,8 @@ def metric_heatmap(cells: pd.DataFrame, metric: str, x_axis: str | None, y_axis:
         if col not in cells.columns:
             present = [axis_name(c) for c in cells.columns if c.startswith("axis_")]
             raise ValueError(f"axis: one of {present}, got {name!r}")
+    if scale not in COLOR_SCALES:
+        raise ValueError(f"scale: one of {list(COLOR_SCALES)}, got {scale!r}")
     x_col, y_col, f_col = (cols.get(a) if a else None for a in (x_axis, y_axis, facet_axis))
     x_labels = ordered_labels(cells[x_col]) if x_col else ["all cells"]
     y_labels = ordered_labels(cells[y_col]) if y_col else [axis_name(metric)]
@@ -410,7 +436,7 @@ def metric_heatmap(cells: pd.DataFrame, metric: str, x_axis: str | None, y_axis:
         hover = [[_heatmap_hover([(x_col, x_labels[xi]), (y_col, y_labels[yi]), (f_col, facet)],
                                  metric, text[yi][xi], n[yi][xi])
                   for xi in range(len(x_labels))] for yi in range(len(y_labels))]
-        fig.add_trace(go.Heatmap(z=z, x=list(range(len(x_labels))), y=list(range(len(y_labels))), text=text,
+        fig.add_trace(go.Heatmap(z=_color_values(z, scale), x=list(range(len(x_labels))), y=list(range(len(y_labels))), text=text,
                                  texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                  coloraxis="coloraxis", xgap=2, ygap=2, hoverongaps=True), row=1, col=c)
         fig.update_xaxes(tickmode="array", tickvals=list(range(len(x_labels))),
@@ -422,8 +448,11 @@ def metric_heatmap(cells: pd.DataFrame, metric: str, x_axis: str | None, y_axis:
         fig.update_yaxes(title_text=escape_label(axis_name(y_col)), row=1, col=1)
     if cells.empty:
         fig.add_annotation(text="no cells yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    low, high = color_range(pd.to_numeric(cells[metric], errors="coerce").tolist(), scale)
+    bar_title = {"log": f"log10 {metric}", "clipped": f"{metric} (clipped)"}.get(scale, metric)
     fig.update_layout(
-        coloraxis=dict(colorscale="Viridis", colorbar=dict(title=dict(text=escape_label(metric)))),
+        coloraxis=dict(colorscale="Viridis", cmin=low, cmax=high,
+                       colorbar=dict(title=dict(text=escape_label(bar_title)))),
         title=dict(text=escape_label(metric), x=0.01, xanchor="left"),
         height=max(280, 150 + 48 * len(y_labels)), plot_bgcolor="white",
         margin=dict(l=80, r=20, t=80 if f_col else 60, b=70),

@@ -53,13 +53,30 @@ CSS = """
              border-left: 3px solid rgba(128, 128, 128, .5); padding: .2rem 0 .2rem .6rem; }
 .dp-prompt-label { font-size: .75em; font-weight: 600; text-transform: uppercase; letter-spacing: .05em;
                    opacity: .7; margin-right: .6em; }
+.dp-status { font-size: .95em; margin: .3rem 0; }
+.dp-error { color: #b42318; border-left: 3px solid #d92d20; padding: .3rem .6rem; background: rgba(217, 45, 32, .06);
+            border-radius: 4px; overflow-wrap: anywhere; }
+.dp-error-title { font-weight: 600; }
+.dp-estimate { font-size: .82em; opacity: .8; margin: 0; }
+.dp-warn { color: #8a4b00; opacity: 1; border-left: 3px solid #f79009; padding: .2rem .5rem;
+           background: rgba(247, 144, 9, .08); border-radius: 4px; }
 .dp-sweep { overflow-x: auto; }
+.dp-output { font-size: .75em; font-weight: 600; opacity: .7; margin-right: .3em; }
+.dp-seed-note { font-size: .85em; opacity: .85; margin: .2rem 0 .5rem 0; }
 .dp-facet-title { font-size: 1em; font-weight: 600; margin: .8rem 0 .2rem 0; }
-.dp-grid-table { border-collapse: separate; border-spacing: .5rem; }
-.dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: nowrap; }
+.dp-grid-table { border-collapse: separate; border-spacing: .4rem; width: 100%; table-layout: fixed; }
+.dp-grid-table th[scope="row"], .dp-corner { width: 8rem; min-width: 6rem; white-space: normal !important;
+                                             overflow-wrap: break-word; }
+.dp-grid-table th { font-size: .82em; font-weight: 600; text-align: left; vertical-align: top; white-space: normal;
+                    overflow-wrap: break-word; }
 .dp-grid-table td { vertical-align: top; padding: 0; }
+.dp-grid-table, .dp-grid-table th, .dp-grid-table td { border: none !important; }  /* the page's table lines */
 .dp-cell { border: 1px solid rgba(128, 128, 128, .35); border-radius: 8px; padding: .5rem .6rem;
-           min-width: 15rem; max-width: 30rem; margin-bottom: .4rem; }
+           min-width: 0; margin-bottom: .4rem; }
+@media (max-width: 700px) {  /* a phone: cells keep a readable width and the grid scrolls sideways */
+  .dp-grid-table { table-layout: auto; width: auto; }
+  .dp-cell { min-width: 13rem; }
+}
 .dp-cell-axes { font-size: .78em; opacity: .75; overflow-wrap: anywhere; }
 .dp-cell-metrics { font-size: .82em; font-variant-numeric: tabular-nums; margin: .2rem 0 .3rem 0; }
 .dp-cell-samples { list-style: none; margin: 0; padding: 0; }
@@ -184,6 +201,27 @@ def progress_html(fraction: float, status: str) -> str:
             f'<span>{html.escape(status)}</span></div>')
 
 
+def status_html(status: str) -> str:
+    """A run's status line (escaped)."""
+    return f'<div class="dp-status">{html.escape(status)}</div>'
+
+
+def estimate_html(text: str, long: bool) -> str:
+    """What a run will ask for, before it starts; a long one as a warning."""
+    if not text:
+        return ""
+    if long:
+        return f'<div class="dp-status dp-estimate dp-warn" role="status">⚠ {html.escape(text)}</div>'
+    return f'<div class="dp-status dp-estimate">{html.escape(text)}</div>'
+
+
+def error_html(message: str, title: str = "Invalid setting") -> str:
+    """The one place a run's error shows beside the outputs: the title and the message (field, range, value),
+    escaped; it stays until the next run (the toast fades)."""
+    return (f'<div class="dp-status dp-error" role="alert"><span class="dp-error-title">{html.escape(title)}:</span> '
+            f'{html.escape(message)}</div>')
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The sweep comparison grid
 
@@ -197,13 +235,34 @@ def metrics_line(cell: pd.Series, metrics: Sequence[str]) -> str:
     return " · ".join(parts)
 
 
-def _cell_html(cell: pd.Series, axis_cols: list[str], texts: list[tuple[int, str]], metrics: Sequence[str]) -> str:
-    """One grid cell: its axis values, its metrics and its samples' texts (escaped, truncated)."""
+GridTokens = dict  # {cell label: {sample: (output number in the run, [TokenView])}}
+
+
+def _grid_sample_html(sample: int, text: str, tokens: tuple[int, list[TokenView]] | None) -> str:
+    """One sample in a grid cell: plain escaped text, or (with its tokens) the output number it has in the
+    Distributions view and its tokens coloured by final probability, each clickable, cut at SAMPLE_TEXT_CHARS."""
+    if tokens is None:
+        return (f'<li class="dp-cell-sample" data-sample="{sample}">'
+                f'{html.escape(_truncate(text)) if text else EMPTY_TEXT}</li>')
+    row, views = tokens
+    spans, length = [], 0
+    for step, token in enumerate(views):
+        if length >= SAMPLE_TEXT_CHARS:
+            spans.append('<span class="dp-empty">…</span>')
+            break
+        spans.append(token_span(row, step, token))
+        length += len(token.text)
+    return (f'<li class="dp-cell-sample" data-sample="{sample}" data-output="{row}">'
+            f'<span class="dp-output" title="its number in the Distributions view">output {row}</span> '
+            f'{"".join(spans) or EMPTY_TEXT}</li>')
+
+
+def _cell_html(cell: pd.Series, axis_cols: list[str], texts: list[tuple[int, str]], metrics: Sequence[str],
+               tokens: dict[int, tuple[int, list[TokenView]]] | None = None) -> str:
+    """One grid cell: its axis values, its metrics and its samples' texts (escaped, truncated), coloured and
+    clickable when their tokens are given."""
     axes = " · ".join(f"{axis_name(c)} = {format_value(cell[c])}" for c in axis_cols)
-    samples = "".join(
-        f'<li class="dp-cell-sample" data-sample="{sample}">'
-        f'{html.escape(_truncate(text)) if text else EMPTY_TEXT}</li>'
-        for sample, text in texts)
+    samples = "".join(_grid_sample_html(sample, text, (tokens or {}).get(sample)) for sample, text in texts)
     cell_id = html.escape(format_value(cell["cell"]), quote=True)
     return (f'<div class="dp-cell" data-cell="{cell_id}">'
             + (f'<div class="dp-cell-axes">{html.escape(axes)}</div>' if axes else "")
@@ -226,14 +285,15 @@ def _texts_by_cell(records: pd.DataFrame) -> dict[str, list[tuple[int, str]]]:
 
 def _grid_table(cells: pd.DataFrame, row_col: str | None, col_col: str | None, all_axis_cols: list[str],
                 row_labels: list[str], col_labels: list[str], texts: dict[str, list[tuple[int, str]]],
-                metrics: Sequence[str]) -> str:
+                metrics: Sequence[str], tokens: GridTokens | None = None) -> str:
     """One <table>: a header row of column-axis values, a header column of row-axis values, cells in slots."""
     slots: dict[tuple[int, int], list[str]] = {}
     for _, cell in cells.iterrows():
         r = row_labels.index(format_value(cell[row_col])) if row_col else 0
         c = col_labels.index(format_value(cell[col_col])) if col_col else 0
         slots.setdefault((r, c), []).append(
-            _cell_html(cell, all_axis_cols, texts.get(format_value(cell["cell"]), []), metrics))
+            _cell_html(cell, all_axis_cols, texts.get(format_value(cell["cell"]), []), metrics,
+                       (tokens or {}).get(format_value(cell["cell"]))))
     head = ""
     if col_col:
         corner = f'<th class="dp-corner">{html.escape(axis_name(row_col))} ↓</th>' if row_col else ""
@@ -247,14 +307,29 @@ def _grid_table(cells: pd.DataFrame, row_col: str | None, col_col: str | None, a
     return f'<table class="dp-grid-table">{head}<tbody>{"".join(body)}</tbody></table>'
 
 
+def seed_note_html(independent: bool, seed: int, cells: int) -> str:
+    """What a sweep's seeds mean, above its grid: why cells start alike (shared seed), or that they do not."""
+    if cells < 2:
+        return ""
+    if independent:
+        text = (f"Independent seeds: each cell has its own seed, derived from seed {seed} and the cell's axis "
+                f"values (the table below lists them), so cells differ by chance as well as by their parameters.")
+    else:
+        text = (f"Shared seed {seed}: sample i of every cell draws the same random numbers, so cells often begin "
+                f"with the same words. That is by design: the differences between cells come from their "
+                f"parameters, not from luck. Tick “independent seeds per cell” to give each cell its own seed.")
+    return f'<div class="dp-seed-note">{html.escape(text)}</div>'
+
+
 def sweep_grid_html(cells: pd.DataFrame, records: pd.DataFrame, axes: list[str], metrics: list[str],
-                    include_css: bool = False) -> str:
+                    include_css: bool = False, tokens: GridTokens | None = None) -> str:
     """The comparison grid of a sweep: rows = values of the first axis, columns = values of the second, one
     grid per value of a third (headed "name = value"); a single axis gives one row, no axes one cell.
 
     cells: engine.metrics.cell_summary(records); records: one row per sample (cell, sample, text, axis_*...).
     Each cell is <div class="dp-cell" data-cell="N"> with its axis values, `metrics` compactly (missing ones
-    as "–") and its samples' texts, escaped and cut at SAMPLE_TEXT_CHARS.
+    as "–") and its samples' texts, escaped and cut at SAMPLE_TEXT_CHARS. tokens ({cell label: {sample: (output
+    number, [TokenView])}}): those samples show their output number and clickable coloured tokens instead.
     """
     axis_cols = [axis_column(a) for a in axes]
     missing = [axis_name(c) for c in axis_cols if c not in cells.columns]
@@ -282,7 +357,8 @@ def sweep_grid_html(cells: pd.DataFrame, records: pd.DataFrame, axes: list[str],
         if facet_cols:
             parts.append(f'<h4 class="dp-facet-title">{html.escape(key)}</h4>')
         if not cells.empty:
-            parts.append(_grid_table(part, row_col, col_col, all_axis_cols, row_labels, col_labels, texts, metrics))
+            parts.append(_grid_table(part, row_col, col_col, all_axis_cols, row_labels, col_labels, texts, metrics,
+                                     tokens))
     parts.append("</div>")
     return "".join(parts)
 

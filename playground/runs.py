@@ -73,6 +73,7 @@ class RunStore:
         self._replays: "OrderedDict[tuple[str, int, int], Replay]" = OrderedDict()  # least recently used first
         self._stop_flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self.tokens_per_second: float | None = None  # the last run's speed (None before any run)
 
     def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
             sweep: SweepResult | None = None, pieces: list[list[str]] | None = None) -> Run:
@@ -82,6 +83,8 @@ class RunStore:
                   else self.engine.loaded.pieces(row.token_ids)
                   for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
         run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep)
+        if generation.seconds > 0 and generation.generated_tokens:
+            self.tokens_per_second = generation.generated_tokens / generation.seconds  # for the next estimate
         with self._lock:
             self._runs[run.run_id] = run
             while len(self._runs) > self.capacity or len(self._runs) > 1 and self.nbytes > self.max_bytes:

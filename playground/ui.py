@@ -25,12 +25,17 @@ from .config import PlaygroundConfig
 from .controls import (CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, params_from_values, values_from_params,
                        widget_value)
 from .errors import log_bad_input, user_error
-from .exports import generate_snippet, generation_config_json, openai_request_json
+from .exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 from .presets import Preset, load_presets
-from .render import CSS, progress_html
+from .plots import COLOR_SCALES
+from .render import CSS, error_html, estimate_html, progress_html, status_html
 from .runs import RunStore
 
 VIEWS = ("generate", "sweep", "distributions", "share")
+ESSENTIALS = ("temperature", "max_new_tokens")
+SEEDS_INFO = ("Off: every cell uses the same seed, so sample i of every cell draws the same random numbers and "
+              "cells often start with the same words (by design: differences come from the parameters). On: each "
+              "cell gets its own seed, derived from the seed and its axis values (reproducible).")  # beside the prompt and Run, out of their groups
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 AXIS_CHOICES = ["(none)", *FIELD_NAMES]
@@ -42,6 +47,32 @@ element.addEventListener('click', (event) => {
 """
 MAX_PAGE_INT = 2**53 - 1  # the largest whole number a browser's numbers hold exactly
 SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+# Copy link: the whole link into the box and onto the clipboard (the async Clipboard API where the page may use
+# it, else a selected text area and execCommand), and a line saying which happened.
+COPY_LINK_JS = """
+async (query) => {
+  const url = window.location.origin + window.location.pathname + query;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch (error) {
+    const area = document.createElement('textarea');
+    area.value = url;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    try { copied = document.execCommand('copy'); } catch (ignored) { copied = false; }
+    area.remove();
+  }
+  const note = copied
+    ? '<div class="dp-status dp-copied" role="status">Link copied to the clipboard.</div>'
+    : '<div class="dp-status" role="status">This browser did not allow copying: select the link below and copy it.</div>';
+  return [url, note];
+}
+"""
 # Gradio's Slider clamps a typed number into its drag range when its number box loses focus (temperature -1
 # would become 0, greedy; top_p 2 would become 1), silently. The settings' sliders carry KEEP_TYPED: their box
 # keeps what was typed, so the run's own validation (the engine's ranges) names the field and the value, or uses
@@ -59,6 +90,25 @@ if (!window.__keepTyped) {
   }, true);
 }
 """ % KEEP_TYPED
+
+
+# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page runs what the open view runs: the sweep in Sweep, else
+# Generate. One listener on the document, installed once.
+RUN_KEYS_JS = """
+if (!window.__runKeys) {
+  window.__runKeys = true;
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey) || event.repeat) return;
+    const open = document.querySelector('[role=tab][aria-selected=true]');
+    const sweep = open && open.textContent.trim() === 'Sweep';
+    const button = document.querySelector(sweep ? '#run-sweep' : '#run');
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+"""
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -99,17 +149,27 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 
     with gr.Blocks(title="Decoding Playground") as demo:
         gr.Markdown(
-            f"# Decoding Playground\n"
-            f"See what each decoding parameter does: **Generate** streams samples coloured by probability, "
-            f"**Sweep** runs a grid of settings as one batch, **Distributions** shows the next-token distribution "
-            f"after every processor. Model: `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).")
+            f"## Decoding Playground\n"
+            f"What each decoding parameter does: **Generate** streams samples coloured by probability, **Sweep** "
+            f"runs a grid of settings as one batch, **Distributions** shows the next-token distribution after every "
+            f"processor. Model `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).",
+            elem_id="intro")
         with gr.Row(equal_height=False):
             # ---------------------------------------------------------------- settings
-            with gr.Column(scale=1, min_width=340):
-                preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
-                                     info="Load an experiment: prompt, parameters and axes.")
-                preset_info = gr.Markdown("", elem_id="preset-info")
-                prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt")
+            with gr.Column(scale=1, min_width=340, elem_id="settings"):
+                # the first screen: prompt, the two knobs a newcomer moves first, and Run (also on a phone)
+                prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt",
+                                    info="Ctrl+Enter (Cmd+Enter) runs, from anywhere on the page.")
+                widgets: dict[str, gr.components.Component] = {}
+                with gr.Row(elem_id="essentials"):
+                    for field in ESSENTIALS:
+                        control = next(c for c in CONTROLS if c.field == field)
+                        widgets[field] = _widget(control, getattr(defaults.params, field))
+                with gr.Row(elem_id="run-bar"):
+                    run_button = gr.Button("Run", variant="primary", elem_id="run", scale=3, min_width=120)
+                    stop_button = gr.Button("Stop", variant="secondary", elem_id="stop", interactive=False,
+                                            scale=1, min_width=80)
+                run_estimate = gr.HTML("", elem_id="run-estimate", css_template=CSS)
                 with gr.Row():
                     mode = gr.Radio(["chat", "raw"], value="chat", label="Prompt mode",
                                     info="chat: the model's chat template; raw: the text as is.")
@@ -117,29 +177,31 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                         info="Outputs to generate (per cell in a sweep).", elem_id="samples",
                                         elem_classes=[KEEP_TYPED])
                 system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
-                widgets: dict[str, gr.components.Component] = {}
+                preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
+                                     info="Load an experiment: prompt, parameters and axes.")
+                preset_info = gr.Markdown("", elem_id="preset-info")
                 for group in GROUPS:
                     with gr.Accordion(group, open=group == "Sampling"):
-                        for control in (c for c in CONTROLS if c.group == group):
+                        for control in (c for c in CONTROLS if c.group == group and c.field not in ESSENTIALS):
                             widgets[control.field] = _widget(control, getattr(defaults.params, control.field))
                 with gr.Accordion("Processor order", open=False):
                     order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True,
                                         label="order", info=ORDER_INFO, elem_id="order")
                     reset_order = gr.Button("Reset to transformers' order", size="sm")
                 gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
+                gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
             # ---------------------------------------------------------------- views
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
                     with gr.Tab("Generate", id="generate") as generate_tab:
-                        with gr.Row():
-                            run_button = gr.Button("Run", variant="primary", elem_id="run")
-                            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                            color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
-                                                info="final: the distribution sampled from; raw: the model's own.")
-                        generate_status = gr.Markdown("Press Run. Click any token to see its distribution.",
-                                                      elem_id="generate-status")
+                        generate_status = gr.HTML(status_html("Press Run. Click any token to see its distribution."),
+                                                  elem_id="generate-status", css_template=CSS)
                         tokens = gr.HTML("", elem_id="tokens", js_on_load=TOKEN_CLICK_JS, css_template=CSS)
-                        sample_table = gr.Dataframe(label="Per output", interactive=False, wrap=True)
+                        color_by = gr.Radio(["final", "raw"], value="final", label="Colour tokens by",
+                                            info="final: the distribution sampled from; raw: the model's own.")
+                        # shown with the first finished run (an empty table with bare headers said nothing)
+                        sample_table = gr.Dataframe(label="Per output", interactive=False, wrap=True,
+                                                    visible=False, elem_id="sample-table")
                     with gr.Tab("Sweep", id="sweep") as sweep_tab:
                         gr.Markdown("Up to three axes over any parameter. Values: `0.2, 0.9`, ranges `0.1:0.9:0.2`, "
                                     "orders `temperature>min_p, min_p>temperature`. Every cell x sample runs as one batch.")
@@ -150,17 +212,27 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                               elem_id=f"axis-name-{i + 1}", scale=1))
                                 axis_values.append(gr.Textbox("", label=f"axis {i + 1} values", scale=2,
                                                               elem_id=f"axis-values-{i + 1}"))
+                        seeds_box = gr.Checkbox(False, label="independent seeds per cell", elem_id="independent-seeds",
+                                                info=SEEDS_INFO)
+                        sweep_estimate = gr.HTML("", elem_id="sweep-estimate", css_template=CSS)
                         with gr.Row():
                             sweep_button = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
-                            sweep_stop = gr.Button("Stop", variant="stop", elem_id="stop-sweep")
-                        sweep_status = gr.HTML("", elem_id="sweep-status")
-                        metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
-                        heatmap = gr.Plot(label="Metric over the axes")
-                        grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS)
-                        sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True)
+                            sweep_stop = gr.Button("Stop", variant="secondary", elem_id="stop-sweep", interactive=False)
+                        sweep_status = gr.HTML("", elem_id="sweep-status", css_template=CSS)
                         with gr.Row():
-                            csv_file = gr.File(label="CSV", interactive=False)
-                            json_file = gr.File(label="JSON", interactive=False)
+                            metric = gr.Dropdown(list(views.GRID_METRICS), value="perplexity", label="Heatmap metric")
+                            scale = gr.Radio(list(COLOR_SCALES), value="clipped", label="Colour scale",
+                                             elem_id="heatmap-scale",
+                                             info="clipped: an outlier takes the end colour instead of flattening "
+                                                  "the rest; every cell shows its value.")
+                        # the heatmap, the table and the files appear with the first sweep (empty, they said nothing)
+                        heatmap = gr.Plot(label="Metric over the axes", elem_id="heatmap", visible=False)
+                        grid = gr.HTML("", elem_id="sweep-grid", css_template=CSS, js_on_load=TOKEN_CLICK_JS)
+                        sweep_table = gr.Dataframe(label="One row per sample", interactive=False, wrap=True,
+                                                   visible=False, elem_id="sweep-table")
+                        with gr.Row():
+                            csv_file = gr.File(label="CSV", interactive=False, visible=False)
+                            json_file = gr.File(label="JSON", interactive=False, visible=False)
                     with gr.Tab("Distributions", id="distributions") as dist_tab:
                         # captions quote model text: HTML components given escaped text (never Markdown)
                         dist_caption = gr.HTML("Run Generate or a sweep, then pick an output and a step "
@@ -186,54 +258,95 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                     with gr.Tab("Share & export", id="share") as share_tab:
                         gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and "
                                     "the same settings for transformers and for an OpenAI-style API.")
-                        share_button = gr.Button("Copy link", elem_id="share-button")
+                        with gr.Row(equal_height=True):
+                            share_button = gr.Button("Copy link", elem_id="share-button", variant="primary",
+                                                     scale=0, min_width=140)
+                            share_note = gr.HTML("", elem_id="share-note", css_template=CSS)
                         share_link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
-                        python_code = gr.Code(label="model.generate(...)", language="python")
-                        generation_json = gr.Code(label="GenerationConfig JSON", language="json")
-                        openai_json = gr.Code(label="OpenAI-style request", language="json")
+                        export_notes_box = gr.Textbox(label="What the exports leave out, and notes", lines=3,
+                                                      interactive=False, elem_id="export-notes")
+                        python_code = gr.Code(label="model.generate(...) (a sweep: a loop over its cells)",
+                                              language="python", elem_id="export-python")
+                        generation_json = gr.Code(label="GenerationConfig JSON: GenerationConfig(**json) "
+                                                        "(a sweep: a list, one per cell)",
+                                                  language="json", elem_id="export-generation-config")
+                        openai_json = gr.Code(label="OpenAI-style request (a sweep: a list, one per cell)",
+                                              language="json", elem_id="export-openai")
         run_id = gr.State("")  # the run the Distributions view shows
         view = gr.State("generate")
 
         settings = [prompt, mode, system, samples, *axis_names, *axis_values, view, dist_sample, dist_step,
-                    color_by, *(widgets[c.field] for c in CONTROLS), order]  # CONTROLS order, whatever the layout
+                    color_by, seeds_box, *(widgets[c.field] for c in CONTROLS), order]  # CONTROLS order, whatever the layout
 
         def config_from_values(values: list[Any]) -> PlaygroundConfig:
             p, m, s, n, *rest = values
             names, texts, rest = rest[:MAX_AXES], rest[MAX_AXES:2 * MAX_AXES], rest[2 * MAX_AXES:]
-            current_view, sample, step, colour, *controls = rest
+            current_view, sample, step, colour, independent, *controls = rest
             params = params_from_values(controls[:-1], controls[-1])
             axes = tuple((name, text or "") for name, text in zip(names, texts) if name and name != "(none)")
             return PlaygroundConfig(prompt=p, raw=m == "raw", system_prompt=s or "", params=params,
                                     samples=_whole("samples", n), axes=axes, view=current_view or "generate",
-                                    sample=_whole("output", sample), step=_whole("step", step), color_by=colour)
+                                    sample=_whole("output", sample), step=_whole("step", step), color_by=colour,
+                                    independent_seeds=bool(independent))
 
         def values_from_config(config: PlaygroundConfig) -> list[Any]:
             names = [a[0] for a in config.axes] + ["(none)"] * (MAX_AXES - len(config.axes))
             texts = [a[1] for a in config.axes] + [""] * (MAX_AXES - len(config.axes))
             return [config.prompt, "raw" if config.raw else "chat", config.system_prompt, config.samples,
                     *names, *texts, config.view, config.sample, config.step, config.color_by,
-                    *values_from_params(config.params), list(config.params.order)]
+                    config.independent_seeds, *values_from_params(config.params), list(config.params.order)]
+
+        # ------------------------------------------------------------------------------ how long a run will be
+        def estimates(*values: Any) -> tuple[str, str]:
+            """Before a run: its rows x tokens and time at the last speed, for Generate and for the sweep."""
+            try:
+                config = config_from_values(list(values))
+                single = views.run_estimate(dataclasses.replace(config, axes=()).sweep_spec(), store.tokens_per_second)
+                grid = views.run_estimate(config.sweep_spec(), store.tokens_per_second) if config.axes else ("", False)
+            except ParamError:  # a value being typed: the run itself will name it
+                return "", ""
+            return estimate_html(*single), estimate_html(*grid)
+
+        estimate_inputs = [samples, widgets["max_new_tokens"], *axis_names, *axis_values]
+        for control in estimate_inputs:
+            control.change(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                           preprocess=False, show_progress="hidden", trigger_mode="always_last")
+        demo.load(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private", preprocess=False,
+                  show_progress="hidden")
 
         # ------------------------------------------------------------------------------ Generate
+        generate_outputs = [tokens, generate_status, sample_table, run_id, dist_sample, dist_step]
+
         @user_errors
         @device_scope
         def run_generate(request: gr.Request, *values: Any):
-            config = config_from_values(list(values))
-            stop = store.stop_flag(_session(request))
-            for frame in views.stream_run(engine, store, dataclasses.replace(config, axes=()).sweep_spec(), "generate",
-                                          config.color_by, stop):
-                if frame.run is None:
-                    yield frame.html, frame.status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                else:
-                    run = frame.run
-                    yield (frame.html, frame.status, views.sample_table(run), run.run_id,
-                           *_index_sliders(run))
+            try:
+                config = config_from_values(list(values))
+                stop = store.stop_flag(_session(request))
+                for frame in views.stream_run(engine, store, dataclasses.replace(config, axes=()).sweep_spec(),
+                                              "generate", config.color_by, stop):
+                    update = {tokens: frame.html, generate_status: status_html(frame.status)}
+                    if frame.run is not None:
+                        run = frame.run
+                        update.update({sample_table: gr.Dataframe(views.sample_table(run), visible=True),
+                                       run_id: run.run_id, **dict(zip((dist_sample, dist_step), _index_sliders(run)))})
+                    yield _updates(generate_outputs, update)
+            except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
+                yield _updates(generate_outputs, {generate_status: error_html(str(exc))})
+                raise
 
         def stop_run(request: gr.Request) -> None:
             store.stop(_session(request))
 
-        run_button.click(run_generate, settings, [tokens, generate_status, sample_table, run_id, dist_sample, dist_step],
-                         api_visibility="private", preprocess=False)
+        # Run shows the Generate view and arms Stop for the length of the run (Stop is idle otherwise)
+        generating = run_button.click(
+            lambda: (gr.Tabs(selected="generate"), "generate", gr.Button(interactive=True),
+                     status_html("Starting: reading the prompt ...")), None,
+            [tabs, view, stop_button, generate_status], queue=False, api_visibility="private").then(
+            run_generate, settings, generate_outputs, api_visibility="private", preprocess=False,
+            show_progress="hidden")
+        _disarm_after(generating, stop_button).then(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                                   preprocess=False, show_progress="hidden")
         stop_button.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
@@ -246,36 +359,48 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         color_by.change(recolor, [run_id, color_by], tokens, api_visibility="private")
 
         # ------------------------------------------------------------------------------ Sweep
+        sweep_outputs = [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step]
+
         @user_errors
         @device_scope
         def run_sweep(request: gr.Request, *values: Any):
             # the request comes first: Gradio inserts it at its position among the positional inputs
-            config = config_from_values(list(values[:-1]))
-            chosen_metric = values[-1]
-            stop = store.stop_flag(_session(request))
-            for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
-                if frame.run is None:
-                    yield progress_html(frame.progress, frame.status), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                else:
+            try:
+                config = config_from_values(list(values[:-2]))
+                chosen_metric, chosen_scale = values[-2:]
+                stop = store.stop_flag(_session(request))
+                for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
+                    if frame.run is None:
+                        yield _updates(sweep_outputs, {sweep_status: progress_html(frame.progress, frame.status)})
+                        continue
                     run = frame.run
-                    grid_html, figure, table = views.sweep_outputs(run, chosen_metric)
+                    grid_html, figure, table = views.sweep_outputs(run, chosen_metric, chosen_scale, store)
                     csv_path, json_path = views.export_files(run)
-                    yield (progress_html(1.0, frame.status), grid_html, figure, table, csv_path, json_path, run.run_id,
-                           *_index_sliders(run))
+                    yield (progress_html(1.0, frame.status), grid_html, gr.Plot(figure, visible=True),
+                           gr.Dataframe(table, visible=True), gr.File(csv_path, visible=True),
+                           gr.File(json_path, visible=True), run.run_id, *_index_sliders(run))
+            except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
+                yield _updates(sweep_outputs, {sweep_status: error_html(str(exc))})
+                raise
 
-        sweep_button.click(run_sweep, [*settings, metric],
-                           [sweep_status, grid, heatmap, sweep_table, csv_file, json_file, run_id, dist_sample, dist_step],
-                           api_visibility="private", preprocess=False)
+        sweeping = sweep_button.click(
+            lambda: (gr.Button(interactive=True), status_html("Starting: reading the prompt ...")),
+            None, [sweep_stop, sweep_status], queue=False, api_visibility="private").then(
+            run_sweep, [*settings, metric, scale], sweep_outputs, api_visibility="private", preprocess=False,
+            show_progress="hidden")
+        _disarm_after(sweeping, sweep_stop).then(estimates, settings, [run_estimate, sweep_estimate], api_visibility="private",
+                                   preprocess=False, show_progress="hidden")
         sweep_stop.click(stop_run, None, None, queue=False, api_visibility="private")
 
         @user_errors
-        def rechart(current: str, chosen_metric: str):
+        def rechart(current: str, chosen_metric: str, chosen_scale: str):
             run = store.get(current) if current else None
             if run is None or run.sweep is None:
                 return gr.skip()
-            return views.sweep_outputs(run, chosen_metric)[1]
+            return views.sweep_outputs(run, chosen_metric, chosen_scale)[1]
 
-        metric.change(rechart, [run_id, metric], heatmap, api_visibility="private")
+        for control in (metric, scale):
+            control.change(rechart, [run_id, metric, scale], heatmap, api_visibility="private")
 
         # ------------------------------------------------------------------------------ Distributions
         @user_errors
@@ -294,8 +419,10 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
 
         dist_outputs = [dist_caption, dist_plot, dist_table, steps_plot, dist_step]
         for slider in (dist_sample, dist_step, dist_top):
-            slider.release(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
-                           api_visibility="private", preprocess=False)
+            # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never
+            # the value the handler itself sets; always_last: a drag replays where it stops, not every step passed
+            slider.input(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
+                         api_visibility="private", preprocess=False, trigger_mode="always_last")
         dist_tab.select(show_distribution, [run_id, dist_sample, dist_step, dist_top], dist_outputs,
                         api_visibility="private", preprocess=False)
 
@@ -323,26 +450,34 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             return (gr.Tabs(selected="distributions"), "distributions",
                     gr.Slider(value=int(sample)), *shown)
 
-        tokens.click(open_token, [run_id, dist_top], [tabs, view, dist_sample, *dist_outputs],
-                     api_visibility="private")
+        for clickable in (tokens, grid):  # a token in Generate, or in a sweep grid's cell
+            clickable.click(open_token, [run_id, dist_top], [tabs, view, dist_sample, *dist_outputs],
+                            api_visibility="private")
 
         # ------------------------------------------------------------------------------ views, presets, links
         for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):
             tab.select(lambda n=name: n, None, view, api_visibility="private")
 
-        @user_errors
-        def share(*values: Any) -> tuple[str, str, str, str]:
-            config = config_from_values(list(values))
-            query = config.to_query()
-            return ("?" + query if query else "", generate_snippet(config, hub_id),
-                    generation_config_json(config, model.tokenizer), openai_request_json(config, model.name))
+        share_outputs = [share_link, python_code, generation_json, openai_json, share_note, export_notes_box]
 
-        share_button.click(share, settings, [share_link, python_code, generation_json, openai_json],
-                           api_visibility="private", preprocess=False).then(
-            None, share_link, share_link, js=SHARE_URL_JS)
-        share_tab.select(share, settings, [share_link, python_code, generation_json, openai_json],
-                         api_visibility="private", preprocess=False).then(
-            None, share_link, share_link, js=SHARE_URL_JS)
+        @user_errors
+        def share(*values: Any):
+            try:
+                config = config_from_values(list(values))
+            except ParamError as exc:  # said beside the link (it stays), then once as a toast
+                yield _updates(share_outputs, {share_note: error_html(str(exc))})
+                raise
+            query = config.to_query()
+            yield ("?" + query if query else "", generate_snippet(config, hub_id),
+                   generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
+                   export_notes_text(config, model.tokenizer))
+
+        # the link is built on the server, then made whole and, for the button, put on the clipboard
+        share_button.click(share, settings, share_outputs, api_visibility="private", preprocess=False,
+                           show_progress="hidden").success(
+            None, share_link, [share_link, share_note], js=COPY_LINK_JS)
+        share_tab.select(share, settings, share_outputs, api_visibility="private", preprocess=False,
+                         show_progress="hidden").success(None, share_link, share_link, js=SHARE_URL_JS)
 
         def apply(config: PlaygroundConfig) -> list[Any]:
             _check_page_numbers(config)
@@ -399,6 +534,17 @@ def _widget(control, value: Any) -> gr.components.Component:
     multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
     return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
                       placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
+
+
+def _disarm_after(event: Any, stop: gr.Button) -> Any:
+    """Stop goes idle again when the run ends, whether it finished or failed; returns the finished branch."""
+    event.failure(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
+    return event.success(lambda: gr.Button(interactive=False), None, stop, queue=False, api_visibility="private")
+
+
+def _updates(outputs: list[gr.components.Component], changes: dict) -> tuple:
+    """One streamed update of an event's outputs: the changed ones, gr.skip() for the others."""
+    return tuple(changes.get(output, gr.skip()) for output in outputs)
 
 
 def _index_sliders(run) -> tuple[gr.Slider, gr.Slider]:

@@ -29,8 +29,8 @@ from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
-from .plots import distribution_figure, metric_heatmap, steps_figure
-from .render import TokenView, prompt_html, samples_html, stage_table, sweep_grid_html
+from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, steps_figure
+from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
@@ -81,10 +81,12 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     last_frame = 0.0
     started = time.perf_counter()
     running_beams: dict[int, RunningBeam] = {}  # the latest preview of each beam row (rendered per frame)
+    generated = 0  # tokens so far, for the live speed
     # closed early too (the page or the API client went away): the engine's loop is closed here, at once
     with contextlib.closing(stream_sweep(engine, spec, TRACE_TOP_N, stop)) as updates:
         for update, result in updates:
             done_steps += 1
+            generated += len(update.rows)
             if kind == "generate":
                 for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
                                                         update.final_logprobs):
@@ -105,7 +107,8 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                               f"sampled outputs running")
                 else:  # a beam batch: its outputs appear when it ends
                     status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
-                status += f" · {now - started:.1f} s"
+                elapsed = now - started
+                status += f" · {elapsed:.1f} s · {generated / max(elapsed, 1e-9):.0f} tok/s so far"
                 for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
                     views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
                                   in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
@@ -119,7 +122,37 @@ def run_status(run: Run) -> str:
     stopped = sum(r.finish_reason == "cancelled" for r in gen.rows)
     tail = f" · stopped early ({stopped} output{'s' if stopped != 1 else ''} cut)" if stopped else ""
     return (f"{len(gen.rows)} outputs · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
-            f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail}")
+            f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail} · {time_split(gen)}")
+
+
+def time_split(gen: Any) -> str:
+    """Where a run's time went: the prompt's prefill, the model's decode forwards, the trace, and the rest
+    (processors, sampling, streaming to the page). A shared machine makes the same run 2-10x slower at times."""
+    decode = max(gen.forward_seconds - gen.prefill_seconds, 0.0)
+    rest = max(gen.seconds - gen.forward_seconds - gen.trace_seconds, 0.0)
+    return (f"time: prefill {gen.prefill_seconds:.2f} s, model decode {decode:.1f} s, trace {gen.trace_seconds:.1f} s, "
+            f"processors, sampling and page {rest:.1f} s (on a busy or shared machine the same run can take "
+            f"several times longer)")
+
+
+LONG_RUN_TOKENS = 4096  # rows x max_new_tokens above which a run is called long before it starts
+LONG_RUN_SECONDS = 30.0
+
+
+def run_estimate(spec: SweepSpec, tokens_per_second: float | None) -> tuple[str, bool]:
+    """What a run asks for before it starts (rows x max_new_tokens), its time at the last measured speed, and
+    whether it is long."""
+    rows = spec.rows()
+    longest = max(r.params.max_new_tokens for r in rows)
+    total = sum(r.params.max_new_tokens for r in rows)
+    text = f"{len(rows)} output{'s' if len(rows) != 1 else ''} x up to {longest} tokens = up to {total} tokens"
+    seconds = total / tokens_per_second if tokens_per_second else None
+    if seconds is not None:
+        text += f", about {seconds:.0f} s at the last run's {tokens_per_second:.0f} tokens/s"
+    long = total > LONG_RUN_TOKENS or (seconds is not None and seconds > LONG_RUN_SECONDS)
+    if long:
+        text = "A long run: " + text + ". Stop keeps what is done; fewer samples or tokens run faster"
+    return text, long
 
 
 # -- Generate view ----------------------------------------------------------------------------------------
@@ -163,8 +196,12 @@ def sample_table(run: Run) -> pd.DataFrame:
 
 # -- Sweep view -------------------------------------------------------------------------------------------
 
-def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
-    """The comparison grid (HTML), the heatmap of `metric` over the axes and the long-form table."""
+def sweep_outputs(run: Run, metric: str, scale: str = "clipped",
+                  store: RunStore | None = None) -> tuple[str, go.Figure, pd.DataFrame]:
+    """The comparison grid (HTML), the heatmap of `metric` over the axes (colours: scale) and the long-form table.
+
+    With the store, every sample in the grid shows its output number (as in the Distributions view) and its
+    tokens coloured by probability, each a link to its distribution."""
     if run.sweep is None:
         raise ParamError("run_id", "the id of a sweep run", run.run_id)
     if metric not in GRID_METRICS:
@@ -175,12 +212,27 @@ def sweep_outputs(run: Run, metric: str) -> tuple[str, go.Figure, pd.DataFrame]:
     if metric not in cells.columns:
         raise ParamError("metric", f"one this sweep has ({', '.join(m for m in GRID_METRICS if m in cells.columns)})", metric)
     shown = [*GRID_METRICS[:3], *(["beam_score"] if "beam_score" in cells.columns else [])]
-    grid = sweep_grid_html(cells, records, axes, shown)
+    spec = run.sweep.spec
+    if scale not in COLOR_SCALES:
+        raise ParamError("colour scale", f"one of {list(COLOR_SCALES)}", scale)
+    tokens = _grid_tokens(store, run, records) if store is not None else None
+    grid = (seed_note_html(spec.independent_seeds, spec.base.seed, len(cells))
+            + sweep_grid_html(cells, records, axes, shown, tokens=tokens))
     x_axis = axes[1] if len(axes) > 1 else (axes[0] if axes else None)
     y_axis = axes[0] if len(axes) > 1 else None
-    heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None)
-    table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", "text", *SAMPLE_COLUMNS, "cell_diversity"]
+    heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None, scale)
+    table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", *(["seed"] if spec.independent_seeds else []),
+                     "text", *SAMPLE_COLUMNS, "cell_diversity"]
     return grid, heatmap, _rounded(records[[c for c in table_columns if c in records.columns]])
+
+
+def _grid_tokens(store: RunStore, run: Run, records: pd.DataFrame) -> dict[str, dict[int, tuple[int, list[TokenView]]]]:
+    """{cell label: {sample: (output number, its tokens)}}: records come one per output, in the run's order."""
+    views = token_views(store, run)
+    out: dict[str, dict[int, tuple[int, list[TokenView]]]] = {}
+    for row, (cell, sample) in enumerate(zip(records["cell"], records["sample"])):
+        out.setdefault(format_value(cell), {})[int(sample)] = (row, views[row])
+    return out
 
 
 def export_files(run: Run, directory: Path | None = None) -> tuple[str, str]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -75,3 +77,39 @@ def wait_done(page: Page, status_id: str) -> None:
 
 def text_box(page: Page, elem_id: str) -> Locator:
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+@contextmanager
+def sized_page(browser: Browser, width: int, height: int, permissions: list[str] | None = None) -> Iterator[Page]:
+    """A fresh page with its own viewport (a laptop 1440x900, a phone 390x844) and browser permissions."""
+    context = browser.new_context(viewport={"width": width, "height": height}, permissions=permissions or [])
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def bottom(page: Page, selector: str) -> float:
+    """Where an element ends, in page pixels from the top (the first screen ends at the viewport height)."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    return box["y"] + box["height"]
+
+
+def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout_ms: int = 10_000) -> None:
+    """Poll a condition Playwright cannot wait for by itself (the clipboard, a computed value)."""
+    for _ in range(max(timeout_ms // 100, 1)):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    assert condition(), f"timed out waiting for {what}"
+
+
+def open_tab(page: Page, name: str) -> None:
+    """Open a view's tab; on a narrow screen the tabs that do not fit are under "More tabs"."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).click()

@@ -16,7 +16,7 @@ from engine.models import LoadedModel
 from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, word_variants
 from engine.values import changed_params, order_text, parse_axis_values
 from playground.config import PlaygroundConfig
-from playground.exports import (generate_snippet, generation_config_json, openai_endpoint, openai_request_json,
+from playground.exports import (export_notes, generate_snippet, generation_config_json, openai_endpoint, openai_request_json,
                                 transformers_settings)
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -315,11 +315,12 @@ def test_exports_are_valid(config: PlaygroundConfig) -> None:
     snippet = generate_snippet(config, "HuggingFaceTB/SmolLM2-135M-Instruct")
     compile(snippet, "<snippet>", "exec")
     data = json.loads(generation_config_json(config), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
-    settings = {k: v for k, v in data.items() if not k.startswith("_")}
-    GenerationConfig(**settings).validate(strict=True)
+    for cell in data if config.axes else [data]:  # a sweep: one per cell
+        GenerationConfig(**cell).validate(strict=True)  # as it is: nothing but GenerationConfig's own keys
     body = json.loads(openai_request_json(config, "smollm"), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
-    assert body["model"] == "smollm" and body["max_tokens"] == config.params.max_new_tokens
-    assert body["n"] == config.samples
+    for cell in body if config.axes else [body]:
+        assert cell["model"] == "smollm" and cell["max_tokens"] == config.params.max_new_tokens
+        assert cell["n"] == config.samples
 
 
 def test_inexpressible_knobs_are_left_out_and_said() -> None:
@@ -331,10 +332,10 @@ def test_inexpressible_knobs_are_left_out_and_said() -> None:
     assert "num_return_sequences=2" in snippet and "torch.manual_seed(7)" in snippet
     assert "banned_words = ['red', 'green']" in snippet and "biases = [['blue', 2.0]]" in snippet
     data = json.loads(generation_config_json(INEXPRESSIBLE))
-    assert set(data["_not_expressible"]) == {"presence_penalty", "frequency_penalty", "order", "bad_words",
-                                             "sequence_bias"}
-    assert data["_not_expressible"]["order"]["value"] == "min_p>temperature"
-    assert data["_not_expressible"]["bad_words"]["value"] == ["red", "green"]  # a -inf bias is a ban
+    left_out = export_notes(INEXPRESSIBLE)["not_expressible"]
+    assert set(left_out) == {"presence_penalty", "frequency_penalty", "order", "bad_words", "sequence_bias"}
+    assert left_out["order"]["value"] == "min_p>temperature"
+    assert left_out["bad_words"]["value"] == ["red", "green"]  # a -inf bias is a ban
     assert data["min_p"] == 0.05 and data["top_k"] == 50 and data["num_return_sequences"] == 2
     assert "presence_penalty" not in data and "frequency_penalty" not in data
 
@@ -350,10 +351,11 @@ def test_greedy_exports_one_sequence() -> None:
 def test_generation_config_with_tokenizer(tiny: LoadedModel) -> None:
     tokenizer = tiny.tokenizer
     data = json.loads(generation_config_json(INEXPRESSIBLE, tokenizer))
-    assert set(data["_not_expressible"]) == {"presence_penalty", "frequency_penalty", "order"}
+    assert set(export_notes(INEXPRESSIBLE, tokenizer)["not_expressible"]) == {"presence_penalty", "frequency_penalty",
+                                                                              "order"}
     assert data["bad_words_ids"] == word_variants(tokenizer, "red") + word_variants(tokenizer, "green")
     assert data["sequence_bias"] == [[ids, 2.0] for ids in word_variants(tokenizer, "blue")]
-    GenerationConfig(**{k: v for k, v in data.items() if not k.startswith("_")}).validate(strict=True)
+    GenerationConfig(**data).validate(strict=True)
     plain = SamplingParams(bad_words=["red"], sequence_bias={"blue": 2.0})
     expected = plain.generate_kwargs(tokenizer)
     data = json.loads(generation_config_json(PlaygroundConfig("x", params=plain), tokenizer))
@@ -412,6 +414,40 @@ def test_diverse_beam_exports_say_where_transformers_5_keeps_group_beam_search()
     data = json.loads(generation_config_json(config))
     assert data["num_beam_groups"] == 2 and data["diversity_penalty"] == 1.5 and data["num_beams"] == 4
     assert data["num_return_sequences"] == 3 and "num_return_sequences=3" in snippet
-    assert any("group-beam-search" in note for note in data["_notes"])
-    GenerationConfig(**{k: v for k, v in data.items() if not k.startswith("_")}).validate(strict=True)
+    assert any("group-beam-search" in note for note in export_notes(config)["notes"])
+    GenerationConfig(**data).validate(strict=True)
     assert PlaygroundConfig.from_query(config.to_query()) == config  # the share link keeps the groups
+
+
+SWEEP = PlaygroundConfig("Name a colour.", samples=2, axes=(("temperature", "0.3, 0.9"), ("top_k", "5, 50")),
+                         params=SamplingParams(presence_penalty=0.5, max_new_tokens=3, seed=7))
+
+
+def test_exports_carry_the_sweep_one_cell_each() -> None:
+    configs = json.loads(generation_config_json(SWEEP))
+    assert [(c["temperature"], c["top_k"]) for c in configs] == [(0.3, 5), (0.3, 50), (0.9, 5), (0.9, 50)]
+    for data in configs:
+        GenerationConfig(**data).validate(strict=True)
+    bodies = json.loads(openai_request_json(SWEEP, "m"))
+    assert [(b["temperature"], b["top_k"], b["seed"], b["n"]) for b in bodies] == [
+        (0.3, 5, 7, 2), (0.3, 50, 7, 2), (0.9, 5, 7, 2), (0.9, 50, 7, 2)]
+    notes = export_notes(SWEEP)
+    assert set(notes["not_expressible"]) == {"presence_penalty"}
+    assert notes["cells"] == [{"temperature": 0.3, "top_k": 5}, {"temperature": 0.3, "top_k": 50},
+                              {"temperature": 0.9, "top_k": 5}, {"temperature": 0.9, "top_k": 50}]
+    own = json.loads(openai_request_json(SWEEP.replace(independent_seeds=True), "m"))
+    assert len({b["seed"] for b in own}) == 4  # the cells' own seeds, as the engine runs them
+    assert "cells = [" in generate_snippet(SWEEP.replace(independent_seeds=True), "m")
+
+
+def test_sweep_snippet_runs_every_cell(tiny: LoadedModel, tmp_path: Path) -> None:
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    snippet = generate_snippet(SWEEP, str(tmp_path))
+    namespace: dict = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(snippet, "<snippet>", "exec"), namespace)
+    assert namespace["cells"] == [{"temperature": 0.3, "top_k": 5}, {"temperature": 0.3, "top_k": 50},
+                                  {"temperature": 0.9, "top_k": 5}, {"temperature": 0.9, "top_k": 50}]
+    assert printed.getvalue().count("--- cell ") == 4 * 2

@@ -15,7 +15,7 @@ import torch
 from engine.metrics import cell_summary
 from engine.trace import stage_stats
 from playground.plots import (CHOSEN_COLOR, KEPT_COLOR, REMOVED_COLOR, distribution_figure, escape_label,
-                              format_value, metric_heatmap, show_whitespace, shown_tokens, steps_figure)
+                              format_number, format_value, metric_heatmap, show_whitespace, shown_tokens, steps_figure)
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -331,3 +331,19 @@ def test_distribution_figure_on_a_real_replay(tiny) -> None:
     assert 3 <= len(rows) < len(replay.stage_names)  # raw, temperature, top_k, top_p changed; no-ops collapsed
     assert all(replay.chosen in r.customdata for r in rows)
     assert sum(int(stage["support"]) == 10 for stage in stage_stats(replay.probs, replay.chosen)) >= 1
+
+
+def test_heatmap_colour_scales_keep_the_values_and_tame_an_outlier() -> None:
+    from playground.plots import color_range
+
+    values = [3.1, 2.9, 3.5, 186.0, 4.0, 3.2, 2.8, 3.3, 3.0]
+    low, high = color_range(values, "clipped")
+    assert low == 2.8 and 3.5 < high < 10  # the outlier is painted at the end, not the top of the scale
+    assert color_range(values, "linear") == (None, None)
+    cells = cell_summary(fake_records({"temperature": [0.5, 1.0]}, samples=1))
+    log = metric_heatmap(cells, "perplexity", None, "temperature", scale="log")
+    trace = log.data[0]
+    assert trace.text[0] == [format_number(v) for v in cells["perplexity"]]  # the true values are shown
+    assert trace.z[0][0] == pytest.approx(math.log10(cells["perplexity"].iloc[0]))
+    with pytest.raises(ValueError, match="scale"):
+        metric_heatmap(cells, "perplexity", None, "temperature", scale="cubic")
