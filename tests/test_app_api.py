@@ -156,10 +156,10 @@ def test_generate_arguments_are_type_checked_by_name(app_url, args, field):
 
 
 @pytest.mark.parametrize("args, field", [
-    (["Hi", {"max_new_tokens": 2}, "temperature", 1, False, ""], "axes"),
-    (["Hi", {"max_new_tokens": 2}, [{"name": "temperature", "values": [0.5, 1e-38]}], 1, False, ""], "temperature"),
-    (["Hi", {"max_new_tokens": 2}, [{"name": "top_k", "values": [2**64]}], 1, False, ""], "top_k"),
-    (["Hi", {"max_new_tokens": 2}, None, 1, False, 7], "system_prompt"),
+    (["Hi", {"max_new_tokens": 2}, "temperature", 1, False, "", False], "axes"),
+    (["Hi", {"max_new_tokens": 2}, [{"name": "temperature", "values": [0.5, 1e-38]}], 1, False, "", False], "temperature"),
+    (["Hi", {"max_new_tokens": 2}, [{"name": "top_k", "values": [2**64]}], 1, False, "", False], "top_k"),
+    (["Hi", {"max_new_tokens": 2}, None, 1, False, 7, False], "system_prompt"),
 ])
 def test_sweep_arguments_are_type_checked_by_name(app_url, args, field):
     event, data = call_raw(app_url, "sweep", args)
