@@ -60,14 +60,14 @@ def test_an_error_is_one_toast_and_one_line_in_the_status_not_a_pill_per_output(
     toast = page.locator('[data-testid="toast-body"].error')
     expect(toast).to_have_count(1, timeout=30_000)
     status = page.locator("#generate-status")
-    expect(status).to_contain_text("temperature: must be a number in [0, 100], got -1")
+    expect(status).to_contain_text("temperature: must be 0 or a number in [0.0001, 100], got -1")
     expect(status.get_by_role("alert")).to_be_visible()
     assert page.evaluate(VISIBLE_ERROR_PILLS) == 0
     expect(page.locator("#stop")).to_be_disabled()  # nothing is running
     # the sweep says it the same way
     page.get_by_role("tab", name="Sweep").click()
     page.locator("#run-sweep").click()
-    expect(page.locator("#sweep-status")).to_contain_text("temperature: must be a number in [0, 100], got -1",
+    expect(page.locator("#sweep-status")).to_contain_text("temperature: must be 0 or a number in [0.0001, 100], got -1",
                                                           timeout=30_000)
     assert page.evaluate(VISIBLE_ERROR_PILLS) == 0
     shot(page, "error-status")
