@@ -263,6 +263,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                                                      scale=0, min_width=140)
                             share_note = gr.HTML("", elem_id="share-note", css_template=CSS)
                         share_link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
+                        # the server's query; the page makes it a whole link, so the box never shows half a link
+                        share_query = gr.Textbox(visible="hidden", elem_id="share-query")
                         export_notes_box = gr.Textbox(label="What the exports leave out, and notes", lines=3,
                                                       interactive=False, elem_id="export-notes")
                         python_code = gr.Code(label="model.generate(...) (a sweep: a loop over its cells)",
@@ -458,7 +460,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         for tab, name in ((generate_tab, "generate"), (sweep_tab, "sweep"), (dist_tab, "distributions")):
             tab.select(lambda n=name: n, None, view, api_visibility="private")
 
-        share_outputs = [share_link, python_code, generation_json, openai_json, share_note, export_notes_box]
+        share_outputs = [share_query, python_code, generation_json, openai_json, share_note, export_notes_box]
 
         @user_errors
         def share(*values: Any):
@@ -472,12 +474,12 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                    generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
                    export_notes_text(config, model.tokenizer))
 
-        # the link is built on the server, then made whole and, for the button, put on the clipboard
+        # the query is built on the server, then made whole in the page and, for the button, put on the clipboard
         share_button.click(share, settings, share_outputs, api_visibility="private", preprocess=False,
                            show_progress="hidden").success(
-            None, share_link, [share_link, share_note], js=COPY_LINK_JS)
+            None, share_query, [share_link, share_note], js=COPY_LINK_JS)
         share_tab.select(share, settings, share_outputs, api_visibility="private", preprocess=False,
-                         show_progress="hidden").success(None, share_link, share_link, js=SHARE_URL_JS)
+                         show_progress="hidden").success(None, share_query, share_link, js=SHARE_URL_JS)
 
         def apply(config: PlaygroundConfig) -> list[Any]:
             _check_page_numbers(config)

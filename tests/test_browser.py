@@ -61,10 +61,17 @@ def test_share_link_restores_the_controls(page, app_url):
     expect(page.locator("#param-temperature input[type=number]")).to_have_value("0.3")
     expect(page.locator("#axis-values-1 textarea, #axis-values-1 input").first).to_have_value("0.2,0.9")
     expect(page.get_by_role("tab", name="Sweep")).to_have_attribute("aria-selected", "true")
+    # every value the link box shows is a whole link, never the bare query (a test opening it would fail)
+    page.evaluate("""() => { window.dpSeenLinks = [];
+        window.dpLinkWatch = setInterval(() => {
+            const box = document.querySelector('#share-link textarea, #share-link input');
+            if (box && box.value) window.dpSeenLinks.push(box.value); }, 5); }""")
     page.get_by_role("tab", name="Share & export").click()
     page.locator("#share-button").click()
     link = page.locator("#share-link textarea, #share-link input").first
     expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/\?.*top_k=7"), timeout=30_000)
+    seen = page.evaluate("() => { clearInterval(window.dpLinkWatch); return window.dpSeenLinks; }")
+    assert seen and all(value.startswith("http://127.0.0.1:") for value in seen), sorted(set(seen))
     page.wait_for_timeout(1500)  # let the export boxes finish updating before the picture
     shot(page, "share")
     # the link it made opens the same configuration
