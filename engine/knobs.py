@@ -76,7 +76,8 @@ class Widget:
 class Knob:
     """One SamplingParams field.
 
-    kind: float or int (numeric, checked against `range`), or object (texts, flags: checked by SamplingParams).
+    kind: float or int (numeric, checked against `range`), bool (true or false), or object (texts and choices,
+          checked by SamplingParams).
     default: SamplingParams' default; for a processor's switch it is the off value (an exact no-op).
     dtype: the row tensor's type ("float32", "float64", "long", "bool"), [B, 1] when `column` (to broadcast
            against [B, V] scores) else [B]; None: no plain row tensor (texts are tokenized into tables).
@@ -147,6 +148,10 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
     ProcessorSpec("diversity_penalty", "diversity penalty", "diverse beams: penalize tokens earlier beam groups chose at this step",
                   transformers="HammingDiversityLogitsProcessor", fields=(
         _f32("diversity_penalty", 0.0, Range(0.0, 100.0), Widget(B, "slider", "Diverse beam search: subtracted from a token's log-prob once per beam of an earlier group that chose it at this step (needs groups > 1).", 0.0, 5.0, 0.1)),)),
+    ProcessorSpec("encoder_repetition_penalty", "encoder repetition penalty",
+                  "favour (> 1) or avoid (< 1) the prompt's tokens: their logits are multiplied by the penalty",
+                  transformers="EncoderRepetitionPenaltyLogitsProcessor", fields=(
+        _f64("encoder_repetition_penalty", 1.0, Range(0.01, 100.0), Widget(P, "slider", "Hallucination penalty: > 1 favours tokens that occur in the prompt (their logits grow by this factor), < 1 avoids them; 1 = off.", 0.5, 2.5, 0.05), hf_arg="encoder_repetition_penalty"),)),
     ProcessorSpec("repetition_penalty", "repetition penalty", "shrink logits of tokens already in prompt or output",
                   transformers="RepetitionPenaltyLogitsProcessor", fields=(
         _f32("repetition_penalty", 1.0, Range(0.01, 100.0), Widget(P, "slider", "Divide (or multiply, if negative) logits of tokens already seen in prompt or output; 1 = off.", 0.5, 2.5, 0.05), hf_arg="repetition_penalty"),)),
@@ -177,6 +182,13 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
         _f32("dynatemp_low", 1.0, Range(MIN_TEMPERATURE, 100.0), Widget(M, "slider", "Dynamic temperature (text-generation-webui): the temperature of a certain step; off when low = high = 1.", 0.05, 5.0, 0.05)),
         _f32("dynatemp_high", 1.0, Range(MIN_TEMPERATURE, 100.0), Widget(M, "slider", "Dynamic temperature: the temperature of a maximally uncertain step.", 0.05, 5.0, 0.05)),
         _f32("dynatemp_exponent", 1.0, Range(0.0, 100.0), Widget(M, "slider", "Dynamic temperature: T = low + (high - low) x (entropy / max entropy)^exponent.", 0.0, 5.0, 0.05)))),
+    ProcessorSpec("smoothing", "quadratic smoothing", "reshape logits around the top one along a quadratic (or cubic) curve",
+                  sampling_only=True, fields=(
+        _f32("smoothing_factor", 0.0, Range(0.0, 100.0), Widget(M, "slider", "Quadratic sampling (text-generation-webui): logit = max - factor x (max - logit)^2; small factors flatten, large ones sharpen; 0 = off.", 0.0, 5.0, 0.01)),
+        _f32("smoothing_curve", 1.0, Range(1.0, 10.0), Widget(M, "slider", "Quadratic sampling: 1 = purely quadratic; higher adds a cubic term that punishes unlikely tokens more.", 1.0, 10.0, 0.1)))),
+    ProcessorSpec("top_h", "top-H", "keep the top tokens until their entropy reaches top_h x the entropy of the top 100",
+                  sampling_only=True, transformers="TopHLogitsWarper", fields=(
+        _f32("top_h", 0.0, Range(0.0, 1.0, low_open=True, or_zero=True), Widget(S, "slider", "Top-H (arXiv 2509.02510): among the 100 most likely tokens, keep the top ones while their entropy stays within top_h x the entropy of those 100; 0 = off.", 0.0, 1.0, 0.01), hf_arg="top_h", hf_only_if_set=True),)),
     ProcessorSpec("top_k", "top-k", "keep the k most likely tokens", sampling_only=True, transformers="TopKLogitsWarper", fields=(
         _long("top_k", 0, Range(0, MAX_TOP_K), Widget(S, "slider", "Keep only the k most likely tokens; 0 = off.", 0, 200, 1), hf_arg="top_k"),)),
     ProcessorSpec("top_p", "top-p", "keep the smallest set with mass >= top_p", sampling_only=True, transformers="TopPLogitsWarper", fields=(
@@ -206,11 +218,15 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
         Knob("mirostat", int, 0, Range(0, 2), "bool", column=False, widget=Widget(M, "slider", "Mirostat v2 (Basu et al. 2021, llama.cpp): 2 = on, 0 = off; caps surprise so it tracks tau.", 0, 2, 2)),
         _f64("mirostat_tau", 5.0, Range(0.0, 100.0), Widget(M, "slider", "Mirostat: the target surprise per token, in bits.", 0.0, 10.0, 0.1)),
         _f64("mirostat_eta", 0.1, Range(0.0, 1.0), Widget(M, "slider", "Mirostat: learning rate of the surprise cap.", 0.0, 1.0, 0.01)))),
+    ProcessorSpec("renormalize", "renormalize", "log-softmax of the final scores (the distribution is unchanged)",
+                  transformers="LogitNormalization", fields=(
+        Knob("renormalize_logits", bool, False, dtype="bool", column=False, hf_arg="renormalize_logits", hf_only_if_set=True,
+             widget=Widget(S, "checkbox", "Renormalize the final scores into log-probabilities (transformers' renormalize_logits); the distribution is the same.")),)),
 )
 
 # The knobs of generation itself: whether to sample, how long, when to stop, the seed and beam search.
 GENERATION_KNOBS: tuple[Knob, ...] = (
-    Knob("do_sample", object, True, widget=Widget(S, "checkbox", "Sample from the distribution; off = greedy (always the most likely token).")),
+    Knob("do_sample", bool, True, widget=Widget(S, "checkbox", "Sample from the distribution; off = greedy (always the most likely token).")),
     _long("max_new_tokens", 64, Range(1, 100_000), Widget(L, "slider", "Stop after this many new tokens.", 1, 512, 1)),
     Knob("stop", object, (), widget=Widget(L, "text", "Stop strings, one per line (\\n for a newline); the output is cut before them.", placeholder="e.g. \\n\\n")),
     _long("seed", 0, Range(0, 2**63 - 1), Widget("Seed", "number", "A sample's randomness depends only on (seed, sample index, step): same seed, same text.", 0, 2**31 - 1, 1)),

@@ -82,6 +82,7 @@ def check_flag(name: str, value: Any) -> bool:
 # Every bound is finite and within float32 (the row tensors' type) and int64 (torch's long). The floors of the
 # divisors (temperature, dynamic temperature, repetition_penalty) keep logits finite in float32: dividing a
 # logit by 1e-38 overflows to inf, and inf - inf is NaN. Biases are bounded so that no sum of them overflows.
+BOOL_FIELDS: tuple[str, ...] = tuple(knob.name for knob in KNOBS.values() if knob.kind is bool)
 # Numeric fields: (type, range). Ints must be whole numbers.
 NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
     knob.name: (knob.kind, knob.range) for knob in KNOBS.values() if knob.range is not None}
@@ -100,6 +101,7 @@ class SamplingParams:
     epsilon_cutoff: float = 0.0  # 0 = off
     eta_cutoff: float = 0.0  # 0 = off
     repetition_penalty: float = 1.0  # 1 = off; transformers semantics (prompt + output)
+    encoder_repetition_penalty: float = 1.0  # 1 = off; > 1 favours the prompt's tokens (transformers semantics)
     presence_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
     frequency_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
     no_repeat_ngram_size: int = 0  # 0 = off
@@ -122,6 +124,10 @@ class SamplingParams:
     top_n_sigma: float = 0.0  # 0 = off
     top_a: float = 0.0  # 0 = off
     tfs: float = 1.0  # tail-free sampling: 1 = off
+    smoothing_factor: float = 0.0  # quadratic sampling (text-generation-webui): 0 = off
+    smoothing_curve: float = 1.0
+    top_h: float = 0.0  # top-H (transformers' TopHLogitsWarper): 0 = off
+    renormalize_logits: bool = False  # log-softmax of the final scores (transformers' LogitNormalization)
     min_new_tokens: int = 0
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
@@ -143,7 +149,8 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
-        check_flag("do_sample", self.do_sample)
+        for name in BOOL_FIELDS:
+            check_flag(name, getattr(self, name))
         for name, (kind, allowed) in NUMERIC_FIELDS.items():
             object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
         if self.mirostat == 1:

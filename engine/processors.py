@@ -52,6 +52,17 @@ def repetition_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams
     return torch.where(state.seen, penalized, scores)
 
 
+def encoder_repetition_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' EncoderRepetitionPenaltyLogitsProcessor with the prompt as the "encoder" input: the prompt's
+    tokens are scaled by 1 / penalty the other way round from repetition_penalty (> 1 favours them)."""
+    prompt = state.tokens[:, :state.prompt_len]  # [B, P], left padding is -1
+    hits = torch.zeros(scores.shape, dtype=torch.int32, device=scores.device)
+    in_prompt = hits.scatter_add_(1, prompt.clamp(min=0), (prompt >= 0).to(torch.int32)) > 0  # [B, V]
+    inverse = (1.0 / rows.encoder_repetition_penalty).to(scores.dtype)  # 1 / p in float64, as Python computes it
+    penalized = torch.where(scores < 0, scores * inverse, scores / inverse)
+    return torch.where(in_prompt, penalized, scores)
+
+
 def presence_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     # OpenAI: subtract a flat amount from every token already generated
     return scores - rows.presence_penalty * (state.counts > 0)
@@ -90,6 +101,22 @@ def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) ->
 
 def temperature(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     return scores / rows.temperature
+
+
+def top_h(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' TopHLogitsWarper, batched: among the top 100 tokens, keep the most likely ones while their
+    cumulative entropy terms -p log p stay within top_h x the entropy of those 100 (at least the top one)."""
+    top_logits, top_ids = torch.topk(scores, min(_TOP_H_CANDIDATES, scores.shape[1]), dim=-1)  # [B, n] descending
+    dist = torch.distributions.Categorical(logits=top_logits)
+    probs = dist.probs
+    tau = dist.entropy()[:, None] * rows.top_h  # [B, 1]
+    keep_top = torch.cumsum(-probs * torch.log(probs), dim=-1) <= tau  # [B, n]
+    keep_top[:, 0] = True
+    keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top_ids, keep_top)
+    return scores.masked_fill(~keep, NEG_INF)
+
+
+_TOP_H_CANDIDATES = 100  # transformers' top_n: the entropy is that of the 100 most likely tokens
 
 
 def top_k(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
@@ -177,6 +204,11 @@ def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
     eta = torch.minimum(eps, torch.sqrt(eps) * torch.exp(-entropy))
     remove = (probs < eta) & (scores < scores.amax(dim=-1, keepdim=True))
     return scores.masked_fill(remove, NEG_INF)
+
+
+def renormalize(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # transformers' LogitNormalization: the final scores as log-probabilities
+    return scores.log_softmax(dim=-1)
 
 
 ProcessorFn = Callable[[torch.Tensor, DecodeState, RowParams], torch.Tensor]

@@ -35,6 +35,8 @@ def test_a_knobs_default_and_type_are_the_dataclass_ones(name):
         assert DEFAULTS.order == DEFAULT_ORDER
         return
     assert getattr(DEFAULTS, name) == knob.default
+    if knob.kind is bool:
+        assert HINTS[name] is bool and isinstance(knob.default, bool)
     if knob.kind in (int, float):
         assert HINTS[name] is knob.kind, name
         assert NUMERIC_FIELDS[name] == (knob.kind, knob.range)
@@ -74,7 +76,10 @@ def test_a_processor_is_off_at_the_defaults_and_on_when_a_switch_moves(spec: Pro
             rows = RowParams.build([DEFAULTS], [0], 8, **kw)
         else:
             r = knob.range
-            other = r.high if r.high != knob.default and not r.high_open else (r.low + r.high) / 2
+            if knob.kind is bool:
+                other = not knob.default
+            else:
+                other = r.high if r.high != knob.default and not r.high_open else (r.low + r.high) / 2
             moved = {"mirostat": 2, "min_new_tokens": 1}.get(name, other)
             extra = {"num_beams": 2, "num_beam_groups": 2, "do_sample": False} if name == "diversity_penalty" else {}
             rows = RowParams.build([DEFAULTS.replace(**{name: moved}, **extra)], [0], 8)

@@ -53,8 +53,10 @@ CASES = {
     "repetition_penalty": (lambda r: r.choice([0.5, 1.1, 1.3, 2.0, 100.0]), 1.0,
                            lambda v: hf.RepetitionPenaltyLogitsProcessor(v)),
     "no_repeat_ngram_size": (lambda r: r.choice([1, 2, 3, 4]), 0, lambda v: hf.NoRepeatNGramLogitsProcessor(v)),
+    "top_h": (lambda r: r.choice([0.05, 0.3, 0.5, 0.8, 0.95, 1.0]), 0.0, lambda v: hf.TopHLogitsWarper(v)),
+    "renormalize_logits": (lambda r: True, False, lambda v: hf.LogitNormalization()),
 }
-PROCESSOR_OF = {"no_repeat_ngram_size": "no_repeat_ngram"}
+PROCESSOR_OF = {"no_repeat_ngram_size": "no_repeat_ngram", "renormalize_logits": "renormalize"}
 
 
 @pytest.mark.parametrize("field", list(CASES))
@@ -70,6 +72,32 @@ def test_scalar_processors_match_transformers(field: str, seed: int, generated: 
     for row, value in enumerate(values):
         expected = logits[row:row + 1] if value == off else make_hf(value)(tokens[row:row + 1], logits[row:row + 1].clone())
         assert_row_equal(ours[row], expected[0], row, f"{field}={value}")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("generated", [0, 7])
+def test_encoder_repetition_penalty_matches_transformers_with_the_prompt_as_encoder_input(seed, generated) -> None:
+    rng = random.Random(seed)
+    values = [rng.choice([0.5, 0.8, 1.3, 2.0, 100.0, 0.01]) if rng.random() < 0.75 else 1.0 for _ in range(B)]
+    logits = random_logits(seed)
+    tokens = random_tokens(seed, PROMPT_LEN + generated)
+    ours = run_ours("encoder_repetition_penalty", [SamplingParams(encoder_repetition_penalty=v) for v in values],
+                    logits, tokens)
+    for row, value in enumerate(values):
+        proc = hf.EncoderRepetitionPenaltyLogitsProcessor(value, encoder_input_ids=tokens[row:row + 1, :PROMPT_LEN])
+        expected = logits[row:row + 1] if value == 1.0 else proc(tokens[row:row + 1], logits[row:row + 1].clone())
+        assert_row_equal(ours[row], expected[0], row, f"encoder_repetition_penalty={value}")
+
+
+def test_top_h_on_rows_with_fewer_than_100_candidates_matches_transformers() -> None:
+    """top-H after a truncation: most of its 100 candidates are already -inf."""
+    logits = random_logits(4)
+    truncated = torch.where(logits >= logits.topk(30, dim=-1).values[:, -1:], logits, float("-inf"))
+    values = [0.1, 0.5, 0.9, 1.0, 0.3, 0.7, 0.05, 0.6][:B]
+    ours = run_ours("top_h", [SamplingParams(top_h=v) for v in values], truncated, random_tokens(4, PROMPT_LEN))
+    for row, value in enumerate(values):
+        expected = hf.TopHLogitsWarper(value)(None, truncated[row:row + 1].clone())
+        assert_row_equal(ours[row], expected[0], row, f"top_h={value}")
 
 
 def test_min_new_tokens_matches_transformers() -> None:
