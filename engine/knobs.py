@@ -174,6 +174,11 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
     ProcessorSpec("min_new_tokens", "minimum length", "forbid EOS before the minimum length",
                   transformers="MinNewTokensLengthLogitsProcessor", fields=(
         _long("min_new_tokens", 0, Range(0, 100_000), Widget(L, "slider", "The end-of-text token is masked until this many tokens exist.", 0, 256, 1), hf_arg="min_new_tokens", hf_only_if_set=True),)),
+    ProcessorSpec("exponential_decay", "exponential decay length penalty",
+                  "raise the end-of-text logit by |logit| x (factor^(step - start) - 1) once past the start",
+                  transformers="ExponentialDecayLengthPenalty", fields=(
+        Knob("exponential_decay_factor", float, 1.0, Range(0.0, 10.0), "float64", widget=Widget(L, "slider", "Exponential decay length penalty (transformers): after `start` new tokens, end-of-text grows by |logit| x (factor^(tokens past start) - 1); > 1 ends texts sooner; 1 = off.", 0.9, 1.5, 0.01)),
+        _long("exponential_decay_start", 0, Range(0, 100_000), Widget(L, "slider", "Exponential decay length penalty: new tokens before it starts.", 0, 256, 1)))),
     ProcessorSpec("temperature", "temperature", "divide logits by the temperature", sampling_only=True,
                   transformers="TemperatureLogitsWarper", fields=(
         _f32("temperature", 1.0, Range(MIN_TEMPERATURE, 100.0, or_zero=True), Widget(S, "slider", "Divides the logits: < 1 sharpens, > 1 flattens; 0 = greedy.", 0.0, 2.5, 0.05), hf_arg="temperature"),)),

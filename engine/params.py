@@ -82,6 +82,7 @@ def check_flag(name: str, value: Any) -> bool:
 # Every bound is finite and within float32 (the row tensors' type) and int64 (torch's long). The floors of the
 # divisors (temperature, dynamic temperature, repetition_penalty) keep logits finite in float32: dividing a
 # logit by 1e-38 overflows to inf, and inf - inf is NaN. Biases are bounded so that no sum of them overflows.
+MAX_DECAY_GROWTH = 1e20  # exponential decay: |logit| x 1e20 stays far inside float32 (3.4e38)
 BOOL_FIELDS: tuple[str, ...] = tuple(knob.name for knob in KNOBS.values() if knob.kind is bool)
 # Numeric fields: (type, range). Ints must be whole numbers.
 NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
@@ -130,6 +131,9 @@ class SamplingParams:
     renormalize_logits: bool = False  # log-softmax of the final scores (transformers' LogitNormalization)
     min_new_tokens: int = 0
     max_new_tokens: int = 64
+    # transformers' exponential_decay_length_penalty = (start, factor): factor 1 = off
+    exponential_decay_factor: float = 1.0
+    exponential_decay_start: int = 0
     stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
     seed: int = 0
     # beams (transformers' semantics); num_beams 1 = no beam search
@@ -157,7 +161,17 @@ class SamplingParams:
             raise ParamError("mirostat", "0 (off) or 2 (mirostat v2; mirostat v1 is not supported)", self.mirostat)
         if self.min_new_tokens > self.max_new_tokens:
             raise ParamError("min_new_tokens", f"<= max_new_tokens ({self.max_new_tokens})", self.min_new_tokens)
+        self._check_decay()
         self._check_beams()
+
+    def _check_decay(self) -> None:
+        """The length penalty's factor^(tokens past start) must stay finite in float32 times any logit."""
+        past_start = self.max_new_tokens - self.exponential_decay_start
+        growth = past_start * math.log(self.exponential_decay_factor) if self.exponential_decay_factor > 0 else 0
+        if growth > math.log(MAX_DECAY_GROWTH):
+            raise ParamError("exponential_decay_factor", f"small enough that factor^(max_new_tokens - "
+                             f"exponential_decay_start) <= {MAX_DECAY_GROWTH:g} (here {past_start} tokens past "
+                             f"the start)", self.exponential_decay_factor)
 
     def _check_beams(self) -> None:
         """The beam knobs, with transformers' rules (its GenerationConfig.validate), named field by field."""
@@ -227,6 +241,8 @@ class SamplingParams:
         if self.order != DEFAULT_ORDER:
             raise ParamError("order", "the default order to convert to transformers", list(self.order))
         kw: dict[str, Any] = {"do_sample": not self.greedy, "max_new_tokens": self.max_new_tokens}
+        if self.exponential_decay_factor != 1.0:
+            kw["exponential_decay_length_penalty"] = (self.exponential_decay_start, self.exponential_decay_factor)
         for spec in PROCESSORS:  # the knobs that map one to one onto a generate() argument
             if spec.sampling_only and self.greedy:  # transformers warns about sampling knobs on greedy configs
                 continue

@@ -99,6 +99,16 @@ def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) ->
     return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
 
 
+def exponential_decay(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' ExponentialDecayLengthPenalty: past `start` new tokens, each end-of-text logit s becomes
+    s + |s| x (factor^(step - start) - 1) (factor^n in float64, as Python's pow, then float32)."""
+    past = (state.step - rows.exponential_decay_start)[:, None]  # [B, 1] tokens past the start
+    growth = (rows.exponential_decay_factor ** past.clamp(min=0) - 1).to(scores.dtype)  # [B, 1]
+    penalty = scores.abs() * growth
+    penalized = scores + torch.where(torch.isfinite(scores), penalty, 0.0)
+    return torch.where((past > 0) & rows.eos_mask[None, :], penalized, scores)
+
+
 def temperature(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     return scores / rows.temperature
 

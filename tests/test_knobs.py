@@ -80,7 +80,7 @@ def test_a_processor_is_off_at_the_defaults_and_on_when_a_switch_moves(spec: Pro
                 other = not knob.default
             else:
                 other = r.high if r.high != knob.default and not r.high_open else (r.low + r.high) / 2
-            moved = {"mirostat": 2, "min_new_tokens": 1}.get(name, other)
+            moved = {"mirostat": 2, "min_new_tokens": 1, "exponential_decay_factor": 1.5}.get(name, other)
             extra = {"num_beams": 2, "num_beam_groups": 2, "do_sample": False} if name == "diversity_penalty" else {}
             rows = RowParams.build([DEFAULTS.replace(**{name: moved}, **extra)], [0], 8)
         assert REGISTRY[spec.name].active(rows).all(), name

@@ -37,7 +37,8 @@ PIPELINE_KNOBS = (
     "presence_penalty", "frequency_penalty", "no_repeat_ngram_size", "dry_multiplier", "dry_base",
     "dry_allowed_length", "xtc_threshold", "xtc_probability", "mirostat_tau", "mirostat_eta", "dynatemp_low",
     "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "min_new_tokens",
-    "encoder_repetition_penalty", "smoothing_factor", "smoothing_curve", "top_h",
+    "encoder_repetition_penalty", "smoothing_factor", "smoothing_curve", "top_h", "exponential_decay_factor",
+    "exponential_decay_start",
 )
 
 
@@ -59,7 +60,7 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "frequency_penalty": p.frequency_penalty == 0.0, "dry": p.dry_multiplier == 0.0,
         "no_repeat_ngram": p.no_repeat_ngram_size == 0, "bad_words": not p.bad_words,
         "min_new_tokens": p.min_new_tokens == 0, "encoder_repetition_penalty": p.encoder_repetition_penalty == 1.0,
-        "renormalize": not p.renormalize_logits,
+        "renormalize": not p.renormalize_logits, "exponential_decay": p.exponential_decay_factor == 1.0,
     }[name]
 
 
