@@ -107,3 +107,22 @@ def test_app_demo_launched_by_a_host_serves_v1(fresh):
         check_page(url)
     finally:
         demo.close(verbose=False)
+
+
+def test_the_mounted_page_runs_in_a_browser(browser, hosted):
+    """The page under `app.app` works as under launch(): a link's settings, Run streaming tokens, a token's
+    distribution (the page's own events, through the queue of the mounted app)."""
+    from playwright.sync_api import expect
+
+    from pages import open_app, open_token, wait_done
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        open_app(page, hosted, "?max_new_tokens=6&samples=2&temperature=0")
+        page.locator("#run").click()
+        wait_done(page, "generate-status")
+        expect(page.locator("#tokens .dp-sample")).to_have_count(2)
+        expect(open_token(page, 1, 2)).to_contain_text("sample 1 · step 2")
+    finally:
+        context.close()
