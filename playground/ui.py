@@ -20,7 +20,7 @@ from .panels.common import PRIVATE, PageContext
 from .panels.distributions import build_distributions, wire_distributions
 from .panels.form import AXIS_NAMES, AXIS_TEXTS, Form
 from .panels.generate import build_generate, wire_generate
-from .panels.settings import DEFAULT_PROMPT, build_settings, wire_estimates, wire_loading
+from .panels.settings import DEFAULT_PROMPT, build_settings, estimator, wire_estimates, wire_loading
 from .panels.share import build_share, wire_share
 from .panels.sweep import build_sweep, wire_sweep
 from .presets import Preset, load_presets
@@ -81,7 +81,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                      "step": dists.step, "color_by": generate.color_by, "independent_seeds": sweep.independent_seeds,
                      **settings.knobs_in_order(), "order": settings.order})
         page = PageContext(engine, store, device_scope, form, tabs, view, run_id,
-                           (settings.run_estimate, sweep.estimate))
+                           (settings.run_estimate, sweep.estimate), estimator(store))
 
         dist_sliders = (dists.sample, dists.step)
         wire_estimates(page, demo, [settings.samples, settings.knobs["max_new_tokens"], *sweep.axis_names,

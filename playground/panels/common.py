@@ -33,7 +33,7 @@ class PageContext:
     view: gr.State  # the open view's name
     run_id: gr.State  # the run the Distributions view shows
     estimates: tuple[gr.HTML, gr.HTML]  # Generate's and the sweep's "how long a run will be"
-    estimate: Callable[..., tuple[str, str]] | None = None  # the handler filling them, set by settings
+    estimate: Callable[..., tuple[str, str]]  # the handler filling them (settings by name)
 
     def refresh_estimates(self, event: Any) -> Any:
         """After `event` (a run that finished, or a page load), the estimates at the speed now known."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import html
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs
 
 import gradio as gr
@@ -20,6 +20,7 @@ from ..controls import CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, wid
 from ..errors import log_bad_input, user_errors
 from ..presets import Preset
 from ..render import CSS, estimate_html
+from ..runs import RunStore
 from .common import PRIVATE, PageContext
 from .form import config_from_form
 
@@ -143,11 +144,9 @@ def knob_widget(control: Any, value: Any) -> gr.components.Component:
                       placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
 
 
-def wire_estimates(page: PageContext, demo: gr.Blocks, triggers: list[gr.components.Component]) -> None:
-    """Before a run: its rows x tokens and time at the last speed, for Generate and for the sweep; again when any
-    of `triggers` changes and when the page loads."""
-    store = page.store
-
+def estimator(store: RunStore) -> Callable[..., tuple[str, str]]:
+    """The handler of the estimates: before a run, its rows x tokens and time at the last speed, for Generate and
+    for the sweep (the settings by name)."""
     def estimates(**settings: Any) -> tuple[str, str]:
         try:
             config = config_from_form(settings)
@@ -156,12 +155,15 @@ def wire_estimates(page: PageContext, demo: gr.Blocks, triggers: list[gr.compone
         except ParamError:  # a value being typed: the run itself will name it
             return "", ""
         return estimate_html(*single), estimate_html(*grid)
+    return estimates
 
-    page.estimate = estimates
+
+def wire_estimates(page: PageContext, demo: gr.Blocks, triggers: list[gr.components.Component]) -> None:
+    """The estimates again when any of `triggers` changes, and when the page loads."""
     for control in triggers:
-        control.change(estimates, inputs_kwargs=page.form.widgets, outputs=list(page.estimates), preprocess=False,
-                       show_progress="hidden", trigger_mode="always_last", **PRIVATE)
-    demo.load(estimates, inputs_kwargs=page.form.widgets, outputs=list(page.estimates), preprocess=False,
+        control.change(page.estimate, inputs_kwargs=page.form.widgets, outputs=list(page.estimates),
+                       preprocess=False, show_progress="hidden", trigger_mode="always_last", **PRIVATE)
+    demo.load(page.estimate, inputs_kwargs=page.form.widgets, outputs=list(page.estimates), preprocess=False,
               show_progress="hidden", **PRIVATE)
 
 
