@@ -138,19 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- output ----------------------------------------------------------------------------------------------
 
-def flat_frame(df: "Any") -> "Any":
-    """CSV/parquet-ready copy: list/dict cells become JSON strings; other mixed object columns become text."""
-    df = df.copy()
-    for col in df.columns:
-        if df[col].dtype != object:
-            continue
-        df[col] = df[col].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, tuple, dict)) else v)
-        kinds = {type(v) for v in df[col] if v is not None}
-        if len(kinds) > 1:  # e.g. an axis mixing numbers and strings: parquet needs one type per column
-            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
-    return df
-
-
 def print_table(df: "Any") -> None:
     import pandas as pd
 
@@ -173,7 +160,7 @@ def _short(text: str, width: int) -> str:
 
 
 def write_output(result: Any, out: Path, model_name: str, trace_top_n: int) -> None:
-    from .metrics import json_safe
+    from .metrics import flat_frame, json_safe
 
     if out.suffix.lower() == ".json":
         data = result.to_json_dict()

@@ -165,3 +165,18 @@ def json_safe(obj: Any) -> Any:
     if callable(getattr(obj, "tolist", None)):  # numpy / torch arrays and scalars (np.bool_ etc.)
         return json_safe(obj.tolist())
     return obj
+
+
+def flat_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A CSV/parquet-ready copy of a sweep's records (the command line's --out and the page's export):
+    list/dict cells become JSON text; a column that still mixes types (an axis of numbers and strings) becomes
+    text, since parquet needs one type per column."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        df[col] = df[col].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, tuple, dict)) else v)
+        kinds = {type(v) for v in df[col] if v is not None}
+        if len(kinds) > 1:
+            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+    return df

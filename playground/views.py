@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.generate import Engine, RowResult, RunningBeam
-from engine.metrics import cell_summary, json_safe, sample_metrics
+from engine.metrics import cell_summary, flat_frame, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError, check_whole
 from engine.samplers import mirostat_mu
@@ -242,11 +242,7 @@ def export_files(run: Run, directory: Path | None = None) -> tuple[str, str]:
     folder = Path(directory or tempfile.mkdtemp(prefix="sweep-"))
     records = run.sweep.dataframe()
     csv_path, json_path = folder / f"sweep-{run.run_id}.csv", folder / f"sweep-{run.run_id}.json"
-    table = records.copy()
-    for column in table.columns:  # lists and dicts as JSON text, as the command line writes them
-        if table[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
-            table[column] = table[column].map(lambda v: json.dumps(v, ensure_ascii=False))
-    table.to_csv(csv_path, index=False)
+    flat_frame(records).to_csv(csv_path, index=False)  # lists and dicts as JSON text, as the command line writes
     json_path.write_text(json.dumps(json_safe(run.sweep.to_json_dict()), ensure_ascii=False, indent=1))
     return str(csv_path), str(json_path)
 
