@@ -71,6 +71,7 @@ def test_beam_sampling_equals_transformers_with_the_same_seed(engine, prompt, se
     assert_same(engine, result, *transformers_beams(engine, prompt, params))
 
 
+@pytest.mark.slow  # 5 beams x 10 steps twice at the full vocabulary: ~5 s of CPU
 def test_tiny_model_wide_beams(tiny):
     engine = Engine(tiny)
     prompt = engine.encode("hello world", raw=True)

@@ -41,6 +41,7 @@ def in_process(bundled: LoadedModel, monkeypatch: pytest.MonkeyPatch):
     return lambda *args: main(["sweep", *args])
 
 
+@pytest.mark.model  # json_run runs the real command line, which loads the bundled model
 def test_json_records(json_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     path, proc = json_run
     raw_text = path.read_text(encoding="utf-8")

@@ -380,6 +380,7 @@ def test_xtc_decision_does_not_correlate_with_the_token_noise() -> None:
 MIROSTAT = dict(mirostat=2, mirostat_tau=3.0, mirostat_eta=0.5, temperature=0.02, max_new_tokens=10, seed=11)
 
 
+@pytest.mark.slow  # a full forward per step in the reference loop: ~8 s of CPU
 def test_mirostat_mu_trajectory_matches_a_loop_reference(tiny) -> None:
     """A plain loop: forward the whole text, truncate at mu, renormalise, draw with the row's noise, update mu."""
     engine = Engine(tiny)
@@ -405,6 +406,7 @@ def test_mirostat_mu_trajectory_matches_a_loop_reference(tiny) -> None:
     assert len(set(kept)) > 2 and min(kept) >= 1  # mu moved, and with it how many tokens survive
 
 
+@pytest.mark.slow  # 20 full-vocabulary replays: ~25 s of CPU
 def test_mirostat_replay_rebuilds_mu(tiny) -> None:
     engine = Engine(tiny)
     prompt = engine.encode("Once upon a time")
