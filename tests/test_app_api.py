@@ -7,6 +7,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from assertions import assert_logprobs
 from gradio_helpers import call_raw
 
 from engine.params import DEFAULT_ORDER
@@ -29,7 +30,7 @@ def test_generate_returns_samples_with_logprobs(client):
     for sample in out["samples"]:
         assert 1 <= len(sample["token_ids"]) <= 8
         assert len(sample["tokens"]) == len(sample["token_ids"]) == len(sample["raw_logprobs"])
-        assert all(math.isfinite(v) and v <= 0 for v in sample["raw_logprobs"] + sample["final_logprobs"])
+        assert_logprobs(sample["raw_logprobs"] + sample["final_logprobs"], sample["index"])
         assert sample["finish_reason"] in ("stop", "length")
         assert sample["metrics"]["num_tokens"] == len(sample["token_ids"])
     again = client.predict("Name a colour.", params, 2, api_name="/generate")

@@ -21,6 +21,7 @@ from engine.params import DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SamplingParams, 
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from engine.sampling import XTC_STREAM, choose_next, row_keys, row_uniform, uniform_noise
+from assertions import assert_same_scores
 from synthetic import B, EOS, PROMPT_LEN, V, pipeline, state_of
 from synthetic import random_logits as synthetic_logits
 from synthetic import random_tokens as synthetic_tokens
@@ -35,13 +36,6 @@ def random_tokens(seed: int, length: int, alphabet: int = 12) -> torch.Tensor:
     return synthetic_tokens(seed, length, alphabet)
 
 
-def assert_row_equal(ours: torch.Tensor, expected: torch.Tensor, what: str) -> None:
-    ours_removed, expected_removed = torch.isneginf(ours), torch.isneginf(expected)
-    assert torch.equal(ours_removed, expected_removed), f"{what}: -inf mask differs at {(ours_removed != expected_removed).nonzero()[:, 0].tolist()}"
-    finite = ~expected_removed
-    torch.testing.assert_close(ours[finite], expected[finite], rtol=1e-6, atol=1e-6, msg=what)
-
-
 def check_rows(out: torch.Tensor, logits: torch.Tensor, values: list, off, reference) -> None:
     """Disabled rows bit-identical to the input; every other row equal to the one-row reference."""
     changed = 0
@@ -49,7 +43,7 @@ def check_rows(out: torch.Tensor, logits: torch.Tensor, values: list, off, refer
         if value == off:
             assert torch.equal(out[row], logits[row]), f"disabled row {row} changed"
         else:
-            assert_row_equal(out[row], reference(row, value), f"row {row}, value {value}")
+            assert_same_scores(out[row], reference(row, value), f"row {row}, value {value}")
             changed += not torch.equal(out[row], logits[row])
     assert changed >= 2, "too few rows changed for the comparison to mean much"
 
