@@ -1,8 +1,9 @@
-"""Assertions several test modules share (one place, one wording of each failure)."""
+"""Assertions and waits several test modules share (one place, one wording of each failure)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+import time
+from typing import Any, Callable, Iterable
 
 import pytest
 import torch
@@ -49,3 +50,12 @@ def assert_finite(value: Any, where: str = "") -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             assert_finite(item, f"{where}[{i}]")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Wait until `condition()` holds (checked every poll_s), failing after timeout_s with what was awaited. For
+    conditions outside a browser page (tests/pages.py has the page's own)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(poll_s)
