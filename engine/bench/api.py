@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 
 import httpx
 
-from .app_process import running_app
+from .app_process import AppNotServing, running_app
 
 PROMPTS = ["What is deep learning?", "Explain how blockchain works.", "Name three rivers.", "What is a prime number?",
            "Describe the sea in one sentence.", "Why is the sky blue?", "Give me a tip for sleeping well.",
@@ -70,6 +71,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default=None, help="passed to app.py --model (default: the app's own default)")
     args = ap.parse_args()
+    try:
+        measure(args)
+    except AppNotServing as exc:
+        sys.exit(f"error: {exc}")
+
+
+def measure(args: argparse.Namespace) -> None:
     with running_app(args.model) as url:
         stream_once(url, PROMPTS[0], 0, 4)  # warm-up
         rows = {"1 client": [], "8 clients, same prompt": [], "8 clients, 8 prompts": []}

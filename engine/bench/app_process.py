@@ -19,6 +19,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]  # the repository root, where app.py lives
 
 
+class AppNotServing(RuntimeError):
+    """The app exited, or did not answer in time; the message ends with the tail of its output."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,14 +62,14 @@ def _wait_until_serving(process: subprocess.Popen, url: str, timeout: float, log
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"the app exited with status {process.returncode} before serving:\n{_tail(log)}")
+            raise AppNotServing(f"the app exited with status {process.returncode} before serving:\n{_tail(log)}")
         try:
             if all(httpx.get(url + path, timeout=5).status_code == 200 for path in ("", "v1/models")):
                 return
         except httpx.HTTPError:
             pass  # not listening yet
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s:\n{_tail(log)}")
+            raise AppNotServing(f"the app did not answer at {url} within {timeout:.0f} s:\n{_tail(log)}")
         time.sleep(0.5)  # polling interval between two checks, not a wait for anything in particular
 
 
