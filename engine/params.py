@@ -14,66 +14,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# The order in which transformers applies its processors (GenerationMixin._get_logits_processor), with
-# OpenAI's presence/frequency penalties placed right after transformers' repetition penalty. The community
-# samplers join where text-generation-webui puts them: DRY with the penalties, dynamic temperature right after
-# temperature, top-nσ / top-a / tail-free with the truncation samplers, XTC after every truncation (it removes
-# the top choices, so it must see the final candidates) and mirostat last (it adapts to what is finally sampled).
-DEFAULT_ORDER: tuple[str, ...] = (
-    "sequence_bias",
-    "diversity_penalty",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "dry",
-    "no_repeat_ngram",
-    "bad_words",
-    "min_new_tokens",
-    "temperature",
-    "dynatemp",
-    "top_k",
-    "top_p",
-    "min_p",
-    "typical_p",
-    "top_n_sigma",
-    "top_a",
-    "tfs",
-    "epsilon_cutoff",
-    "eta_cutoff",
-    "xtc",
-    "mirostat",
-)
+from .knobs import (DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOP_K, MIN_TEMPERATURE,  # noqa: F401
+                    PROCESSORS, Range)
+from .knobs import fmt_number as _fmt
+
+DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
 # Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
-SAMPLING_ONLY = frozenset(
-    {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-     "dynatemp", "top_n_sigma", "top_a", "tfs", "xtc", "mirostat"}
-)
+SAMPLING_ONLY = frozenset(spec.name for spec in PROCESSORS if spec.sampling_only)
 # Knobs transformers has no processor for: the field that switches each one on -> (its off value, its processor).
 # Other fields of those samplers (dry_base, xtc_threshold, mirostat_tau, ...) only matter while the switch is on.
 NO_TRANSFORMERS_EQUIVALENT: dict[str, tuple[float, str]] = {
-    "presence_penalty": (0.0, "presence_penalty"),
-    "frequency_penalty": (0.0, "frequency_penalty"),
-    "dry_multiplier": (0.0, "dry"),
-    "dynatemp_low": (1.0, "dynatemp"),
-    "dynatemp_high": (1.0, "dynatemp"),
-    "top_n_sigma": (0.0, "top_n_sigma"),
-    "top_a": (0.0, "top_a"),
-    "tfs": (1.0, "tfs"),
-    "xtc_probability": (0.0, "xtc"),
-    "mirostat": (0, "mirostat"),
-}
-# Every field of each community sampler (the processor's name -> its fields, the switch first).
+    name: (KNOBS[name].default, spec.name) for spec in PROCESSORS if spec.transformers is None
+    for name in spec.switch_names()}
+# Every field of each processor transformers lacks (the processor's name -> its fields, the switch first).
 SAMPLER_FIELDS: dict[str, tuple[str, ...]] = {
-    "dry": ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers"),
-    "dynatemp": ("dynatemp_low", "dynatemp_high", "dynatemp_exponent"),
-    "top_n_sigma": ("top_n_sigma",),
-    "top_a": ("top_a",),
-    "tfs": ("tfs",),
-    "xtc": ("xtc_probability", "xtc_threshold"),
-    "mirostat": ("mirostat", "mirostat_tau", "mirostat_eta"),
-}
-# text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
-DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
+    spec.name: tuple(k.name for k in spec.fields) for spec in PROCESSORS if spec.transformers is None}
 
 
 class ParamError(ValueError):
@@ -124,80 +79,14 @@ def check_flag(name: str, value: Any) -> bool:
     return value
 
 
-@dataclass(frozen=True)
-class Range:
-    """Allowed numeric range of one field; bounds are inclusive unless marked open. `or_zero`: 0 is allowed
-    too, below `low` (temperature: 0 means greedy, and tiny positive values would overflow float32)."""
-
-    low: float
-    high: float
-    low_open: bool = False
-    high_open: bool = False
-    or_zero: bool = False
-
-    def contains(self, x: float) -> bool:
-        above = x > self.low if self.low_open else x >= self.low
-        below = x < self.high if self.high_open else x <= self.high
-        return above and below or (self.or_zero and x == 0)
-
-    def describe(self, noun: str = "a number") -> str:
-        lo = f"{'(' if self.low_open else '['}{_fmt(self.low)}"
-        hi = f"{_fmt(self.high)}{')' if self.high_open else ']'}"
-        return f"{'0 or ' if self.or_zero else ''}{noun} in {lo}, {hi}"
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, int):
-        return str(x)
-    if math.isinf(x):
-        return "inf"
-    return str(int(x)) if x.is_integer() and abs(x) < 1e16 else f"{x:g}"
-
-
 # Every bound is finite and within float32 (the row tensors' type) and int64 (torch's long). The floors of the
 # divisors (temperature, dynamic temperature, repetition_penalty) keep logits finite in float32: dividing a
 # logit by 1e-38 overflows to inf, and inf - inf is NaN. Biases are bounded so that no sum of them overflows.
-MIN_TEMPERATURE = 1e-4  # positive temperatures below this (and dynatemp_low / high) are refused; 0 is greedy
-MAX_TOP_K = 1_000_000  # above any vocabulary; a top_k larger than the vocabulary keeps every token
-MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
-
-
+MAX_DECAY_GROWTH = 1e20  # exponential decay: |logit| x 1e20 stays far inside float32 (3.4e38)
+BOOL_FIELDS: tuple[str, ...] = tuple(knob.name for knob in KNOBS.values() if knob.kind is bool)
 # Numeric fields: (type, range). Ints must be whole numbers.
 NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
-    "temperature": (float, Range(MIN_TEMPERATURE, 100.0, or_zero=True)),
-    "top_k": (int, Range(0, MAX_TOP_K)),
-    "top_p": (float, Range(0.0, 1.0, low_open=True)),
-    "min_p": (float, Range(0.0, 1.0)),
-    "typical_p": (float, Range(0.0, 1.0, low_open=True)),
-    "epsilon_cutoff": (float, Range(0.0, 1.0, high_open=True)),
-    "eta_cutoff": (float, Range(0.0, 1.0, high_open=True)),
-    "repetition_penalty": (float, Range(0.01, 100.0)),
-    "presence_penalty": (float, Range(-2.0, 2.0)),
-    "frequency_penalty": (float, Range(-2.0, 2.0)),
-    "no_repeat_ngram_size": (int, Range(0, 64)),
-    "dry_multiplier": (float, Range(0.0, 100.0)),
-    "dry_base": (float, Range(1.0, 100.0)),
-    "dry_allowed_length": (int, Range(1, 64)),
-    "xtc_threshold": (float, Range(0.0, 1.0)),
-    "xtc_probability": (float, Range(0.0, 1.0)),
-    "mirostat": (int, Range(0, 2)),
-    "mirostat_tau": (float, Range(0.0, 100.0)),
-    "mirostat_eta": (float, Range(0.0, 1.0)),
-    "dynatemp_low": (float, Range(MIN_TEMPERATURE, 100.0)),
-    "dynatemp_high": (float, Range(MIN_TEMPERATURE, 100.0)),
-    "dynatemp_exponent": (float, Range(0.0, 100.0)),
-    "top_n_sigma": (float, Range(0.0, 100.0)),
-    "top_a": (float, Range(0.0, 1.0)),
-    "tfs": (float, Range(0.0, 1.0)),
-    "min_new_tokens": (int, Range(0, 100_000)),
-    "max_new_tokens": (int, Range(1, 100_000)),
-    "seed": (int, Range(0, 2**63 - 1)),
-    "num_beams": (int, Range(1, 64)),
-    "num_beam_groups": (int, Range(1, 64)),
-    "diversity_penalty": (float, Range(0.0, 100.0)),
-    "length_penalty": (float, Range(-10.0, 10.0)),
-    "num_return_sequences": (int, Range(1, 64)),
-}
+    knob.name: (knob.kind, knob.range) for knob in KNOBS.values() if knob.range is not None}
 
 
 @dataclass(frozen=True)
@@ -213,6 +102,7 @@ class SamplingParams:
     epsilon_cutoff: float = 0.0  # 0 = off
     eta_cutoff: float = 0.0  # 0 = off
     repetition_penalty: float = 1.0  # 1 = off; transformers semantics (prompt + output)
+    encoder_repetition_penalty: float = 1.0  # 1 = off; > 1 favours the prompt's tokens (transformers semantics)
     presence_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
     frequency_penalty: float = 0.0  # OpenAI semantics (generated tokens only)
     no_repeat_ngram_size: int = 0  # 0 = off
@@ -235,8 +125,15 @@ class SamplingParams:
     top_n_sigma: float = 0.0  # 0 = off
     top_a: float = 0.0  # 0 = off
     tfs: float = 1.0  # tail-free sampling: 1 = off
+    smoothing_factor: float = 0.0  # quadratic sampling (text-generation-webui): 0 = off
+    smoothing_curve: float = 1.0
+    top_h: float = 0.0  # top-H (transformers' TopHLogitsWarper): 0 = off
+    renormalize_logits: bool = False  # log-softmax of the final scores (transformers' LogitNormalization)
     min_new_tokens: int = 0
     max_new_tokens: int = 64
+    # transformers' exponential_decay_length_penalty = (start, factor): factor 1 = off
+    exponential_decay_factor: float = 1.0
+    exponential_decay_start: int = 0
     stop: tuple[str, ...] = ()  # stop strings; the text is cut before the first match
     seed: int = 0
     # beams (transformers' semantics); num_beams 1 = no beam search
@@ -256,14 +153,25 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
-        check_flag("do_sample", self.do_sample)
+        for name in BOOL_FIELDS:
+            check_flag(name, getattr(self, name))
         for name, (kind, allowed) in NUMERIC_FIELDS.items():
             object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
         if self.mirostat == 1:
             raise ParamError("mirostat", "0 (off) or 2 (mirostat v2; mirostat v1 is not supported)", self.mirostat)
         if self.min_new_tokens > self.max_new_tokens:
             raise ParamError("min_new_tokens", f"<= max_new_tokens ({self.max_new_tokens})", self.min_new_tokens)
+        self._check_decay()
         self._check_beams()
+
+    def _check_decay(self) -> None:
+        """The length penalty's factor^(tokens past start) must stay finite in float32 times any logit."""
+        past_start = self.max_new_tokens - self.exponential_decay_start
+        growth = past_start * math.log(self.exponential_decay_factor) if self.exponential_decay_factor > 0 else 0
+        if growth > math.log(MAX_DECAY_GROWTH):
+            raise ParamError("exponential_decay_factor", f"small enough that factor^(max_new_tokens - "
+                             f"exponential_decay_start) <= {MAX_DECAY_GROWTH:g} (here {past_start} tokens past "
+                             f"the start)", self.exponential_decay_factor)
 
     def _check_beams(self) -> None:
         """The beam knobs, with transformers' rules (its GenerationConfig.validate), named field by field."""
@@ -332,19 +240,16 @@ class SamplingParams:
             raise ParamError(name, f"{_fmt(off)} to convert to transformers (it has no such processor)", value)
         if self.order != DEFAULT_ORDER:
             raise ParamError("order", "the default order to convert to transformers", list(self.order))
-        kw: dict[str, Any] = {
-            "do_sample": not self.greedy,
-            "max_new_tokens": self.max_new_tokens,
-            "min_new_tokens": self.min_new_tokens or None,
-            "repetition_penalty": self.repetition_penalty,
-            "no_repeat_ngram_size": self.no_repeat_ngram_size,
-        }
-        if not self.greedy:
-            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                      min_p=self.min_p or None, typical_p=self.typical_p,
-                      epsilon_cutoff=self.epsilon_cutoff, eta_cutoff=self.eta_cutoff)
-        else:  # transformers warns about sampling knobs on greedy configs
-            kw.update(temperature=None, top_k=None, top_p=None)
+        kw: dict[str, Any] = {"do_sample": not self.greedy, "max_new_tokens": self.max_new_tokens}
+        if self.exponential_decay_factor != 1.0:
+            kw["exponential_decay_length_penalty"] = (self.exponential_decay_start, self.exponential_decay_factor)
+        for spec in PROCESSORS:  # the knobs that map one to one onto a generate() argument
+            if spec.sampling_only and self.greedy:  # transformers warns about sampling knobs on greedy configs
+                continue
+            for knob in spec.fields:
+                value = getattr(self, knob.name)
+                if knob.hf_arg and not (knob.hf_only_if_set and value == knob.default):
+                    kw[knob.hf_arg] = value
         if self.stop:
             kw["stop_strings"] = list(self.stop)
         if self.num_beams > 1:

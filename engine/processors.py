@@ -19,9 +19,10 @@ from typing import Callable
 
 import torch
 
-from .params import DEFAULT_ORDER, SAMPLING_ONLY
-from .rowstate import NEG_INF, DecodeState, RowParams
-from .samplers import dry, dynatemp, mirostat, tfs, top_a, top_n_sigma, xtc
+from . import samplers
+from .knobs import KNOBS, PROCESSORS, ProcessorSpec
+from .params import DEFAULT_ORDER
+from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -49,6 +50,17 @@ def repetition_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams
     p = rows.repetition_penalty
     penalized = torch.where(scores < 0, scores * p, scores / p)
     return torch.where(state.seen, penalized, scores)
+
+
+def encoder_repetition_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' EncoderRepetitionPenaltyLogitsProcessor with the prompt as the "encoder" input: the prompt's
+    tokens are scaled by 1 / penalty the other way round from repetition_penalty (> 1 favours them)."""
+    prompt = state.tokens[:, :state.prompt_len]  # [B, P], left padding is -1
+    hits = torch.zeros(scores.shape, dtype=torch.int32, device=scores.device)
+    in_prompt = hits.scatter_add_(1, prompt.clamp(min=0), (prompt >= 0).to(torch.int32)) > 0  # [B, V]
+    inverse = (1.0 / rows.encoder_repetition_penalty).to(scores.dtype)  # 1 / p in float64, as Python computes it
+    penalized = torch.where(scores < 0, scores * inverse, scores / inverse)
+    return torch.where(in_prompt, penalized, scores)
 
 
 def presence_penalty(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
@@ -87,8 +99,34 @@ def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) ->
     return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
 
 
+def exponential_decay(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' ExponentialDecayLengthPenalty: past `start` new tokens, each end-of-text logit s becomes
+    s + |s| x (factor^(step - start) - 1) (factor^n in float64, as Python's pow, then float32)."""
+    past = (state.step - rows.exponential_decay_start)[:, None]  # [B, 1] tokens past the start
+    growth = (rows.exponential_decay_factor ** past.clamp(min=0) - 1).to(scores.dtype)  # [B, 1]
+    penalty = scores.abs() * growth
+    penalized = scores + torch.where(torch.isfinite(scores), penalty, 0.0)
+    return torch.where((past > 0) & rows.eos_mask[None, :], penalized, scores)
+
+
 def temperature(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     return scores / rows.temperature
+
+
+def top_h(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' TopHLogitsWarper, batched: among the top 100 tokens, keep the most likely ones while their
+    cumulative entropy terms -p log p stay within top_h x the entropy of those 100 (at least the top one)."""
+    top_logits, top_ids = torch.topk(scores, min(_TOP_H_CANDIDATES, scores.shape[1]), dim=-1)  # [B, n] descending
+    dist = torch.distributions.Categorical(logits=top_logits)
+    probs = dist.probs
+    tau = dist.entropy()[:, None] * rows.top_h  # [B, 1]
+    keep_top = torch.cumsum(-probs * torch.log(probs), dim=-1) <= tau  # [B, n]
+    keep_top[:, 0] = True
+    keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top_ids, keep_top)
+    return scores.masked_fill(~keep, NEG_INF)
+
+
+_TOP_H_CANDIDATES = 100  # transformers' top_n: the entropy is that of the 100 most likely tokens
 
 
 def top_k(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
@@ -178,55 +216,55 @@ def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
     return scores.masked_fill(remove, NEG_INF)
 
 
+def renormalize(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    # transformers' LogitNormalization: the final scores as log-probabilities
+    return scores.log_softmax(dim=-1)
+
+
 ProcessorFn = Callable[[torch.Tensor, DecodeState, RowParams], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class Processor:
-    name: str
+    """A processor's spec (engine/knobs.py) and its function."""
+
+    spec: ProcessorSpec
     apply: ProcessorFn
-    active: Callable[[RowParams], torch.Tensor]  # [B] bool: rows whose value is not the disabled one
-    doc: str
-    # A sampling-only processor that reads a per-row part of DecodeState (not just the step count) must say so:
-    # the pipeline cannot run it on a subset of the rows, since the state holds every row.
-    per_row_state: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def doc(self) -> str:
+        return self.spec.help
+
+    @property
+    def per_row_state(self) -> bool:
+        return self.spec.per_row_state
+
+    def active(self, rows: RowParams) -> torch.Tensor:
+        """[B] bool: the rows whose switch fields are not all at their off value (the others it leaves alone)."""
+        on = torch.zeros_like(rows.greedy)
+        for name in self.spec.switch_names():
+            value = getattr(rows, name)
+            if isinstance(value, BiasTable):
+                on = on | value.active
+            else:
+                on = on | (value != KNOBS[name].default).reshape(-1)
+        return on
 
 
-REGISTRY: dict[str, Processor] = {p.name: p for p in [
-    Processor("sequence_bias", sequence_bias, lambda r: r.sequence_bias.active, "add a bias to chosen token sequences"),
-    Processor("diversity_penalty", diversity_penalty, lambda r: r.diversity_penalty[:, 0] != 0.0,
-              "diverse beams: penalize tokens earlier beam groups chose at this step"),
-    Processor("repetition_penalty", repetition_penalty, lambda r: r.repetition_penalty[:, 0] != 1.0,
-              "shrink logits of tokens already in prompt or output"),
-    Processor("presence_penalty", presence_penalty, lambda r: r.presence_penalty[:, 0] != 0.0,
-              "subtract a flat penalty from tokens already generated"),
-    Processor("frequency_penalty", frequency_penalty, lambda r: r.frequency_penalty[:, 0] != 0.0,
-              "subtract a penalty proportional to each token's count so far"),
-    Processor("no_repeat_ngram", no_repeat_ngram, lambda r: r.no_repeat_ngram_size > 0,
-              "ban tokens that would repeat an n-gram"),
-    Processor("bad_words", bad_words, lambda r: r.bad_words.active, "ban the listed words"),
-    Processor("min_new_tokens", min_new_tokens, lambda r: r.min_new_tokens > 0, "forbid EOS before the minimum length"),
-    Processor("temperature", temperature, lambda r: r.temperature[:, 0] != 1.0, "divide logits by the temperature"),
-    Processor("top_k", top_k, lambda r: r.top_k > 0, "keep the k most likely tokens"),
-    Processor("top_p", top_p, lambda r: r.top_p[:, 0] < 1.0, "keep the smallest set with mass >= top_p"),
-    Processor("min_p", min_p, lambda r: r.min_p[:, 0] > 0.0, "drop tokens below min_p x the top probability"),
-    Processor("typical_p", typical_p, lambda r: r.typical_p[:, 0] < 1.0, "keep locally typical tokens up to mass typical_p"),
-    Processor("epsilon_cutoff", epsilon_cutoff, lambda r: r.epsilon_cutoff[:, 0] > 0.0,
-              "drop tokens with probability below epsilon"),
-    Processor("eta_cutoff", eta_cutoff, lambda r: r.eta_cutoff[:, 0] > 0.0, "drop tokens below an entropy-adapted cutoff"),
-    Processor("dry", dry, lambda r: r.dry_multiplier[:, 0] != 0.0, "penalize the token that would extend a repeated sequence"),
-    Processor("dynatemp", dynatemp, lambda r: (r.dynatemp_low[:, 0] != 1.0) | (r.dynatemp_high[:, 0] != 1.0),
-              "divide logits by a temperature that follows the entropy"),
-    Processor("top_n_sigma", top_n_sigma, lambda r: r.top_n_sigma[:, 0] > 0.0,
-              "keep logits within n standard deviations of the top one"),
-    Processor("top_a", top_a, lambda r: r.top_a[:, 0] > 0.0, "drop tokens below top_a x the top probability squared"),
-    Processor("tfs", tfs, lambda r: r.tfs[:, 0] < 1.0, "tail-free: cut where the sorted probabilities flatten out"),
-    Processor("xtc", xtc, lambda r: r.xtc_probability > 0.0, "sometimes remove every top choice but the least likely"),
-    Processor("mirostat", mirostat, lambda r: r.mirostat, "keep tokens below a surprise cap that adapts toward tau",
-              per_row_state=True),
-]}
-REGISTRY = {name: REGISTRY[name] for name in DEFAULT_ORDER}
-assert tuple(REGISTRY) == DEFAULT_ORDER and SAMPLING_ONLY <= set(REGISTRY)
+def _function(name: str) -> ProcessorFn:
+    """A processor's function: the one named after it here or in engine/samplers.py."""
+    fn = globals().get(name) or getattr(samplers, name, None)
+    if not callable(fn):
+        raise RuntimeError(f"processor {name!r} is declared in engine/knobs.py but has no function named {name}")
+    return fn
+
+
+REGISTRY: dict[str, Processor] = {spec.name: Processor(spec, _function(spec.name)) for spec in PROCESSORS}
+assert tuple(REGISTRY) == DEFAULT_ORDER
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -264,7 +302,7 @@ def plan_stages(rows: RowParams) -> list[StagePlan]:
                 steps.append(PlannedStep(processor))
             elif bool(mask.any()):
                 index = mask.nonzero()[:, 0]
-                subset = rows.select(index) if processor.name in SAMPLING_ONLY and not processor.per_row_state else None
+                subset = rows.select(index) if processor.spec.sampling_only and not processor.per_row_state else None
                 steps.append(PlannedStep(processor, index, subset))
         plans.append(StagePlan(tuple(steps)))
     return plans

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from .knobs import PROCESSORS
 from .params import DEFAULT_ORDER, SamplingParams
 
 NEG_INF = float("-inf")
@@ -75,45 +76,35 @@ class BiasTable:
         return bias
 
 
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "long": torch.long, "bool": torch.bool}
+
+
 @dataclass
 class RowParams:
-    """SamplingParams of B rows as tensors ([B, 1] floats so they broadcast against [B, V] scores)."""
+    """SamplingParams of B rows as tensors, so one batch can mix settings.
+
+    Every processor field with a dtype in engine/knobs.py becomes `rows.<field>`: [B, 1] when the spec says
+    column (to broadcast against [B, V] scores), else [B]; e.g. rows.temperature [B, 1] float32, rows.top_k [B]
+    long, rows.top_p [B, 1] float64 (thresholds are derived in float64, then cast like Python floats),
+    rows.mirostat [B] bool (v2 on). Greedy rows hold the default of every sampling-only processor's field, so
+    they skip those processors, as transformers does when do_sample=False. The texts are tokenized into tables.
+    """
 
     greedy: torch.Tensor  # [B] bool
-    temperature: torch.Tensor  # [B, 1] float32 (1 for greedy rows)
-    top_k: torch.Tensor  # [B] long
-    top_p: torch.Tensor  # [B, 1] float64 (thresholds are derived in float64, then cast like Python floats)
-    min_p: torch.Tensor  # [B, 1] float32
-    typical_p: torch.Tensor  # [B, 1] float32
-    epsilon_cutoff: torch.Tensor  # [B, 1] float32
-    eta_cutoff: torch.Tensor  # [B, 1] float32
-    diversity_penalty: torch.Tensor  # [B, 1] float32 (diverse beam search only)
-    repetition_penalty: torch.Tensor  # [B, 1] float32
-    presence_penalty: torch.Tensor  # [B, 1] float32
-    frequency_penalty: torch.Tensor  # [B, 1] float32
-    no_repeat_ngram_size: torch.Tensor  # [B] long
-    min_new_tokens: torch.Tensor  # [B] long
+    knobs: dict[str, torch.Tensor]  # field -> its row tensor, as engine/knobs.py declares it
     eos_mask: torch.Tensor  # [V] bool
-    sequence_bias: BiasTable
+    sequence_bias: BiasTable  # sequence_bias and logit_bias together
     bad_words: BiasTable
     order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
-    dry_multiplier: torch.Tensor  # [B, 1] float64 (the penalty is computed in float64, as Python does)
-    dry_base: torch.Tensor  # [B, 1] float64
-    dry_allowed_length: torch.Tensor  # [B, 1] long
     dry_breakers: torch.Tensor  # [B, K] long: sequence-breaker token ids, padded with -1 (padding is a breaker)
-    dynatemp_low: torch.Tensor  # [B, 1] float32
-    dynatemp_high: torch.Tensor  # [B, 1] float32
-    dynatemp_exponent: torch.Tensor  # [B, 1] float32
-    top_n_sigma: torch.Tensor  # [B, 1] float64
-    top_a: torch.Tensor  # [B, 1] float32
-    tfs: torch.Tensor  # [B, 1] float32
-    xtc_threshold: torch.Tensor  # [B, 1] float32
-    xtc_probability: torch.Tensor  # [B] float64
-    mirostat: torch.Tensor  # [B] bool: mirostat v2 on
-    mirostat_tau: torch.Tensor  # [B, 1] float64
-    mirostat_eta: torch.Tensor  # [B, 1] float64
     seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
     sample_index: torch.Tensor  # [B] long
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        knobs = self.__dict__.get("knobs")
+        if knobs is not None and name in knobs:
+            return knobs[name]
+        raise AttributeError(f"RowParams has no {name!r}")
 
     @staticmethod
     def build(params: Sequence[SamplingParams], eos_token_ids: Sequence[int], vocab_size: int,
@@ -124,55 +115,21 @@ class RowParams:
               sample_indices: Sequence[int] | None = None) -> "RowParams":
         """`sequence_bias` / `bad_words` are per-row token-id sequences, `sequence_breakers` per-row token ids
         of DRY's breakers (the engine tokenizes the texts); `sample_indices` default to 0."""
-        def col(values: list[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
-
-        greedy = [p.greedy for p in params]
-        # Greedy rows skip the sampling-only processors, as transformers does when do_sample=False.
-        def sampling(name: str, off: float) -> list[float]:
-            return [off if g else getattr(p, name) for p, g in zip(params, greedy)]
-
         eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         eos_mask[list(eos_token_ids)] = True
         no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
         breakers = [list(ids) for ids in sequence_breakers] if sequence_breakers else [[] for _ in params]
         width = max([1, *(len(ids) for ids in breakers)])
         return RowParams(
-            greedy=torch.tensor(greedy, dtype=torch.bool, device=device),
-            temperature=col(sampling("temperature", 1.0)),
-            top_k=torch.tensor(sampling("top_k", 0), dtype=torch.long, device=device),
-            top_p=col(sampling("top_p", 1.0), torch.float64),
-            min_p=col(sampling("min_p", 0.0)),
-            typical_p=col(sampling("typical_p", 1.0)),
-            epsilon_cutoff=col(sampling("epsilon_cutoff", 0.0)),
-            eta_cutoff=col(sampling("eta_cutoff", 0.0)),
-            diversity_penalty=col([p.diversity_penalty for p in params]),
-            repetition_penalty=col([p.repetition_penalty for p in params]),
-            presence_penalty=col([p.presence_penalty for p in params]),
-            frequency_penalty=col([p.frequency_penalty for p in params]),
-            no_repeat_ngram_size=torch.tensor([p.no_repeat_ngram_size for p in params], device=device),
-            min_new_tokens=torch.tensor([p.min_new_tokens for p in params], device=device),
+            greedy=torch.tensor([p.greedy for p in params], dtype=torch.bool, device=device),
+            knobs=knob_tensors(params, device),
             eos_mask=eos_mask,
             sequence_bias=BiasTable.build(sequence_bias or no_bias, vocab_size, device),
             bad_words=BiasTable.build(
                 [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
             order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
-            dry_multiplier=col([p.dry_multiplier for p in params], torch.float64),
-            dry_base=col([p.dry_base for p in params], torch.float64),
-            dry_allowed_length=col([p.dry_allowed_length for p in params], torch.long),
             dry_breakers=torch.tensor([ids + [-1] * (width - len(ids)) for ids in breakers], dtype=torch.long,
                                       device=device),
-            dynatemp_low=col(sampling("dynatemp_low", 1.0)),
-            dynatemp_high=col(sampling("dynatemp_high", 1.0)),
-            dynatemp_exponent=col(sampling("dynatemp_exponent", 1.0)),
-            top_n_sigma=col(sampling("top_n_sigma", 0.0), torch.float64),
-            top_a=col(sampling("top_a", 0.0)),
-            tfs=col(sampling("tfs", 1.0)),
-            xtc_threshold=col(sampling("xtc_threshold", 0.1)),
-            xtc_probability=torch.tensor(sampling("xtc_probability", 0.0), dtype=torch.float64, device=device),
-            mirostat=torch.tensor([m == 2 for m in sampling("mirostat", 0)], dtype=torch.bool, device=device),
-            mirostat_tau=col(sampling("mirostat_tau", 5.0), torch.float64),
-            mirostat_eta=col(sampling("mirostat_eta", 0.1), torch.float64),
             seed=torch.tensor([p.seed for p in params], dtype=torch.long, device=device),
             sample_index=torch.tensor(list(sample_indices) if sample_indices is not None else [0] * len(params),
                                       dtype=torch.long, device=device),
@@ -180,13 +137,27 @@ class RowParams:
 
     def select(self, keep: torch.Tensor) -> "RowParams":
         """The same parameters for the rows `keep` only (finished rows leave the batch)."""
-        changes = {}
+        changes: dict = {"knobs": {name: value[keep] for name, value in self.knobs.items()}}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "eos_mask":
+            if f.name in ("eos_mask", "knobs"):
                 continue
             changes[f.name] = value.select(keep) if isinstance(value, BiasTable) else value[keep]
         return replace(self, **changes)
+
+
+def knob_tensors(params: Sequence[SamplingParams], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Every processor field that has a row tensor: {field: [B, 1] or [B] tensor}."""
+    tensors = {}
+    for spec in PROCESSORS:
+        for knob in spec.fields:
+            if knob.dtype is None:
+                continue
+            # a greedy row holds the off value of every sampling-only knob: those processors skip it
+            values = [knob.default if spec.sampling_only and p.greedy else getattr(p, knob.name) for p in params]
+            tensor = torch.tensor(values, dtype=_DTYPES[knob.dtype], device=device)
+            tensors[knob.name] = tensor.unsqueeze(1) if knob.column else tensor
+    return tensors
 
 
 @dataclass

@@ -67,6 +67,20 @@ def dynatemp(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch
     return scores / temperature
 
 
+def smoothing(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Quadratic sampling (text-generation-webui's QuadraticSamplingLogitsWarper, per row): with d = logit - max,
+    logit' = max - k f d^2 + s f d^3, k = (3 - curve) / 2, s = (curve - 1) / 2; removed tokens stay removed."""
+    top = scores.amax(dim=-1, keepdim=True)  # [B, 1]
+    diff = scores - top
+    factor, curve = rows.smoothing_factor, rows.smoothing_curve  # [B, 1] float32
+    k, s = (3 - curve) / 2, (curve - 1) / 2
+    smoothed = -(k * factor * diff ** 2) + (s * factor * diff ** 3) + top
+    # a difference beyond ~1e12 overflows d^3 (and, for curve > 3, d^2 too: inf - inf): the token is then
+    # infinitely far below the top, and the cubic term says where: removed
+    smoothed = torch.where(smoothed.isnan(), NEG_INF, smoothed)
+    return torch.where(scores != NEG_INF, smoothed, scores)
+
+
 def top_n_sigma(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     """Top-nσ (Tang et al. 2024, "Top-nσ: Not All Logits Are You Need"; llama.cpp `llama_sampler_top_n_sigma`).
 

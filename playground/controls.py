@@ -1,7 +1,8 @@
 """Every SamplingParams knob as a widget description: group, kind, range and a one-line `info`.
 
-One table drives the whole parameter panel: the UI builds widgets from CONTROLS in this order, passes their
-values back in the same order, and `params_from_values` turns them into validated SamplingParams. Text
+The widgets are declared with the knobs (engine/knobs.py); CONTROLS lists them in the page's order: the UI
+builds widgets from CONTROLS, passes their values back in the same order, and `params_from_values` turns them
+into validated SamplingParams. Text
 fields (stop, bad_words, sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed
 and printed here.
 """
@@ -12,15 +13,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from engine.knobs import GROUPS, page_knobs  # noqa: F401  (GROUPS: the page's order of groups)
 from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, from_dict
 
-GROUPS = ("Sampling", "Penalties", "Length and stopping", "Beams", "Seed", "More samplers")
 EARLY_STOPPING_CHOICES = ("false", "true", "never")  # transformers' early_stopping: False, True or "never"
 
 
 @dataclass(frozen=True)
 class Control:
-    """One knob. kind: "slider", "number", "checkbox", "text" or "order"."""
+    """One knob's widget. kind: "slider", "number", "checkbox", "text" or "choice"."""
 
     field: str
     group: str
@@ -32,59 +33,10 @@ class Control:
     placeholder: str = ""
 
 
-CONTROLS: tuple[Control, ...] = (
-    # Sampling
-    Control("do_sample", "Sampling", "checkbox", "Sample from the distribution; off = greedy (always the most likely token)."),
-    Control("temperature", "Sampling", "slider", "Divides the logits: < 1 sharpens, > 1 flattens; 0 = greedy.", 0.0, 2.5, 0.05),
-    Control("top_k", "Sampling", "slider", "Keep only the k most likely tokens; 0 = off.", 0, 200, 1),
-    Control("top_p", "Sampling", "slider", "Nucleus: keep the smallest set of tokens whose mass reaches p; 1 = off.", 0.01, 1.0, 0.01),
-    Control("min_p", "Sampling", "slider", "Drop tokens less likely than min_p x the top token's probability; 0 = off.", 0.0, 1.0, 0.01),
-    Control("typical_p", "Sampling", "slider", "Keep tokens whose surprise is closest to the entropy, up to mass p; 1 = off.", 0.01, 1.0, 0.01),
-    Control("epsilon_cutoff", "Sampling", "slider", "Drop tokens with probability below epsilon; 0 = off.", 0.0, 0.01, 0.0001),
-    Control("eta_cutoff", "Sampling", "slider", "Entropy-adaptive cutoff (eta sampling); 0 = off.", 0.0, 0.01, 0.0001),
-    # Penalties
-    Control("repetition_penalty", "Penalties", "slider", "Divide (or multiply, if negative) logits of tokens already seen in prompt or output; 1 = off.", 0.5, 2.5, 0.05),
-    Control("presence_penalty", "Penalties", "slider", "OpenAI: subtract this from every token already generated once; 0 = off.", -2.0, 2.0, 0.1),
-    Control("frequency_penalty", "Penalties", "slider", "OpenAI: subtract this x the count of each generated token; 0 = off.", -2.0, 2.0, 0.1),
-    Control("no_repeat_ngram_size", "Penalties", "slider", "Forbid repeating any n-gram of this size; 0 = off.", 0, 10, 1),
-    Control("bad_words", "Penalties", "text", "Words never generated (comma-separated; also banned with a leading space).",
-            placeholder="e.g. very, really"),
-    Control("sequence_bias", "Penalties", "text", "Add a bias to the logits of words: one `word: bias` per line (-inf bans).",
-            placeholder="e.g. the: -5"),
-    Control("logit_bias", "Penalties", "text", "OpenAI's logit_bias: add a bias to token ids, one `id: bias` per line (-100..100).",
-            placeholder="e.g. 2: -100"),
-    # Length and stopping
-    Control("max_new_tokens", "Length and stopping", "slider", "Stop after this many new tokens.", 1, 512, 1),
-    Control("min_new_tokens", "Length and stopping", "slider", "The end-of-text token is masked until this many tokens exist.", 0, 256, 1),
-    Control("stop", "Length and stopping", "text", "Stop strings, one per line (\\n for a newline); the output is cut before them.",
-            placeholder="e.g. \\n\\n"),
-    # Seed
-    Control("seed", "Seed", "number", "A sample's randomness depends only on (seed, sample index, step): same seed, same text.", 0, 2**31 - 1, 1),
-    # Beams (transformers' beam search; num_beams 1 = off)
-    Control("num_beams", "Beams", "slider", "Beam search: keep this many best partial outputs each step; 1 = off (sampling or greedy).", 1, 8, 1),
-    Control("num_return_sequences", "Beams", "slider", "How many of the best beams to show (at most num_beams).", 1, 8, 1),
-    Control("length_penalty", "Beams", "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1),
-    Control("early_stopping", "Beams", "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never)."),
-    Control("num_beam_groups", "Beams", "slider", "Diverse beam search (greedy, needs diversity_penalty > 0): split the beams into this many groups that choose in turn; 1 = off.", 1, 8, 1),
-    Control("diversity_penalty", "Beams", "slider", "Diverse beam search: subtracted from a token's log-prob once per beam of an earlier group that chose it at this step (needs groups > 1).", 0.0, 5.0, 0.1),
-    # More samplers: the community samplers of text-generation-webui and llama.cpp, under their names there
-    Control("dry_multiplier", "More samplers", "slider", "DRY (p-e-w, text-generation-webui): penalize the token that would extend a repeat by multiplier x base^(length - allowed); 0 = off.", 0.0, 5.0, 0.05),
-    Control("dry_base", "More samplers", "slider", "DRY: how fast the penalty grows with each extra repeated token.", 1.0, 4.0, 0.05),
-    Control("dry_allowed_length", "More samplers", "slider", "DRY: repeats up to this many tokens go unpenalized.", 1, 20, 1),
-    Control("dry_sequence_breakers", "More samplers", "text", "DRY: a repeat never extends across these, one per line (\\n for a newline).",
-            placeholder="e.g. \\n"),
-    Control("xtc_probability", "More samplers", "slider", "XTC (p-e-w, text-generation-webui / llama.cpp): chance per step of excluding the top choices; 0 = off.", 0.0, 1.0, 0.01),
-    Control("xtc_threshold", "More samplers", "slider", "XTC: tokens at least this likely are top choices; all but the least likely of them go.", 0.0, 0.5, 0.01),
-    Control("mirostat", "More samplers", "slider", "Mirostat v2 (Basu et al. 2021, llama.cpp): 2 = on, 0 = off; caps surprise so it tracks tau.", 0, 2, 2),
-    Control("mirostat_tau", "More samplers", "slider", "Mirostat: the target surprise per token, in bits.", 0.0, 10.0, 0.1),
-    Control("mirostat_eta", "More samplers", "slider", "Mirostat: learning rate of the surprise cap.", 0.0, 1.0, 0.01),
-    Control("dynatemp_low", "More samplers", "slider", "Dynamic temperature (text-generation-webui): the temperature of a certain step; off when low = high = 1.", 0.05, 5.0, 0.05),
-    Control("dynatemp_high", "More samplers", "slider", "Dynamic temperature: the temperature of a maximally uncertain step.", 0.05, 5.0, 0.05),
-    Control("dynatemp_exponent", "More samplers", "slider", "Dynamic temperature: T = low + (high - low) x (entropy / max entropy)^exponent.", 0.0, 5.0, 0.05),
-    Control("top_n_sigma", "More samplers", "slider", "Top-nσ (Tang et al. 2024): keep logits within n standard deviations of the top one; 0 = off.", 0.0, 5.0, 0.05),
-    Control("top_a", "More samplers", "slider", "Top-a (text-generation-webui): drop tokens below top_a x the top probability squared; 0 = off.", 0.0, 1.0, 0.01),
-    Control("tfs", "More samplers", "slider", "Tail-free sampling (Bricken 2019): cut where the sorted probabilities flatten out; 1 = off.", 0.0, 1.0, 0.01),
-)
+# The parameter panel, group by group (engine/knobs.py declares each knob's widget with its processor).
+CONTROLS: tuple[Control, ...] = tuple(
+    Control(k.name, k.widget.group, k.widget.kind, k.widget.info, k.widget.minimum, k.widget.maximum,
+            k.widget.step, k.widget.placeholder) for k in page_knobs() if k.widget is not None)
 CONTROL_FIELDS: tuple[str, ...] = tuple(c.field for c in CONTROLS)
 ORDER_INFO = ("The order the processors run in. Remove a name and add it back to move it to the end; "
               "a partial list swaps just the named processors among their default places.")

@@ -12,22 +12,17 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from engine.knobs import PROCESSORS
 from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, SamplingParams,
                            word_variants)
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig
 
-# Why transformers cannot take a knob, by field name.
-_TRANSFORMERS_LACKS = {
-    "presence_penalty": "transformers has no OpenAI-style presence penalty (repetition_penalty is multiplicative)",
-    "frequency_penalty": "transformers has no OpenAI-style frequency penalty",
-    "order": "transformers applies its processors in a fixed order",
-}
-_SAMPLER_NAMES = {"dry": "DRY", "dynatemp": "dynamic temperature", "top_n_sigma": "top-nσ", "top_a": "top-a",
-                  "tfs": "tail-free", "xtc": "XTC", "mirostat": "mirostat"}
-_TRANSFORMERS_LACKS.update({field: f"transformers has no {_SAMPLER_NAMES[sampler]} sampler"
-                            for sampler, names in SAMPLER_FIELDS.items() for field in names})
+# Why transformers cannot take a knob, by field name (from the processors' specs).
+_TRANSFORMERS_LACKS = {"order": "transformers applies its processors in a fixed order",
+                       **{knob.name: spec.lacks_reason() for spec in PROCESSORS if spec.transformers is None
+                          for knob in spec.fields}}
 _DEFAULTS = SamplingParams()
 # Where transformers 5's generate() fetches group (diverse) beam search from; 4.x had it in the library.
 GROUP_BEAM_REPO = "transformers-community/group-beam-search"

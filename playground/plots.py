@@ -225,7 +225,8 @@ def _stage_annotation(names: Sequence[str], stats: dict) -> str:
     """"<b>top_k</b>  H = … · support … · mass kept … · chosen p … (rank …)" and, for a collapsed group, a
     second grey line naming the stages that changed nothing. Names are escaped."""
     label = escape_label(names[0] if names[0] != "raw" else "raw (model)")
-    line = (f"<b>{label}</b>   H = {stats['entropy']:.2f} nats · support {stats['support']:,} · "
+    # an entropy is >= 0: a one-token distribution's float sum can come out as -1e-8, shown "-0.00" otherwise
+    line = (f"<b>{label}</b>   H = {max(stats['entropy'], 0.0):.2f} nats · support {stats['support']:,} · "
             f"mass kept {stats['mass_kept']:.1%} · chosen p {stats['chosen_prob']:.3g} (rank {stats['chosen_rank']})")
     if len(names) > 1:
         line += f"<br><span style='color:#777'>{escape_label('then no change: ' + unchanged_list(names[1:]))}</span>"

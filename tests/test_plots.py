@@ -347,3 +347,10 @@ def test_heatmap_colour_scales_keep_the_values_and_tame_an_outlier() -> None:
     assert trace.z[0][0] == pytest.approx(math.log10(cells["perplexity"].iloc[0]))
     with pytest.raises(ValueError, match="scale"):
         metric_heatmap(cells, "perplexity", None, "temperature", scale="cubic")
+
+
+def test_a_rounding_negative_entropy_is_not_shown_as_minus_zero() -> None:
+    from playground.plots import _stage_annotation
+    stats = {"entropy": -1e-8, "support": 1, "mass_kept": 1.0, "chosen_prob": 1.0, "chosen_rank": 1}
+    line = _stage_annotation(["top_k"], stats)
+    assert "H = 0.00 nats" in line and "-0.00" not in line

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers.generation import logits_process as hf
 
-from engine.params import DEFAULT_ORDER, SamplingParams
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from assertions import assert_same_scores
@@ -48,8 +48,10 @@ CASES = {
     "repetition_penalty": (lambda r: r.choice([0.5, 1.1, 1.3, 2.0, 100.0]), 1.0,
                            lambda v: hf.RepetitionPenaltyLogitsProcessor(v)),
     "no_repeat_ngram_size": (lambda r: r.choice([1, 2, 3, 4]), 0, lambda v: hf.NoRepeatNGramLogitsProcessor(v)),
+    "top_h": (lambda r: r.choice([0.05, 0.3, 0.5, 0.8, 0.95, 1.0]), 0.0, lambda v: hf.TopHLogitsWarper(v)),
+    "renormalize_logits": (lambda r: True, False, lambda v: hf.LogitNormalization()),
 }
-PROCESSOR_OF = {"no_repeat_ngram_size": "no_repeat_ngram"}
+PROCESSOR_OF = {"no_repeat_ngram_size": "no_repeat_ngram", "renormalize_logits": "renormalize"}
 
 
 @pytest.mark.parametrize("field", list(CASES))
@@ -65,6 +67,56 @@ def test_scalar_processors_match_transformers(field: str, seed: int, generated: 
     for row, value in enumerate(values):
         expected = logits[row:row + 1] if value == off else make_hf(value)(tokens[row:row + 1], logits[row:row + 1].clone())
         assert_same_scores(ours[row], expected[0], f"{field}={value} (row {row})")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("generated", [0, 7])
+def test_encoder_repetition_penalty_matches_transformers_with_the_prompt_as_encoder_input(seed, generated) -> None:
+    rng = random.Random(seed)
+    values = [rng.choice([0.5, 0.8, 1.3, 2.0, 100.0, 0.01]) if rng.random() < 0.75 else 1.0 for _ in range(B)]
+    logits = random_logits(seed)
+    tokens = random_tokens(seed, PROMPT_LEN + generated)
+    ours = run_ours("encoder_repetition_penalty", [SamplingParams(encoder_repetition_penalty=v) for v in values],
+                    logits, tokens)
+    for row, value in enumerate(values):
+        proc = hf.EncoderRepetitionPenaltyLogitsProcessor(value, encoder_input_ids=tokens[row:row + 1, :PROMPT_LEN])
+        expected = logits[row:row + 1] if value == 1.0 else proc(tokens[row:row + 1], logits[row:row + 1].clone())
+        assert_row_equal(ours[row], expected[0], row, f"encoder_repetition_penalty={value}")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exponential_decay_length_penalty_matches_transformers(seed) -> None:
+    rng = random.Random(seed)
+    values = [(rng.randrange(0, 8), rng.choice([0.0, 0.5, 0.9, 1.05, 1.5, 3.0])) if rng.random() < 0.75 else (0, 1.0)
+              for _ in range(B)]
+    logits = random_logits(seed)
+    logits[0, EOS[0]] = float("-inf")  # a removed end-of-text token stays removed
+    for generated in range(0, 12, 3):
+        tokens = random_tokens(seed, PROMPT_LEN + generated)
+        params = [SamplingParams(exponential_decay_start=start, exponential_decay_factor=factor, max_new_tokens=16)
+                  for start, factor in values]
+        ours = run_ours("exponential_decay", params, logits, tokens)
+        for row, (start, factor) in enumerate(values):
+            proc = hf.ExponentialDecayLengthPenalty((start, factor), EOS, PROMPT_LEN)
+            expected = logits[row:row + 1] if factor == 1.0 else proc(tokens[row:row + 1], logits[row:row + 1].clone())
+            assert_row_equal(ours[row], expected[0], row, f"decay ({start}, {factor}) at step {generated}")
+
+
+def test_exponential_decay_that_would_overflow_is_refused_naming_the_field() -> None:
+    with pytest.raises(ParamError, match=r"^exponential_decay_factor: must be small enough .* 1e\+20 .*got 10"):
+        SamplingParams(exponential_decay_factor=10.0, max_new_tokens=100)
+    SamplingParams(exponential_decay_factor=10.0, max_new_tokens=100, exponential_decay_start=90)  # 10^10: fine
+
+
+def test_top_h_on_rows_with_fewer_than_100_candidates_matches_transformers() -> None:
+    """top-H after a truncation: most of its 100 candidates are already -inf."""
+    logits = random_logits(4)
+    truncated = torch.where(logits >= logits.topk(30, dim=-1).values[:, -1:], logits, float("-inf"))
+    values = [0.1, 0.5, 0.9, 1.0, 0.3, 0.7, 0.05, 0.6][:B]
+    ours = run_ours("top_h", [SamplingParams(top_h=v) for v in values], truncated, random_tokens(4, PROMPT_LEN))
+    for row, value in enumerate(values):
+        expected = hf.TopHLogitsWarper(value)(None, truncated[row:row + 1].clone())
+        assert_row_equal(ours[row], expected[0], row, f"top_h={value}")
 
 
 def test_min_new_tokens_matches_transformers() -> None:

@@ -40,6 +40,8 @@ PIPELINE_KNOBS = (
     "presence_penalty", "frequency_penalty", "no_repeat_ngram_size", "dry_multiplier", "dry_base",
     "dry_allowed_length", "xtc_threshold", "xtc_probability", "mirostat_tau", "mirostat_eta", "dynatemp_low",
     "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "min_new_tokens",
+    "encoder_repetition_penalty", "smoothing_factor", "smoothing_curve", "top_h", "exponential_decay_factor",
+    "exponential_decay_start",
 )
 
 
@@ -51,6 +53,7 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "top_n_sigma": p.top_n_sigma == 0.0, "top_a": p.top_a == 0.0, "tfs": p.tfs == 1.0,
         "epsilon_cutoff": p.epsilon_cutoff == 0.0, "eta_cutoff": p.eta_cutoff == 0.0,
         "xtc": p.xtc_probability == 0.0, "mirostat": p.mirostat == 0,
+        "smoothing": p.smoothing_factor == 0.0, "top_h": p.top_h == 0.0,
     }
     if name in sampling_only:
         return p.greedy or sampling_only[name]
@@ -59,7 +62,8 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "repetition_penalty": p.repetition_penalty == 1.0, "presence_penalty": p.presence_penalty == 0.0,
         "frequency_penalty": p.frequency_penalty == 0.0, "dry": p.dry_multiplier == 0.0,
         "no_repeat_ngram": p.no_repeat_ngram_size == 0, "bad_words": not p.bad_words,
-        "min_new_tokens": p.min_new_tokens == 0,
+        "min_new_tokens": p.min_new_tokens == 0, "encoder_repetition_penalty": p.encoder_repetition_penalty == 1.0,
+        "renormalize": not p.renormalize_logits, "exponential_decay": p.exponential_decay_factor == 1.0,
     }[name]
 
 
@@ -84,6 +88,7 @@ def sampling_params(draw, beams: bool = False) -> SamplingParams:
     values.update(
         do_sample=draw(st.booleans()) if not beams else draw(st.sampled_from([False, False, True])),
         mirostat=draw(st.sampled_from([0, 0, 2])),
+        renormalize_logits=draw(st.booleans()),
         bad_words=draw(st.lists(st.sampled_from(WORDS), max_size=3, unique=True)),
         sequence_bias=draw(st.lists(st.tuples(st.sampled_from(WORDS), st.one_of(
             st.floats(-20, 20, allow_nan=False), st.just(float("-inf")))), max_size=2, unique_by=lambda t: t[0])),
@@ -98,7 +103,7 @@ def sampling_params(draw, beams: bool = False) -> SamplingParams:
         values.update(num_beams=num_beams, num_return_sequences=draw(st.integers(1, num_beams)),
                       length_penalty=draw(st.floats(-2, 2)), early_stopping=draw(st.sampled_from([False, True, "never"])))
         for name in ("dry_multiplier", "xtc_probability", "mirostat", "dynatemp_low", "dynatemp_high",
-                     "top_n_sigma", "top_a", "tfs", "presence_penalty", "frequency_penalty"):
+                     "top_n_sigma", "top_a", "tfs", "presence_penalty", "frequency_penalty", "smoothing_factor"):
             values[name] = DEFAULTS[name]  # community samplers are sampling-loop processors only
     try:
         return SamplingParams(**values)

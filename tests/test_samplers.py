@@ -71,6 +71,15 @@ def ref_top_n_sigma(row: torch.Tensor, n: float) -> torch.Tensor:
     return out
 
 
+def ref_smoothing(row: torch.Tensor, factor: float, curve: float) -> torch.Tensor:
+    """text-generation-webui's QuadraticSamplingLogitsWarper on one row (modules/sampler_hijack.py)."""
+    max_logit = row.max()
+    diff = row - max_logit
+    k = (3 - curve) / 2
+    s = (curve - 1) / 2
+    return torch.where(row != float("-inf"), -(k * factor * diff**2) + (s * factor * diff**3) + max_logit, row)
+
+
 def ref_top_a(row: torch.Tensor, a: float) -> torch.Tensor:
     """Top-a (text-generation-webui): remove tokens with p < a * p_max^2."""
     probs = row.softmax(-1).tolist()
@@ -194,6 +203,27 @@ def test_one_value_sampler_matches_reference(field, choices, off, reference, fla
         logits = logits / rng.choice([1.0, 3.0])
     out = pipeline([SamplingParams(**{field: v}) for v in values], logits, state_of(random_tokens(seed, PROMPT_LEN)))
     check_rows(out, logits, values, off, lambda r, v: reference(logits[r], v))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_smoothing_matches_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    values = mixed(rng, lambda: (rng.choice([0.01, 0.1, 0.3, 1.0, 4.0]), rng.choice([1.0, 1.5, 2.0, 3.0, 4.3])),
+                   (0.0, 1.0))
+    logits = random_logits(seed)
+    logits[0, :50] = float("-inf")  # removed tokens stay removed
+    params = [SamplingParams(smoothing_factor=f, smoothing_curve=c) for f, c in values]
+    out = pipeline(params, logits, state_of(random_tokens(seed, PROMPT_LEN)))
+    check_rows(out, logits, values, (0.0, 1.0), lambda r, v: ref_smoothing(logits[r], *v))
+
+
+def test_smoothing_never_makes_nan_even_when_its_cubic_overflows() -> None:
+    logits = torch.tensor([[0.0, -1e13, -5.0, float("-inf")], [1e9, -1e9, 0.0, 3.0]])
+    for curve in (1.0, 3.0, 4.0, 10.0):
+        params = [SamplingParams(smoothing_factor=100.0, smoothing_curve=curve)] * 2
+        out = pipeline(params, logits, state_of(torch.zeros(2, 3, dtype=torch.long)))
+        assert not out.isnan().any(), curve
+        assert out[0, 3] == float("-inf") and out[0, 0] == 0.0 and out[0, 1] == float("-inf")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -63,7 +63,8 @@ def test_default_order_places_the_new_samplers() -> None:
     assert order.index("dynatemp") == order.index("temperature") + 1
     assert order.index("typical_p") < order.index("top_n_sigma") < order.index("top_a") < order.index("tfs")
     assert max(order.index(n) for n in ("top_k", "top_p", "min_p", "tfs", "eta_cutoff")) < order.index("xtc")
-    assert order[-1] == "mirostat" and tuple(REGISTRY) == DEFAULT_ORDER
+    assert order.index("mirostat") == len(order) - 2 and order[-1] == "renormalize"  # LogitNormalization: last
+    assert tuple(REGISTRY) == DEFAULT_ORDER
 
 
 # ----------------------------------------------------------------------------------------------------------
