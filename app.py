@@ -3,8 +3,10 @@
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
 
-`app.demo` is the gr.Blocks page (what a hosted Space looks for). It is built on first access, not at import:
-importing this module loads no model and builds no UI.
+`app.app` is the FastAPI application: the page at /, the OpenAI-compatible API at /v1/... beside it (for a host
+that runs its own ASGI server: `uvicorn app:app`). `app.demo` is the page (a gr.Blocks, what a hosted Space looks
+for); launched by a host (`app.demo.launch()`) it serves /v1 beside it too. Both are built on first access, not at
+import (importing this module loads no model and builds no UI), and share one engine.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-_demo = None  # the page, once built (by main() or by the first access to `app.demo`)
+_built: dict[str, Any] = {}  # "demo" and "app", once built (on the first access to `app.demo` or `app.app`)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -55,34 +57,40 @@ def load_engine(model: str | None = None) -> Any:
 
 
 def build(model: str | None = None) -> Any:
-    """The page alone (for hosts that import `app.demo` and launch it themselves: no /v1 routes then)."""
-    from playground import build_demo
+    """The page, the /v1 routes of the same engine in it (served beside it however it is served)."""
+    from playground.server import build_page
 
-    return build_demo(load_engine(model), device_scope=gpu_scope())
+    scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
+    return build_page(load_engine(model), device_scope=scope)
 
 
 def __getattr__(name: str) -> Any:
-    """`app.demo`, built on first access with the default model (or $PLAYGROUND_MODEL)."""
-    global _demo
-    if name == "demo":
-        if _demo is None:
-            _demo = build(os.environ.get("PLAYGROUND_MODEL"))
-        return _demo
-    raise AttributeError(f"module 'app' has no attribute {name!r}")
+    """`app.demo` (the page) and `app.app` (FastAPI: the page at /, /v1 beside it), built on first access with the
+    default model (or $PLAYGROUND_MODEL); both hold the same page, so one engine serves them."""
+    if name not in ("demo", "app"):
+        raise AttributeError(f"module 'app' has no attribute {name!r}")
+    if "demo" not in _built:
+        _built["demo"] = build(os.environ.get("PLAYGROUND_MODEL"))
+    if name == "app" and "app" not in _built:
+        from playground.server import create_app
+
+        _built["app"] = create_app(_built["demo"])
+    return _built[name]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    global _demo
     started = time.perf_counter()
     args = parse_args(argv)
     from playground.server import launch_app
 
-    _demo, local_url, share_url = launch_app(load_engine(args.model), args.host, args.port, args.share, gpu_scope())
+    # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
+    scope = gpu_scope()
+    demo, local_url, share_url = launch_app(load_engine(args.model), args.host, args.port, args.share, scope)
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
           f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:
         print(f"public link: {share_url}", flush=True)
-    _demo.block_thread()
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
     ProcessorSpec("exponential_decay", "exponential decay length penalty",
                   "raise the end-of-text logit by |logit| x (factor^(step - start) - 1) once past the start",
                   transformers="ExponentialDecayLengthPenalty", fields=(
-        Knob("exponential_decay_factor", float, 1.0, Range(0.0, 10.0), "float64", widget=Widget(L, "slider", "Exponential decay length penalty (transformers): after `start` new tokens, end-of-text grows by |logit| x (factor^(tokens past start) - 1); > 1 ends texts sooner; 1 = off.", 0.9, 1.5, 0.01)),
+        Knob("exponential_decay_factor", float, 1.0, Range(0.0, 10.0), "float64", widget=Widget(L, "slider", "Exponential decay length penalty (transformers): after `start` new tokens, end-of-text grows by |logit| x (factor^(tokens past start) - 1); > 1 ends texts sooner; 1 = off.", 0.9, 1.09, 0.01)),
         _long("exponential_decay_start", 0, Range(0, 100_000), Widget(L, "slider", "Exponential decay length penalty: new tokens before it starts.", 0, 256, 1)))),
     ProcessorSpec("temperature", "temperature", "divide logits by the temperature", sampling_only=True,
                   transformers="TemperatureLogitsWarper", fields=(

@@ -24,6 +24,7 @@ from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
 from . import views
+from .config import whole_number
 from .errors import user_error
 from .runs import Run, RunStore
 
@@ -75,7 +76,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
         """
         try:
             run = store.get(check_text("run_id", run_id))
-            return views.distribution_json(store, run, _int("sample", sample), _int("step", step), _int("top_n", top_n))
+            return views.distribution_json(store, run, whole_number("sample", sample), whole_number("step", step),
+                                      whole_number("top_n", top_n))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
 
@@ -143,10 +145,3 @@ def _axes(axes: Any) -> tuple[Axis, ...]:
         out.append(Axis(axis["name"], tuple(values)))
     return tuple(out)
 
-
-def _int(field: str, value: Any) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ParamError(field, "a whole number", value)
-    return value

@@ -26,6 +26,23 @@ MAX_INDEX = 100_000  # sample / step indices: a bound for link input, as large a
 URL_SAFE = ":,"  # allowed as they are in a query; keeps axis=temperature:0.2,0.9 readable
 
 
+def whole_number(field: str, value: Any, text: bool = False) -> int:
+    """A count or an index: an int, or a float without a fraction (a browser's numbers and JSON's 2.0 are floats);
+    with text=True also a number written as text (what a page's number box may send). Anything else (a bool,
+    2.5, "two") is a ParamError naming the field. The one whole-number check of the page and the gradio API."""
+    given = value
+    if text and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ParamError(field, "a whole number", given) from None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ParamError(field, "a whole number", given)
+    return value
+
+
 def default_params() -> SamplingParams:
     """The page's starting parameters: a little below temperature 1, short outputs that run in seconds."""
     return SamplingParams(temperature=0.8, max_new_tokens=48)

@@ -6,10 +6,15 @@ tracebacks buried the real faults (which still get theirs).
 """
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import logging
+from typing import Any, Callable
 
 import gradio as gr
+
+from engine.params import ParamError
 
 log = logging.getLogger("playground")
 
@@ -25,3 +30,24 @@ def user_error(exc: Exception, title: str = "Invalid setting", as_html: bool = T
     message = str(exc)
     log_bad_input(message)
     return gr.Error(html.escape(message) if as_html else message, title=title, print_exception=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """A page handler whose bad input (ParamError) becomes a gr.Error with the engine's message (field, allowed
+    range, value); never a traceback, in the page or in the server log (one line there)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except ParamError as exc:
+                raise user_error(exc) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except ParamError as exc:
+            raise user_error(exc) from None
+    return call

@@ -1,0 +1,118 @@
+"""Distributions: the next-token distribution of one output at one step, after every processor; and the same
+context under another output's settings."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engine.params import ParamError
+
+from .. import views
+from ..config import whole_number
+from ..errors import user_errors
+from .common import PRIVATE, PageContext
+
+
+@dataclass
+class DistributionsPanel:
+    tab: gr.Tab
+    caption: gr.HTML
+    sample: gr.Slider
+    step: gr.Slider
+    top: gr.Slider
+    plot: gr.Plot
+    table: gr.Dataframe
+    steps_plot: gr.Plot
+    compare_with: gr.Number
+    compare: gr.Button
+    compare_caption: gr.HTML
+    compare_table: gr.Dataframe
+    compare_plot: gr.Plot
+
+
+def build_distributions() -> DistributionsPanel:
+    """The Distributions tab (call inside the page's gr.Tabs)."""
+    with gr.Tab("Distributions", id="distributions") as tab:
+        # captions quote model text: HTML components given escaped text (never Markdown)
+        caption = gr.HTML("Run Generate or a sweep, then pick an output and a step (or click a token in Generate).",
+                          elem_id="dist-caption")
+        with gr.Row():
+            sample = gr.Slider(0, 1, value=0, step=1, label="output", elem_id="dist-sample")
+            step = gr.Slider(0, 1, value=0, step=1, label="step", elem_id="dist-step")
+            top = gr.Slider(5, 60, value=20, step=1, label="tokens shown")
+        plot = gr.Plot(label="Next-token distribution after each processor", elem_id="dist-plot")
+        table = gr.Dataframe(label="Per stage", interactive=False)
+        steps_plot = gr.Plot(label="Over the steps")
+        with gr.Accordion("Compare with another output's settings (e.g. another processor order)", open=False):
+            with gr.Row():
+                compare_with = gr.Number(1, label="other output", precision=0, minimum=0, elem_id="compare-with",
+                                         info="Its settings run on this output's context at this step.")
+                compare = gr.Button("Compare", elem_id="compare")
+            compare_caption = gr.HTML("", elem_id="compare-caption")
+            compare_table = gr.Dataframe(label="Stage by stage", interactive=False, elem_id="compare-table")
+            compare_plot = gr.Plot(label="The other settings on this context")
+    return DistributionsPanel(tab, caption, sample, step, top, plot, table, steps_plot, compare_with, compare,
+                              compare_caption, compare_table, compare_plot)
+
+
+def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables: tuple[gr.HTML, ...]) -> None:
+    """The sliders and the tab show a distribution; a click on a token in any of `clickables` opens its own."""
+    store = page.store
+    inputs = [page.run_id, panel.sample, panel.step, panel.top]
+    outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step]
+
+    @user_errors
+    @page.device_scope
+    def show_distribution(current: str, sample: Any, step: Any, top: Any):
+        if not current:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        run = store.get(current)
+        # sliders never go below 1 as a maximum (Gradio needs min < max): clamp to this run's range
+        sample = min(whole_number("output", sample, text=True), run.row_count - 1)
+        last = len(run.generation.rows[sample].token_ids) - 1
+        step = min(whole_number("step", step, text=True), last)
+        shown = views.distribution(store, run, sample, step, whole_number("tokens shown", top, text=True))
+        return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
+                gr.Slider(maximum=max(last, 1), value=step))
+
+    for slider in (panel.sample, panel.step, panel.top):
+        # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never
+        # the value the handler itself sets; always_last: a drag replays where it stops, not every step passed
+        slider.input(show_distribution, inputs, outputs, preprocess=False, trigger_mode="always_last", **PRIVATE)
+    panel.tab.select(show_distribution, inputs, outputs, preprocess=False, **PRIVATE)
+
+    @user_errors
+    def open_token(current: str, top: Any, event: gr.EventData):
+        picked = getattr(event, "_data", None) or {}
+        sample, step = picked.get("sample"), picked.get("step")
+        if not current or sample is None or step is None:
+            return (gr.skip(),) * 8
+        shown = show_distribution(current, sample, step, top)
+        return (gr.Tabs(selected="distributions"), "distributions", gr.Slider(value=int(sample)), *shown)
+
+    for clickable in clickables:  # a token in Generate, or in a sweep grid's cell
+        clickable.click(open_token, [page.run_id, panel.top], [page.tabs, page.view, panel.sample, *outputs],
+                        **PRIVATE)
+    wire_compare(page, panel)
+
+
+def wire_compare(page: PageContext, panel: DistributionsPanel) -> None:
+    """Compare: another output's settings on this output's context at this step, stage by stage."""
+    store = page.store
+
+    @user_errors
+    @page.device_scope
+    def compare_outputs(current: str, sample: Any, step: Any, other: Any, top: Any):
+        if not current:
+            raise ParamError("run", "a finished run (run Generate or a sweep first)", None)
+        run = store.get(current)
+        shown = views.compare(store, run, whole_number("output", sample, text=True),
+                              whole_number("step", step, text=True), whole_number("other output", other, text=True),
+                              whole_number("tokens shown", top, text=True))
+        return html.escape(shown.caption), shown.table, shown.figure
+
+    panel.compare.click(compare_outputs, [page.run_id, panel.sample, panel.step, panel.compare_with, panel.top],
+                        [panel.compare_caption, panel.compare_table, panel.compare_plot], preprocess=False, **PRIVATE)

@@ -1,0 +1,105 @@
+"""Share & export: a link that reproduces the settings, and the same settings for transformers and for an
+OpenAI-style API."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engine.params import ParamError
+
+from ..errors import user_errors
+from ..exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
+from ..render import CSS, error_html
+from .common import PRIVATE, PageContext
+from .form import config_from_form
+
+SHARE_URL_JS = "(query) => window.location.origin + window.location.pathname + query"
+# Copy link: the whole link into the box and onto the clipboard (the async Clipboard API where the page may use
+# it, else a selected text area and execCommand), and a line saying which happened.
+COPY_LINK_JS = """
+async (query) => {
+  const url = window.location.origin + window.location.pathname + query;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch (error) {
+    const area = document.createElement('textarea');
+    area.value = url;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    try { copied = document.execCommand('copy'); } catch (ignored) { copied = false; }
+    area.remove();
+  }
+  const note = copied
+    ? '<div class="dp-status dp-copied" role="status">Link copied to the clipboard.</div>'
+    : '<div class="dp-status" role="status">This browser did not allow copying: select the link below and copy it.</div>';
+  return [url, note];
+}
+"""
+
+
+@dataclass
+class SharePanel:
+    tab: gr.Tab
+    button: gr.Button
+    note: gr.HTML
+    link: gr.Textbox
+    query: gr.Textbox
+    export_notes: gr.Textbox
+    python_code: gr.Code
+    generation_json: gr.Code
+    openai_json: gr.Code
+
+
+def build_share() -> SharePanel:
+    """The Share & export tab (call inside the page's gr.Tabs)."""
+    with gr.Tab("Share & export", id="share") as tab:
+        gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and the same "
+                    "settings for transformers and for an OpenAI-style API.")
+        with gr.Row(equal_height=True):
+            button = gr.Button("Copy link", elem_id="share-button", variant="primary", scale=0, min_width=140)
+            note = gr.HTML("", elem_id="share-note", css_template=CSS)
+        link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
+        # the server's query; the page makes it a whole link, so the box never shows half a link
+        query = gr.Textbox(visible="hidden", elem_id="share-query")
+        export_notes = gr.Textbox(label="What the exports leave out, and notes", lines=3, interactive=False,
+                                  elem_id="export-notes")
+        python_code = gr.Code(label="model.generate(...) (a sweep: a loop over its cells)", language="python",
+                              elem_id="export-python")
+        generation_json = gr.Code(label="GenerationConfig JSON: GenerationConfig(**json) (a sweep: a list, one per "
+                                        "cell)", language="json", elem_id="export-generation-config")
+        openai_json = gr.Code(label="OpenAI-style request (a sweep: a list, one per cell)", language="json",
+                              elem_id="export-openai")
+    return SharePanel(tab, button, note, link, query, export_notes, python_code, generation_json, openai_json)
+
+
+def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
+    """Copy link and opening the tab fill the link and the exports (`hub_id`: the model the exports name)."""
+    model = page.engine.loaded
+    outputs = [panel.query, panel.python_code, panel.generation_json, panel.openai_json, panel.note,
+               panel.export_notes]
+
+    @user_errors
+    def share(**settings: Any):
+        try:
+            config = config_from_form(settings)
+        except ParamError as exc:  # said beside the link (it stays), then once as a toast
+            yield {panel.note: error_html(str(exc))}
+            raise
+        query = config.to_query()
+        yield ("?" + query if query else "", generate_snippet(config, hub_id),
+               generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
+               export_notes_text(config, model.tokenizer))
+
+    # the query is built on the server, then made whole in the page and, for the button, put on the clipboard
+    panel.button.click(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
+                       show_progress="hidden", **PRIVATE).success(
+        None, panel.query, [panel.link, panel.note], js=COPY_LINK_JS)
+    panel.tab.select(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
+                     show_progress="hidden", **PRIVATE).success(None, panel.query, panel.link, js=SHARE_URL_JS)
