@@ -4,6 +4,11 @@ Runs one Generate-sized run (3 samples x 48 tokens, trace on), then times what t
 or output slider moves: the replay of that (row, step) at full vocabulary plus the figures and tables
 (playground.views.distribution), first for steps never seen (a fresh replay each) and then for steps already
 seen (cached replays). Prints medians and 90th percentiles in milliseconds.
+
+The other benchmarks live in engine/bench/; this one stays beside the view it times. A slider move is a page-only
+Gradio event whose run id is in the page session's state, so there is no HTTP call from outside that does this
+work (the public /distribution endpoint returns the same distributions as JSON, without figures or tables);
+timing it over HTTP would mean replaying the page's own protocol, or timing something cheaper.
 """
 from __future__ import annotations
 

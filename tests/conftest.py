@@ -14,8 +14,35 @@ settings.register_profile("thorough", max_examples=2000, deadline=None, print_bl
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# Test lanes. Markers are applied by the fixtures a test uses (pytest_collection_modifyitems below), so a new test
+# lands in the right lane without anyone remembering; a test that needs the model or a browser without saying so
+# through a fixture (a subprocess that loads the model, say) carries an explicit mark.
+#   python -m pytest -q                                          everything (what CI runs)
+#   python -m pytest -q -m "not model and not browser and not slow"   the fast lane
+MARKERS = {
+    "model": "needs the bundled model loaded (the `bundled` fixture, the app, or a subprocess that loads it)",
+    "browser": "drives Chromium through Playwright (needs /usr/bin/chromium); implies model",
+    "slow": "more than a few seconds of CPU without the bundled model (long runs, property tests, the largest "
+            "statistical tests, full-vocabulary runs on the tiny model); the fast lane skips it",
+}
+BROWSER_FIXTURES = frozenset({"browser", "page"})
+# Every fixture here that loads the bundled model or starts the app on it. A fixture's own dependencies are in a
+# test's fixturenames too, so a module-local fixture built on any of these is covered without being listed.
+MODEL_FIXTURES = frozenset({"bundled", "engine", "app_url", "base_url", "client", "http", "model_id"})
+
+
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "slow: a long run (tens of seconds or more); the fast lane skips it")
+    for name, help_text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_text}")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & (MODEL_FIXTURES | BROWSER_FIXTURES) and not item.get_closest_marker("model"):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,8 @@ def set_text(page: Page, elem_id: str, value: str) -> None:
     for _ in range(5):
         box.fill(value)
         box.blur()
+        # the window in which a remount would drop the value: nothing on the page marks that none is coming, so
+        # the value is checked after it and typed again if it was lost
         page.wait_for_timeout(200)
         if box.input_value() == value:
             break
@@ -101,7 +103,7 @@ def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout_ms:
     for _ in range(max(timeout_ms // 100, 1)):
         if condition():
             return
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(100)  # the polling interval
     assert condition(), f"timed out waiting for {what}"
 
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from assertions import assert_logprobs, wait_for
 from gradio_helpers import call_raw
 
 from engine.params import DEFAULT_ORDER
@@ -29,7 +30,7 @@ def test_generate_returns_samples_with_logprobs(client):
     for sample in out["samples"]:
         assert 1 <= len(sample["token_ids"]) <= 8
         assert len(sample["tokens"]) == len(sample["token_ids"]) == len(sample["raw_logprobs"])
-        assert all(math.isfinite(v) and v <= 0 for v in sample["raw_logprobs"] + sample["final_logprobs"])
+        assert_logprobs(sample["raw_logprobs"] + sample["final_logprobs"], sample["index"])
         assert sample["finish_reason"] in ("stop", "length")
         assert sample["metrics"]["num_tokens"] == len(sample["token_ids"])
     again = client.predict("Name a colour.", params, 2, api_name="/generate")
@@ -184,15 +185,13 @@ def test_a_generate_whose_client_goes_away_stops(client, bundled):
     try:
         job = client.submit("Tell me a long story.", {"max_new_tokens": 4000, "min_new_tokens": 4000, "seed": 1}, 3,
                             api_name="/generate")
-        deadline = time.monotonic() + 60
-        while len(forwards) < 5 and time.monotonic() < deadline:  # the run is decoding
-            time.sleep(0.1)
-        assert len(forwards) >= 5
+        wait_for(lambda: len(forwards) >= 5, 60, "the run to decode 5 steps")
         job.cancel()
         step = (forwards[-1] - forwards[1]) / (len(forwards) - 2)  # seconds per step on this (shared) machine
-        time.sleep(max(2.0, 2 * step))  # the step under way ends
+        # the step under way ends: no model call for two steps' time (a run that never stops fails here)
+        wait_for(lambda: time.monotonic() - forwards[-1] > max(2.0, 2 * step), 60, "the model to be left alone")
         cancelled = len(forwards)
-        time.sleep(max(2.0, 3 * step))
+        time.sleep(max(2.0, 3 * step))  # a window for calls that must not come: their absence has no event
         assert len(forwards) == cancelled, f"{len(forwards) - cancelled} model calls after the run was cancelled"
     finally:
         hook.remove()

@@ -72,7 +72,11 @@ def test_share_link_restores_the_controls(page, app_url):
     expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/\?.*top_k=7"), timeout=30_000)
     seen = page.evaluate("() => { clearInterval(window.dpLinkWatch); return window.dpSeenLinks; }")
     assert seen and all(value.startswith("http://127.0.0.1:") for value in seen), sorted(set(seen))
-    page.wait_for_timeout(1500)  # let the export boxes finish updating before the picture
+    # the export boxes show this configuration before the picture
+    expect(page.locator("#export-notes textarea")).to_have_value(re.compile(r"Cell 1: temperature = 0\.9"))
+    expect(page.locator("#export-python")).to_contain_text("prompt = 'Hello there'")
+    expect(page.locator("#export-generation-config")).to_contain_text('"top_k": 7')
+    expect(page.locator("#export-openai")).to_contain_text('"content": "Hello there"')
     shot(page, "share")
     # the link it made opens the same configuration
     page.goto(link.input_value())
@@ -88,5 +92,6 @@ def test_markup_in_prompt_is_text(page, app_url):
     wait_done(page, "generate-status")
     expect(page.locator("#tokens")).to_contain_text(payload)
     assert page.locator("#tokens img").count() == 0
-    page.wait_for_timeout(500)
+    # no element anywhere on the page carries the payload's handler, so no alert can still come from it
+    assert page.locator("img[src='x'], [onerror*='alert(1)']").count() == 0
     assert page.dialogs == []

@@ -1,7 +1,6 @@
 """`python -m engine sweep` as a real subprocess on the bundled model (short outputs), plus its value parsing."""
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 from engine.__main__ import main
 from engine.values import parse_value, split_values
 from engine.models import LoadedModel
+
+from assertions import assert_logprobs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Name three colours."
@@ -41,6 +42,7 @@ def in_process(bundled: LoadedModel, monkeypatch: pytest.MonkeyPatch):
     return lambda *args: main(["sweep", *args])
 
 
+@pytest.mark.model  # json_run runs the real command line, which loads the bundled model
 def test_json_records(json_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     path, proc = json_run
     raw_text = path.read_text(encoding="utf-8")
@@ -58,7 +60,7 @@ def test_json_records(json_run: tuple[Path, subprocess.CompletedProcess]) -> Non
         assert isinstance(rec["text"], str) and rec["finish_reason"] in ("length", "stop")
         assert 1 <= len(rec["token_ids"]) <= 8
         assert len(rec["logprobs"]) == len(rec["token_ids"]) == rec["num_tokens"]
-        assert all(math.isfinite(lp) and lp <= 0 for lp in rec["logprobs"])
+        assert_logprobs(rec["logprobs"], f"sample {i}")
         for key in ("distinct_1", "distinct_2", "repeated_4gram_rate", "mean_logprob", "perplexity",
                     "mean_entropy", "cell_diversity"):
             assert key in rec

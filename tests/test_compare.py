@@ -8,6 +8,9 @@ from engine.sweepspec import Axis, SweepSpec
 from playground.runs import RunStore
 from playground.views import compare, stream_run
 
+# runs and full-vocabulary replays on the tiny model (49,152 tokens, every stage): ~15 s of CPU in all
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def order_run(tiny):

@@ -363,6 +363,7 @@ def test_generation_config_with_tokenizer(tiny: LoadedModel) -> None:
     assert {tuple(ids): bias for ids, bias in data["sequence_bias"]} == expected["sequence_bias"]
 
 
+@pytest.mark.slow  # four snippets, each loading the saved model: ~7 s of CPU
 def test_snippet_runs(tiny: LoadedModel, tmp_path: Path) -> None:
     """The snippet is a working script: run it on a tiny model saved to a folder."""
     tiny.model.save_pretrained(tmp_path)

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from assertions import assert_finite
 from gradio_helpers import call_raw
 from openai_helpers import assert_server_still_serves
 
@@ -70,20 +71,6 @@ KNOBS = st.lists(st.sampled_from(FIELDS), min_size=1, max_size=2, unique=True).f
 PROMPTS = st.one_of(st.just("Hello"), st.just("The capital of France is"), TEXTS, ODD)
 EXTRAS = st.fixed_dictionaries({}, optional={"logprobs": st.one_of(st.just(True), ODD), "stream": st.booleans(),
                                              "unknown field \ud800 é": ODD})
-
-
-def assert_finite(value: Any, where: str = "") -> None:
-    """No NaN or infinity anywhere, and no null inside a list of log-probs."""
-    if isinstance(value, float):
-        assert math.isfinite(value), f"{where}: {value}"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "logprob" in str(key) and isinstance(item, list):
-                assert None not in item, f"{where}.{key}: null log-prob"
-            assert_finite(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            assert_finite(item, f"{where}[{i}]")
 
 
 def strict_json(text: str) -> Any:

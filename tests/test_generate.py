@@ -13,6 +13,8 @@ from engine.params import ParamError, SamplingParams
 from engine.sweepspec import Axis, SweepSpec
 from engine.sweep import run_sweep
 
+from assertions import assert_logprobs
+
 PROMPT = "Explain how blockchain works in simple terms."
 
 
@@ -143,8 +145,7 @@ def test_every_admitted_edge_value_gives_finite_logprobs(engine) -> None:
                     SamplingParams(**{**SWITCHES.get(name, {}), name: value})
     result = engine.generate(engine.encode("The capital of France is", raw=True), rows)
     for (name, value), row in zip(labels, result.rows):
-        logprobs = row.raw_logprobs + row.final_logprobs
-        assert all(math.isfinite(x) and x <= 0 for x in logprobs), (name, value, row.text, logprobs)
+        assert_logprobs(row.raw_logprobs + row.final_logprobs, (name, value, row.text))
     # the smallest temperature admitted is still a temperature (transformers' division), and near 0 it is greedy
     greedy = engine.generate(engine.encode("The capital of France is", raw=True),
                              [SamplingParams(temperature=0, max_new_tokens=3),

@@ -18,6 +18,7 @@ from engine.beams import beam_search, beam_search_steps
 from engine.params import ParamError, SamplingParams, from_dict
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState, RowParams
+from assertions import assert_same_beams
 from synthetic import random_logits
 
 ORACLE = json.loads((Path(__file__).parent / "data" / "group_beam_oracle.json").read_text())
@@ -30,10 +31,7 @@ def case_id(case: dict) -> str:
 
 
 def assert_same(result, case: dict) -> None:
-    assert len(result.sequences) == len(case["sequences"])
-    for ours, ref, ref_score in zip(result.sequences, case["sequences"], case["scores"]):
-        assert ours.token_ids == ref
-        assert ours.score == pytest.approx(ref_score, rel=1e-4, abs=1e-4)  # float32 sums in another order, other CPUs
+    assert_same_beams(result, case["sequences"], case["scores"])
 
 
 def test_the_oracle_prompts_are_what_the_engine_encodes(engine):

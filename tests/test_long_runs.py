@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 
 from engine import generate as generate_module
-from engine.audit_sampling import BANNED, SETTINGS, AuditedChoice, Counts, banned_sequences
+from engine.bench.audit_sampling import BANNED, SETTINGS, AuditedChoice, Counts, banned_sequences
 from engine.generate import Engine
 from engine.params import SamplingParams, word_variants
 

@@ -29,6 +29,7 @@ def test_bundled_loads(bundled: LoadedModel) -> None:
     assert bundled.has_chat_template()
 
 
+@pytest.mark.model  # loads the bundled GGUF itself (twice), not through the `bundled` fixture
 def test_cache_round_trip(tmp_path: Path) -> None:
     fresh = load_model(cache_dir=tmp_path)
     assert not fresh.from_cache

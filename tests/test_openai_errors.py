@@ -157,7 +157,10 @@ def test_a_client_gone_while_sending_the_body_is_not_an_error(http, base_url):
         with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
             conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n{\"model\": ")
+            # the server reads the headers and waits for the rest of the body (the case under test): nothing outside
+            # the server shows that moment, so the client gives it time before it goes
             time.sleep(0.5)
+        # an error would be logged while the server handles the close; an absence has no event to wait for
         time.sleep(1.0)
         assert_server_still_serves(http)
     finally:

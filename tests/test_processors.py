@@ -14,6 +14,7 @@ from transformers.generation import logits_process as hf
 from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
+from assertions import assert_same_scores
 from synthetic import B, EOS, PROMPT_LEN, V, random_logits
 from synthetic import random_tokens as synthetic_tokens
 
@@ -33,12 +34,6 @@ def run_ours(name: str, params: list[SamplingParams], logits: torch.Tensor, toke
     out = torch.where(active[:, None], processor.apply(logits, state, rows), logits)
     assert torch.equal(logits, before), "processor changed its input in place"
     return out
-
-
-def assert_row_equal(ours: torch.Tensor, theirs: torch.Tensor, row: int, what: str) -> None:
-    assert torch.equal(torch.isinf(ours) & (ours < 0), torch.isinf(theirs) & (theirs < 0)), f"{what}: -inf mask differs (row {row})"
-    finite = torch.isfinite(theirs)
-    torch.testing.assert_close(ours[finite], theirs[finite], rtol=1e-6, atol=1e-6, msg=f"{what}: row {row}")
 
 
 # name -> (random value for a row, value meaning "off", transformers processor for a scalar value)
@@ -71,7 +66,7 @@ def test_scalar_processors_match_transformers(field: str, seed: int, generated: 
     ours = run_ours(PROCESSOR_OF.get(field, field), [SamplingParams(**{field: v}) for v in values], logits, tokens)
     for row, value in enumerate(values):
         expected = logits[row:row + 1] if value == off else make_hf(value)(tokens[row:row + 1], logits[row:row + 1].clone())
-        assert_row_equal(ours[row], expected[0], row, f"{field}={value}")
+        assert_same_scores(ours[row], expected[0], f"{field}={value} (row {row})")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -86,7 +81,7 @@ def test_encoder_repetition_penalty_matches_transformers_with_the_prompt_as_enco
     for row, value in enumerate(values):
         proc = hf.EncoderRepetitionPenaltyLogitsProcessor(value, encoder_input_ids=tokens[row:row + 1, :PROMPT_LEN])
         expected = logits[row:row + 1] if value == 1.0 else proc(tokens[row:row + 1], logits[row:row + 1].clone())
-        assert_row_equal(ours[row], expected[0], row, f"encoder_repetition_penalty={value}")
+        assert_same_scores(ours[row], expected[0], f"encoder_repetition_penalty={value} (row {row})")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -104,7 +99,7 @@ def test_exponential_decay_length_penalty_matches_transformers(seed) -> None:
         for row, (start, factor) in enumerate(values):
             proc = hf.ExponentialDecayLengthPenalty((start, factor), EOS, PROMPT_LEN)
             expected = logits[row:row + 1] if factor == 1.0 else proc(tokens[row:row + 1], logits[row:row + 1].clone())
-            assert_row_equal(ours[row], expected[0], row, f"decay ({start}, {factor}) at step {generated}")
+            assert_same_scores(ours[row], expected[0], f"decay ({start}, {factor}) at step {generated} (row {row})")
 
 
 def test_exponential_decay_that_would_overflow_is_refused_naming_the_field() -> None:
@@ -121,7 +116,7 @@ def test_top_h_on_rows_with_fewer_than_100_candidates_matches_transformers() -> 
     ours = run_ours("top_h", [SamplingParams(top_h=v) for v in values], truncated, random_tokens(4, PROMPT_LEN))
     for row, value in enumerate(values):
         expected = hf.TopHLogitsWarper(value)(None, truncated[row:row + 1].clone())
-        assert_row_equal(ours[row], expected[0], row, f"top_h={value}")
+        assert_same_scores(ours[row], expected[0], f"top_h={value} (row {row})")
 
 
 def test_min_new_tokens_matches_transformers() -> None:
@@ -133,7 +128,7 @@ def test_min_new_tokens_matches_transformers() -> None:
         for row, value in enumerate(values):
             proc = hf.MinNewTokensLengthLogitsProcessor(PROMPT_LEN, value, EOS)
             expected = proc(tokens[row:row + 1], logits[row:row + 1].clone())
-            assert_row_equal(ours[row], expected[0], row, f"min_new_tokens={value} at step {generated}")
+            assert_same_scores(ours[row], expected[0], f"min_new_tokens={value} at step {generated} (row {row})")
 
 
 def random_sequences(rng: random.Random) -> list[list[int]]:
@@ -157,7 +152,7 @@ def test_sequence_bias_matches_transformers(seed: int) -> None:
         else:
             proc = hf.SequenceBiasLogitsProcessor({tuple(s): b for s, b in entries})
             expected = proc(tokens[row:row + 1], logits[row:row + 1].clone())
-        assert_row_equal(ours[row], expected[0], row, "sequence_bias")
+        assert_same_scores(ours[row], expected[0], f"sequence_bias (row {row})")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -173,7 +168,7 @@ def test_bad_words_match_transformers(seed: int) -> None:
     for row, seqs in enumerate(per_row):
         expected = hf.NoBadWordsLogitsProcessor(seqs)(tokens[row:row + 1], logits[row:row + 1].clone()) if seqs \
             else logits[row:row + 1]
-        assert_row_equal(ours[row], expected[0], row, "bad_words")
+        assert_same_scores(ours[row], expected[0], f"bad_words (row {row})")
 
 
 def test_presence_and_frequency_follow_openai_semantics() -> None:
@@ -220,8 +215,8 @@ def test_rows_follow_their_own_order() -> None:
     rows = RowParams.build(params, EOS, V)
     out = apply_pipeline(logits, DecodeState.start(tokens, V), rows)
     t, m = hf.TemperatureLogitsWarper(2.0), hf.MinPLogitsWarper(0.2)
-    assert_row_equal(out[0], m(tokens[:1], t(tokens[:1], logits[:1].clone()))[0], 0, "temperature>min_p")
-    assert_row_equal(out[1], t(tokens[1:], m(tokens[1:], logits[1:].clone()))[0], 1, "min_p>temperature")
+    assert_same_scores(out[0], m(tokens[:1], t(tokens[:1], logits[:1].clone()))[0], "temperature>min_p (row 0)")
+    assert_same_scores(out[1], t(tokens[1:], m(tokens[1:], logits[1:].clone()))[0], "min_p>temperature (row 1)")
     assert (out[0] > float("-inf")).sum() != (out[1] > float("-inf")).sum()
 
 
@@ -259,7 +254,7 @@ def test_a_row_in_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
     for row, p in enumerate(params):
         alone_state = DecodeState.start(tokens[row:row + 1, :PROMPT_LEN], V, generated=tokens[row:row + 1, PROMPT_LEN:])
         alone = apply_pipeline(logits[row:row + 1], alone_state, RowParams.build([p], EOS, V))
-        assert_row_equal(together[row], alone[0], row, str(p))
+        assert_same_scores(together[row], alone[0], f"{p} (row {row})")
 
 
 @pytest.mark.parametrize("candidates", [1, 3, 40, V])

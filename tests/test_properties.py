@@ -28,6 +28,9 @@ from engine.sampling import choose_next, row_keys
 from engine.sweep import run_sweep
 from engine.sweepspec import SweepSpec
 
+# hypothesis' "ci" profile runs each of these for about a minute on 2 cores (tests/conftest.py)
+pytestmark = pytest.mark.slow
+
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
 WORDS = ("the", "a", "and", "Paris", "once", "very", "of", "to", "is")
 PROMPTS = ("Once upon a time", "The capital of France is", "Explain how rain forms.")

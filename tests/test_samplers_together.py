@@ -26,6 +26,7 @@ ALL_ON = SamplingParams(dry_multiplier=0.8, dry_allowed_length=1, xtc_probabilit
                         top_n_sigma=2.0, top_a=0.2, tfs=0.95, temperature=0.05, max_new_tokens=12, seed=3)
 
 
+@pytest.mark.slow  # every processor at the full 49,152-token vocabulary, traced and replayed: ~25 s of CPU
 def test_every_sampler_on_in_one_engine_run_is_nan_free(tiny) -> None:
     engine = Engine(tiny)
     order = list(reversed(DEFAULT_ORDER))

@@ -77,6 +77,7 @@ def warped(processor, logits: torch.Tensor) -> torch.Tensor:
 # The noise itself
 
 
+@pytest.mark.slow  # 3 x 2**24 values and a sort of 2**24: ~9 s of CPU
 def test_every_bit_pattern_gives_noise_strictly_inside_0_1() -> None:
     """All 2**24 values of the top 24 hash bits (the low byte varied too): u in (0, 1), finite Gumbel noise."""
     k = torch.arange(1 << 24, dtype=torch.long)

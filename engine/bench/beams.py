@@ -1,5 +1,5 @@
 """Batched beam configurations against one transformers `generate()` per configuration:
-`python -m engine.bench_beams`.
+`python -m engine.bench.beams`.
 
 Six beam-search configurations (num_beams 3, the same length, different length penalties, early stopping and
 processors) on the reference prompt: once as ONE beam batch of 18 rows (engine/beams.py), once as six
@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from .beams import beam_search
-from .generate import Engine
-from .models import load_model
-from .params import SamplingParams
+from ..beams import beam_search
+from ..generate import Engine
+from ..models import load_model
+from ..params import SamplingParams
 
 PROMPT = "Explain how blockchain works in simple terms."
 VARIANTS = [dict(), dict(length_penalty=0.5), dict(length_penalty=2.0), dict(early_stopping=True),
@@ -29,7 +29,7 @@ DIVERSITY = [0.5, 1.0, 2.0, 0.5, 1.0, 2.0]  # per variant, with --groups
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m engine.bench_beams", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m engine.bench.beams", description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--beams", type=int, default=3)
     ap.add_argument("--groups", type=int, default=1, help="num_beam_groups (> 1: diverse beam search)")

@@ -1,6 +1,7 @@
-"""Latency and throughput of the OpenAI-compatible API: `python -m playground.bench_api`.
+"""Latency and throughput of the OpenAI-compatible API: `python -m engine.bench.api`.
 
-Launches the app in this process, then streams chat completions over real HTTP: one client alone, then 8 clients
+Starts the app as its own process (`python app.py --port N`, see app_process.py) and waits until it answers,
+then streams chat completions over real HTTP: one client alone, then 8 clients
 started together (same prompt, different seeds: one engine batch), then 8 clients with 8 different prompts
 (consecutive batches). Prints, per scenario, the median time to first token, the median total time per request
 and the total generated tokens per second over the scenario's wall time.
@@ -10,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 
 import httpx
 
-from engine.generate import Engine
-from engine.models import load_model
-
-from .server import launch_app
+from .app_process import AppNotServing, running_app
 
 PROMPTS = ["What is deep learning?", "Explain how blockchain works.", "Name three rivers.", "What is a prime number?",
            "Describe the sea in one sentence.", "Why is the sky blue?", "Give me a tip for sleeping well.",
@@ -67,12 +66,19 @@ def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m playground.bench_api", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m engine.bench.api", description=__doc__.splitlines()[0])
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model", default=None, help="passed to app.py --model (default: the app's own default)")
     args = ap.parse_args()
-    demo, url, _ = launch_app(Engine(load_model()), "127.0.0.1", None)
     try:
+        measure(args)
+    except AppNotServing as exc:
+        sys.exit(f"error: {exc}")
+
+
+def measure(args: argparse.Namespace) -> None:
+    with running_app(args.model) as url:
         stream_once(url, PROMPTS[0], 0, 4)  # warm-up
         rows = {"1 client": [], "8 clients, same prompt": [], "8 clients, 8 prompts": []}
         for _ in range(args.repeats):
@@ -85,8 +91,6 @@ def main() -> None:
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(f"{name:26} {med['ttft_ms']:>9.0f} ms {med['latency_s']:>10.2f} s {med['tokens_per_s']:>15.1f} "
                   f"{med['batch_rows']:>11.0f}")
-    finally:
-        demo.close()
 
 
 if __name__ == "__main__":

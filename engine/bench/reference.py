@@ -24,9 +24,9 @@ from typing import Callable
 
 import torch
 
-from .generate import Engine
-from .models import LoadedModel, load_model
-from .params import SamplingParams
+from ..generate import Engine
+from ..models import LoadedModel, load_model
+from ..params import SamplingParams
 
 PROMPT = "Explain how blockchain works in simple terms."
 TEMPERATURES = (0.3, 0.7, 1.0)
