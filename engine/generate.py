@@ -20,6 +20,7 @@ from .params import DEFAULT_ORDER, ParamError, SamplingParams, sequence_breaker_
 from .processors import apply_pipeline, plan_stages
 from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys
+from .stops import cut_at_stop, stop_hits
 from .trace import StageSummary, Trace, log_normalizer_and_entropy, summarize
 
 FINISH_REASONS = ("length", "stop", "cancelled", "no_candidates")  # no_candidates: the processors removed every token
@@ -284,7 +285,8 @@ class Engine:
             rows.state.append(chosen, final_logp)
 
             # 3. which rows are done: EOS or a stop string ("stop"), or max_new_tokens ("length")
-            stopped = torch.isin(chosen, eos) | self._stop_hits(rows, params)
+            stopped = torch.isin(chosen, eos) | stop_hits(self.loaded.decode, rows.state.tokens, rows.state.step,
+                                                          [params[i] for i in rows.ids.tolist()])
             done = stopped | (rows.state.step >= max_new[rows.ids])
             finish[rows.ids[stopped]] = FINISH_REASONS.index("stop")
             if any_empty:
@@ -416,20 +418,6 @@ class Engine:
             torch.cuda.synchronize(self.loaded.device)
         return time.perf_counter()
 
-    def _stop_hits(self, rows: _Rows, params: list[SamplingParams]) -> torch.Tensor:
-        """[b] bool: rows (only those with stop strings, once past min_new_tokens) whose text now holds one."""
-        hits = torch.zeros(rows.ids.shape[0], dtype=torch.bool, device=rows.ids.device)
-        with_stops = [(pos, params[i]) for pos, i in enumerate(rows.ids.tolist()) if params[i].stop]
-        for pos, p in with_stops:
-            if rows.state.step < p.min_new_tokens:
-                continue
-            # a stop string spans at most len(stop) tokens (every token decodes to >= 1 character, or none);
-            # decode a tail a little longer than that so a string split across tokens is still found
-            tail_len = min(rows.state.step, max(len(s) for s in p.stop) + 2)
-            tail = self.loaded.decode(rows.state.tokens[pos, -tail_len:].tolist())
-            hits[pos] = any(s in tail for s in p.stop)
-        return hits
-
     def _row_results(self, history: list[tuple[torch.Tensor, ...]], finish: list[int],
                      params: list[SamplingParams]) -> list[RowResult]:
         """Regroup the per-step tensors by row: one stable sort by row id instead of per-step Python lists."""
@@ -446,6 +434,4 @@ class Engine:
 
     def text_of(self, token_ids: list[int], stops: tuple[str, ...]) -> str:
         """The row's text, cut before the first stop string (which is not part of the output, as in OpenAI)."""
-        text = self.loaded.decode(token_ids)
-        cuts = [text.find(s) for s in stops if s in text]
-        return text[:min(cuts)] if cuts else text
+        return cut_at_stop(self.loaded.decode(token_ids), stops)

@@ -25,6 +25,7 @@ from engine.generate import Engine
 from engine.models import TokenPieces
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
+from engine.stops import sendable_length
 
 from .errors import log_bad_input
 
@@ -268,17 +269,7 @@ class ChoiceText:
         piece = self.pieces.add(token_id)
         if token_id not in self.special:
             self.text += piece
-        safe = len(self.text)
-        for stop in self.stops:
-            found = self.text.find(stop)
-            if found >= 0:
-                safe = min(safe, found)
-            else:  # the longest tail of the text that starts this stop string
-                for k in range(min(len(stop) - 1, len(self.text)), 0, -1):
-                    if self.text.endswith(stop[:k]):
-                        safe = min(safe, len(self.text) - k)
-                        break
-        return self._send_upto(safe)
+        return self._send_upto(sendable_length(self.text, self.stops))
 
     def finish(self, final_text: str) -> str:
         """The rest of the engine's final text (cut before any stop string)."""
