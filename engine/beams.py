@@ -14,43 +14,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Generator, Sequence
+from typing import Sequence
 
 import torch
 
+from .beam_results import NEG, BeamResult, BeamSequence, BeamStep, BeamSteps
 from .generate import Engine
+from .group_beams import group_beam_steps
 from .params import ParamError, SamplingParams
+from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
-from .rowstate import DecodeState
 
-NEG = -1.0e9  # transformers' "impossible" score
-
-
-@dataclass
-class BeamSequence:
-    token_ids: list[int]  # generated tokens (no padding; the EOS that ended it included)
-    score: float  # transformers' sequences_scores: sum of log-probs / length ** length_penalty
-    text: str
-    raw_logprobs: list[float]  # log p of each token under the unmodified model
-    final_logprobs: list[float]  # the processed log-prob beam search added to the score for each token
-    raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step of this hypothesis
-    # diverse beam search: per step, the tokens the beams of earlier groups chose (diversity_penalty's input),
-    # and the group this hypothesis grew in
-    peer_tokens: list[list[int]] | None = None
-    group: int | None = None
-
-
-@dataclass
-class BeamResult:
-    params: SamplingParams
-    sequences: list[BeamSequence]  # num_return_sequences of them, best first
-
-
-def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """tensor [b, k, ...] gathered along dim 1 by index [b, m] (transformers' _gather_beams)."""
-    while index.dim() < tensor.dim():
-        index = index.unsqueeze(-1)
-    return torch.take_along_dim(tensor, index, dim=1)
+# the result types moved to engine/beam_results.py; kept importable from here
+__all__ = ["BeamResult", "BeamSequence", "BeamStep", "BeamSteps", "NEG", "beam_search", "beam_search_steps",
+           "check_batch"]
 
 
 def check_batch(configs: Sequence[SamplingParams]) -> None:
@@ -64,20 +41,6 @@ def check_batch(configs: Sequence[SamplingParams]) -> None:
         if shape != (first.num_beams, first.num_beam_groups, first.max_new_tokens):
             raise ParamError("num_beams", "the same num_beams, num_beam_groups and max_new_tokens in one beam batch "
                                           f"({first.num_beams}, {first.num_beam_groups}, {first.max_new_tokens})", shape)
-
-
-@dataclass
-class BeamStep:
-    """A beam batch after one step: per configuration its running beams, best first (for a live view; the
-    results, with the finished hypotheses, come when the search ends)."""
-
-    step: int  # steps done
-    tokens: torch.Tensor  # [b, W, step] long, on the model's device (never changed in place afterwards)
-    logprobs: torch.Tensor  # [b, W, step, 2]: raw and processed log-prob of each token
-
-
-# A beam search as a generator: yields a BeamStep after each step, returns the results.
-BeamSteps = Generator[BeamStep, None, list["BeamResult"]]
 
 
 def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
@@ -100,10 +63,82 @@ def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
     configs = list(configs)
     check_batch(configs)
     if configs[0].num_beam_groups > 1:
-        from .group_beams import group_beam_steps  # imports this module's result types
-
         return (yield from group_beam_steps(engine, prompt_ids, configs, cancel))
     return (yield from _beam_steps(engine, prompt_ids, configs, cancel))
+
+
+def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """tensor [b, k, ...] gathered along dim 1 by index [b, m] (transformers' _gather_beams)."""
+    while index.dim() < tensor.dim():
+        index = index.unsqueeze(-1)
+    return torch.take_along_dim(tensor, index, dim=1)
+
+
+@dataclass
+class _PerItem:
+    """Each configuration's beam settings, one entry per item."""
+
+    length_penalty: torch.Tensor  # [b, 1]
+    stop_early: torch.Tensor  # [b, 1] early_stopping is True
+    never: torch.Tensor  # [b, 1] early_stopping == "never"
+    generators: list[torch.Generator | None]  # beam sampling: the item's own, seeded with its seed; None: top-K
+
+    @classmethod
+    def of(cls, configs: list[SamplingParams], device: torch.device) -> "_PerItem":
+        return cls(torch.tensor([[p.length_penalty] for p in configs], device=device),
+                   torch.tensor([[p.early_stopping is True] for p in configs], device=device),
+                   torch.tensor([[p.early_stopping == "never"] for p in configs], device=device),
+                   [None if p.greedy else torch.Generator(device=device).manual_seed(p.seed) for p in configs])
+
+
+@dataclass
+class _Finished:
+    """The W best finished hypotheses of every item so far (transformers' beam hypotheses, as tensors)."""
+
+    tokens: torch.Tensor  # [b, W, T] generated tokens, -1 past each hypothesis's length
+    stats: torch.Tensor  # [b, W, T, 3] per token: raw log p, processed log p, raw entropy
+    scores: torch.Tensor  # [b, W] length-penalized; NEG in a slot that holds none yet
+    is_finished: torch.Tensor  # [b, W] bool: the slot holds a hypothesis
+    lengths: torch.Tensor  # [b, W] generated length of each hypothesis
+
+    @classmethod
+    def empty(cls, b: int, W: int, T: int, device: torch.device) -> "_Finished":
+        return cls(torch.full((b, W, T), -1, dtype=torch.long, device=device), torch.zeros(b, W, T, 3, device=device),
+                   torch.full((b, W), NEG, device=device), torch.zeros(b, W, dtype=torch.bool, device=device),
+                   torch.zeros(b, W, dtype=torch.long, device=device))
+
+    def merge(self, tokens: torch.Tensor, stats: torch.Tensor, scores: torch.Tensor, just_done: torch.Tensor,
+              length: int) -> "_Finished":
+        """The W best of these and the candidates (tokens [b, K, T], stats [b, K, T, 3], penalized scores
+        [b, K], NEG where a candidate may not finish; just_done [b, K]), all `length` tokens long."""
+        merged_scores = torch.cat([self.scores, scores], dim=1)  # [b, W + K]
+        keep = torch.topk(merged_scores, self.scores.shape[1]).indices  # [b, W]
+        return _Finished(_gather(torch.cat([self.tokens, tokens], dim=1), keep),
+                         _gather(torch.cat([self.stats, stats], dim=1), keep),
+                         _gather(merged_scores, keep),
+                         _gather(torch.cat([self.is_finished, just_done], dim=1), keep),
+                         _gather(torch.cat([self.lengths, torch.full_like(just_done, length, dtype=torch.long)], dim=1), keep))
+
+
+def _top_or_sampled(accumulated: torch.Tensor, K: int, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """[b, W*V] scores -> [b, K] indices: the K best of each item, or (beam sampling) K drawn without
+    replacement from their softmax with the item's own generator, as transformers does with torch.multinomial."""
+    chosen = torch.topk(accumulated, K).indices
+    for i, gen in enumerate(generators):
+        if gen is not None:
+            chosen[i] = torch.multinomial(accumulated[i].softmax(-1), K, generator=gen)
+    return chosen
+
+
+def _can_improve(per_item: _PerItem, running_scores: torch.Tensor, finished: _Finished, t: int, T: int) -> torch.Tensor:
+    """[b, 1] bool: could the best running beam still beat the worst finished hypothesis? (transformers'
+    _check_early_stop_heuristic; with early_stopping "never" and a positive length penalty the running beam is
+    scored at the longest length it can reach)."""
+    lp = per_item.length_penalty
+    best_len = torch.where(per_item.never & (lp > 0), torch.full_like(lp, T), torch.full_like(lp, t + 1))
+    best_running = running_scores[:, :1] / (best_len ** lp)
+    worst_finished = torch.where(finished.is_finished, finished.scores.min(dim=1, keepdim=True).values, NEG)
+    return (best_running > worst_finished).any(dim=-1, keepdim=True)
 
 
 @torch.inference_mode()
@@ -114,35 +149,23 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
     b, W, T = len(configs), configs[0].num_beams, configs[0].max_new_tokens
     eos = torch.tensor(engine.loaded.eos_token_ids, device=device)
     K = max(2, 1 + len(engine.loaded.eos_token_ids)) * W
-    # per item: length penalty, early stopping (True / False / "never") and sampling
-    length_penalty = torch.tensor([[p.length_penalty] for p in configs], device=device)  # [b, 1]
-    stop_early = torch.tensor([[p.early_stopping is True] for p in configs], device=device)  # [b, 1]
-    never = torch.tensor([[p.early_stopping == "never"] for p in configs], device=device)  # [b, 1]
-    sampling = [not p.greedy for p in configs]
-    generators = [torch.Generator(device=device).manual_seed(p.seed) if s else None for p, s in zip(configs, sampling)]
+    per_item = _PerItem.of(configs, device)
+    first_row = torch.arange(b, device=device)[:, None] * W  # [b, 1] each item's first row
 
     # rows: item-major, W beams each; beam rows run the processors like any other row
     row_params = engine.row_params([p for p in configs for _ in range(W)])
     plans = plan_stages(row_params)
-    prefill = engine._prefill([list(prompt_ids)])  # the prompt once; its cache copied to every beam
-    state = DecodeState.start(prefill.tokens.expand(b * W, -1), engine.loaded.vocab_size)
-    cache = prefill.cache
-    cache.batch_repeat_interleave(b * W)
-    logits = prefill.logits.expand(b * W, -1)
+    start = prefill(engine.loaded, [list(prompt_ids)], b * W)  # the prompt once; its cache copied to every beam
+    logits, cache, state = start.logits, start.cache, start.state
 
     running = torch.full((b, W, T), -1, dtype=torch.long, device=device)  # generated tokens of running beams
-    finished = running.clone()  # the best finished hypotheses so far
-    # per token of each hypothesis: raw log p, processed log p, raw entropy (gathered along with the tokens)
-    running_stats = torch.zeros(b, W, T, 3, device=device)
-    finished_stats = running_stats.clone()
+    running_stats = torch.zeros(b, W, T, 3, device=device)  # per token: raw log p, processed log p, raw entropy
     running_scores = torch.zeros(b, W, device=device)
-    running_scores[:, 1:] = NEG
-    finished_scores = torch.full((b, W), NEG, device=device)
-    is_finished = torch.zeros(b, W, dtype=torch.bool, device=device)
+    running_scores[:, 1:] = NEG  # only the first beam is alive at the start
+    finished = _Finished.empty(b, W, T, device)
     improvable = torch.ones(b, 1, dtype=torch.bool, device=device)
-    top_w = torch.cat([torch.ones(W, dtype=torch.bool), torch.zeros(K - W, dtype=torch.bool)]).to(device)  # [K]
-    lengths = torch.zeros(b, W, dtype=torch.long, device=device)  # generated length of each finished hypothesis
     item_done = torch.zeros(b, 1, dtype=torch.bool, device=device)
+    top_w = torch.cat([torch.ones(W, dtype=torch.bool), torch.zeros(K - W, dtype=torch.bool)]).to(device)  # [K]
 
     for t in range(T):
         # 1. processors on the log-probabilities (transformers' beam search order), then add the beams' scores
@@ -153,19 +176,15 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
         accumulated = (log_probs.view(b, W, V) + running_scores[:, :, None]).view(b, W * V)  # [b, W*V]
 
         # 2. the K best (or sampled) continuations over all beams of each item
-        chosen = torch.topk(accumulated, K).indices  # [b, K]
-        for i, gen in enumerate(generators):
-            if gen is not None:
-                chosen[i] = torch.multinomial(accumulated[i].softmax(-1), K, generator=gen)
+        chosen = _top_or_sampled(accumulated, K, per_item.generators)  # [b, K]
         cand_scores = accumulated.gather(1, chosen)  # [b, K]
         cand_beam, cand_token = chosen // V, chosen % V  # [b, K]
         cand_seqs = _gather(running, cand_beam)  # [b, K, T] (a new tensor)
         cand_seqs[:, :, t] = cand_token
-        flat = (cand_beam + torch.arange(b, device=device)[:, None] * W)  # [b, K] row of each candidate's beam
+        flat = cand_beam + first_row  # [b, K] row of each candidate's beam
         cand_stats = _gather(running_stats, cand_beam)  # [b, K, T, 3]
-        cand_stats[:, :, t, 0] = raw_log_probs[flat, cand_token]
-        cand_stats[:, :, t, 1] = log_probs[flat, cand_token]
-        cand_stats[:, :, t, 2] = raw_entropy[flat]
+        cand_stats[:, :, t] = torch.stack([raw_log_probs[flat, cand_token], log_probs[flat, cand_token],
+                                           raw_entropy[flat]], dim=-1)
         last = t + 1 >= T or (cancel is not None and cancel.is_set())  # max length (or stopped)
         hits = torch.isin(cand_token, eos) | last  # [b, K] EOS or the end
 
@@ -178,47 +197,43 @@ def _beam_steps(engine: Engine, prompt_ids: Sequence[int], configs: list[Samplin
 
         # 4. finished hypotheses: merge the top-W candidates that just finished, with the length penalty
         just_done = hits & top_w[None, :]
-        penalized = cand_scores / (float(t + 1) ** length_penalty)
-        penalized = penalized + (is_finished.all(-1, keepdim=True) & stop_early).float() * NEG
+        penalized = cand_scores / (float(t + 1) ** per_item.length_penalty)
+        penalized = penalized + (finished.is_finished.all(-1, keepdim=True) & per_item.stop_early).float() * NEG
         penalized = penalized + (~improvable).float() * NEG
         penalized = penalized + (~just_done).float() * NEG
         penalized = penalized + item_done.float() * NEG  # an item that would have stopped alone changes no more
-        merged_scores = torch.cat([finished_scores, penalized], dim=1)
-        keep = torch.topk(merged_scores, W).indices
-        finished = _gather(torch.cat([finished, cand_seqs], dim=1), keep)
-        finished_stats = _gather(torch.cat([finished_stats, cand_stats], dim=1), keep)
-        finished_scores = _gather(merged_scores, keep)
-        is_finished = _gather(torch.cat([is_finished, just_done], dim=1), keep)
-        lengths = _gather(torch.cat([lengths, torch.full_like(cand_token, t + 1)], dim=1), keep)
+        finished = finished.merge(cand_seqs, cand_stats, penalized, just_done, t + 1)
 
         # 5. early-stop heuristic and the loop's end (transformers' _check_early_stop_heuristic)
-        best_len = torch.where(never & (length_penalty > 0), torch.full_like(length_penalty, T), torch.full_like(length_penalty, t + 1))
-        best_running = running_scores[:, :1] / (best_len ** length_penalty)
-        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, NEG)
-        improvable = improvable & (best_running > worst_finished).any(dim=-1, keepdim=True)
+        improvable = improvable & _can_improve(per_item, running_scores, finished, t, T)
         # an item alone would stop here (transformers' _beam_search_has_unfinished_sequences, per item); the
         # batch goes on until every item has stopped
-        item_done = item_done | ~improvable | (is_finished.all(-1, keepdim=True) & stop_early) | hits.all(-1, keepdim=True)
+        all_finished = finished.is_finished.all(-1, keepdim=True)
+        item_done = item_done | ~improvable | (all_finished & per_item.stop_early) | hits.all(-1, keepdim=True)
         yield BeamStep(t + 1, running[:, :, :t + 1], running_stats[:, :, :t + 1, :2])  # sorted by score
         if last or bool(item_done.all()):
             break
 
         # 6. reorder the cache and the processors' state by beam origin, append the new tokens, one forward
-        rows = (beam_origin + torch.arange(b, device=device)[:, None] * W).view(-1)  # [b*W]
-        cache.reorder_cache(rows)
+        rows = (beam_origin + first_row).view(-1)  # [b*W]
+        cache.reorder(rows)
         state = state.select(rows)
-        new_tokens = running[:, :, t].reshape(-1)
+        new_tokens = running[:, :, t].reshape(-1)  # [b*W]
         state.append(new_tokens)
-        logits = model(input_ids=new_tokens[:, None], past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+        logits = decode_one_token(model, new_tokens, cache)
 
+    return _results(engine, configs, finished)
+
+
+def _results(engine: Engine, configs: list[SamplingParams], finished: _Finished) -> list[BeamResult]:
+    """Each configuration's num_return_sequences best finished hypotheses, best first."""
     results = []
     for i, p in enumerate(configs):
         sequences = []
         for j in range(p.num_return_sequences):
-            n = int(lengths[i, j])
-            stats = finished_stats[i, j, :n]
-            ids = finished[i, j, :n].tolist()
-            sequences.append(BeamSequence(ids, float(finished_scores[i, j]), engine.loaded.decode(ids),
-                                          stats[:, 0].tolist(), stats[:, 1].tolist(), stats[:, 2].tolist()))
+            n = int(finished.lengths[i, j])
+            ids = finished.tokens[i, j, :n].tolist()
+            sequences.append(BeamSequence.of(ids, float(finished.scores[i, j]), engine.loaded.decode(ids),
+                                             finished.stats[i, j, :n]))
         results.append(BeamResult(p, sequences))
     return results

@@ -16,8 +16,10 @@ from typing import Callable, Collection, Iterator, Sequence
 import torch
 
 from .models import LoadedModel
-from .params import DEFAULT_ORDER, ParamError, SamplingParams, sequence_breaker_ids, word_variants
+from .params import DEFAULT_ORDER, ParamError, SamplingParams
+from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
+from .row_tensors import row_params
 from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys
 from .stops import cut_at_stop, stop_hits
@@ -128,15 +130,6 @@ class _Rows:
         return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep))
 
 
-@dataclass
-class _Prefill:
-    cache: object  # transformers Cache
-    logits: torch.Tensor  # [1 or B, V]
-    tokens: torch.Tensor  # [1 or B, L] prompt tokens, left-padded with -1 when prompts differ
-    attention_mask: torch.Tensor | None  # [B, L] 1 = real token; None when every row has the same prompt
-    next_positions: torch.Tensor | None  # [B] position of each row's next token; None when shared
-
-
 def _row_prompts(prompt_ids: Sequence[int] | Sequence[Sequence[int]], rows: int) -> list[list[int]]:
     """One prompt for every row, or one per row -> a list of per-row prompts (validated)."""
     if len(prompt_ids) and isinstance(prompt_ids[0], (list, tuple)):
@@ -175,16 +168,7 @@ class Engine:
 
     def row_params(self, params: Sequence[SamplingParams], sample_indices: Sequence[int] | None = None) -> RowParams:
         """Tokenize the text-valued knobs and build the per-row tensors."""
-        tok, eos = self.loaded.tokenizer, self.loaded.eos_token_ids
-        bad = [[ids for w in p.bad_words for ids in word_variants(tok, w) if not (len(ids) == 1 and ids[0] in eos)]
-               for p in params]
-        bias = [[(ids, b) for text, b in p.sequence_bias for ids in word_variants(tok, text)]
-                + [([token], b) for token, b in p.logit_bias] for p in params]
-        breakers = {p.dry_sequence_breakers: sequence_breaker_ids(tok, p.dry_sequence_breakers)
-                    for p in params if p.dry_multiplier}  # DRY's breakers, tokenized once per distinct list
-        return RowParams.build(params, eos, self.loaded.vocab_size, self.loaded.device, sequence_bias=bias, bad_words=bad,
-                               sequence_breakers=[breakers.get(p.dry_sequence_breakers, []) for p in params],
-                               sample_indices=sample_indices)
+        return row_params(self.loaded, params, sample_indices)
 
     # -- the loop ----------------------------------------------------------------------------------------
 
@@ -225,7 +209,7 @@ class Engine:
             self.check(list(row_prompt), row_params)
         shared = len(by_prompt) == 1
         started = time.perf_counter()
-        device, vocab = self.loaded.device, self.loaded.vocab_size
+        device = self.loaded.device
         batch = len(params)
         max_steps = max(p.max_new_tokens for p in params)
         max_new = torch.tensor([p.max_new_tokens for p in params], device=device)
@@ -234,15 +218,11 @@ class Engine:
 
         # Prefill once per distinct prompt, then give every row its own copy of the cache.
         t0 = self._sync_time()
-        prefill = self._prefill([row_prompts[0]] if shared else row_prompts)
-        cache, logits = prefill.cache, prefill.logits.expand(batch, -1)  # logits: [B, V] raw next-token logits
-        if shared:
-            cache.batch_repeat_interleave(batch)
+        start = prefill(self.loaded, row_prompts[:1] if shared else row_prompts, batch)
         forward_seconds = prefill_seconds = self._sync_time() - t0
+        logits, cache = start.logits, start.cache  # logits: [B, V] raw next-token logits
         trace_seconds = 0.0
-        rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices),
-                     DecodeState.start(prefill.tokens.expand(batch, -1), vocab))
-        mask, positions = prefill.attention_mask, prefill.next_positions  # [B, L] and [B], or None when shared
+        rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
         history: list[tuple[torch.Tensor, ...]] = []  # per step: (row ids, token, raw logp, final logp, raw entropy)
         finish = torch.zeros(batch, dtype=torch.long, device=device)  # index into FINISH_REASONS
@@ -311,21 +291,12 @@ class Engine:
             # 4. finished rows leave the batch (and the cache); the others decode one more token
             if finished:
                 keep = (~done).nonzero()[:, 0]
-                cache.batch_select_indices(keep)
+                cache.keep(keep)
                 rows = rows.select(keep)
                 plans = plan_stages(rows.params)
                 chosen = chosen[keep]
-                if mask is not None:
-                    mask, positions = mask[keep], positions[keep]
             t0 = self._sync_time()
-            if mask is None:
-                output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
-            else:  # left-padded prompts: mask the padding, and give each row its own position
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                output = self.loaded.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True,
-                                           attention_mask=mask, position_ids=positions[:, None])
-                positions = positions + 1
-            logits = output.logits[:, -1, :].float()
+            logits = decode_one_token(self.loaded.model, chosen, cache)  # [b, V]
             forward_seconds += self._sync_time() - t0
 
         if trace is not None:
@@ -373,37 +344,6 @@ class Engine:
         return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
 
     # -- helpers -----------------------------------------------------------------------------------------
-
-    def _prefill(self, prompts: list[list[int]]) -> "_Prefill":
-        """Run each distinct prompt on its own (exactly as it would run alone) and merge the caches.
-
-        One prompt: its cache [1, ...] is repeated by the caller. Several (one per row): the caches
-        are left-padded with zeros to the longest prompt and gathered per row; the attention mask hides the
-        padding and each row keeps its own positions, so no row sees another's prompt.
-        """
-        device = self.loaded.device
-        if len(prompts) == 1:
-            prompt = torch.tensor([prompts[0]], device=device)  # [1, P]
-            output = self.loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
-            return _Prefill(output.past_key_values, output.logits[:, -1, :].float(), prompt, None, None)
-        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
-        group = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=device)  # [B]
-        longest = max(len(p) for p in distinct)
-        caches, logits = [], []
-        for prompt in distinct:
-            output = self.loaded.model(input_ids=torch.tensor([list(prompt)], device=device), use_cache=True,
-                                       logits_to_keep=1)
-            caches.append(output.past_key_values)
-            logits.append(output.logits[:, -1, :].float())
-        merged = caches[0]
-        for layer, parts in zip(merged.layers, zip(*(c.layers for c in caches))):
-            pad = [longest - part.keys.shape[-2] for part in parts]
-            layer.keys = torch.cat([torch.nn.functional.pad(part.keys, (0, 0, p, 0)) for part, p in zip(parts, pad)])
-            layer.values = torch.cat([torch.nn.functional.pad(part.values, (0, 0, p, 0)) for part, p in zip(parts, pad)])
-        merged.batch_select_indices(group)
-        tokens = torch.tensor([[-1] * (longest - len(p)) + list(p) for p in distinct], device=device)[group]  # [B, L]
-        return _Prefill(merged, torch.cat(logits)[group], tokens, (tokens >= 0).long(),
-                        torch.tensor([len(p) for p in prompts], device=device))
 
     @staticmethod
     def _raw_top(trace: Trace | None, step: int, ids: list[int]) -> list[list[tuple[int, float]]]:

@@ -1,0 +1,95 @@
+"""The model's forwards for a batch of rows: prefill the prompt(s) once, then one new token per row per forward.
+
+The sampling loop (engine/generate.py) and both beam searches (engine/beams.py, engine/group_beams.py) start
+the same way: `prefill` runs each distinct prompt once, exactly as it would run alone, and gives every row its
+own copy of the KV cache, its raw next-token logits and the processors' state of its prompt. After that,
+`decode_one_token` feeds every row's newest token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models import LoadedModel
+from .rowstate import DecodeState
+
+
+@dataclass
+class RowCache:
+    """The KV cache of a batch of rows, and what their forwards need when their prompts differ in length."""
+
+    kv: object  # transformers Cache, one entry per row
+    attention_mask: torch.Tensor | None  # [B, L] 1 = real token, 0 = left padding; None when the rows share a prompt
+    next_positions: torch.Tensor | None  # [B] position of each row's next token; None when the rows share a prompt
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only `rows` [b] stay: finished rows leave the batch."""
+        self.kv.batch_select_indices(rows)
+        if self.attention_mask is not None:
+            self.attention_mask, self.next_positions = self.attention_mask[rows], self.next_positions[rows]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row i continues from row `rows[i]` (beam search: every beam has the same prompt)."""
+        self.kv.reorder_cache(rows)
+
+
+@dataclass
+class Prefill:
+    """A batch of rows right after its prompt(s)."""
+
+    logits: torch.Tensor  # [B, V] float32: every row's raw next-token logits
+    cache: RowCache
+    state: DecodeState  # every row's prompt as the processors see it (left-padded with -1 when prompts differ)
+
+
+def prefill(loaded: LoadedModel, prompts: list[list[int]], rows: int) -> Prefill:
+    """One prompt for all `rows` rows ([prompt]), or one prompt per row.
+
+    One prompt runs once and its cache [1, ...] is repeated into every row. Several: each distinct prompt runs
+    on its own, and the caches are left-padded with zeros to the longest and gathered per row; the attention
+    mask hides the padding and each row keeps its own positions, so no row sees another's prompt."""
+    device = loaded.device
+    if len(prompts) == 1:
+        prompt = torch.tensor([prompts[0]], device=device)  # [1, P]
+        output = loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(rows)
+        return Prefill(output.logits[:, -1, :].float().expand(rows, -1), RowCache(cache, None, None),
+                       DecodeState.start(prompt.expand(rows, -1), loaded.vocab_size))
+    assert len(prompts) == rows, "one prompt for all rows or one per row"
+    distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+    group = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=device)  # [B] row -> its prompt
+    longest = max(len(p) for p in distinct)
+    outputs = [loaded.model(input_ids=torch.tensor([list(p)], device=device), use_cache=True, logits_to_keep=1)
+               for p in distinct]
+    cache = _left_padded([o.past_key_values for o in outputs], longest)
+    cache.batch_select_indices(group)
+    tokens = torch.tensor([[-1] * (longest - len(p)) + list(p) for p in distinct], device=device)[group]  # [B, L]
+    logits = torch.cat([o.logits[:, -1, :].float() for o in outputs])[group]  # [B, V]
+    positions = torch.tensor([len(p) for p in prompts], device=device)  # [B]
+    return Prefill(logits, RowCache(cache, (tokens >= 0).long(), positions),
+                   DecodeState.start(tokens, loaded.vocab_size))
+
+
+def _left_padded(caches: list, length: int) -> object:
+    """The caches of single prompts [1, heads, P_i, dim] -> one cache [n, heads, length, dim], left-padded with
+    zeros (the first cache object, filled in place)."""
+    merged = caches[0]
+    for layer, parts in zip(merged.layers, zip(*(c.layers for c in caches))):
+        pad = [length - part.keys.shape[-2] for part in parts]
+        layer.keys = torch.cat([torch.nn.functional.pad(part.keys, (0, 0, p, 0)) for part, p in zip(parts, pad)])
+        layer.values = torch.cat([torch.nn.functional.pad(part.values, (0, 0, p, 0)) for part, p in zip(parts, pad)])
+    return merged
+
+
+def decode_one_token(model: torch.nn.Module, tokens: torch.Tensor, cache: RowCache) -> torch.Tensor:
+    """Feed every row's newest token [b] -> its next-token logits [b, V] (float32); the cache grows by one."""
+    if cache.attention_mask is None:
+        output = model(input_ids=tokens[:, None], past_key_values=cache.kv, use_cache=True)
+    else:  # left-padded prompts: mask the padding, and give each row its own position
+        cache.attention_mask = torch.cat([cache.attention_mask, torch.ones_like(cache.attention_mask[:, :1])], dim=1)
+        output = model(input_ids=tokens[:, None], past_key_values=cache.kv, use_cache=True,
+                       attention_mask=cache.attention_mask, position_ids=cache.next_positions[:, None])
+        cache.next_positions = cache.next_positions + 1
+    return output.logits[:, -1, :].float()
