@@ -192,6 +192,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from .events import BeamProgress
     from .generate import Engine, EngineLimits
     from .models import load_model
     from .sweep import progress_steps, stream_sweep
@@ -225,11 +226,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
               unit="step", dynamic_ncols=True) as bar:
         bar.set_postfix(running=running)
         for update, result in stream_sweep(engine, spec, trace_top_n=args.trace_top_n):
-            if not update.rows and result is None:  # a step of a beam batch (its outputs come at the end)
+            beam_step = isinstance(update, BeamProgress)  # a step of a beam batch (its outputs come at the end)
+            if beam_step:
                 bar.set_description("beam search", refresh=False)
-            running = 0 if result is not None else running - len(update.finished)
+            running = 0 if result is not None else running if beam_step else running - len(update.finished)
             bar.set_postfix(running=running, refresh=False)
-            if update.rows or result is None:  # the mixed sweep's last update carries the result, not a step
+            if result is None or update.rows:  # the mixed sweep's last update carries the result, not a step
                 bar.update(1)
     assert result is not None
     gen = result.generation

@@ -2,7 +2,7 @@
 
 Sampling and greedy rows decode together in one batched loop (streamed step by step). Beam cells run after
 them, every cell of the same beam width, group count and length in one beam batch (engine/beams.py); a beam cell's rows
-are its num_return_sequences best hypotheses, best first.
+are its num_return_sequences best hypotheses, best first, and its steps stream as BeamProgress (engine/events.py).
 """
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import pandas as pd
 
+from .beam_results import BeamResult, BeamSequence, BeamSteps
 from .beams import beam_search_steps
-from .generate import Engine, GenerationResult, RowResult, RunningBeam, StepUpdate
+from .events import BeamProgress, RunningBeam, StepUpdate, Update
+from .generate import Engine
 from .metrics import cell_diversity, sample_metrics
+from .params import SamplingParams
+from .results import GenerationResult, RowResult
 from .sweepspec import SweepRow, SweepSpec
 
 
@@ -68,10 +72,11 @@ def _plain(value: Any) -> Any:
 
 
 def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
-                 cancel: threading.Event | None = None) -> Iterator[tuple[StepUpdate, SweepResult | None]]:
-    """Run every cell x sample of `spec`; yields each step of the sampling rows, then one update per step of each
-    beam batch (no tokens; its beam_preview shows the running beams), and the SweepResult with the last update.
-    The trace (trace_top_n > 0) is kept only when no cell uses beams."""
+                 cancel: threading.Event | None = None) -> Iterator[tuple[Update, SweepResult | None]]:
+    """Run every cell x sample of `spec`; yields a StepUpdate for each step of the sampling rows, then a
+    BeamProgress for each step of each beam batch (the running beams in the places of its output rows), and the
+    SweepResult with the last update (a StepUpdate). The trace (trace_top_n > 0) is kept only when no cell uses
+    beams."""
     rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
     # the whole sweep is refused before any work: as a whole, and each beam batch with the rows it decodes
@@ -100,33 +105,42 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
             yield last, None  # the last step too: streamed tokens add up to the final ones
     for cell_rows in beam_batches:
         configs = [rows[idx[0]].params for idx in cell_rows]
-        steps = beam_search_steps(engine, prompt_ids, configs, cancel)
-        while True:  # after every beam step: progress, and the running beams in the places of the outputs
-            try:
-                progress = next(steps)
-            except StopIteration as end:
-                batch = end.value
-                break
-            shown = max(len(idx) for idx in cell_rows)  # the ranks that are output rows
-            tokens, logprobs = progress.tokens[:, :shown].tolist(), progress.logprobs[:, :shown].tolist()
-            preview = {row: RunningBeam(tokens[item][rank], [lp[0] for lp in logprobs[item][rank]],
-                                        [lp[1] for lp in logprobs[item][rank]])
-                       for item, idx in enumerate(cell_rows) for rank, row in enumerate(idx)}
-            yield StepUpdate(progress.step - 1, [], [], [], [], [], [], [], beam_preview=preview), None
+        batch = yield from _beam_progress(beam_search_steps(engine, prompt_ids, configs, cancel), cell_rows)
         for idx, beams in zip(cell_rows, batch):
-            for i, seq in zip(idx, beams.sequences):
-                ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids
-                full = len(seq.token_ids) >= beams.params.max_new_tokens
-                reason = "stop" if ended else "length" if full or cancel is None or not cancel.is_set() else "cancelled"
-                results[i] = RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs,
-                                       seq.raw_entropies, reason, beam_score=seq.score,
-                                       peer_tokens=seq.peer_tokens, beam_group=seq.group)
+            results.update(zip(idx, (_beam_row(engine, seq, beams.params, cancel) for seq in beams.sequences)))
     generation = GenerationResult(prompt_ids=list(prompt_ids), params=[r.params for r in rows],
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
                                   trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
     final = StepUpdate(last.step if last else 0, [], [], list(range(len(rows))), [], [], [],
                        [r.finish_reason for r in generation.rows], result=generation)
     yield final, SweepResult(spec, rows, generation)
+
+
+def _beam_progress(steps: BeamSteps, cell_rows: list[list[int]]
+                   ) -> Generator[tuple[BeamProgress, None], None, list[BeamResult]]:
+    """A beam batch's steps as BeamProgress (each cell's running beams in the places of its output rows, best
+    first); returns the batch's results."""
+    shown = max(len(idx) for idx in cell_rows)  # the ranks that are output rows
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as end:
+            return end.value
+        tokens, logprobs = progress.tokens[:, :shown].tolist(), progress.logprobs[:, :shown].tolist()
+        beams = {row: RunningBeam(tokens[item][rank], [lp[0] for lp in logprobs[item][rank]],
+                                  [lp[1] for lp in logprobs[item][rank]])
+                 for item, idx in enumerate(cell_rows) for rank, row in enumerate(idx)}
+        yield BeamProgress(progress.step - 1, beams), None
+
+
+def _beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: threading.Event | None) -> RowResult:
+    """A returned hypothesis as an output row: "stop" when it ended with EOS, "cancelled" when the search was
+    stopped before it reached max_new_tokens, else "length"."""
+    ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids
+    full = len(seq.token_ids) >= params.max_new_tokens
+    reason = "stop" if ended else "length" if full or cancel is None or not cancel.is_set() else "cancelled"
+    return RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs, seq.raw_entropies, reason,
+                     beam_score=seq.score, peer_tokens=seq.peer_tokens, beam_group=seq.group)
 
 
 def progress_steps(rows: list[SweepRow]) -> int:

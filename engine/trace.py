@@ -1,12 +1,13 @@
-"""Per-step, per-stage summaries of the next-token distribution, and the exact replay of one (row, step).
+"""Per-step, per-stage summaries of the next-token distribution, recorded as the loop runs.
 
 Stage 0 is the raw model distribution; stage s >= 1 is the distribution after the s-th processor in that
 row's order (so the last stage is the final distribution that was sampled from). The trace keeps only small
-summaries ([steps, stages, rows, top_n] at most): no [B, V] tensor survives a step. `replay` recomputes the
-full-vocabulary distributions of one (row, step) for plots.
+summaries ([steps, stages, rows, top_n] at most): no [B, V] tensor survives a step. The full-vocabulary
+distributions of one (row, step), for plots, come from an exact replay (engine/replay.py).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,46 @@ class Trace:
             "top_ids": self.top_ids[:length, :, row].tolist(),
             "top_probs": self.top_probs[:length, :, row].tolist(),
         }
+
+
+class TraceRecorder:
+    """Fills a Trace as the loop runs, and times it: the summaries of one step's stages, then the chosen tokens.
+
+    Without a trace (None) every call does nothing, so the loop calls it the same way either way."""
+
+    def __init__(self, trace: Trace | None):
+        self.trace = trace
+        self.seconds = 0.0  # spent summarising (0 without a trace)
+        self._stages: list[StageSummary] = []
+
+    def start_step(self, logits: torch.Tensor) -> None:
+        """Stage 0 of a step: the raw logits [b, V]."""
+        if self.trace is not None:
+            started = time.perf_counter()
+            self._stages = [summarize(logits, self.trace.top_n)]
+            self.seconds += time.perf_counter() - started
+
+    def on_stage(self, _: int, scores: torch.Tensor, changed: bool) -> None:
+        """apply_pipeline's callback after each stage: a stage that changed nothing repeats the one before."""
+        if self.trace is not None:
+            started = time.perf_counter()
+            self._stages.append(summarize(scores, self.trace.top_n) if changed else self._stages[-1])
+            self.seconds += time.perf_counter() - started
+
+    def record(self, step: int, row_ids: torch.Tensor, chosen: torch.Tensor) -> None:
+        """The step's summaries for the rows `row_ids` [b], with their chosen tokens [b]."""
+        if self.trace is not None:
+            started = time.perf_counter()
+            self.trace.record(step, row_ids, self._stages, chosen)
+            self.seconds += time.perf_counter() - started
+
+    def raw_top(self, step: int, rows: list[int]) -> list[list[tuple[int, float]]]:
+        """The raw model's top-N (id, log p) at `step` for the rows `rows` (empty lists without a trace)."""
+        if self.trace is None:
+            return [[] for _ in rows]
+        top_ids = self.trace.top_ids[step, 0, rows].tolist()
+        top_logp = self.trace.top_probs[step, 0, rows].log().tolist()
+        return [list(zip(i, p)) for i, p in zip(top_ids, top_logp)]
 
 
 def stage_stats(probs: torch.Tensor, chosen: int) -> list[dict]:

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.generate import Engine, RowResult, RunningBeam
+from engine.events import BeamProgress, RunningBeam
+from engine.generate import Engine, RowResult
 from engine.metrics import cell_summary, flat_frame, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.params import ParamError, check_whole
@@ -86,12 +87,15 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     with contextlib.closing(stream_sweep(engine, spec, TRACE_TOP_N, stop)) as updates:
         for update, result in updates:
             done_steps += 1
-            generated += len(update.rows)
-            if kind == "generate":
-                for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
-                                                        update.final_logprobs):
-                    views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
-                running_beams.update(update.beam_preview or {})
+            if isinstance(update, BeamProgress):
+                if kind == "generate":
+                    running_beams.update(update.beams)
+            else:
+                generated += len(update.rows)
+                if kind == "generate":
+                    for row, token, raw_lp, final_lp in zip(update.rows, update.tokens, update.raw_logprobs,
+                                                            update.final_logprobs):
+                        views[row].append(TokenView(pieces[row].add(token), math.exp(raw_lp), math.exp(final_lp)))
             if result is not None:
                 # beam rows showed running beams, not their final hypotheses: those are split by the store
                 streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
@@ -102,11 +106,11 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
             now = time.perf_counter()
             if now - last_frame >= FRAME_SECONDS:
                 last_frame = now
-                if update.rows or update.finished:
+                if isinstance(update, BeamProgress):  # a beam batch: its outputs appear when it ends
+                    status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
+                else:
                     status = (f"step {update.step + 1} / {sampled_steps} · {len(update.rows)} of {len(rows) - beam_rows} "
                               f"sampled outputs running")
-                else:  # a beam batch: its outputs appear when it ends
-                    status = f"beam search step {update.step + 1} ({beam_rows} beam outputs)"
                 elapsed = now - started
                 status += f" · {elapsed:.1f} s · {generated / max(elapsed, 1e-9):.0f} tok/s so far"
                 for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew

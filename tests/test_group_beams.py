@@ -178,6 +178,7 @@ def test_stop_ends_a_beam_batch_after_the_next_step_with_its_best_beams(engine, 
 
 
 def test_a_stopped_sweep_marks_unfinished_beams_cancelled(engine):
+    from engine.events import BeamProgress
     from engine.sweep import progress_steps, stream_sweep
     from engine.sweepspec import Axis, SweepSpec
 
@@ -190,10 +191,10 @@ def test_a_stopped_sweep_marks_unfinished_beams_cancelled(engine):
     for update, result in stream_sweep(engine, spec, cancel=cancel):
         if result is None:
             updates += 1
-            assert update.rows == [] and update.tokens == []  # no tokens: the running beams instead
-            assert sorted(update.beam_preview) == [0, 1, 2, 3]
+            assert isinstance(update, BeamProgress)  # no tokens: the running beams instead
+            assert sorted(update.beams) == [0, 1, 2, 3]
             assert all(len(beam.token_ids) == len(beam.raw_logprobs) == update.step + 1
-                       for beam in update.beam_preview.values())
+                       for beam in update.beams.values())
             if updates == 4:
                 cancel.set()
     assert updates == 5
