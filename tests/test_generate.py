@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.generate import Engine, EngineLimits
-from engine.params import ParamError, SamplingParams
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
 from engine.sweepspec import Axis, SweepSpec
 from engine.sweep import run_sweep
 
@@ -196,7 +196,8 @@ def test_a_finished_runs_trace_keeps_only_the_steps_it_took(engine, prompt_ids) 
                              trace_top_n=5)
     steps = max(len(r.token_ids) for r in result.rows)
     assert steps < 2000 and result.trace.entropy.shape[0] == steps
-    assert result.trace.nbytes == steps * 23 * 2 * (4 * 4 + 5 * 4 * 2)
+    stages = 1 + len(DEFAULT_ORDER)  # the raw logits, then each processor
+    assert result.trace.nbytes == steps * stages * 2 * (4 * 4 + 5 * 4 * 2)
 
 
 def test_cancel_stops_between_steps(engine, prompt_ids) -> None:

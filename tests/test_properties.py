@@ -20,6 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.generate import Engine
+from engine.knobs import PROCESSORS
 from engine.metrics import sample_metrics
 from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, word_variants
 from engine.processors import apply_pipeline
@@ -180,9 +181,8 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     engine, tok = tiny_engine, tiny_engine.loaded.tokenizer
     # top_k = 1 with every other sampling-only knob off must equal greedy with the same other settings, in
     # transformers' order (all penalties before the samplers: a bias applied after top_k could move the argmax)
-    sampling_off = {name: DEFAULTS[name] for name in ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-                                                      "xtc_probability", "mirostat", "dynatemp_low", "dynatemp_high",
-                                                      "top_n_sigma", "top_a", "tfs")}
+    sampling_off = {name: DEFAULTS[name] for spec in PROCESSORS if spec.sampling_only
+                    and spec.name not in ("temperature", "top_k") for name in spec.switch_names()}
     top1 = params[0].replace(**sampling_off, do_sample=True, temperature=data.draw(st.floats(0.05, 5)), top_k=1,
                              order=DEFAULT_ORDER)
     params = [*params, top1, top1.replace(do_sample=False)]
