@@ -14,7 +14,9 @@ NEG = -1.0e9  # transformers' "impossible" score: a beam or hypothesis with it n
 @dataclass
 class BeamSequence:
     token_ids: list[int]  # generated tokens (no padding; the EOS that ended it included)
-    score: float  # transformers' sequences_scores: sum of log-probs / length ** length_penalty
+    # transformers' sequences_scores: sum of log-probs / length ** length_penalty; None when the processors
+    # removed every continuation before any hypothesis finished (no sequence: finish_reason "no_candidates")
+    score: float | None
     text: str
     raw_logprobs: list[float]  # log p of each token under the unmodified model
     final_logprobs: list[float]  # the processed log-prob beam search added to the score for each token
@@ -23,6 +25,10 @@ class BeamSequence:
     # and the group this hypothesis grew in
     peer_tokens: list[list[int]] | None = None
     group: int | None = None
+
+    @classmethod
+    def none_possible(cls) -> "BeamSequence":
+        return cls([], None, "", [], [], [])
 
     @classmethod
     def of(cls, token_ids: list[int], score: float, text: str, stats: torch.Tensor,

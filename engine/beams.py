@@ -125,8 +125,15 @@ def _top_or_sampled(accumulated: torch.Tensor, K: int, generators: list[torch.Ge
     replacement from their softmax with the item's own generator, as transformers does with torch.multinomial."""
     chosen = torch.topk(accumulated, K).indices
     for i, gen in enumerate(generators):
-        if gen is not None:
+        if gen is None:
+            continue
+        possible = int(torch.isfinite(accumulated[i]).sum())  # continuations no processor removed
+        if possible >= K:
             chosen[i] = torch.multinomial(accumulated[i].softmax(-1), K, generator=gen)
+        elif possible > 0:  # fewer than K (transformers' multinomial fails here): draw them all, then impossible ones
+            drawn = torch.multinomial(accumulated[i].softmax(-1), possible, generator=gen)
+            chosen[i] = torch.cat([drawn, chosen[i, possible:]])
+        # possible == 0: every continuation was removed; the top K are all impossible (-inf) and never finish
     return chosen
 
 
@@ -231,6 +238,9 @@ def _results(engine: Engine, configs: list[SamplingParams], finished: _Finished)
     for i, p in enumerate(configs):
         sequences = []
         for j in range(p.num_return_sequences):
+            if not bool(finished.is_finished[i, j]):  # no hypothesis: the processors removed every continuation
+                sequences.append(BeamSequence.none_possible())
+                continue
             n = int(finished.lengths[i, j])
             ids = finished.tokens[i, j, :n].tolist()
             sequences.append(BeamSequence.of(ids, float(finished.scores[i, j]), engine.loaded.decode(ids),

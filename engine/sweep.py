@@ -135,10 +135,12 @@ def _beam_progress(steps: BeamSteps, cell_rows: list[list[int]]
 
 def _beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: threading.Event | None) -> RowResult:
     """A returned hypothesis as an output row: "stop" when it ended with EOS, "cancelled" when the search was
-    stopped before it reached max_new_tokens, else "length"."""
+    stopped before it reached max_new_tokens, "no_candidates" when there is none, else "length"."""
     ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids
     full = len(seq.token_ids) >= params.max_new_tokens
     reason = "stop" if ended else "length" if full or cancel is None or not cancel.is_set() else "cancelled"
+    if seq.score is None:
+        reason = "no_candidates"  # every continuation was removed before a hypothesis finished
     return RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs, seq.raw_entropies, reason,
                      beam_score=seq.score, peer_tokens=seq.peer_tokens, beam_group=seq.group)
 

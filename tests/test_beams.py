@@ -114,3 +114,39 @@ def test_a_sweep_mixes_beam_and_sampling_cells(engine):
         assert result.generation.rows[row].token_ids == beams.sequences[0].token_ids
         assert df["beam_score"][row] == pytest.approx(beams.sequences[0].score)
     assert df["beam_score"][:2].isna().all()
+
+
+# -- when the processors leave fewer continuations than beam search wants ----------------------------------
+
+ONLY_THE_THEN_BANNED = dict(sequence_bias={"the": 1e6}, top_k=1, bad_words=["the"],
+                            order=["sequence_bias", "top_k", "bad_words"])  # top_k keeps "the", bad_words bans it
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny) -> Engine:
+    return Engine(tiny)
+
+
+def test_beam_sampling_with_every_continuation_removed_ends_with_no_candidates(tiny_engine):
+    """transformers' torch.multinomial fails here ("probability tensor contains either inf, nan"); the row ends
+    as a sampled row does when nothing is left: no token, finish_reason no_candidates, no score."""
+    from engine.sweep import run_sweep
+    from engine.sweepspec import SweepSpec
+
+    params = SamplingParams(do_sample=True, num_beams=2, max_new_tokens=3, seed=1, **ONLY_THE_THEN_BANNED)
+    (record,) = run_sweep(tiny_engine, SweepSpec(prompt="Once upon a time", base=params)).records()
+    assert record["finish_reason"] == "no_candidates" and record["token_ids"] == [] and "beam_score" not in record
+
+
+def test_beam_sampling_with_fewer_continuations_than_candidates_draws_the_possible_ones(tiny_engine):
+    """top_k=1 leaves one continuation per beam, fewer than the 2 W candidates beam search draws, and only one
+    hypothesis exists at all (every beam follows the first): it is returned; the other slots say there is none."""
+    prompt = tiny_engine.encode("Once upon a time")
+    for beams in (2, 3):
+        params = SamplingParams(do_sample=True, num_beams=beams, num_return_sequences=beams, max_new_tokens=4,
+                                seed=2, top_k=1)
+        (result,) = beam_search(tiny_engine, prompt, [params])
+        best, *others = result.sequences
+        assert len(best.token_ids) == 4 and best.score is not None and torch.isfinite(torch.tensor(best.score))
+        assert all(lp > float("-inf") for lp in best.final_logprobs)
+        assert [(s.token_ids, s.score) for s in others] == [([], None)] * (beams - 1)

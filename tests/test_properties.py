@@ -221,5 +221,8 @@ def test_beam_searches_keep_their_promises(tiny_engine: Engine, params: Sampling
     assert len(records) == params.num_return_sequences
     for record in records:
         assert not banned_in(record["token_ids"], banned), record["text"]
+        if record["finish_reason"] == "no_candidates":  # the processors removed every continuation
+            assert record["token_ids"] == [] and "beam_score" not in record
+            continue
         assert record["beam_score"] is not None and math.isfinite(record["beam_score"])
         assert all(math.isfinite(x) for x in record["logprobs"])
