@@ -8,35 +8,29 @@ and printed here.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.knobs import GROUPS, page_knobs  # noqa: F401  (GROUPS: the page's order of groups)
+from engine.knobs import GROUPS, Widget, page_knobs  # noqa: F401  (GROUPS: the page's order of groups)
 from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, from_dict
 
 EARLY_STOPPING_CHOICES = ("false", "true", "never")  # transformers' early_stopping: False, True or "never"
 
 
 @dataclass(frozen=True)
-class Control:
-    """One knob's widget. kind: "slider", "number", "checkbox", "text" or "choice"."""
+class Control(Widget):
+    """One knob's widget on the page: the Widget engine/knobs.py declares for it (group, kind - "slider",
+    "number", "checkbox", "text" or "choice" -, info, drag range, placeholder) and the field it sets."""
 
-    field: str
-    group: str
-    kind: str
-    info: str
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    placeholder: str = ""
+    field: str = ""
 
 
 # The parameter panel, group by group (engine/knobs.py declares each knob's widget with its processor).
-CONTROLS: tuple[Control, ...] = tuple(
-    Control(k.name, k.widget.group, k.widget.kind, k.widget.info, k.widget.minimum, k.widget.maximum,
-            k.widget.step, k.widget.placeholder) for k in page_knobs() if k.widget is not None)
+CONTROLS: tuple[Control, ...] = tuple(Control(**dataclasses.asdict(k.widget), field=k.name)
+                                      for k in page_knobs() if k.widget is not None)
 CONTROL_FIELDS: tuple[str, ...] = tuple(c.field for c in CONTROLS)
 ORDER_INFO = ("The order the processors run in. Remove a name and add it back to move it to the end; "
               "a partial list swaps just the named processors among their default places.")
