@@ -333,38 +333,43 @@ def legacy_logprobs(engine: Engine, events: list[TokenEvent], offset: int = 0) -
 
 def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
     """The /v1 routes for one engine (attach with `app.include_router(...)`)."""
+    routes = OpenAIRoutes(engine, scheduler)
     router = APIRouter()
-    model_id = engine.loaded.name
-    created_at = int(time.time())
+    router.add_api_route("/v1/models", routes.list_models, methods=["GET"])
+    router.add_api_route("/v1/models/{name:path}", routes.get_model, methods=["GET"])
+    router.add_api_route("/v1/chat/completions", routes.chat_completions, methods=["POST"])
+    router.add_api_route("/v1/completions", routes.completions, methods=["POST"])
+    return router
 
-    @router.get("/v1/models")
-    async def list_models() -> dict:
-        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": created_at,
-                                            "owned_by": "decoding-playground"}]}
 
-    @router.get("/v1/models/{name:path}")
-    async def get_model(name: str) -> Response:
-        # any name maps to the loaded model, as in requests
-        return JSONResponse({"id": model_id, "object": "model", "created": created_at, "owned_by": "decoding-playground"})
+class OpenAIRoutes:
+    """What the /v1 routes do for one engine: parse a request, submit its rows to the batch scheduler, and
+    answer as one JSON body or as server-sent events."""
 
-    @router.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        return await handle(request, chat=True)
+    def __init__(self, engine: Engine, scheduler: BatchScheduler):
+        self.engine, self.scheduler = engine, scheduler
+        self.model_id = engine.loaded.name
+        self.created_at = int(time.time())
 
-    @router.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await handle(request, chat=False)
+    def _model(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": self.created_at, "owned_by": "decoding-playground"}
 
-    async def handle(request: Request, chat: bool) -> Response:
+    async def list_models(self) -> dict:
+        return {"object": "list", "data": [self._model()]}
+
+    async def get_model(self, name: str) -> Response:
+        return JSONResponse(self._model())  # any name maps to the loaded model, as in requests
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self.handle(request, chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        return await self.handle(request, chat=False)
+
+    async def handle(self, request: Request, chat: bool) -> Response:
         try:
-            parsed = parse_request(await read_body(request), chat, engine)
-            try:
-                job = scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
-                                       parsed.top_logprobs or 0)
-            except ParamError as exc:
-                over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' two budgets
-                field_name = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if chat else "prompt"}
-                raise RequestError(str(exc), field_name.get(exc.field, exc.field), 413 if over_budget else 400) from None
+            parsed = parse_request(await read_body(request), chat, self.engine)
+            job = self._submit(parsed)
         except RequestError as exc:
             log_bad_input(str(exc))
             return error_response(str(exc), exc.param, exc.status)
@@ -372,10 +377,21 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
             return Response(status_code=400)
         headers = {"X-Ignored-Fields": _header_list(parsed.ignored)} if parsed.ignored else {}
         if parsed.stream:
-            return await stream_response(request, job, parsed, headers)
-        return await full_response(request, job, parsed, headers)
+            return await self.stream_response(request, job, parsed, headers)
+        return await self.full_response(request, job, parsed, headers)
 
-    async def full_response(request: Request, job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
+    def _submit(self, parsed: ParsedRequest) -> Job:
+        """The request's n rows into the next batch; the engine's budgets answer 413 under the request's names."""
+        try:
+            return self.scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
+                                         parsed.top_logprobs or 0)
+        except ParamError as exc:
+            over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' two budgets
+            names = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if parsed.chat else "prompt"}
+            raise RequestError(str(exc), names.get(exc.field, exc.field), 413 if over_budget else 400) from None
+
+    async def full_response(self, request: Request, job: Job, parsed: ParsedRequest,
+                            headers: dict[str, str]) -> Response:
         choices = [Collected() for _ in range(parsed.n)]
         usage = None
         async for event in _events(job, request):
@@ -390,76 +406,99 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
         if usage is None:  # the client went away: its rows were cancelled, and nobody reads this
             return Response(status_code=400)
         headers = {**headers, "X-Batch-Rows": str(usage.batch_rows)}
-        out = []
-        for i, c in enumerate(choices):
-            assert c.done is not None
-            logprobs = None
-            if parsed.top_logprobs is not None:
-                logprobs = (chat_logprobs if parsed.chat else legacy_logprobs)(engine, c.tokens)
-            reason = "length" if c.done.finish_reason == "length" else "stop"
-            if parsed.chat:
-                out.append({"index": i, "message": {"role": "assistant", "content": c.done.text},
-                            "logprobs": logprobs, "finish_reason": reason})
-            else:
-                out.append({"index": i, "text": c.done.text, "logprobs": logprobs, "finish_reason": reason})
         body = {"id": _new_id(parsed.chat), "object": "chat.completion" if parsed.chat else "text_completion",
-                "created": int(time.time()), "model": model_id, "choices": out,
-                "usage": _usage(usage)}
+                "created": int(time.time()), "model": self.model_id,
+                "choices": [self._choice(i, c, parsed) for i, c in enumerate(choices)], "usage": _usage(usage)}
         return JSONResponse(body, headers=headers)
 
-    async def stream_response(request: Request, job: Job, parsed: ParsedRequest, headers: dict[str, str]) -> Response:
+    def _choice(self, index: int, collected: Collected, parsed: ParsedRequest) -> dict:
+        """One finished choice of a non-streamed answer."""
+        assert collected.done is not None
+        logprobs = None
+        if parsed.top_logprobs is not None:
+            logprobs = (chat_logprobs if parsed.chat else legacy_logprobs)(self.engine, collected.tokens)
+        reason = "length" if collected.done.finish_reason == "length" else "stop"
+        if parsed.chat:
+            return {"index": index, "message": {"role": "assistant", "content": collected.done.text},
+                    "logprobs": logprobs, "finish_reason": reason}
+        return {"index": index, "text": collected.done.text, "logprobs": logprobs, "finish_reason": reason}
+
+    async def stream_response(self, request: Request, job: Job, parsed: ParsedRequest,
+                              headers: dict[str, str]) -> Response:
         events = _events(job, request)
         first = await anext(events, None)  # the batch has started: its size is known
         headers = {**headers, "X-Batch-Rows": str(job.batch_rows), "Cache-Control": "no-cache"}
-        return StreamingResponse(_sse(first, events, job, parsed), media_type="text/event-stream", headers=headers)
+        stream = SseStream(self.engine, self.model_id, parsed)
+        return StreamingResponse(stream.lines(first, events, job), media_type="text/event-stream", headers=headers)
 
-    async def _sse(first: Any, events: AsyncIterator[Any], job: Job, parsed: ParsedRequest) -> AsyncIterator[str]:
-        chunk_id, created = _new_id(parsed.chat), int(time.time())
-        kind = "chat.completion.chunk" if parsed.chat else "text_completion"
-        texts = [ChoiceText(engine, parsed.params.stop) for _ in range(parsed.n)]
-        offsets = [0] * parsed.n  # per choice: the length of the logprob tokens' text streamed so far
-        started = [False] * parsed.n
 
-        def chunk(choice: int, text: str | None, reason: str | None, logprobs: Any = None) -> str:
-            if parsed.chat:
-                delta: dict[str, Any] = {}
-                if not started[choice]:
-                    delta["role"] = "assistant"
-                    started[choice] = True
-                if text is not None:
-                    delta["content"] = text
-                entry: dict[str, Any] = {"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
-            else:
-                entry = {"index": choice, "text": text or "", "logprobs": logprobs, "finish_reason": reason}
-            body = {"id": chunk_id, "object": kind, "created": created, "model": model_id, "choices": [entry]}
-            if parsed.include_usage:
-                body["usage"] = None
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+class SseStream:
+    """One streamed answer: events of the job -> `data: {...}` lines, the text held back while a stop string
+    may be starting, logprobs per token."""
 
+    def __init__(self, engine: Engine, model_id: str, parsed: ParsedRequest):
+        self.engine, self.model_id, self.parsed = engine, model_id, parsed
+        self.chunk_id, self.created = _new_id(parsed.chat), int(time.time())
+        self.kind = "chat.completion.chunk" if parsed.chat else "text_completion"
+        self.texts = [ChoiceText(engine, parsed.params.stop) for _ in range(parsed.n)]
+        self.offsets = [0] * parsed.n  # per choice: the length of the logprob tokens' text streamed so far
+        self.started = [False] * parsed.n
+
+    def chunk(self, choice: int, text: str | None, reason: str | None, logprobs: Any = None) -> str:
+        if self.parsed.chat:
+            delta: dict[str, Any] = {}
+            if not self.started[choice]:
+                delta["role"] = "assistant"
+                self.started[choice] = True
+            if text is not None:
+                delta["content"] = text
+            entry: dict[str, Any] = {"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+        else:
+            entry = {"index": choice, "text": text or "", "logprobs": logprobs, "finish_reason": reason}
+        body = {"id": self.chunk_id, "object": self.kind, "created": self.created, "model": self.model_id,
+                "choices": [entry]}
+        if self.parsed.include_usage:
+            body["usage"] = None
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def token_chunks(self, event: TokenEvent) -> list[str]:
+        text = self.texts[event.choice].add(event.token_id)
+        logprobs, parsed = None, self.parsed
+        if parsed.top_logprobs is not None and parsed.chat:
+            logprobs = chat_logprobs(self.engine, [event])
+        elif parsed.top_logprobs is not None:
+            logprobs = legacy_logprobs(self.engine, [event], self.offsets[event.choice])
+            self.offsets[event.choice] += sum(len(token) for token in logprobs["tokens"])
+        if text or logprobs and (logprobs.get("content") or logprobs.get("tokens")):
+            return [self.chunk(event.choice, text, None, logprobs)]
+        return []
+
+    def done_chunks(self, event: ChoiceDone) -> list[str]:
+        rest = self.texts[event.choice].finish(event.text)
+        reason = "length" if event.finish_reason == "length" else "stop"
+        return [*([self.chunk(event.choice, rest, None)] if rest else []), self.chunk(event.choice, None, reason)]
+
+    def end_chunks(self, event: JobDone) -> list[str]:
+        usage = []
+        if self.parsed.include_usage:
+            body = {"id": self.chunk_id, "object": self.kind, "created": self.created, "model": self.model_id,
+                    "choices": [], "usage": _usage(event)}
+            usage = [f"data: {json.dumps(body)}\n\n"]
+        return [*usage, "data: [DONE]\n\n"]
+
+    async def lines(self, first: Any, events: AsyncIterator[Any], job: Job) -> AsyncIterator[str]:
         try:
             event = first
             while event is not None:
                 if isinstance(event, TokenEvent):
-                    text = texts[event.choice].add(event.token_id)
-                    logprobs = None
-                    if parsed.top_logprobs is not None and parsed.chat:
-                        logprobs = chat_logprobs(engine, [event])
-                    elif parsed.top_logprobs is not None:
-                        logprobs = legacy_logprobs(engine, [event], offsets[event.choice])
-                        offsets[event.choice] += sum(len(token) for token in logprobs["tokens"])
-                    if text or logprobs and (logprobs.get("content") or logprobs.get("tokens")):
-                        yield chunk(event.choice, text, None, logprobs)
+                    for line in self.token_chunks(event):
+                        yield line
                 elif isinstance(event, ChoiceDone):
-                    rest = texts[event.choice].finish(event.text)
-                    if rest:
-                        yield chunk(event.choice, rest, None)
-                    yield chunk(event.choice, None, "length" if event.finish_reason == "length" else "stop")
+                    for line in self.done_chunks(event):
+                        yield line
                 elif isinstance(event, JobDone):
-                    if parsed.include_usage:
-                        body = {"id": chunk_id, "object": kind, "created": created, "model": model_id,
-                                "choices": [], "usage": _usage(event)}
-                        yield f"data: {json.dumps(body)}\n\n"
-                    yield "data: [DONE]\n\n"
+                    for line in self.end_chunks(event):
+                        yield line
                     return
                 elif isinstance(event, JobError):
                     yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'server_error'}})}\n\n"
@@ -467,8 +506,6 @@ def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
                 event = await anext(events, None)
         finally:
             job.cancel()  # the client went away (or the job ended): its rows leave the batch at the next step
-
-    return router
 
 
 async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:
