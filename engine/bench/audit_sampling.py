@@ -97,14 +97,14 @@ def banned_sequences(token_ids: list[int], sequences: list[list[int]]) -> int:
     return sum(token_ids[i:i + len(s)] == s for s in sequences for i in range(len(token_ids) - len(s) + 1))
 
 
-def audit(engine: Engine, row_steps: int, rows: int, steps: int, progress: bool = True) -> Counts:
+def audit(engine: Engine, row_steps: int, rows: int, steps: int, progress: bool = True, seed_offset: int = 0) -> Counts:
     counts = Counts()
     banned = [seq for word in BANNED for seq in word_variants(engine.loaded.tokenizer, word)]
     prompts = [engine.encode(p) for p in PROMPTS]
     batch = 0
     with mock.patch.object(generate_module, "choose_next", AuditedChoice(counts)):
         while counts.row_steps < row_steps:
-            params = [SamplingParams(**SETTINGS[i % len(SETTINGS)], seed=batch * rows + i,
+            params = [SamplingParams(**SETTINGS[i % len(SETTINGS)], seed=seed_offset + batch * rows + i,
                                      max_new_tokens=steps, min_new_tokens=steps) for i in range(rows)]
             result = engine.generate([prompts[i % len(prompts)] for i in range(rows)], params)
             for p, row in zip(params, result.rows):
@@ -114,7 +114,8 @@ def audit(engine: Engine, row_steps: int, rows: int, steps: int, progress: bool 
             batch += 1
             if progress:
                 print(f"  {counts.row_steps:,} row-steps: {counts.removed_chosen} removed tokens chosen "
-                      f"(before the fix: {counts.removed_chosen_before_fix})", flush=True)
+                      f"(before the fix: {counts.removed_chosen_before_fix}), {counts.banned_sequences_in_outputs} "
+                      f"banned sequences, {counts.nan_logprobs} NaN logprobs", flush=True)
     return counts
 
 
@@ -123,14 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--row-steps", type=int, default=1_000_000, help="row-steps to check (default 10^6)")
     parser.add_argument("--rows", type=int, default=64, help="rows per batch (default 64)")
     parser.add_argument("--steps", type=int, default=256, help="tokens per row (default 256)")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="first seed (default 0); runs with disjoint seed ranges split the audit over processes")
     parser.add_argument("--model", choices=("bundled", "tiny"), default="bundled",
                         help="the bundled model (default) or a tiny random one with its vocabulary")
     args = parser.parse_args(argv)
     engine = Engine(load_model() if args.model == "bundled" else tiny_random_model())
     start = time.perf_counter()
-    counts = audit(engine, args.row_steps, args.rows, args.steps)
+    counts = audit(engine, args.row_steps, args.rows, args.steps, seed_offset=args.seed_offset)
     print(json.dumps({**asdict(counts), "seconds": round(time.perf_counter() - start, 1),
-                      "model": engine.loaded.name, "settings": len(SETTINGS), "vocabulary": engine.loaded.vocab_size}, indent=2))
+                      "model": engine.loaded.name, "seed_offset": args.seed_offset, "rows": args.rows, "steps": args.steps, "settings": len(SETTINGS), "vocabulary": engine.loaded.vocab_size}, indent=2))
 
 
 if __name__ == "__main__":
