@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from .params import FIELD_NAMES, ParamError, from_dict
 
-from .sweepspec import Axis, SweepSpec
+from .sweepspec import AXIS_NAMES, Axis, SweepSpec
 from .values import parse_axis_values, parse_value
 
 OUT_FORMATS = (".json", ".csv", ".parquet")
@@ -34,6 +34,9 @@ values:
                      --axis temperature=0.3,0.7,1.0     --axis top_p=0.5:1.0:0.25
                      --axis order=temperature>min_p,min_p>temperature
                      --axis 'stop=["\\n"],["."]'   (one JSON list per value)
+                     --axis 'prompt="Write a story, please.","Explain how vaccines work."'
+                     (prompt and system_prompt are axes too: quote a prompt that holds a comma; with a
+                     prompt axis, --prompt may be left out)
                      At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
   --max-new-tokens / --seed are short for --set max_new_tokens= / --set seed=.
   Seeds: every cell uses the base seed, so sample i of every cell draws the same random numbers and cells
@@ -42,7 +45,7 @@ values:
   Values are never clamped or rounded: one outside its field's range (temperature=-1, top_p=2, top_k=2.7),
   a name given twice with different values, or an unknown name is refused with `error: FIELD: ...` and exit 2.
 
-fields: """ + ", ".join(FIELD_NAMES) + """
+fields: prompt, system_prompt (axes only), """ + ", ".join(FIELD_NAMES) + """
 
 output:
   --out FILE.json     {"spec", "model", ..., "samples": [one record per sample: cell, axis_* values, every
@@ -60,13 +63,13 @@ examples:
 
 # -- parsing ---------------------------------------------------------------------------------------------
 
-def split_assignment(text: str, flag: str, example: str) -> tuple[str, str]:
+def split_assignment(text: str, flag: str, example: str, names: tuple[str, ...] = FIELD_NAMES) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name:
         raise ParamError(flag, f"NAME=VALUE (e.g. {flag} {example})", text)
-    if name not in FIELD_NAMES:
-        raise ParamError(f"{flag} {name}", f"one of the known fields ({', '.join(FIELD_NAMES)})", name)
+    if name not in names:
+        raise ParamError(f"{flag} {name}", f"one of the known fields ({', '.join(names)})", name)
     return name, value
 
 
@@ -87,7 +90,7 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
             base[name] = given
     axes = []
     for item in args.axis or []:
-        name, values = split_assignment(item, "--axis", "temperature=0.3,1.0")
+        name, values = split_assignment(item, "--axis", "temperature=0.3,1.0", AXIS_NAMES)
         axes.append(Axis(name, parse_axis_values(name, values)))
     if args.raw and args.system:
         raise ParamError("--system", "left out with --raw (the raw prompt has no chat template)", args.system)
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Decode every cell of a parameter grid (x samples) in one batch and save "
                                    "text, tokens, logprobs and metrics per sample.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompt", required=True, help="the prompt (user message, or raw text with --raw)")
+    p.add_argument("--prompt", default="", help="the prompt (user message, or raw text with --raw); "
+                                                "required unless a prompt axis gives the prompts")
     p.add_argument("--raw", action="store_true", help="feed the prompt as is, without the chat template")
     p.add_argument("--system", metavar="TEXT", help="system message for the chat template")
     p.add_argument("--set", action="extend", nargs="+", metavar="NAME=VALUE",

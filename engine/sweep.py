@@ -38,8 +38,9 @@ class SweepResult:
                 same_cell = [r.token_ids for sr, r in zip(self.rows, self.generation.rows) if sr.cell == row.cell]
                 diversity_by_cell[row.cell] = cell_diversity(same_cell)
         records = []
-        for row, out in zip(self.rows, self.generation.rows):
-            record: dict[str, Any] = {"cell": row.cell, "sample": row.sample}
+        for i, (row, out) in enumerate(zip(self.rows, self.generation.rows)):
+            record: dict[str, Any] = {"cell": row.cell, "sample": row.sample,
+                                      "prompt_tokens": len(self.generation.prompt_of(i))}
             record.update({f"axis_{name}": _plain(value) for name, value in row.axis_values})
             record.update(row.params.to_dict())
             record.update(text=out.text, finish_reason=out.finish_reason, token_ids=out.token_ids,
@@ -60,7 +61,7 @@ class SweepResult:
         gen = self.generation
         return {
             "spec": self.spec.to_dict(),
-            "prompt_token_count": len(gen.prompt_ids),
+            "prompt_token_count": len(gen.prompt_ids),  # the first row's; each record has its own
             "generated_tokens": gen.generated_tokens,
             "seconds": round(gen.seconds, 3),
             "samples": self.records(),
@@ -78,15 +79,19 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     SweepResult with the last update (a StepUpdate). The trace (trace_top_n > 0) is kept only when no cell uses
     beams."""
     rows = spec.rows()
-    prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
-    # the whole sweep is refused before any work: as a whole, and each beam batch with the rows it decodes
-    engine.check(prompt_ids, [r.params for r in rows])
+    row_prompts = _encode_prompts(engine, spec, rows)  # [rows] token ids; one list object per distinct prompt
+    prompts_of = (lambda idx: row_prompts[0]) if not spec.varies_prompt else (lambda idx: [row_prompts[i] for i in idx])
+    # the whole sweep is refused before any work: each prompt with its rows, and each beam batch with its rows
+    for prompt_rows in _rows_by_prompt(row_prompts).values():
+        engine.check(row_prompts[prompt_rows[0]], [rows[i].params for i in prompt_rows])
     beam_batches = _beam_batches(rows)
     for cell_rows in beam_batches:
-        engine.check(prompt_ids, [rows[idx[0]].params for idx in cell_rows for _ in range(rows[idx[0]].params.num_beams)])
+        engine.check(row_prompts[cell_rows[0][0]],
+                     [rows[idx[0]].params for idx in cell_rows for _ in range(rows[idx[0]].params.num_beams)])
     sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
-        for update in engine.stream(prompt_ids, [r.params for r in rows], [r.sample for r in rows], trace_top_n, cancel):
+        for update in engine.stream(prompts_of(sampled), [r.params for r in rows], [r.sample for r in rows],
+                                    trace_top_n, cancel):
             yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
         return
 
@@ -94,8 +99,8 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     results: dict[int, RowResult] = {}
     forward_seconds, last = 0.0, None
     if sampled:  # no trace: a mixed sweep's result has none (its rows are replayed instead)
-        for update in engine.stream(prompt_ids, [rows[i].params for i in sampled], [rows[i].sample for i in sampled],
-                                    0, cancel):
+        for update in engine.stream(prompts_of(sampled), [rows[i].params for i in sampled],
+                                    [rows[i].sample for i in sampled], 0, cancel):
             last = StepUpdate(update.step, [sampled[j] for j in update.rows], update.tokens,
                               [sampled[j] for j in update.finished], update.raw_logprobs, update.final_logprobs,
                               update.raw_top, update.finish_reasons)
@@ -105,10 +110,12 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
             yield last, None  # the last step too: streamed tokens add up to the final ones
     for cell_rows in beam_batches:
         configs = [rows[idx[0]].params for idx in cell_rows]
-        batch = yield from _beam_progress(beam_search_steps(engine, prompt_ids, configs, cancel), cell_rows)
+        steps = beam_search_steps(engine, row_prompts[cell_rows[0][0]], configs, cancel)
+        batch = yield from _beam_progress(steps, cell_rows)
         for idx, beams in zip(cell_rows, batch):
             results.update(zip(idx, (_beam_row(engine, seq, beams.params, cancel) for seq in beams.sequences)))
-    generation = GenerationResult(prompt_ids=list(prompt_ids), params=[r.params for r in rows],
+    generation = GenerationResult(prompt_ids=list(row_prompts[0]), params=[r.params for r in rows],
+                                  row_prompt_ids=[list(p) for p in row_prompts] if spec.varies_prompt else None,
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
                                   trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
     final = StepUpdate(last.step if last else 0, [], [], list(range(len(rows))), [], [], [],
@@ -154,17 +161,35 @@ def progress_steps(rows: list[SweepRow]) -> int:
 
 
 def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:
-    """Beam cells grouped by (num_beams, num_beam_groups, max_new_tokens): each group one beam batch; each cell
-    its row indices."""
+    """Beam cells grouped by (prompt, num_beams, num_beam_groups, max_new_tokens): each group one beam batch (a
+    beam batch reads one prompt); each cell its row indices."""
     cells: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         if r.params.num_beams > 1:
             cells[r.cell].append(i)
-    groups: dict[tuple[int, int, int], list[list[int]]] = defaultdict(list)
+    groups: dict[tuple[str, str | None, int, int, int], list[list[int]]] = defaultdict(list)
     for idx in cells.values():
-        p = rows[idx[0]].params
-        groups[(p.num_beams, p.num_beam_groups, p.max_new_tokens)].append(idx)
+        r, p = rows[idx[0]], rows[idx[0]].params
+        groups[(r.prompt, r.system_prompt, p.num_beams, p.num_beam_groups, p.max_new_tokens)].append(idx)
     return list(groups.values())
+
+
+def _encode_prompts(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> list[list[int]]:
+    """Each row's prompt tokens: every distinct (prompt, system prompt) encoded once, its rows sharing the list."""
+    encoded: dict[tuple[str, str | None], list[int]] = {}
+    for r in rows:
+        key = (r.prompt, r.system_prompt)
+        if key not in encoded:
+            encoded[key] = list(engine.encode(r.prompt, raw=spec.raw, system_prompt=r.system_prompt))
+    return [encoded[(r.prompt, r.system_prompt)] for r in rows]
+
+
+def _rows_by_prompt(row_prompts: list[list[int]]) -> dict[int, list[int]]:
+    """Row indices grouped by prompt (the shared list object of _encode_prompts)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, prompt in enumerate(row_prompts):
+        groups[id(prompt)].append(i)
+    return groups
 
 
 def run_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,

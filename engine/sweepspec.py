@@ -1,6 +1,8 @@
 """Sweep specifications: a prompt, base parameters, up to three axes and samples per cell -> rows.
 
-Any SamplingParams field can be an axis (the processor `order` included); every cell is validated before any work.
+Any SamplingParams field can be an axis (the processor `order` included), and so can the prompt and the system
+prompt (PROMPT_AXES: "story vs explanation x temperature" is one batch; rows with different prompts share it).
+Every cell is validated before any work.
 
 Seeds: by default every cell keeps the base seed, so sample i of every cell draws the same random numbers (coupled
 noise: cells differ only by their parameters, and often start with the same words). With independent_seeds each
@@ -35,6 +37,21 @@ def cell_seed(seed: int, axis_values: tuple[tuple[str, Any], ...]) -> int:
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
+
+def check_prompt_axis(axis: Axis) -> None:
+    """A prompt axis holds non-empty prompts; a system_prompt axis holds texts ("" = no system prompt)."""
+    for value in axis.values:
+        if axis.name == "prompt":
+            _check_prompt("axis prompt", value)
+        else:
+            check_text("axis system_prompt", value, allow_empty=True)
+
+
+def _check_prompt(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ParamError(name, "a non-empty string", value)
+    check_text(name, value)
+
 @dataclass(frozen=True)
 class Axis:
     name: str
@@ -49,10 +66,14 @@ class SweepRow:
     sample: int
     axis_values: tuple[tuple[str, Any], ...]
     params: SamplingParams
+    prompt: str = ""
+    system_prompt: str | None = None
 
 
 MAX_AXES = 3
 MAX_CELLS = 4096
+PROMPT_AXES = ("prompt", "system_prompt")  # axes that change what the rows read, not how they sample
+AXIS_NAMES = (*PROMPT_AXES, *FIELD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -69,9 +90,11 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         check_flag("independent_seeds", self.independent_seeds)
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ParamError("prompt", "a non-empty string", self.prompt)
-        check_text("prompt", self.prompt)
+        names = [a.name for a in self.axes]
+        if "prompt" not in names:  # with a prompt axis, the prompt box is not read
+            _check_prompt("prompt", self.prompt)
+        elif not isinstance(self.prompt, str):
+            raise ParamError("prompt", "a string (a prompt axis gives the rows' prompts)", self.prompt)
         if self.system_prompt is not None:
             check_text("system_prompt", self.system_prompt, allow_empty=True)
         check_flag("raw", self.raw)
@@ -79,12 +102,13 @@ class SweepSpec:
             raise ParamError("base", "SamplingParams", self.base)
         if len(self.axes) > MAX_AXES:
             raise ParamError("axes", f"at most {MAX_AXES} axes", [a.name for a in self.axes])
-        names = [a.name for a in self.axes]
         for axis in self.axes:
-            if axis.name not in FIELD_NAMES:
-                raise ParamError("axis", f"a parameter name from {list(FIELD_NAMES)}", axis.name)
+            if axis.name not in AXIS_NAMES:
+                raise ParamError("axis", f"a parameter name from {list(AXIS_NAMES)}", axis.name)
             if not axis.values:
                 raise ParamError(f"axis {axis.name}", "a non-empty list of values", list(axis.values))
+            if axis.name in PROMPT_AXES:
+                check_prompt_axis(axis)
         if len(set(names)) != len(names):
             raise ParamError("axes", "distinct parameter names", names)
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
@@ -99,7 +123,7 @@ class SweepSpec:
         out = []
         for combo in itertools.product(*(a.values for a in self.axes)):
             values = tuple((a.name, v) for a, v in zip(self.axes, combo))
-            params = self.base.replace(**dict(values))
+            params = self.base.replace(**{name: v for name, v in values if name not in PROMPT_AXES})
             if self.independent_seeds:
                 params = params.replace(seed=cell_seed(params.seed, values))
             out.append((values, params))
@@ -108,10 +132,20 @@ class SweepSpec:
     def rows(self) -> list[SweepRow]:
         """Every cell's rows: `samples` samples, or for a beam cell its num_return_sequences best beams."""
         return [
-            SweepRow(cell=i, sample=s, axis_values=values, params=params)
+            SweepRow(cell=i, sample=s, axis_values=values, params=params, prompt=prompt, system_prompt=system_prompt)
             for i, (values, params) in enumerate(self.cells())
+            for prompt, system_prompt in [self.prompts_of(values)]
             for s in range(params.num_return_sequences if params.num_beams > 1 else self.samples)
         ]
+
+    def prompts_of(self, axis_values: tuple[tuple[str, Any], ...]) -> tuple[str, str | None]:
+        """A cell's (prompt, system prompt): its prompt-axis values, else the spec's ("" = no system prompt)."""
+        values = dict(axis_values)
+        return values.get("prompt", self.prompt), values.get("system_prompt", self.system_prompt) or None
+
+    @property
+    def varies_prompt(self) -> bool:
+        return any(a.name in PROMPT_AXES for a in self.axes)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,8 @@ def parse_value(name: str, text: str) -> Any:
         return text  # --set stop=1 means the string "1"
     if name == "order" and not isinstance(value, list):
         return text  # "a>b>c" (normalize_order parses it)
+    if name in ("prompt", "system_prompt") and not isinstance(value, str):
+        return text  # a prompt is text: 42 or [1] is what the person typed
     return value
 
 

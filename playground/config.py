@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_whole, from_dict
 
-from engine.sweepspec import Axis, MAX_AXES, SweepSpec
+from engine.sweepspec import AXIS_NAMES, MAX_AXES, PROMPT_AXES, Axis, SweepSpec, check_prompt_axis
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
 
 VIEWS = ("generate", "sweep", "distributions")
@@ -94,12 +94,14 @@ class PlaygroundConfig:
             raise ParamError("axes", "distinct parameter names", names)
         parsed = []
         for name, text in self.axes:
-            if name not in FIELD_NAMES:
-                raise ParamError("axis", f"a parameter name from {list(FIELD_NAMES)}", name)
-            values = parse_axis_values(name, text)
-            for value in values:  # one axis at a time: linear, unlike the full grid SweepSpec builds
+            if name not in AXIS_NAMES:
+                raise ParamError("axis", f"a parameter name from {list(AXIS_NAMES)}", name)
+            axis = Axis(name, parse_axis_values(name, text))
+            if name in PROMPT_AXES:
+                check_prompt_axis(axis)
+            for value in axis.values if name not in PROMPT_AXES else ():  # linear, unlike SweepSpec's full grid
                 self.params.replace(**{name: value})
-            parsed.append(Axis(name, values))
+            parsed.append(axis)
         return tuple(parsed)
 
     def sweep_spec(self) -> SweepSpec:

@@ -56,6 +56,9 @@ def show_whitespace(text: str) -> str:
     return "".join(out)
 
 
+AXIS_TICK_CHARS = 28  # a heatmap tick of a text axis value (a prompt); the hover shows it whole
+
+
 def shorten(text: str, max_chars: int) -> str:
     """At most max_chars characters, the last one an ellipsis when something was cut."""
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
@@ -441,10 +444,10 @@ def metric_heatmap(cells: pd.DataFrame, metric: str, x_axis: str | None, y_axis:
                                  texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                  coloraxis="coloraxis", xgap=2, ygap=2, hoverongaps=True), row=1, col=c)
         fig.update_xaxes(tickmode="array", tickvals=list(range(len(x_labels))),
-                         ticktext=[escape_label(v) for v in x_labels],
+                         ticktext=[escape_label(shorten(v, AXIS_TICK_CHARS)) for v in x_labels],
                          title_text=escape_label(axis_name(x_col)) if x_col else None, row=1, col=c)
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(y_labels))),
-                     ticktext=[escape_label(v) for v in y_labels], autorange="reversed")
+                     ticktext=[escape_label(shorten(v, AXIS_TICK_CHARS)) for v in y_labels], autorange="reversed")
     if y_col:
         fig.update_yaxes(title_text=escape_label(axis_name(y_col)), row=1, col=1)
     if cells.empty:

@@ -257,15 +257,20 @@ def _grid_sample_html(sample: int, text: str, tokens: tuple[int, list[TokenView]
             f'{"".join(spans) or EMPTY_TEXT}</li>')
 
 
+CELL_AXIS_CHARS = 40  # a long axis value (a prompt) in a cell's heading; its title and the row header show it whole
+
+
 def _cell_html(cell: pd.Series, axis_cols: list[str], texts: list[tuple[int, str]], metrics: Sequence[str],
                tokens: dict[int, tuple[int, list[TokenView]]] | None = None) -> str:
     """One grid cell: its axis values, its metrics and its samples' texts (escaped, truncated), coloured and
     clickable when their tokens are given."""
-    axes = " · ".join(f"{axis_name(c)} = {format_value(cell[c])}" for c in axis_cols)
+    whole = " · ".join(f"{axis_name(c)} = {format_value(cell[c])}" for c in axis_cols)
+    axes = " · ".join(f"{axis_name(c)} = {_truncate(format_value(cell[c]), CELL_AXIS_CHARS)}" for c in axis_cols)
     samples = "".join(_grid_sample_html(sample, text, (tokens or {}).get(sample)) for sample, text in texts)
     cell_id = html.escape(format_value(cell["cell"]), quote=True)
     return (f'<div class="dp-cell" data-cell="{cell_id}">'
-            + (f'<div class="dp-cell-axes">{html.escape(axes)}</div>' if axes else "")
+            + (f'<div class="dp-cell-axes" title="{html.escape(whole, quote=True)}">{html.escape(axes)}</div>'
+               if axes else "")
             + f'<div class="dp-cell-metrics">{html.escape(metrics_line(cell, metrics))}</div>'
             + f'<ol class="dp-cell-samples">{samples}</ol></div>')
 

@@ -30,7 +30,7 @@ from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
-from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, steps_figure
+from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, shorten, steps_figure
 from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
 
@@ -57,9 +57,14 @@ def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sam
     return " · ".join([*parts, f"beam {sample}" if beams else f"sample {sample}"])
 
 
+SHORT_TEXT = 32  # characters of a text axis value (a prompt) in a row label; the records keep it whole
+
+
 def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ">".join(map(str, value)) if all(isinstance(v, str) for v in value) else json.dumps(list(value))
+    if isinstance(value, str):
+        return shorten(value, SHORT_TEXT)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

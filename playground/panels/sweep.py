@@ -6,8 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from engine.params import FIELD_NAMES, ParamError
-from engine.sweepspec import MAX_AXES
+from engine.params import ParamError
+from engine.sweepspec import AXIS_NAMES, MAX_AXES
 
 from .. import views
 from ..errors import user_errors
@@ -16,7 +16,7 @@ from ..render import CSS, error_html, progress_html, status_html
 from .common import PRIVATE, TOKEN_CLICK_JS, PageContext, disarm_after, index_sliders, session
 from .form import NO_AXIS, config_from_form
 
-AXIS_CHOICES = [NO_AXIS, *FIELD_NAMES]
+AXIS_CHOICES = [NO_AXIS, *AXIS_NAMES]
 SEEDS_INFO = ("Off: every cell uses the same seed, so sample i of every cell draws the same random numbers and "
               "cells often start with the same words (by design: differences come from the parameters). On: each "
               "cell gets its own seed, derived from the seed and its axis values (reproducible).")
