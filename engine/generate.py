@@ -21,6 +21,7 @@ from typing import Callable, Collection, Iterator, Sequence
 import torch
 
 from .events import RunningBeam, StepUpdate
+from .forcing import ForcedTokens
 from .models import LoadedModel
 from .params import DEFAULT_ORDER, ParamError, SamplingParams
 from .prefill import decode_one_token, prefill
@@ -38,6 +39,20 @@ __all__ = ["Engine", "EngineLimits", "FINISH_REASONS", "GenerationResult", "Repl
            "StepUpdate"]
 
 STOP, CANCELLED, NO_CANDIDATES = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates"))
+
+
+def _take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: torch.Tensor, scores: torch.Tensor,
+                 empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows with a forced token take it: (chosen [b], its final log-prob [b], rows left with nothing [b]).
+
+    A forced token the processors removed has final log-prob -inf (the settings could not have produced it); a
+    row whose processors removed everything still takes its forced token (scores there are the raw stand-in, so
+    its final log-prob is -inf too) and goes on."""
+    take = forced_now >= 0  # [b]
+    chosen = torch.where(take, forced_now, chosen)
+    logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
+    logp = torch.where(empty, torch.full_like(logp, float("-inf")), logp)
+    return chosen, torch.where(take, logp, final_logp), empty & ~take
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,10 @@ class Engine:
 
     def generate(self, prompt_ids: Sequence[int], params: Sequence[SamplingParams],
                  sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
-                 cancel: threading.Event | None = None) -> GenerationResult:
+                 cancel: threading.Event | None = None,
+                 forced: Sequence[Sequence[int]] | None = None) -> GenerationResult:
         update = None
-        for update in self.stream(prompt_ids, params, sample_indices, trace_top_n, cancel):
+        for update in self.stream(prompt_ids, params, sample_indices, trace_top_n, cancel, forced=forced):
             pass
         assert update is not None and update.result is not None
         return update.result
@@ -116,15 +132,19 @@ class Engine:
     def stream(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
-               cancel_rows: Callable[[], Collection[int]] | None = None) -> Iterator[StepUpdate]:
+               cancel_rows: Callable[[], Collection[int]] | None = None,
+               forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
         """Decode every row together, yielding the tokens of each step; the last update carries the result.
 
         prompt_ids: one prompt for every row, or one per row (rows with different prompts share the batch:
         each distinct prompt is prefilled on its own, then the caches are left-padded into one).
         Cancel between steps with `cancel.set()` (every row ends with finish_reason "cancelled"), or some rows
         only: `cancel_rows()` is asked once per step for the row indices to end now.
+        forced: per row, tokens it takes at its first steps instead of sampling (a branch: engine/forcing.py);
+        they are decoded as steps of the row, so the noise stream stays aligned with an unforced run.
         """
         params, sample_indices, row_prompts, shared = self._checked(prompt_ids, params, sample_indices)
+        forcing = ForcedTokens.build(forced, params, self.loaded.vocab_size, self.loaded.device)
         started = time.perf_counter()
         device, batch = self.loaded.device, len(params)
         max_steps = max(p.max_new_tokens for p in params)
@@ -156,6 +176,10 @@ class Engine:
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
             chosen = choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
             final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
+            forced_now = forcing.at(rows.ids, step) if forcing is not None else None  # [b] or None
+            if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
+                chosen, final_logp, empty = _take_forced(forced_now, chosen, final_logp, scores, empty)
+                any_empty = bool(empty.any())
             raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse  # [b]
             emitted = (rows.ids, chosen, raw_logp, final_logp, raw_entropy)
             if any_empty:  # the rows with no candidates emit nothing

@@ -17,6 +17,7 @@ import pandas as pd
 from .beam_results import BeamResult, BeamSequence, BeamSteps
 from .beams import beam_search_steps
 from .events import BeamProgress, RunningBeam, StepUpdate, Update
+from .forcing import check_prefix
 from .generate import Engine
 from .metrics import cell_diversity, sample_metrics
 from .params import SamplingParams
@@ -79,6 +80,7 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     SweepResult with the last update (a StepUpdate). The trace (trace_top_n > 0) is kept only when no cell uses
     beams."""
     rows = spec.rows()
+    forced = _forced_prefixes(engine, spec, rows)  # per row, or None
     row_prompts = _encode_prompts(engine, spec, rows)  # [rows] token ids; one list object per distinct prompt
     prompts_of = (lambda idx: row_prompts[0]) if not spec.varies_prompt else (lambda idx: [row_prompts[i] for i in idx])
     # the whole sweep is refused before any work: each prompt with its rows, and each beam batch with its rows
@@ -91,7 +93,7 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
         for update in engine.stream(prompts_of(sampled), [r.params for r in rows], [r.sample for r in rows],
-                                    trace_top_n, cancel):
+                                    trace_top_n, cancel, forced=forced):
             yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
         return
 
@@ -100,7 +102,8 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     forward_seconds, last = 0.0, None
     if sampled:  # no trace: a mixed sweep's result has none (its rows are replayed instead)
         for update in engine.stream(prompts_of(sampled), [rows[i].params for i in sampled],
-                                    [rows[i].sample for i in sampled], 0, cancel):
+                                    [rows[i].sample for i in sampled], 0, cancel,
+                                    forced=None if forced is None else [forced[i] for i in sampled]):
             last = StepUpdate(update.step, [sampled[j] for j in update.rows], update.tokens,
                               [sampled[j] for j in update.finished], update.raw_logprobs, update.final_logprobs,
                               update.raw_top, update.finish_reasons)
@@ -172,6 +175,18 @@ def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:
         r, p = rows[idx[0]], rows[idx[0]].params
         groups[(r.prompt, r.system_prompt, p.num_beams, p.num_beam_groups, p.max_new_tokens)].append(idx)
     return list(groups.values())
+
+
+def _forced_prefixes(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> list[list[int]] | None:
+    """Each row's forced first tokens (its sample's prefix; a text is encoded without special tokens), checked
+    against the vocabulary and the row's max_new_tokens; None without prefixes."""
+    if not spec.prefix:
+        return None
+    tokens = [engine.loaded.tokenizer.encode(p, add_special_tokens=False) if isinstance(p, str) else list(p)
+              for p in spec.prefix]
+    for r in rows:
+        check_prefix(tokens[r.sample], r.params.max_new_tokens, engine.loaded.vocab_size, f"prefix of sample {r.sample}")
+    return [tokens[r.sample] for r in rows]
 
 
 def _encode_prompts(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> list[list[int]]:

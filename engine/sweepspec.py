@@ -38,6 +38,20 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _check_prefixes(prefix: Any, samples: int) -> None:
+    """() or one prefix per sample: a text (encoded without special tokens) or token ids (checked against the
+    vocabulary and max_new_tokens when the run starts)."""
+    if not isinstance(prefix, tuple):
+        raise ParamError("prefix", "a tuple with one prefix per sample", prefix)
+    if prefix and len(prefix) != samples:
+        raise ParamError("prefix", f"one prefix per sample ({samples})", len(prefix))
+    for item in prefix:
+        if isinstance(item, str):
+            check_text("prefix", item, allow_empty=True)
+        elif not isinstance(item, tuple) or not all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            raise ParamError("prefix", "a text or a list of token ids per sample", item)
+
+
 def check_prompt_axis(axis: Axis) -> None:
     """A prompt axis holds non-empty prompts; a system_prompt axis holds texts ("" = no system prompt)."""
     for value in axis.values:
@@ -87,6 +101,7 @@ class SweepSpec:
     raw: bool = False
     system_prompt: str | None = None
     independent_seeds: bool = False  # each cell its own seed (cell_seed), not the base seed in every cell
+    prefix: tuple[str | tuple[int, ...], ...] = ()  # per sample: forced first tokens (text or ids); () = none
 
     def __post_init__(self) -> None:
         check_flag("independent_seeds", self.independent_seeds)
@@ -113,10 +128,14 @@ class SweepSpec:
             raise ParamError("axes", "distinct parameter names", names)
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ParamError("samples", "a whole number >= 1", self.samples)
+        _check_prefixes(self.prefix, self.samples)
         cells = math.prod(len(a.values) for a in self.axes)
         if cells > MAX_CELLS:  # refuse before building every cell's parameters
             raise ParamError("axes", f"at most {MAX_CELLS} cells (the product of the axes' lengths)", cells)
         self.cells()  # validate every cell's parameters before any work
+        if self.prefix and any(p.num_beams > 1 for _, p in self.cells()):
+            raise ParamError("prefix", "left out with beam search (a forced prefix is for sampled and greedy rows)",
+                             "num_beams > 1")
 
     def cells(self) -> list[tuple[tuple[tuple[str, Any], ...], SamplingParams]]:
         """Cartesian product of the axes, first axis slowest; each with its validated parameters."""
@@ -156,6 +175,7 @@ class SweepSpec:
             "raw": self.raw,
             "system_prompt": self.system_prompt,
             "independent_seeds": self.independent_seeds,
+            **({"prefix": [p if isinstance(p, str) else list(p) for p in self.prefix]} if self.prefix else {}),
         }
 
     @classmethod
@@ -163,4 +183,5 @@ class SweepSpec:
         axes = tuple(Axis(a["name"], tuple(a["values"])) for a in d.get("axes", []))
         return cls(prompt=d.get("prompt", ""), base=from_dict(d.get("base", {})), axes=axes,
                    samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"),
-                   independent_seeds=d.get("independent_seeds", False))
+                   independent_seeds=d.get("independent_seeds", False),
+                   prefix=tuple(p if isinstance(p, str) else tuple(p) for p in d.get("prefix", [])))

@@ -35,7 +35,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
     """Add the three endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
 
     def generate(prompt: str, params: dict | None = None, samples: int = 1, raw: bool = False,
-                 system_prompt: str = "") -> dict:  # a generator: progress updates, then the result
+                 system_prompt: str = "", prefix: Any = None) -> dict:  # a generator: progress updates, then the result
         """Generate `samples` outputs of one configuration in one batch.
 
         params: SamplingParams fields by name, e.g. {"temperature": 0.7, "top_p": 0.9, "seed": 1}.
@@ -43,8 +43,12 @@ def register_api(engine: Engine, store: RunStore) -> None:
         added), raw_logprobs (the unmodified model), final_logprobs (the distribution sampled from),
         finish_reason and metrics. With num_beams > 1 the samples are the num_return_sequences best beams, each
         with its beam_score (`samples` is then ignored).
+        prefix: forced first tokens, to branch from an output or continue an edited text: a text or a list of
+        token ids for every sample, or a list with one of those per sample. They count as new tokens and are
+        decoded as the samples' first steps (same seed, sample index and step numbers), so a sample continues as
+        its unforced run would have from that prefix; forcing a run's own first k tokens reproduces it.
         """
-        yield from _stream(lambda: _spec(prompt, params, None, samples, raw, system_prompt), "generate",
+        yield from _stream(lambda: _spec(prompt, params, None, samples, raw, system_prompt, prefix=prefix), "generate",
                            lambda run: {"run_id": run.run_id, "seconds": round(run.generation.seconds, 3),
                                         "samples": [_sample(run, i) for i in range(run.row_count)]})
 
@@ -108,7 +112,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
 
 
 def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any,
-          independent_seeds: Any = False) -> SweepSpec:
+          independent_seeds: Any = False, prefix: Any = None) -> SweepSpec:
     """The arguments of /generate (axes None) and /sweep, each type-checked by name (the prompt by SweepSpec),
     as a SweepSpec."""
     if system_prompt is not None:  # None or "" = no system prompt; [] or 0 is not
@@ -116,7 +120,28 @@ def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_pr
     check_whole("samples", samples, 1, MAX_API_SAMPLES)
     base = from_dict({} if params is None else params)  # from_dict refuses anything but an object
     return SweepSpec(prompt, base, _axes(axes), samples, check_flag("raw", raw), system_prompt or None,
-                     check_flag("independent_seeds", independent_seeds))
+                     check_flag("independent_seeds", independent_seeds), _prefixes(prefix, samples))
+
+
+def _prefixes(prefix: Any, samples: int) -> tuple[str | tuple[int, ...], ...]:
+    """/generate's prefix as one entry per sample: None -> none; a text or a list of token ids -> the same for
+    every sample; a list of texts / id lists -> one per sample (its length must be `samples`)."""
+    if prefix is None:
+        return ()
+    if isinstance(prefix, str) or (isinstance(prefix, list) and all(isinstance(t, int) for t in prefix)):
+        return (_prefix_item(prefix),) * samples
+    if isinstance(prefix, list) and len(prefix) == samples:
+        return tuple(_prefix_item(p) for p in prefix)
+    raise ParamError("prefix", f"a text, a list of token ids, or a list of {samples} of those (one per sample)",
+                     prefix)
+
+
+def _prefix_item(item: Any) -> str | tuple[int, ...]:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+        return tuple(item)
+    raise ParamError("prefix", "a text or a list of token ids", item)
 
 
 def _sample(run: Run, row: int) -> dict[str, Any]:
