@@ -184,9 +184,10 @@ def _forced_prefixes(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> l
         return None
     tokens = [engine.loaded.tokenizer.encode(p, add_special_tokens=False) if isinstance(p, str) else list(p)
               for p in spec.prefix]
-    for r in rows:
-        check_prefix(tokens[r.sample], r.params.max_new_tokens, engine.loaded.vocab_size, f"prefix of sample {r.sample}")
-    return [tokens[r.sample] for r in rows]
+    mine = [tokens[r.sample - spec.first_sample] for r in rows]
+    for r, prefix in zip(rows, mine):
+        check_prefix(prefix, r.params.max_new_tokens, engine.loaded.vocab_size, f"prefix of sample {r.sample}")
+    return mine
 
 
 def _encode_prompts(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> list[list[int]]:

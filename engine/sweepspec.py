@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_text, from_dict
+from .params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_text, check_whole, from_dict
 
 CELL_SEED_MAX = 2**53 - 1  # a derived seed stays a whole number that JSON readers and browsers hold exactly
 
@@ -102,6 +102,7 @@ class SweepSpec:
     system_prompt: str | None = None
     independent_seeds: bool = False  # each cell its own seed (cell_seed), not the base seed in every cell
     prefix: tuple[str | tuple[int, ...], ...] = ()  # per sample: forced first tokens (text or ids); () = none
+    first_sample: int = 0  # the samples' indices start here (a branch of sample 3 is sample 3 alone)
 
     def __post_init__(self) -> None:
         check_flag("independent_seeds", self.independent_seeds)
@@ -129,11 +130,12 @@ class SweepSpec:
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ParamError("samples", "a whole number >= 1", self.samples)
         _check_prefixes(self.prefix, self.samples)
+        check_whole("first_sample", self.first_sample, 0, 2**31 - 1)
         cells = math.prod(len(a.values) for a in self.axes)
         if cells > MAX_CELLS:  # refuse before building every cell's parameters
             raise ParamError("axes", f"at most {MAX_CELLS} cells (the product of the axes' lengths)", cells)
         self.cells()  # validate every cell's parameters before any work
-        if self.prefix and any(p.num_beams > 1 for _, p in self.cells()):
+        if (self.prefix or self.first_sample) and any(p.num_beams > 1 for _, p in self.cells()):
             raise ParamError("prefix", "left out with beam search (a forced prefix is for sampled and greedy rows)",
                              "num_beams > 1")
 
@@ -154,7 +156,8 @@ class SweepSpec:
             SweepRow(cell=i, sample=s, axis_values=values, params=params, prompt=prompt, system_prompt=system_prompt)
             for i, (values, params) in enumerate(self.cells())
             for prompt, system_prompt in [self.prompts_of(values)]
-            for s in range(params.num_return_sequences if params.num_beams > 1 else self.samples)
+            for s in (range(params.num_return_sequences) if params.num_beams > 1
+                      else range(self.first_sample, self.first_sample + self.samples))
         ]
 
     def prompts_of(self, axis_values: tuple[tuple[str, Any], ...]) -> tuple[str, str | None]:
@@ -176,6 +179,7 @@ class SweepSpec:
             "system_prompt": self.system_prompt,
             "independent_seeds": self.independent_seeds,
             **({"prefix": [p if isinstance(p, str) else list(p) for p in self.prefix]} if self.prefix else {}),
+            **({"first_sample": self.first_sample} if self.first_sample else {}),
         }
 
     @classmethod
@@ -184,4 +188,5 @@ class SweepSpec:
         return cls(prompt=d.get("prompt", ""), base=from_dict(d.get("base", {})), axes=axes,
                    samples=d.get("samples", 1), raw=d.get("raw", False), system_prompt=d.get("system_prompt"),
                    independent_seeds=d.get("independent_seeds", False),
-                   prefix=tuple(p if isinstance(p, str) else tuple(p) for p in d.get("prefix", [])))
+                   prefix=tuple(p if isinstance(p, str) else tuple(p) for p in d.get("prefix", [])),
+                   first_sample=d.get("first_sample", 0))

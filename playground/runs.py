@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from engine.generate import Engine, GenerationResult, Replay
 from engine.params import ParamError
 from engine.sweep import SweepResult
+from engine.sweepspec import SweepSpec
 
 
 BYTES_PER_TOKEN = 200
@@ -30,6 +31,7 @@ class Run:
     labels: list[str]  # e.g. "sample 2" or "temperature=0.2 · sample 1"
     pieces: list[list[str]]  # the text each token added, per row
     sweep: SweepResult | None = None
+    spec: SweepSpec | None = None  # what was run (a branch is built from it)
 
     @property
     def row_count(self) -> int:
@@ -76,13 +78,14 @@ class RunStore:
         self.tokens_per_second: float | None = None  # the last run's speed (None before any run)
 
     def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
-            sweep: SweepResult | None = None, pieces: list[list[str]] | None = None) -> Run:
+            sweep: SweepResult | None = None, pieces: list[list[str]] | None = None,
+            spec: SweepSpec | None = None) -> Run:
         """Keep a finished run. `pieces` (the text of each token, per row) when the caller already split them
         while streaming; rows without them (a sweep, beam rows) are split here."""
         pieces = [streamed if streamed is not None and len(streamed) == len(row.token_ids)
                   else self.engine.loaded.pieces(row.token_ids)
                   for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
-        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep)
+        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec)
         if generation.seconds > 0 and generation.generated_tokens:
             self.tokens_per_second = generation.generated_tokens / generation.seconds  # for the next estimate
         with self._lock:

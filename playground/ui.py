@@ -86,7 +86,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         dist_sliders = (dists.sample, dists.step)
         wire_estimates(page, demo, [settings.samples, settings.knobs["max_new_tokens"], *sweep.axis_names,
                                     *sweep.axis_values])
-        wire_generate(page, generate, settings.run, settings.stop, dist_sliders)
+        wire_generate(page, generate, settings.run, settings.stop, dist_sliders, dists.branch, dists.branch_token)
         wire_sweep(page, sweep, dist_sliders)
         wire_distributions(page, dists, (generate.tokens, sweep.grid))
         for tab, name in ((generate.tab, "generate"), (sweep.tab, "sweep"), (dists.tab, "distributions")):

@@ -54,7 +54,44 @@ class Frame:
 
 def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sample: int, beams: bool = False) -> str:
     parts = [f"{name}={_short(value)}" for name, value in row_axis_values]
-    return " · ".join([*parts, f"beam {sample}" if beams else f"sample {sample}"])
+    prefix = spec.prefix[sample - spec.first_sample] if spec.prefix and not beams else ()
+    forced = [f"branch at step {len(prefix) - 1}"] if prefix and not isinstance(prefix, str) else (
+        ["continued from a text"] if prefix else [])
+    return " · ".join([*parts, f"beam {sample}" if beams else f"sample {sample}", *forced])
+
+
+# -- branching ----------------------------------------------------------------------------------------------
+
+BRANCH_CHOICES = 12  # alternatives offered at a step: the most likely under the final distribution, then the raw
+
+
+def branch_spec(run: Run, row: int, step: int, token_id: int) -> SweepSpec:
+    """The run that continues output `row` of `run` with `token_id` at `step`: the same prompt, settings, seed and
+    sample index, its first `step` tokens kept (engine/forcing.py keeps the noise stream aligned)."""
+    run.check_row_step(row, step)
+    if run.spec is None:
+        raise ParamError("branch", "an output of a run started on this page", run.run_id)
+    source = run.spec.rows()[row]
+    if source.params.num_beams > 1:
+        raise ParamError("branch", "a sampled or greedy output (beam outputs are not branched)", f"output {row}")
+    forced = (*run.generation.rows[row].token_ids[:step], int(token_id))
+    return SweepSpec(source.prompt, source.params, samples=1, raw=run.spec.raw, system_prompt=source.system_prompt,
+                     prefix=(forced,), first_sample=source.sample)
+
+
+def branch_choices(store: RunStore, run: Run, row: int, step: int) -> list[tuple[str, int]]:
+    """(label, token id) of the alternatives at (row, step): the likeliest under the final distribution, then
+    the raw model's likeliest among the tokens the settings removed (taking one shows what they prevented)."""
+    replay = store.replay(run, row, step)
+    raw, final = replay.probs[0], replay.probs[-1]  # [V], [V]
+    label = store.engine.loaded.token_label
+    kept = [int(t) for t in final.topk(BRANCH_CHOICES).indices if float(final[int(t)]) > 0]
+    removed = [int(t) for t in raw.topk(BRANCH_CHOICES + len(kept)).indices if float(final[int(t)]) == 0]
+    chosen = run.generation.rows[row].token_ids[step]
+    out = [(f"{label(t)!r} · p {float(final[t]):.3g}" + (" (chosen)" if t == chosen else ""), t) for t in kept]
+    out += [(f"{label(t)!r} · removed by the settings (raw p {float(raw[t]):.3g})", t)
+            for t in removed[:max(BRANCH_CHOICES - len(kept), 3)]]
+    return out
 
 
 SHORT_TEXT = 32  # characters of a text axis value (a prompt) in a row label; the records keep it whole
@@ -105,7 +142,8 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                 # beam rows showed running beams, not their final hypotheses: those are split by the store
                 streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
                             if kind == "generate" else None)
-                run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed)
+                run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed,
+                                spec)
                 yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
                 return
             now = time.perf_counter()
@@ -130,7 +168,7 @@ def run_status(run: Run) -> str:
     gen = run.generation
     stopped = sum(r.finish_reason == "cancelled" for r in gen.rows)
     tail = f" · stopped early ({stopped} output{'s' if stopped != 1 else ''} cut)" if stopped else ""
-    return (f"{len(gen.rows)} outputs · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
+    return (f"{len(gen.rows)} output{'s' if len(gen.rows) != 1 else ''} · {gen.generated_tokens} tokens in {gen.seconds:.1f} s "
             f"({gen.generated_tokens / max(gen.seconds, 1e-9):.0f} tokens/s, one batch){tail} · {time_split(gen)}")
 
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import math
 import random
+from urllib.parse import quote
 
 import pytest
 from gradio_client import Client
+from playwright.sync_api import expect
 
 from engine.params import ParamError, SamplingParams
 from engine.sweep import run_sweep
 from engine.sweepspec import SweepSpec
+from pages import open_token, run_generate, shot, wait_done
+from playground.runs import RunStore
+from playground.views import branch_choices, branch_spec, stream_run
 
 PROMPT = "Write a short story about a lighthouse keeper."
 STEPS = 24
@@ -36,6 +41,10 @@ def parent(engine):
     params = [SamplingParams(**s, seed=11, max_new_tokens=STEPS) for s in SETTINGS]
     prompt = engine.encode(PROMPT)
     return prompt, params, engine.generate(prompt, params, list(range(len(params))))
+
+
+def last_run(frames):
+    return [frame.run for frame in frames if frame.run is not None][-1]
 
 
 def test_forcing_the_parents_own_tokens_reproduces_it_at_every_fork(engine, parent):
@@ -122,3 +131,40 @@ def test_the_generate_endpoint_branches_from_a_prefix(app_url):
         with pytest.raises(Exception) as info:
             client.predict("Tell me a joke.", params, 2, False, "", bad, api_name="/generate")
         assert "prefix" in str(info.value)
+
+
+def test_a_page_branch_with_the_parents_own_token_reproduces_the_output(engine):
+    store = RunStore(engine)
+    spec = SweepSpec("Tell me a joke.", SamplingParams(max_new_tokens=10, seed=4, temperature=1.0, top_k=40), samples=3)
+    run = last_run(stream_run(engine, store, spec, "generate"))
+    parent = run.generation.rows[2]
+    same = last_run(stream_run(engine, store, branch_spec(run, 2, 5, parent.token_ids[5]), "generate"))
+    assert same.generation.rows[0].token_ids == parent.token_ids and same.labels == ["sample 2 · branch at step 5"]
+    choices = branch_choices(store, run, 2, 5)
+    assert any(t == parent.token_ids[5] and "(chosen)" in label for label, t in choices)
+    other = next(t for _, t in choices if t != parent.token_ids[5])
+    child = last_run(stream_run(engine, store, branch_spec(run, 2, 5, other), "generate")).generation.rows[0]
+    assert child.token_ids[:6] == parent.token_ids[:5] + [other]
+    with pytest.raises(ParamError, match="step"):
+        branch_spec(run, 2, 99, other)
+
+
+def test_branch_from_an_alternative_in_the_page(page, app_url):
+    run_generate(page, app_url, "?max_new_tokens=8&samples=2&temperature=1&seed=6&prompt=" + quote("Tell me a joke."))
+    parent = [page.locator(f'#tokens .dp-tok[data-sample="1"][data-step="{s}"]').inner_text() for s in range(3)]
+    open_token(page, 1, 3)
+    dropdown = page.locator("#branch-token input")
+    dropdown.click()
+    options = page.locator("#branch-token").get_by_role("option")
+    expect(options.first).to_be_visible(timeout=30_000)
+    alternative = next(i for i in range(options.count()) if "(chosen)" not in options.nth(i).inner_text())
+    picked = options.nth(alternative).inner_text()
+    options.nth(alternative).click()
+    page.locator("#branch-run").click()
+    wait_done(page, "generate-status")
+    expect(page.locator("#tokens .dp-sample")).to_have_count(1)
+    expect(page.locator("#tokens .dp-sample-title")).to_contain_text("sample 1 · branch at step 3")
+    branch = [page.locator(f'#tokens .dp-tok[data-sample="0"][data-step="{s}"]').inner_text() for s in range(4)]
+    assert branch[:3] == parent
+    assert repr(branch[3].replace("·", " "))[1:-1] in picked or branch[3].strip() in picked
+    shot(page, "branch")

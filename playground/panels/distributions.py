@@ -26,6 +26,8 @@ class DistributionsPanel:
     plot: gr.Plot
     table: gr.Dataframe
     steps_plot: gr.Plot
+    branch_token: gr.Dropdown
+    branch: gr.Button
     compare_with: gr.Number
     compare: gr.Button
     compare_caption: gr.HTML
@@ -46,6 +48,12 @@ def build_distributions() -> DistributionsPanel:
         plot = gr.Plot(label="Next-token distribution after each processor", elem_id="dist-plot")
         table = gr.Dataframe(label="Per stage", interactive=False)
         steps_plot = gr.Plot(label="Over the steps")
+        with gr.Row(equal_height=True):
+            branch_token = gr.Dropdown([], label="Branch: continue this output from this step with",
+                                       info="Its tokens before this step are kept; the same settings, seed and sample "
+                                            "go on, so the branch differs only by this choice.",
+                                       elem_id="branch-token", scale=3)
+            branch = gr.Button("Continue with this token", elem_id="branch-run", scale=1)
         with gr.Accordion("Compare with another output's settings (e.g. another processor order)", open=False):
             with gr.Row():
                 compare_with = gr.Number(1, label="other output", precision=0, minimum=0, elem_id="compare-with",
@@ -54,7 +62,8 @@ def build_distributions() -> DistributionsPanel:
             compare_caption = gr.HTML("", elem_id="compare-caption")
             compare_table = gr.Dataframe(label="Stage by stage", interactive=False, elem_id="compare-table")
             compare_plot = gr.Plot(label="The other settings on this context")
-    return DistributionsPanel(tab, caption, sample, step, top, plot, table, steps_plot, compare_with, compare,
+    return DistributionsPanel(tab, caption, sample, step, top, plot, table, steps_plot, branch_token, branch,
+                              compare_with, compare,
                               compare_caption, compare_table, compare_plot)
 
 
@@ -62,21 +71,23 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
     """The sliders and the tab show a distribution; a click on a token in any of `clickables` opens its own."""
     store = page.store
     inputs = [page.run_id, panel.sample, panel.step, panel.top]
-    outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step]
+    outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step, panel.branch_token]
 
     @user_errors
     @page.device_scope
     def show_distribution(current: str, sample: Any, step: Any, top: Any):
         if not current:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * len(outputs)
         run = store.get(current)
         # sliders never go below 1 as a maximum (Gradio needs min < max): clamp to this run's range
         sample = min(whole_number("output", sample, text=True), run.row_count - 1)
         last = len(run.generation.rows[sample].token_ids) - 1
         step = min(whole_number("step", step, text=True), last)
         shown = views.distribution(store, run, sample, step, whole_number("tokens shown", top, text=True))
+        choices = views.branch_choices(store, run, sample, step)
         return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
-                gr.Slider(maximum=max(last, 1), value=step))
+                gr.Slider(maximum=max(last, 1), value=step),
+                gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]))
 
     for slider in (panel.sample, panel.step, panel.top):
         # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never
@@ -89,7 +100,7 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         picked = getattr(event, "_data", None) or {}
         sample, step = picked.get("sample"), picked.get("step")
         if not current or sample is None or step is None:
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * (3 + len(outputs))
         shown = show_distribution(current, sample, step, top)
         return (gr.Tabs(selected="distributions"), "distributions", gr.Slider(value=int(sample)), *shown)
 

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
 from engine.params import ParamError
+from engine.sweepspec import SweepSpec
 
 from .. import views
+from ..config import whole_number
 from ..errors import user_errors
 from ..render import CSS, error_html, status_html
 from .common import PRIVATE, TOKEN_CLICK_JS, PageContext, disarm_after, index_sliders, session
@@ -40,19 +42,17 @@ def build_generate() -> GeneratePanel:
 
 
 def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop: gr.Button,
-                  dist_sliders: tuple[gr.Slider, gr.Slider]) -> None:
+                  dist_sliders: tuple[gr.Slider, gr.Slider], branch: gr.Button, branch_token: gr.Dropdown) -> None:
     """Run (in the settings column) -> the Generate view; `dist_sliders`: the Distributions view's output and step,
-    reset for each new run."""
+    reset for each new run. `branch` (in Distributions) continues the output and step those sliders show with
+    `branch_token` instead, into the Generate view."""
     engine, store = page.engine, page.store
     outputs = [panel.tokens, panel.status, panel.sample_table, page.run_id, *dist_sliders]
 
-    @user_errors
-    @page.device_scope
-    def run_generate(request: gr.Request, **settings: Any):
+    def stream_into_view(make_spec: Callable[[], SweepSpec], color_by: str, request: gr.Request):
+        """Run a spec into the Generate view: its frames, then the finished run's table and ids."""
         try:
-            config = config_from_form(settings)
-            spec = dataclasses.replace(config, axes=()).sweep_spec()
-            for frame in views.stream_run(engine, store, spec, "generate", config.color_by,
+            for frame in views.stream_run(engine, store, make_spec(), "generate", color_by,
                                           store.stop_flag(session(request))):
                 update = {panel.tokens: frame.html, panel.status: status_html(frame.status)}
                 if frame.run is not None:
@@ -62,6 +62,24 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
             yield {panel.status: error_html(str(exc))}
             raise
+
+    @user_errors
+    @page.device_scope
+    def run_generate(request: gr.Request, **settings: Any):
+        config = config_from_form(settings)
+        yield from stream_into_view(lambda: dataclasses.replace(config, axes=()).sweep_spec(), config.color_by, request)
+
+    @user_errors
+    @page.device_scope
+    def run_branch(current: str, sample: Any, step: Any, token: Any, request: gr.Request):
+        def spec() -> SweepSpec:
+            if not current:
+                raise ParamError("branch", "an output of a finished run (run Generate or a sweep first)", None)
+            if token is None or token == "":
+                raise ParamError("branch token", "one of the alternatives listed for this step", token)
+            return views.branch_spec(store.get(current), whole_number("output", sample, text=True),
+                                     whole_number("step", step, text=True), whole_number("branch token", token, text=True))
+        yield from stream_into_view(spec, "final", request)
 
     def stop_run(request: gr.Request) -> None:
         store.stop(session(request))
@@ -75,6 +93,13 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
+    branching = branch.click(
+        lambda: (gr.Tabs(selected="generate"), "generate", gr.Button(interactive=True),
+                 status_html("Branching: the kept tokens, then the new choice ...")), None,
+        [page.tabs, page.view, stop, panel.status], queue=False, **PRIVATE).then(
+        run_branch, [page.run_id, *dist_sliders, branch_token], outputs, preprocess=False, show_progress="hidden",
+        **PRIVATE)
+    disarm_after(branching, stop)
 
     @user_errors
     def recolor(current: str, colour: str) -> str:
