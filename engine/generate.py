@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import torch
 
@@ -32,6 +32,7 @@ from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys  # looked up here at every step: the sampling audit wraps choose_next
 from .stops import cut_at_stop, stop_hits
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
+from .turns import Turns
 
 # kept importable from here: the types moved to their own modules
 __all__ = ["Engine", "EngineLimits", "FINISH_REASONS", "GenerationResult", "Replay", "RowResult", "RunningBeam",
@@ -42,21 +43,44 @@ STOP, CANCELLED, NO_CANDIDATES = (FINISH_REASONS.index(r) for r in ("stop", "can
 
 @dataclass(frozen=True)
 class EngineLimits:
-    """Work one call may ask for; exceeding either is refused before any work starts."""
+    """Work one call may ask for; exceeding any limit is refused before any work starts.
+
+    A server sets smaller limits for what one request may ask (a hosted Space: app.py's --max-rows,
+    --max-new-tokens, --max-total-tokens); `hints` says, per limit name, how that server's limit is raised, so the
+    refusal tells the person what to change (without hints: the EngineLimits field)."""
 
     max_rows: int = 512
     max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
+    max_new_tokens: int = 100_000  # per row (the knob's own range ends here too)
+    hints: Mapping[str, str] = field(default_factory=dict, compare=False)  # limit name -> how to raise it
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_total_tokens", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ParamError(name, "a whole number >= 1", value)
 
     def check(self, params: Sequence[SamplingParams]) -> None:
         """Refuse a run over the budget (needs no model, so callers can check before loading one)."""
         if not params:
             raise ParamError("rows", "at least one configuration", 0)
         if len(params) > self.max_rows:
-            raise ParamError("rows", f"at most {self.max_rows} rows (cells x samples) per run", len(params))
+            raise ParamError("rows", f"at most {self.max_rows} rows (cells x samples) per run "
+                                     f"({self._limit('max_rows')})", len(params))
+        longest = max(p.max_new_tokens for p in params)
+        if longest > self.max_new_tokens:
+            raise ParamError("max_new_tokens", f"at most {self.max_new_tokens} new tokens per row "
+                                               f"({self._limit('max_new_tokens')})", longest)
         total = sum(p.max_new_tokens for p in params)
         if total > self.max_total_tokens:
             raise ParamError("max_new_tokens", f"a budget of at most {self.max_total_tokens} new tokens in all "
-                                               f"(rows x max_new_tokens); this run asks for", total)
+                                               f"(rows x max_new_tokens; {self._limit('max_total_tokens')}); this "
+                                               f"run asks for", total)
+
+    def _limit(self, name: str) -> str:
+        """Which limit refused, and how to raise it."""
+        hint = self.hints.get(name)
+        return f"this server's {name}: {hint}" if hint else f"EngineLimits.{name}"
 
 
 @dataclass
@@ -77,6 +101,7 @@ class Engine:
     def __init__(self, loaded: LoadedModel, limits: EngineLimits = EngineLimits()):
         self.loaded = loaded
         self.limits = limits
+        self.turns = Turns()  # concurrent runs (page, API, /v1 batches) alternate steps, first come first served
 
     # -- inputs ------------------------------------------------------------------------------------------
 
@@ -112,7 +137,6 @@ class Engine:
         assert update is not None and update.result is not None
         return update.result
 
-    @torch.inference_mode()
     def stream(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
@@ -123,7 +147,16 @@ class Engine:
         each distinct prompt is prefilled on its own, then the caches are left-padded into one).
         Cancel between steps with `cancel.set()` (every row ends with finish_reason "cancelled"), or some rows
         only: `cancel_rows()` is asked once per step for the row indices to end now.
+        Each step is taken in the engine's turn (engine/turns.py): runs streaming at the same time alternate steps.
         """
+        return self.turns.taking_turns(self._decode(prompt_ids, params, sample_indices, trace_top_n, cancel,
+                                                    cancel_rows))
+
+    @torch.inference_mode()
+    def _decode(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
+                sample_indices: Sequence[int] | None, trace_top_n: int, cancel: threading.Event | None,
+                cancel_rows: Callable[[], Collection[int]] | None) -> Iterator[StepUpdate]:
+        """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
         params, sample_indices, row_prompts, shared = self._checked(prompt_ids, params, sample_indices)
         started = time.perf_counter()
         device, batch = self.loaded.device, len(params)

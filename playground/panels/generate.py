@@ -10,8 +10,9 @@ import gradio as gr
 from engine.params import ParamError
 
 from .. import views
-from ..errors import user_errors
+from ..errors import internal_error, user_errors
 from ..render import CSS, error_html, status_html
+from ..slots import concurrency
 from .common import PRIVATE, TOKEN_CLICK_JS, PageContext, disarm_after, index_sliders, session
 from .form import config_from_form
 
@@ -53,8 +54,10 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
             config = config_from_form(settings)
             spec = dataclasses.replace(config, axes=()).sweep_spec()
             for frame in views.stream_run(engine, store, spec, "generate", config.color_by,
-                                          store.stop_flag(session(request))):
-                update = {panel.tokens: frame.html, panel.status: status_html(frame.status)}
+                                          store.stop_flag(session(request)), page.slots):
+                update = {panel.status: status_html(frame.status)}
+                if frame.html:  # none while queued: the last run's outputs stay until this one starts
+                    update[panel.tokens] = frame.html
                 if frame.run is not None:
                     update.update({panel.sample_table: gr.Dataframe(views.sample_table(frame.run), visible=True),
                                    page.run_id: frame.run.run_id, **dict(zip(dist_sliders, index_sliders(frame.run)))})
@@ -62,6 +65,10 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
             yield {panel.status: error_html(str(exc))}
             raise
+        except Exception as exc:  # a real fault: its id beside the outputs and in a toast, its traceback in the log
+            error = internal_error(exc, "the page's generate")
+            yield {panel.status: error_html(error.message, "Internal error")}
+            raise error from None
 
     def stop_run(request: gr.Request) -> None:
         store.stop(session(request))
@@ -72,7 +79,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
                  status_html("Starting: reading the prompt ...")), None,
         [page.tabs, page.view, stop, panel.status], queue=False, **PRIVATE).then(
         run_generate, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False, show_progress="hidden",
-        **PRIVATE)
+        **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
 
