@@ -73,9 +73,8 @@ class EngineLimits:
                                                f"({self._limit('max_new_tokens')})", longest)
         total = sum(p.max_new_tokens for p in params)
         if total > self.max_total_tokens:
-            raise ParamError("max_new_tokens", f"a budget of at most {self.max_total_tokens} new tokens in all "
-                                               f"(rows x max_new_tokens; {self._limit('max_total_tokens')}); this "
-                                               f"run asks for", total)
+            raise ParamError("max_new_tokens", f"at most {self.max_total_tokens} new tokens in all, rows x "
+                                               f"max_new_tokens ({self._limit('max_total_tokens')})", total)
 
     def _limit(self, name: str) -> str:
         """Which limit refused, and how to raise it."""
