@@ -70,7 +70,7 @@ def engine_limits(args: argparse.Namespace) -> Any:
     given, hints = {}, {}
     for flag, env, _ in LIMITS[:3]:  # the engine's three; --run-slots is the page's
         name = flag[2:].replace("-", "_")
-        hints[name] = f"raise it with {flag} or ${env}"
+        hints[name] = f"this server's {name}; raise it with {flag} or ${env}"
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     return EngineLimits(**given, hints=hints)

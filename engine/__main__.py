@@ -204,7 +204,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         if value < 1:  # named by its flag here (EngineLimits would name its field)
             raise ParamError(flag, "a whole number >= 1", value)
     limits = EngineLimits(max_rows=max_rows, max_total_tokens=max_total_tokens,
-                          hints={"max_rows": "--max-rows", "max_total_tokens": "--max-total-tokens"})
+                          hints={"max_rows": "max_rows; raise it with --max-rows",
+                                 "max_total_tokens": "max_total_tokens; raise it with --max-total-tokens"})
     limits.check([r.params for r in spec.rows()])
     rows = spec.rows()
 

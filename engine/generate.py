@@ -47,7 +47,8 @@ class EngineLimits:
 
     A server sets smaller limits for what one request may ask (a hosted Space: app.py's --max-rows,
     --max-new-tokens, --max-total-tokens); `hints` says, per limit name, how that server's limit is raised, so the
-    refusal tells the person what to change (without hints: the EngineLimits field)."""
+    refusal tells the person what to change, e.g. "this server's max_rows; raise it with --max-rows" (without a
+    hint: the EngineLimits field)."""
 
     max_rows: int = 512
     max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
@@ -77,9 +78,8 @@ class EngineLimits:
                                                f"max_new_tokens ({self._limit('max_total_tokens')})", total)
 
     def _limit(self, name: str) -> str:
-        """Which limit refused, and how to raise it."""
-        hint = self.hints.get(name)
-        return f"this server's {name}: {hint}" if hint else f"EngineLimits.{name}"
+        """Which limit refused, and how to raise it (the caller's hint), else the field that sets it."""
+        return self.hints.get(name) or f"EngineLimits.{name}"
 
 
 @dataclass

@@ -40,7 +40,8 @@ def create_app(demo: Page) -> FastAPI:
 
     Serve it with any ASGI server that runs the app's lifespan (uvicorn does): that is what starts Gradio's queue.
     Gradio's own docs and schema routes stay the page's, as under launch(). show_error=False: as launch()'s
-    default, an unexpected fault shows as "Error" in the page, not its message (a bad input names its field).
+    default, an exception that is not a gr.Error shows as "Error" in the page, not its message (the handlers turn
+    a bad input into one naming its field, and a real fault into one with the id of its logged traceback).
     """
     app = FastAPI(title="Decoding Playground", routes=list(demo.extra_routes), docs_url=None, redoc_url=None,
                   openapi_url=None)

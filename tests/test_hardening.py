@@ -126,13 +126,13 @@ def test_a_fault_in_the_page_shows_its_id_beside_the_outputs_and_in_a_toast(serv
 # -- limits ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, param, message", [
-    ({"n": 5}, "n", "n: must be at most 4 rows (cells x samples) per run (this server's max_rows: raise it with "
+    ({"n": 5}, "n", "n: must be at most 4 rows (cells x samples) per run (this server's max_rows; raise it with "
                     "--max-rows or $PLAYGROUND_MAX_ROWS), got 5"),
     ({"max_tokens": 65}, "max_tokens", "max_tokens: must be at most 64 new tokens per row (this server's "
-                                       "max_new_tokens: raise it with --max-new-tokens or $PLAYGROUND_MAX_NEW_TOKENS), "
+                                       "max_new_tokens; raise it with --max-new-tokens or $PLAYGROUND_MAX_NEW_TOKENS), "
                                        "got 65"),
     ({"n": 2, "max_tokens": 60}, "max_tokens", "max_tokens: must be at most 100 new tokens in all, rows x "
-                                               "max_new_tokens (this server's max_total_tokens: raise it with "
+                                               "max_new_tokens (this server's max_total_tokens; raise it with "
                                                "--max-total-tokens or $PLAYGROUND_MAX_TOTAL_TOKENS), got 120"),
 ])
 def test_v1_refuses_a_request_over_the_limits_with_413(server, broken, body, param, message):
