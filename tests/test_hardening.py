@@ -203,3 +203,30 @@ def test_a_run_that_finds_every_slot_busy_says_where_it_stands(server):
     assert "samples" in waiting_api.result(timeout=120)
     assert any("Queued behind" in str(o.get("status", "")) for o in waiting_api.outputs() if isinstance(o, dict))
     assert "samples" in long_run.result(timeout=120)
+
+
+def test_a_run_sharing_the_engine_says_so(server):
+    """While another run takes turns on the engine (here a long one in a thread), a page run's status says so."""
+    from engine.params import SamplingParams
+    from engine.sweepspec import SweepSpec
+    from playground.runs import RunStore
+    from playground.views import stream_run
+
+    started, done = threading.Event(), threading.Event()
+
+    def long_run():
+        for _ in server.engine.stream([1, 2, 3], [SamplingParams(max_new_tokens=60, min_new_tokens=60)]):
+            started.set()
+            if done.is_set():
+                return  # closes the stream: it leaves the engine at once
+
+    thread = threading.Thread(target=long_run)
+    thread.start()
+    try:
+        assert started.wait(60)
+        spec = SweepSpec("Hi", SamplingParams(max_new_tokens=10, min_new_tokens=10))
+        statuses = [frame.status for frame in stream_run(server.engine, RunStore(server.engine), spec, "generate")]
+    finally:
+        done.set()
+        thread.join(60)
+    assert any(s.endswith("sharing the engine with 1 other run (steps alternate)") for s in statuses), statuses
