@@ -85,9 +85,8 @@ def gpu_scope() -> Callable[[Callable], Callable]:
     return spaces.GPU
 
 
-def load_engine(model: str | None = None, limits: Any = None) -> Any:
-    """Load the model (exits with a readable message if it cannot be loaded); `limits`: EngineLimits, else the
-    engine's defaults."""
+def load_engine(model: str | None = None) -> Any:
+    """Load the model (exits with a readable message if it cannot be loaded)."""
     from engine.generate import Engine
     from engine.models import load_model
 
@@ -98,7 +97,14 @@ def load_engine(model: str | None = None, limits: Any = None) -> Any:
         sys.exit(f"error: {exc}")
     print(f"{loaded.name} on {loaded.device} ({loaded.dtype}), loaded in {loaded.load_seconds:.1f} s",
           file=sys.stderr, flush=True)
-    return Engine(loaded) if limits is None else Engine(loaded, limits)
+    return Engine(loaded)
+
+
+def server_engine(model: str | None, args: argparse.Namespace) -> Any:
+    """The loaded engine with the server's limits (the flags, else the environment, else the engine's defaults)."""
+    engine = load_engine(model)
+    engine.limits = engine_limits(args)
+    return engine
 
 
 def build(model: str | None = None) -> Any:
@@ -108,7 +114,7 @@ def build(model: str | None = None) -> Any:
 
     scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
     args = parse_args([])
-    return build_page(load_engine(model, engine_limits(args)), device_scope=scope, **run_slots(args))
+    return build_page(server_engine(model, args), device_scope=scope, **run_slots(args))
 
 
 def run_slots(args: argparse.Namespace) -> dict[str, int]:
@@ -137,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
-    demo, local_url, share_url = launch_app(load_engine(args.model, engine_limits(args)), args.host, args.port,
-                                            args.share, scope, **run_slots(args))
+    demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
+                                            scope, **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
           f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:

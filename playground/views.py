@@ -33,7 +33,7 @@ from engine.trace import stage_stats
 from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, steps_figure
 from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
-from .slots import RunSlots
+from .slots import POLL_SECONDS, RunSlots
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
 FRAME_SECONDS = 0.1  # at most ~10 streamed frames a second: the page, not the engine, is the bottleneck
@@ -82,7 +82,9 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
         return
     ticket = slots.enter()
     try:
-        while not slots.wait(ticket):
+        poll = 0.0  # the first look does not wait: a queued run says so at once
+        while not slots.wait(ticket, poll):
+            poll = POLL_SECONDS
             if stop is not None and stop.is_set():
                 yield Frame("", "Stopped before it started (it was queued)", 0.0)
                 return
