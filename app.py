@@ -2,6 +2,7 @@
 
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
+    python app.py --max-rows 64 --max-new-tokens 512 --run-slots 2      # a hosted Space's limits (or $PLAYGROUND_*)
 
 `app.app` is the FastAPI application: the page at /, the OpenAI-compatible API at /v1/... beside it (for a host
 that runs its own ASGI server: `uvicorn app:app`). `app.demo` is the page (a gr.Blocks, what a hosted Space looks
@@ -19,6 +20,32 @@ from typing import Any, Callable, Sequence
 _built: dict[str, Any] = {}  # "demo" and "app", once built (on the first access to `app.demo` or `app.app`)
 
 
+# What one run or request may ask for, and how many go at once: (flag, environment variable, what it bounds).
+# The environment variables are for a hosted Space, which starts `python app.py` without flags.
+LIMITS = (
+    ("--max-rows", "PLAYGROUND_MAX_ROWS", "rows (cells x samples, or n) per run or request (default 512)"),
+    ("--max-new-tokens", "PLAYGROUND_MAX_NEW_TOKENS", "new tokens per row (max_new_tokens, max_tokens; default "
+                                                      "100000)"),
+    ("--max-total-tokens", "PLAYGROUND_MAX_TOTAL_TOKENS", "rows x max_new_tokens per run or request (default "
+                                                          "131072)"),
+    ("--run-slots", "PLAYGROUND_RUN_SLOTS", "page and API runs going at once, sharing the engine step by step; "
+                                            "more wait in line (default 4)"),
+)
+
+
+def whole_at_least_one(flag: str, env: str) -> Callable[[str], int]:
+    """argparse's type for a limit: a whole number >= 1, refused naming the flag and its variable (never clamped)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= 1 ({flag} or ${env}), got {text!r}")
+        return value
+    return parse
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python app.py", description="Decoding Playground web app.")
     ap.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or None, metavar="ID_OR_DIR",
@@ -29,7 +56,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                     help="port (default 7860)")
     ap.add_argument("--share", action="store_true", help="also create a public share link")
+    for flag, env, bounds in LIMITS:
+        ap.add_argument(flag, type=whole_at_least_one(flag, env), default=os.environ.get(env) or None, metavar="N",
+                        help=f"{bounds}; default ${env}")
     return ap.parse_args(argv)
+
+
+def engine_limits(args: argparse.Namespace) -> Any:
+    """The engine's limits from the flags (unset ones keep the engine's defaults); a refusal names the flag and the
+    variable that raise the limit."""
+    from engine.generate import EngineLimits
+
+    given, hints = {}, {}
+    for flag, env, _ in LIMITS[:3]:  # the engine's three; --run-slots is the page's
+        name = flag[2:].replace("-", "_")
+        hints[name] = f"this server's {name}; raise it with {flag} or ${env}"
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
+    return EngineLimits(**given, hints=hints)
 
 
 def gpu_scope() -> Callable[[Callable], Callable]:
@@ -56,12 +100,26 @@ def load_engine(model: str | None = None) -> Any:
     return Engine(loaded)
 
 
+def server_engine(model: str | None, args: argparse.Namespace) -> Any:
+    """The loaded engine with the server's limits (the flags, else the environment, else the engine's defaults)."""
+    engine = load_engine(model)
+    engine.limits = engine_limits(args)
+    return engine
+
+
 def build(model: str | None = None) -> Any:
-    """The page, the /v1 routes of the same engine in it (served beside it however it is served)."""
+    """The page, the /v1 routes of the same engine in it (served beside it however it is served); limits and run
+    slots from the environment (a host that imports the module passes no flags)."""
     from playground.server import build_page
 
     scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
-    return build_page(load_engine(model), device_scope=scope)
+    args = parse_args([])
+    return build_page(server_engine(model, args), device_scope=scope, **run_slots(args))
+
+
+def run_slots(args: argparse.Namespace) -> dict[str, int]:
+    """build_page's run_slots when one was given (else its default)."""
+    return {"run_slots": args.run_slots} if args.run_slots is not None else {}
 
 
 def __getattr__(name: str) -> Any:
@@ -85,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
-    demo, local_url, share_url = launch_app(load_engine(args.model), args.host, args.port, args.share, scope)
+    demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
+                                            scope, **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
           f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:

@@ -202,12 +202,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from .sweep import progress_steps, stream_sweep
 
     defaults = EngineLimits()
-    limits = EngineLimits(max_rows=args.max_rows if args.max_rows is not None else defaults.max_rows,
-                          max_total_tokens=args.max_total_tokens if args.max_total_tokens is not None
-                          else defaults.max_total_tokens)
-    for flag, value in (("--max-rows", limits.max_rows), ("--max-total-tokens", limits.max_total_tokens)):
-        if value < 1:
+    max_rows = args.max_rows if args.max_rows is not None else defaults.max_rows
+    max_total_tokens = args.max_total_tokens if args.max_total_tokens is not None else defaults.max_total_tokens
+    for flag, value in (("--max-rows", max_rows), ("--max-total-tokens", max_total_tokens)):
+        if value < 1:  # named by its flag here (EngineLimits would name its field)
             raise ParamError(flag, "a whole number >= 1", value)
+    limits = EngineLimits(max_rows=max_rows, max_total_tokens=max_total_tokens,
+                          hints={"max_rows": "max_rows; raise it with --max-rows",
+                                 "max_total_tokens": "max_total_tokens; raise it with --max-total-tokens"})
     limits.check([r.params for r in spec.rows()])
     rows = spec.rows()
 

@@ -62,9 +62,10 @@ def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
     (engine/group_beams.py)."""
     configs = list(configs)
     check_batch(configs)
+    # each step in the engine's turn, as Engine.stream's: beam batches alternate steps with other runs too
     if configs[0].num_beam_groups > 1:
-        return (yield from group_beam_steps(engine, prompt_ids, configs, cancel))
-    return (yield from _beam_steps(engine, prompt_ids, configs, cancel))
+        return (yield from engine.turns.taking_turns(group_beam_steps(engine, prompt_ids, configs, cancel)))
+    return (yield from engine.turns.taking_turns(_beam_steps(engine, prompt_ids, configs, cancel)))
 
 
 def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

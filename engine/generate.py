@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import torch
 
@@ -33,6 +33,7 @@ from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys  # looked up here at every step: the sampling audit wraps choose_next
 from .stops import cut_at_stop, stop_hits
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
+from .turns import Turns
 
 # kept importable from here: the types moved to their own modules
 __all__ = ["Engine", "EngineLimits", "FINISH_REASONS", "GenerationResult", "Replay", "RowResult", "RunningBeam",
@@ -57,21 +58,43 @@ def _take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: tor
 
 @dataclass(frozen=True)
 class EngineLimits:
-    """Work one call may ask for; exceeding either is refused before any work starts."""
+    """Work one call may ask for; exceeding any limit is refused before any work starts.
+
+    A server sets smaller limits for what one request may ask (a hosted Space: app.py's --max-rows,
+    --max-new-tokens, --max-total-tokens); `hints` says, per limit name, how that server's limit is raised, so the
+    refusal tells the person what to change, e.g. "this server's max_rows; raise it with --max-rows" (without a
+    hint: the EngineLimits field)."""
 
     max_rows: int = 512
     max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
+    max_new_tokens: int = 100_000  # per row (the knob's own range ends here too)
+    hints: Mapping[str, str] = field(default_factory=dict, compare=False)  # limit name -> how to raise it
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_total_tokens", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ParamError(name, "a whole number >= 1", value)
 
     def check(self, params: Sequence[SamplingParams]) -> None:
         """Refuse a run over the budget (needs no model, so callers can check before loading one)."""
         if not params:
             raise ParamError("rows", "at least one configuration", 0)
         if len(params) > self.max_rows:
-            raise ParamError("rows", f"at most {self.max_rows} rows (cells x samples) per run", len(params))
+            raise ParamError("rows", f"at most {self.max_rows} rows (cells x samples) per run "
+                                     f"({self._limit('max_rows')})", len(params))
+        longest = max(p.max_new_tokens for p in params)
+        if longest > self.max_new_tokens:
+            raise ParamError("max_new_tokens", f"at most {self.max_new_tokens} new tokens per row "
+                                               f"({self._limit('max_new_tokens')})", longest)
         total = sum(p.max_new_tokens for p in params)
         if total > self.max_total_tokens:
-            raise ParamError("max_new_tokens", f"a budget of at most {self.max_total_tokens} new tokens in all "
-                                               f"(rows x max_new_tokens); this run asks for", total)
+            raise ParamError("max_new_tokens", f"at most {self.max_total_tokens} new tokens in all, rows x "
+                                               f"max_new_tokens ({self._limit('max_total_tokens')})", total)
+
+    def _limit(self, name: str) -> str:
+        """Which limit refused, and how to raise it (the caller's hint), else the field that sets it."""
+        return self.hints.get(name) or f"EngineLimits.{name}"
 
 
 @dataclass
@@ -92,6 +115,7 @@ class Engine:
     def __init__(self, loaded: LoadedModel, limits: EngineLimits = EngineLimits()):
         self.loaded = loaded
         self.limits = limits
+        self.turns = Turns()  # concurrent runs (page, API, /v1 batches) alternate steps, first come first served
 
     # -- inputs ------------------------------------------------------------------------------------------
 
@@ -128,7 +152,6 @@ class Engine:
         assert update is not None and update.result is not None
         return update.result
 
-    @torch.inference_mode()
     def stream(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
@@ -142,7 +165,17 @@ class Engine:
         only: `cancel_rows()` is asked once per step for the row indices to end now.
         forced: per row, tokens it takes at its first steps instead of sampling (a branch: engine/forcing.py);
         they are decoded as steps of the row, so the noise stream stays aligned with an unforced run.
+        Each step is taken in the engine's turn (engine/turns.py): runs streaming at the same time alternate steps.
         """
+        return self.turns.taking_turns(self._decode(prompt_ids, params, sample_indices, trace_top_n, cancel,
+                                                    cancel_rows, forced))
+
+    @torch.inference_mode()
+    def _decode(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
+                sample_indices: Sequence[int] | None, trace_top_n: int, cancel: threading.Event | None,
+                cancel_rows: Callable[[], Collection[int]] | None,
+                forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
+        """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
         params, sample_indices, row_prompts, shared = self._checked(prompt_ids, params, sample_indices)
         forcing = ForcedTokens.build(forced, params, self.loaded.vocab_size, self.loaded.device)
         started = time.perf_counter()

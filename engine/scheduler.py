@@ -13,7 +13,8 @@ each distinct prompt is prefilled once on its own and the caches are merged, lef
 row's text depends only on its prompt and (seed, sample index, step), so a seeded request returns the same text
 alone or beside others (the padded attention changes logits by float rounding only, ~1e-5). A job's events
 arrive as its rows decode; a job ends as soon as its own rows are done. Jobs arriving while a batch runs wait
-for the next batch.
+for the next batch. Each step of a batch takes the engine's turn (engine/turns.py), so a /v1 batch and the page's
+runs alternate steps instead of one waiting for the other to end.
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ class JobDone:
 @dataclass
 class JobError:
     message: str
+    error: BaseException | None = None  # the fault that ended the batch, if any: the server logs it (traceback
+    # included) and answers its clients without its text, which may hold internals
 
 
 Event = Union[TokenEvent, ChoiceDone, JobDone, JobError]
@@ -198,4 +201,4 @@ class BatchScheduler:
         except Exception as exc:  # the worker must survive anything one batch does
             for job in jobs:
                 if remaining[id(job)] > 0:
-                    job._events.put(JobError(f"generation failed: {type(exc).__name__}: {exc}"))
+                    job._events.put(JobError(f"generation failed: {type(exc).__name__}", exc))

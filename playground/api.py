@@ -25,14 +25,17 @@ from engine.values import parse_axis_values
 
 from . import views
 from .config import whole_number
-from .errors import user_error
+from .errors import internal_error, user_error
 from .runs import Run, RunStore
+from .slots import DEFAULT_RUN_SLOTS, RunSlots, concurrency
 
 MAX_API_SAMPLES = 64
 
 
-def register_api(engine: Engine, store: RunStore) -> None:
-    """Add the three endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
+def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None) -> None:
+    """Add the three endpoints to the Blocks being built (call inside `with gr.Blocks()`). slots: the page's run
+    slots, shared by /generate and /sweep (a run waiting for one streams its place in the queue)."""
+    slots = slots if slots is not None else RunSlots(DEFAULT_RUN_SLOTS)
 
     def generate(prompt: str, params: dict | None = None, samples: int = 1, raw: bool = False,
                  system_prompt: str = "", prefix: Any = None) -> dict:  # a generator: progress updates, then the result
@@ -84,6 +87,8 @@ def register_api(engine: Engine, store: RunStore) -> None:
                                       whole_number("top_n", top_n))
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
+        except Exception as exc:  # a real fault: an id for the client, the traceback in the server log
+            raise internal_error(exc, "/distribution") from None
 
     def _stream(make_spec: Callable[[], SweepSpec], kind: str, result: Callable[[Run], dict]) -> Iterator[dict]:
         """Run a spec: {"progress", "status"} while it decodes, then result(run). Closing this generator
@@ -91,7 +96,7 @@ def register_api(engine: Engine, store: RunStore) -> None:
         run = None
         try:
             cancel = threading.Event()
-            frames = views.stream_run(engine, store, make_spec(), kind, stop=cancel)
+            frames = views.stream_run(engine, store, make_spec(), kind, stop=cancel, slots=slots)
             try:
                 for frame in frames:
                     if frame.run is not None:
@@ -103,11 +108,15 @@ def register_api(engine: Engine, store: RunStore) -> None:
                 frames.close()
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # a real fault: an id for the client, the traceback in the server log
+            raise internal_error(exc, f"/{kind}") from None
         assert run is not None
         yield json_safe(result(run))
 
-    gr.api(generate, api_name="generate")
-    gr.api(sweep, api_name="sweep")
+    gr.api(generate, api_name="generate", **concurrency(slots))
+    gr.api(sweep, api_name="sweep", **concurrency(slots))
     gr.api(distribution, api_name="distribution")
 
 

@@ -3,7 +3,8 @@
 Requests go through one BatchScheduler, so requests that arrive together decode in one engine batch (see
 engine/scheduler.py). Every SamplingParams knob is accepted as an extension field by its engine name. Any
 model name maps to the loaded model. Logprobs are those of the model's raw (unprocessed) distribution.
-Bad input gets OpenAI-style error JSON (400, or 413 over the budget), never a 500.
+Bad input gets OpenAI-style error JSON (400, or 413 over a limit), never a 500; a real fault gets a 500 with an
+id that finds its traceback in the server log (playground/errors.py), never the fault's own text.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from engine.params import ParamError
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 from engine.stops import sendable_length
 
-from .errors import log_bad_input
+from .errors import log_bad_input, report_fault
 from .openai_request import (MAX_IGNORED_SHOWN, WAIT_SECONDS, ParsedRequest, RequestError, error_response,
                              parse_request, read_body)
 
@@ -143,6 +144,15 @@ class OpenAIRoutes:
         return await self.handle(request, chat=False)
 
     async def handle(self, request: Request, chat: bool) -> Response:
+        """One request, whatever happens: bad input is a 400 / 413 naming the field, a real fault a 500 with an
+        id (its traceback in the server log under that id), never the fault's own text."""
+        where = request.url.path
+        try:
+            return await self.answer(request, chat)
+        except Exception as exc:
+            return fault_response(exc, where)
+
+    async def answer(self, request: Request, chat: bool) -> Response:
         try:
             parsed = parse_request(await read_body(request), chat, self.engine)
             job = self._submit(parsed)
@@ -162,9 +172,13 @@ class OpenAIRoutes:
             return self.scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
                                          parsed.top_logprobs or 0)
         except ParamError as exc:
-            over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' two budgets
+            over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' budgets (the server's limits)
             names = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if parsed.chat else "prompt"}
-            raise RequestError(str(exc), names.get(exc.field, exc.field), 413 if over_budget else 400) from None
+            param = names.get(exc.field, exc.field)
+            message = str(exc)
+            if message.startswith(f"{exc.field}:"):  # the message names the request's own field
+                message = param + message[len(exc.field):]
+            raise RequestError(message, param, 413 if over_budget else 400) from None
 
     async def full_response(self, request: Request, job: Job, parsed: ParsedRequest,
                             headers: dict[str, str]) -> Response:
@@ -178,7 +192,7 @@ class OpenAIRoutes:
             elif isinstance(event, JobDone):
                 usage = event
             elif isinstance(event, JobError):
-                return error_response(event.message, None, 500)
+                return job_error_response(event, request.url.path)
         if usage is None:  # the client went away: its rows were cancelled, and nobody reads this
             return Response(status_code=400)
         headers = {**headers, "X-Batch-Rows": str(usage.batch_rows)}
@@ -203,8 +217,10 @@ class OpenAIRoutes:
                               headers: dict[str, str]) -> Response:
         events = _events(job, request)
         first = await anext(events, None)  # the batch has started: its size is known
+        if isinstance(first, JobError):  # nothing sent yet: an error status, as a non-streamed request gets
+            return job_error_response(first, request.url.path)
         headers = {**headers, "X-Batch-Rows": str(job.batch_rows), "Cache-Control": "no-cache"}
-        stream = SseStream(self.engine, self.model_id, parsed)
+        stream = SseStream(self.engine, self.model_id, parsed, request.url.path)
         return StreamingResponse(stream.lines(first, events, job), media_type="text/event-stream", headers=headers)
 
 
@@ -212,8 +228,8 @@ class SseStream:
     """One streamed answer: events of the job -> `data: {...}` lines, the text held back while a stop string
     may be starting, logprobs per token."""
 
-    def __init__(self, engine: Engine, model_id: str, parsed: ParsedRequest):
-        self.engine, self.model_id, self.parsed = engine, model_id, parsed
+    def __init__(self, engine: Engine, model_id: str, parsed: ParsedRequest, where: str = "/v1"):
+        self.engine, self.model_id, self.parsed, self.where = engine, model_id, parsed, where
         self.chunk_id, self.created = _new_id(parsed.chat), int(time.time())
         self.kind = "chat.completion.chunk" if parsed.chat else "text_completion"
         self.texts = [ChoiceText(engine, parsed.params.stop) for _ in range(parsed.n)]
@@ -276,10 +292,12 @@ class SseStream:
                     for line in self.end_chunks(event):
                         yield line
                     return
-                elif isinstance(event, JobError):
-                    yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'server_error'}})}\n\n"
+                elif isinstance(event, JobError):  # the status (200) is sent: the error is the last event
+                    yield _error_event(job_error_message(event, self.where))
                     return
                 event = await anext(events, None)
+        except Exception as exc:  # a fault while streaming: logged with its id; the client gets the id
+            yield _error_event(report_fault(exc, self.where))
         finally:
             job.cancel()  # the client went away (or the job ended): its rows leave the batch at the next step
 
@@ -304,6 +322,26 @@ async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:
             yield event
             if isinstance(event, (JobDone, JobError)):
                 return
+
+
+def fault_response(exc: BaseException, where: str) -> Response:
+    """A real fault as OpenAI's error JSON, status 500: the id of the log record that holds the traceback."""
+    return error_response(report_fault(exc, where), None, 500)
+
+
+def job_error_message(event: JobError, where: str) -> str:
+    """What a client reads of a job that ended in error: a fault's id (logged here), else the job's message
+    (e.g. "cancelled before it started"), which holds nothing internal."""
+    return report_fault(event.error, where) if event.error is not None else event.message
+
+
+def job_error_response(event: JobError, where: str) -> Response:
+    return error_response(job_error_message(event, where), None, 500)
+
+
+def _error_event(message: str) -> str:
+    """The last event of a stream that failed after its 200 was sent (OpenAI's error object, as a data line)."""
+    return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'param': None, 'code': None}})}\n\n"
 
 
 def _header_list(names: list[str]) -> str:

@@ -118,13 +118,14 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     max_names = ("max_tokens", "max_completion_tokens", "max_new_tokens") if chat else ("max_tokens", "max_new_tokens")
     max_name, max_tokens = _one_of(body, max_names)
     if max_tokens is None:
-        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.loaded.context_length - len(prompt_ids)))
+        # within the server's per-row limit too: a request that names no length is never refused for it
+        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.limits.max_new_tokens,
+                                engine.loaded.context_length - len(prompt_ids)))
     _whole(max_name, max_tokens, 1)
-    room = min(engine.loaded.context_length - len(prompt_ids), engine.limits.max_total_tokens)
-    if max_tokens > room:
+    room = engine.loaded.context_length - len(prompt_ids)
+    if max_tokens > room:  # the server's own limits (per row, per request) are the engine's: checked at submit
         raise RequestError(f"{max_name}: must be at most {room} for this prompt ({len(prompt_ids)} prompt tokens, "
-                           f"context {engine.loaded.context_length}, budget {engine.limits.max_total_tokens}), "
-                           f"got {max_tokens}", max_name, 413)
+                           f"context {engine.loaded.context_length}), got {max_tokens}", max_name, 413)
     n = body.get("n", 1)
     _whole("n", n, 1, MAX_N)
     stream = _flag(body, "stream")

@@ -23,13 +23,16 @@ from engine.generate import Engine
 from engine.scheduler import BatchScheduler
 
 from .openai_api import openai_router
+from .slots import DEFAULT_RUN_SLOTS
 from .ui import Page, build_demo
 
 
-def build_page(engine: Engine, device_scope: Callable[[Callable], Callable] = lambda fn: fn) -> Page:
-    """The page, with the /v1 routes of the same engine to serve beside it."""
+def build_page(engine: Engine, device_scope: Callable[[Callable], Callable] = lambda fn: fn,
+               run_slots: int = DEFAULT_RUN_SLOTS) -> Page:
+    """The page, with the /v1 routes of the same engine to serve beside it. run_slots: page and API runs going at
+    once (playground/slots.py); /v1's batches take turns on the engine beside them (engine/turns.py)."""
     router = openai_router(engine, BatchScheduler(engine))
-    return build_demo(engine, device_scope=device_scope, routes=router.routes)
+    return build_demo(engine, device_scope=device_scope, routes=router.routes, run_slots=run_slots)
 
 
 def create_app(demo: Page) -> FastAPI:
@@ -37,7 +40,8 @@ def create_app(demo: Page) -> FastAPI:
 
     Serve it with any ASGI server that runs the app's lifespan (uvicorn does): that is what starts Gradio's queue.
     Gradio's own docs and schema routes stay the page's, as under launch(). show_error=False: as launch()'s
-    default, an unexpected fault shows as "Error" in the page, not its message (a bad input names its field).
+    default, an exception that is not a gr.Error shows as "Error" in the page, not its message (the handlers turn
+    a bad input into one naming its field, and a real fault into one with the id of its logged traceback).
     """
     app = FastAPI(title="Decoding Playground", routes=list(demo.extra_routes), docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -46,9 +50,10 @@ def create_app(demo: Page) -> FastAPI:
 
 
 def launch_app(engine: Engine, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-               device_scope: Callable[[Callable], Callable] = lambda fn: fn) -> tuple[gr.Blocks, str, str | None]:
+               device_scope: Callable[[Callable], Callable] = lambda fn: fn,
+               run_slots: int = DEFAULT_RUN_SLOTS) -> tuple[gr.Blocks, str, str | None]:
     """Build the page and launch it without blocking, /v1/... beside it. Returns (demo, url, share url)."""
-    demo = build_page(engine, device_scope)
+    demo = build_page(engine, device_scope, run_slots)
     _, local_url, share_url = demo.launch(server_name=host, server_port=port, share=share,
                                           prevent_thread_lock=True, quiet=True)
     return demo, local_url, share_url

@@ -25,6 +25,7 @@ from .panels.share import build_share, wire_share
 from .panels.sweep import build_sweep, wire_sweep
 from .presets import Preset, load_presets
 from .runs import RunStore
+from .slots import DEFAULT_RUN_SLOTS, RunSlots
 
 __all__ = ["Page", "build_demo", "user_errors"]
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -48,14 +49,16 @@ class Page(gr.Blocks):
 
 def build_demo(engine: Engine, presets: list[Preset] | None = None,
                device_scope: Callable[[Callable], Callable] = lambda fn: fn,
-               routes: Sequence[BaseRoute] = ()) -> Page:
+               routes: Sequence[BaseRoute] = (), run_slots: int = DEFAULT_RUN_SLOTS) -> Page:
     """The whole page for one loaded engine. Nothing is built at import time.
 
     presets: defaults to examples/*.json. device_scope wraps every handler that runs the model (a hosted
     Space passes `spaces.GPU`, which lends a GPU for the duration of the call). routes: served beside the page
-    (see Page).
+    (see Page). run_slots: page and API runs going at once (they share the engine step by step); the others
+    wait in line, telling their place.
     """
     store = RunStore(engine)
+    slots = RunSlots(run_slots)
     presets = load_presets() if presets is None else presets
     model = engine.loaded
     # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
@@ -81,7 +84,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                      "step": dists.step, "color_by": generate.color_by, "independent_seeds": sweep.independent_seeds,
                      **settings.knobs_in_order(), "order": settings.order})
         page = PageContext(engine, store, device_scope, form, tabs, view, run_id,
-                           (settings.run_estimate, sweep.estimate), estimator(store))
+                           (settings.run_estimate, sweep.estimate), estimator(store), slots)
 
         dist_sliders = (dists.sample, dists.step)
         wire_estimates(page, demo, [settings.samples, settings.knobs["max_new_tokens"], *sweep.axis_names,
@@ -93,5 +96,5 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             tab.select(lambda n=name: n, None, view, **PRIVATE)
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
-        register_api(engine, store)
+        register_api(engine, store, slots)
     return demo

@@ -33,6 +33,7 @@ from engine.trace import stage_stats
 from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, shorten, steps_figure
 from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
+from .slots import POLL_SECONDS, RunSlots
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
 FRAME_SECONDS = 0.1  # at most ~10 streamed frames a second: the page, not the engine, is the bottleneck
@@ -108,12 +109,37 @@ def _short(value: Any) -> str:
 # -- running ----------------------------------------------------------------------------------------------
 
 def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, color_by: str = "final",
-               stop: threading.Event | None = None) -> Iterator[Frame]:
+               stop: threading.Event | None = None, slots: RunSlots | None = None) -> Iterator[Frame]:
     """Run every cell x sample of `spec` as one engine batch (kind "generate" streams its tokens as HTML).
 
     Yields a Frame at most every FRAME_SECONDS with the tokens so far (coloured by final probability while
     streaming; the finished run is re-rendered with alternatives), and the stored Run on the last frame.
+    With `slots`, the run first waits for a free slot, yielding where it stands in the queue every
+    POLL_SECONDS (no Frame has a run then); a run stopped while it waits ends with a frame saying so.
+    A run over the engine's limits is refused (ParamError) before it queues.
     """
+    engine.limits.check([row.params for row in spec.rows()])  # no waiting in line only to be refused
+    if slots is None:
+        yield from _stream_run(engine, store, spec, kind, color_by, stop, lambda progress: None)
+        return
+    ticket = slots.enter()
+    try:
+        poll = 0.0  # the first look does not wait: a queued run says so at once
+        while not slots.wait(ticket, poll):
+            poll = POLL_SECONDS
+            if stop is not None and stop.is_set():
+                yield Frame("", "Stopped before it started (it was queued)", 0.0)
+                return
+            yield Frame("", slots.place(ticket).message(slots.limit), 0.0)
+        yield from _stream_run(engine, store, spec, kind, color_by, stop,
+                               lambda progress: slots.report(ticket, progress))
+    finally:  # finished, failed, or closed early (the client went away): the slot or the place is freed
+        slots.leave(ticket)
+
+
+def _stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, color_by: str,
+                stop: threading.Event | None, on_progress: Callable[[float], None]) -> Iterator[Frame]:
+    """stream_run once the run holds its slot; `on_progress` hears the fraction of steps done at every frame."""
     rows = spec.rows()
     labels = [row_label(spec, r.axis_values, r.sample, r.params.num_beams > 1) for r in rows]
     pieces = [TokenPieces(engine.loaded.tokenizer) for _ in rows]
@@ -156,12 +182,21 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                               f"sampled outputs running")
                 elapsed = now - started
                 status += f" · {elapsed:.1f} s · {generated / max(elapsed, 1e-9):.0f} tok/s so far"
+                status += sharing_note(engine.turns.in_flight - 1)
+                on_progress(min(done_steps / max(total_steps, 1), 1.0))
                 for row, beam in running_beams.items():  # beams reorder every step: each is drawn anew
                     views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
                                   in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
                 running_beams.clear()
                 html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
                 yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
+
+
+def sharing_note(others: int) -> str:
+    """What a run's speed depends on: other runs taking turns on the engine (page, API and /v1 alike)."""
+    if others <= 0:
+        return ""
+    return f" · sharing the engine with {others} other run{'s' if others != 1 else ''} (steps alternate)"
 
 
 def run_status(run: Run) -> str:

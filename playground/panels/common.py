@@ -9,6 +9,7 @@ import gradio as gr
 from engine.generate import Engine
 
 from ..runs import Run, RunStore
+from ..slots import RunSlots
 from .form import Form
 
 # A click on a token ([data-sample][data-step]) in Generate or in a sweep grid's cell: the element's own event.
@@ -34,6 +35,7 @@ class PageContext:
     run_id: gr.State  # the run the Distributions view shows
     estimates: tuple[gr.HTML, gr.HTML]  # Generate's and the sweep's "how long a run will be"
     estimate: Callable[..., tuple[str, str]]  # the handler filling them (settings by name)
+    slots: RunSlots  # runs going at once (page and API); the others wait in line and say where they stand
 
     def refresh_estimates(self, event: Any) -> Any:
         """After `event` (a run that finished, or a page load), the estimates at the speed now known."""

@@ -12,8 +12,9 @@ from engine.sweepspec import SweepSpec
 
 from .. import views
 from ..config import whole_number
-from ..errors import user_errors
+from ..errors import internal_error, user_errors
 from ..render import CSS, error_html, status_html
+from ..slots import concurrency
 from .common import PRIVATE, TOKEN_CLICK_JS, PageContext, disarm_after, index_sliders, session
 from .form import config_from_form
 
@@ -53,8 +54,10 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         """Run a spec into the Generate view: its frames, then the finished run's table and ids."""
         try:
             for frame in views.stream_run(engine, store, make_spec(), "generate", color_by,
-                                          store.stop_flag(session(request))):
-                update = {panel.tokens: frame.html, panel.status: status_html(frame.status)}
+                                          store.stop_flag(session(request)), page.slots):
+                update = {panel.status: status_html(frame.status)}
+                if frame.html:  # none while queued: the last run's outputs stay until this one starts
+                    update[panel.tokens] = frame.html
                 if frame.run is not None:
                     update.update({panel.sample_table: gr.Dataframe(views.sample_table(frame.run), visible=True),
                                    page.run_id: frame.run.run_id, **dict(zip(dist_sliders, index_sliders(frame.run)))})
@@ -62,6 +65,10 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
             yield {panel.status: error_html(str(exc))}
             raise
+        except Exception as exc:  # a real fault: its id beside the outputs and in a toast, its traceback in the log
+            error = internal_error(exc, "the page's generate")
+            yield {panel.status: error_html(error.message, "Internal error")}
+            raise error from None
 
     @user_errors
     @page.device_scope
@@ -90,7 +97,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
                  status_html("Starting: reading the prompt ...")), None,
         [page.tabs, page.view, stop, panel.status], queue=False, **PRIVATE).then(
         run_generate, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False, show_progress="hidden",
-        **PRIVATE)
+        **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
     branching = branch.click(
@@ -98,7 +105,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
                  status_html("Branching: the kept tokens, then the new choice ...")), None,
         [page.tabs, page.view, stop, panel.status], queue=False, **PRIVATE).then(
         run_branch, [page.run_id, *dist_sliders, branch_token], outputs, preprocess=False, show_progress="hidden",
-        **PRIVATE)
+        **concurrency(page.slots), **PRIVATE)
     disarm_after(branching, stop)
 
     @user_errors

@@ -10,9 +10,10 @@ from engine.params import ParamError
 from engine.sweepspec import AXIS_NAMES, MAX_AXES
 
 from .. import views
-from ..errors import user_errors
+from ..errors import internal_error, user_errors
 from ..plots import COLOR_SCALES
 from ..render import CSS, error_html, progress_html, status_html
+from ..slots import concurrency
 from .common import PRIVATE, TOKEN_CLICK_JS, PageContext, disarm_after, index_sliders, session
 from .form import NO_AXIS, config_from_form
 
@@ -88,7 +89,7 @@ def wire_sweep(page: PageContext, panel: SweepPanel, dist_sliders: tuple[gr.Slid
         try:
             config = config_from_form(settings)
             stop = store.stop_flag(session(request))
-            for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop):
+            for frame in views.stream_run(engine, store, config.sweep_spec(), "sweep", stop=stop, slots=page.slots):
                 if frame.run is None:
                     yield {panel.status: progress_html(frame.progress, frame.status)}
                     continue
@@ -101,6 +102,10 @@ def wire_sweep(page: PageContext, panel: SweepPanel, dist_sliders: tuple[gr.Slid
         except ParamError as exc:  # said once beside the outputs (it stays), then once as a toast
             yield {panel.status: error_html(str(exc))}
             raise
+        except Exception as exc:  # a real fault: its id beside the outputs and in a toast, its traceback in the log
+            error = internal_error(exc, "the page's sweep")
+            yield {panel.status: error_html(error.message, "Internal error")}
+            raise error from None
 
     def stop_run(request: gr.Request) -> None:
         store.stop(session(request))
@@ -109,7 +114,7 @@ def wire_sweep(page: PageContext, panel: SweepPanel, dist_sliders: tuple[gr.Slid
         lambda: (gr.Button(interactive=True), status_html("Starting: reading the prompt ...")),
         None, [panel.stop, panel.status], queue=False, **PRIVATE).then(
         run_sweep, inputs_kwargs={**page.form.widgets, "heatmap_metric": panel.metric, "heatmap_scale": panel.scale},
-        outputs=outputs, preprocess=False, show_progress="hidden", **PRIVATE)
+        outputs=outputs, preprocess=False, show_progress="hidden", **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(sweeping, panel.stop))
     panel.stop.click(stop_run, None, None, queue=False, **PRIVATE)
 
