@@ -199,7 +199,7 @@ def test_a_run_that_finds_every_slot_busy_says_where_it_stands(server):
         statuses.append(status)
     queued = [s for s in statuses if "Queued behind" in s]
     assert queued and "the server runs 1 at once" in queued[0], statuses
-    assert "outputs" in statuses[-1]  # then it ran
+    assert "output" in statuses[-1]  # then it ran
     assert "samples" in waiting_api.result(timeout=120)
     assert any("Queued behind" in str(o.get("status", "")) for o in waiting_api.outputs() if isinstance(o, dict))
     assert "samples" in long_run.result(timeout=120)
