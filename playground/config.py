@@ -199,6 +199,8 @@ def _query_items(query: "Mapping[str, str | list[str]] | str") -> list[tuple[str
         raise ParamError("query", "a query string or a mapping of key -> value(s)", query)
     items: list[tuple[str, str]] = []
     for key, value in query.items():
+        if not str(key).strip():  # a stray "=" in a link: a message naming the blank key, not ": must be ..."
+            raise ParamError("link key", "a key before each \"=\" (prompt, axis or a parameter name)", str(key))
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         if not all(isinstance(v, str) for v in values):
             raise ParamError(str(key), "text", value)

@@ -246,6 +246,10 @@ def test_share_link_holds_only_changes() -> None:
     ("prompt=hi&do_sample=1", "do_sample", "1"),
     ("prompt=hi&raw=True", "raw", "True"),
     ("prompt=hi&max_new_tokens=", "max_new_tokens", "''"),
+    # a blank key (a stray "=" in a link) is named as such, not as an empty field name
+    ("prompt=hi&=x", "link key", "''"),
+    ("=&=", "link key", "''"),
+    ("prompt=hi&%20=1", "link key", "' '"),
 ])
 def test_from_query_errors_name_the_field(query: str, field: str, value: str) -> None:
     with pytest.raises(ParamError) as info:
