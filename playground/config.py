@@ -170,6 +170,9 @@ class PlaygroundConfig:
         allowed = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
+            if not str(unknown[0]).strip():  # a blank key cannot name the field: the message names the object
+                raise ParamError("config", f"an object whose keys are known keys ({', '.join(sorted(allowed))})",
+                                 {unknown[0]: data[unknown[0]]})
             raise ParamError(unknown[0], f"one of the known keys ({', '.join(sorted(allowed))})", data[unknown[0]])
         if "prompt" not in data:
             raise ParamError("prompt", "given", None)
