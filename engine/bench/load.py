@@ -126,7 +126,7 @@ def memory(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     """RSS before and after blocks of short requests (8 at a time), then of sweeps, as one series."""
     series = [{"requests": 0, "sweeps": 0, "rss_mb": round(rss_mb(pid), 1)}]
     requests = [Request(surface, PROMPTS[i % len(PROMPTS)], args.short_tokens, i % 2 == 0, i if i % 3 else None)
-                for i, surface in zip(range(args.requests), itertools.cycle(SURFACES))]
+                for i, surface in zip(range(args.requests), itertools.cycle(args.memory_surfaces))]
     block = max(1, math.ceil(len(requests) / RSS_POINTS))
     errors = 0
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -155,7 +155,8 @@ def memory(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     with app_process(args.model) as app:
         send(app.url, Request("chat", PROMPTS[0], 2, False, 0))  # warm-up: the first request pays one-time costs
-        summary: dict[str, Any] = {"cpus": os.cpu_count(), "clients": args.clients, "rounds": args.rounds}
+        summary: dict[str, Any] = {"cpus": os.cpu_count(), "clients": args.clients, "rounds": args.rounds,
+                                   "memory_surfaces": args.memory_surfaces}
         summary["concurrency"] = concurrency(app.url, args)
         summary["disconnect"] = disconnect(app.url, args)
         summary["memory"] = memory(app.url, app.pid, args)
@@ -172,10 +173,15 @@ def main() -> None:
     ap.add_argument("--sweeps", type=int, default=20, help="page sweeps (2 x 2 cells) of the memory phase")
     ap.add_argument("--short-tokens", type=int, default=16, help="tokens of each short request")
     ap.add_argument("--long-tokens", type=int, default=256, help="tokens of the one long run")
+    ap.add_argument("--memory-surfaces", type=lambda text: text.split(","), default=list(SURFACES),
+                    help="surfaces of the memory phase's requests, comma-separated (default: page,chat,completions); "
+                         "one at a time tells which one any growth comes from")
     ap.add_argument("--model", default=None, help="passed to app.py --model (default: the app's own default)")
     args = ap.parse_args()
     if min(args.clients, args.rounds, args.short_tokens, args.long_tokens) < 1 or min(args.requests, args.sweeps) < 0:
         ap.error("--clients, --rounds and the token counts must be >= 1; --requests and --sweeps >= 0")
+    if not args.memory_surfaces or set(args.memory_surfaces) - set(SURFACES):
+        ap.error(f"--memory-surfaces: a comma-separated list of {', '.join(SURFACES)}")
     try:
         summary = measure(args)
     except AppNotServing as exc:
