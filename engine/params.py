@@ -300,6 +300,9 @@ def from_dict(values: dict[str, Any]) -> SamplingParams:
         raise ParamError("params", "an object of field: value", values)
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
+        if not str(unknown[0]).strip():  # a blank key cannot name the field: the message names the object instead
+            raise ParamError("params", f"an object whose keys are field names ({', '.join(FIELD_NAMES)})",
+                             {unknown[0]: values[unknown[0]]})
         raise ParamError(unknown[0], f"one of the known fields ({', '.join(FIELD_NAMES)})", values[unknown[0]])
     return SamplingParams(**values)
 

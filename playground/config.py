@@ -172,6 +172,9 @@ class PlaygroundConfig:
         allowed = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
+            if not str(unknown[0]).strip():  # a blank key cannot name the field: the message names the object
+                raise ParamError("config", f"an object whose keys are known keys ({', '.join(sorted(allowed))})",
+                                 {unknown[0]: data[unknown[0]]})
             raise ParamError(unknown[0], f"one of the known keys ({', '.join(sorted(allowed))})", data[unknown[0]])
         if "prompt" not in data:
             raise ParamError("prompt", "given", None)
@@ -201,6 +204,8 @@ def _query_items(query: "Mapping[str, str | list[str]] | str") -> list[tuple[str
         raise ParamError("query", "a query string or a mapping of key -> value(s)", query)
     items: list[tuple[str, str]] = []
     for key, value in query.items():
+        if not str(key).strip():  # a stray "=" in a link: a message naming the blank key, not ": must be ..."
+            raise ParamError("link key", "a key before each \"=\" (prompt, axis or a parameter name)", str(key))
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         if not all(isinstance(v, str) for v in values):
             raise ParamError(str(key), "text", value)

@@ -9,8 +9,10 @@ import httpx
 def call_raw(app_url: str, api_name: str, args: list) -> tuple[str, object]:
     """Call an endpoint over Gradio's plain HTTP API, the body JSON with ASCII escapes (gradio_client, through
     httpx, cannot send a lone surrogate). Returns the last SSE event's name ("complete" or "error") and data."""
-    defaults = {"generate": [None, None, 1, False, ""], "sweep": [None, None, None, 1, False, ""]}[api_name]
-    body = json.dumps({"data": args + defaults[len(args):]})  # Gradio's HTTP API wants every argument
+    # Gradio's HTTP API wants every argument (it does not apply the functions' defaults), so they are padded here
+    defaults = {"generate": [None, None, 1, False, ""], "sweep": [None, None, None, 1, False, "", False],
+                "distribution": [None, 0, 0, 20]}[api_name]
+    body = json.dumps({"data": args + defaults[len(args):]})
     with httpx.Client(timeout=120) as http:
         started = http.post(f"{app_url}gradio_api/call/{api_name}", content=body,
                             headers={"content-type": "application/json"})

@@ -13,7 +13,7 @@ import pytest
 from transformers import GenerationConfig
 
 from engine.models import LoadedModel
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, word_variants
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict, word_variants
 from engine.values import changed_params, order_text, parse_axis_values
 from playground.config import PlaygroundConfig
 from playground.exports import (export_notes, generate_snippet, generation_config_json, openai_endpoint, openai_request_json,
@@ -246,11 +246,27 @@ def test_share_link_holds_only_changes() -> None:
     ("prompt=hi&do_sample=1", "do_sample", "1"),
     ("prompt=hi&raw=True", "raw", "True"),
     ("prompt=hi&max_new_tokens=", "max_new_tokens", "''"),
+    # a blank key (a stray "=" in a link) is named as such, not as an empty field name
+    ("prompt=hi&=x", "link key", "''"),
+    ("=&=", "link key", "''"),
+    ("prompt=hi&%20=1", "link key", "' '"),
 ])
 def test_from_query_errors_name_the_field(query: str, field: str, value: str) -> None:
     with pytest.raises(ParamError) as info:
         PlaygroundConfig.from_query(query)
     assert info.value.field == field and value in str(info.value)
+
+
+@pytest.mark.parametrize("parse, data, field", [
+    (PlaygroundConfig.from_dict, {"prompt": "hi", "": 1}, "config"),
+    (PlaygroundConfig.from_dict, {"prompt": "hi", "params": {" ": 0.5}}, "params"),
+    (from_dict, {"": 0.5}, "params"),
+])
+def test_a_blank_key_is_named_by_its_object(parse, data, field) -> None:
+    """A blank key cannot name the field, so the message names the object holding it and quotes the key."""
+    with pytest.raises(ParamError) as info:
+        parse(data)
+    assert info.value.field == field and str(info.value).startswith(f"{field}: must be an object whose keys")
 
 
 def test_link_values_beyond_the_page_sliders_are_kept() -> None:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -29,11 +30,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class RunningApp:
+    url: str  # "http://127.0.0.1:N/"
+    pid: int  # the app's process, for what only the operating system sees (its memory: /proc/<pid>/status)
+
+
 @contextmanager
 def running_app(model: str | None = None, start_timeout: float = 600) -> Iterator[str]:
     """Start `python app.py` on a free port, wait until its page and its /v1 API both answer, yield its URL
-    ("http://127.0.0.1:N/"), and stop it afterwards. The app's own output goes to a temporary log, shown when
-    the app does not come up."""
+    ("http://127.0.0.1:N/"), and stop it afterwards."""
+    with app_process(model, start_timeout) as app:
+        yield app.url
+
+
+@contextmanager
+def app_process(model: str | None = None, start_timeout: float = 600) -> Iterator[RunningApp]:
+    """running_app, yielding the URL and the process id. The app's own output goes to a temporary log, shown
+    when the app does not come up."""
     port = free_port()
     command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
     if model:
@@ -47,7 +61,7 @@ def running_app(model: str | None = None, start_timeout: float = 600) -> Iterato
             _wait_until_serving(process, url, start_timeout, log)
             print(f"[bench] app ready at {url} after {time.perf_counter() - started:.1f} s", file=sys.stderr,
                   flush=True)
-            yield url
+            yield RunningApp(url, process.pid)
         finally:
             process.terminate()
             try:
