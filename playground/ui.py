@@ -29,6 +29,10 @@ from .slots import DEFAULT_RUN_SLOTS, RunSlots
 
 __all__ = ["Page", "build_demo", "user_errors"]
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# Gradio keeps every session's page state (~290 KB for this page), and every gradio API call is a new session:
+# at Gradio's default of 10,000 that is ~2.8 GB of growth on a busy server. 512 sessions hold ~150 MB; a browser
+# tab idle while 512 newer sessions came loses its page state (its next run starts afresh).
+SESSION_CAPACITY = 512
 
 
 class Page(gr.Blocks):
@@ -39,11 +43,13 @@ class Page(gr.Blocks):
     def __init__(self, *args: Any, routes: Sequence[BaseRoute] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.extra_routes = list(routes)
+        self.state_session_capacity = SESSION_CAPACITY  # read when the page is mounted (create_app)
 
     def launch(self, *args: Any, app_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         app_kwargs = dict(app_kwargs or {})
         # FastAPI(routes=...): ours come before Gradio's own (none of which is under /v1)
         app_kwargs["routes"] = [*self.extra_routes, *app_kwargs.get("routes", ())]
+        kwargs.setdefault("state_session_capacity", SESSION_CAPACITY)  # launch() would set Gradio's 10,000 again
         return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
 

@@ -126,3 +126,18 @@ def test_the_mounted_page_runs_in_a_browser(browser, hosted):
         expect(open_token(page, 1, 2)).to_contain_text("sample 1 · step 2")
     finally:
         context.close()
+
+
+def test_the_page_keeps_a_bounded_number_of_sessions(monkeypatch):
+    """Every gradio API call is a session whose state Gradio keeps: launched or mounted, the page keeps at
+    most SESSION_CAPACITY of them (Gradio's default, 10,000, grew the server by ~0.6 MB per API call)."""
+    import gradio as gr
+
+    from playground.ui import SESSION_CAPACITY, Page
+
+    seen = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, *a, **k: seen.update(k))
+    page = Page()
+    assert page.state_session_capacity == SESSION_CAPACITY <= 1024
+    page.launch(prevent_thread_lock=True)
+    assert seen["state_session_capacity"] == SESSION_CAPACITY
