@@ -115,3 +115,12 @@ def open_tab(page: Page, name: str) -> None:
         return
     page.get_by_role("button", name="More tabs").click()
     page.locator(".overflow-dropdown button", has_text=name).click()
+
+
+def set_axis(page: Page, index: int, name: str, values: str) -> None:
+    """Pick sweep axis `index` (1-3) by name in its dropdown and type its values."""
+    dropdown = page.locator(f"#axis-name-{index} input")
+    dropdown.click()
+    dropdown.fill(name)
+    page.locator(f"#axis-name-{index}").get_by_role("option", name=name, exact=True).click()
+    set_text(page, f"axis-values-{index}", values)

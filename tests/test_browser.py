@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, open_token, run_generate, set_number, set_text, shot, wait_done
+from pages import open_app, open_token, run_generate, set_axis, set_number, set_text, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
@@ -40,12 +40,8 @@ def test_token_click_opens_distribution_and_step_slider_updates(page, app_url):
 
 def test_two_by_two_sweep_shows_four_cells(page, app_url):
     open_app(page, app_url, "?max_new_tokens=6&samples=1&view=sweep")
-    for i, (name, values) in enumerate((("temperature", "0.3, 1.0"), ("top_p", "0.5, 1.0")), start=1):
-        dropdown = page.locator(f"#axis-name-{i} input")
-        dropdown.click()
-        dropdown.fill(name)
-        page.locator(f"#axis-name-{i}").get_by_role("option", name=name, exact=True).click()
-        set_text(page, f"axis-values-{i}", values)
+    set_axis(page, 1, "temperature", "0.3, 1.0")
+    set_axis(page, 2, "top_p", "0.5, 1.0")
     page.locator("#run-sweep").click()
     wait_done(page, "sweep-status")
     expect(page.locator("#sweep-grid .dp-cell")).to_have_count(4)

@@ -18,7 +18,7 @@ from engine.params import ParamError, SamplingParams
 from engine.sweep import run_sweep
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
-from pages import open_app, set_text, shot, wait_done
+from pages import open_app, set_axis, shot, wait_done
 from playground.config import PlaygroundConfig
 
 STORY = "Once upon a time, in a distant galaxy, there was a spaceship called Voyager."
@@ -132,13 +132,8 @@ def test_the_sweep_endpoint_takes_prompt_axes(app_url):
 
 def test_a_two_prompt_by_three_temperature_sweep_in_the_page(page, app_url):
     open_app(page, app_url, "?max_new_tokens=5&samples=1&view=sweep&prompt=")
-    for i, (name, values) in enumerate((("prompt", f'"{STORY}", "{EXPLAIN}"'),
-                                        ("temperature", "0.2, 0.9, 1.5")), start=1):
-        dropdown = page.locator(f"#axis-name-{i} input")
-        dropdown.click()
-        dropdown.fill(name)
-        page.locator(f"#axis-name-{i}").get_by_role("option", name=name, exact=True).click()
-        set_text(page, f"axis-values-{i}", values)
+    set_axis(page, 1, "prompt", f'"{STORY}", "{EXPLAIN}"')
+    set_axis(page, 2, "temperature", "0.2, 0.9, 1.5")
     page.locator("#run-sweep").click()
     wait_done(page, "sweep-status")
     expect(page.locator("#sweep-grid .dp-cell")).to_have_count(6)
