@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, open_token, run_generate, set_axis, set_number, set_text, shot, wait_done
+from pages import open_app, open_token, run_generate, set_axis, set_number, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
