@@ -12,6 +12,7 @@ generators, Gradio closes them when the client goes away (or cancels), and the r
 """
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any, Callable, Iterator
 
@@ -32,7 +33,7 @@ from .slots import DEFAULT_RUN_SLOTS, RunSlots, concurrency
 MAX_API_SAMPLES = 64
 
 
-def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None) -> None:
+def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None) -> dict[str, list[inspect.Parameter]]:
     """Add the three endpoints to the Blocks being built (call inside `with gr.Blocks()`). slots: the page's run
     slots, shared by /generate and /sweep (a run waiting for one streams its place in the queue)."""
     slots = slots if slots is not None else RunSlots(DEFAULT_RUN_SLOTS)
@@ -118,6 +119,7 @@ def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None)
     gr.api(generate, api_name="generate", **concurrency(slots))
     gr.api(sweep, api_name="sweep", **concurrency(slots))
     gr.api(distribution, api_name="distribution")
+    return {fn.__name__: list(inspect.signature(fn).parameters.values()) for fn in (generate, sweep, distribution)}
 
 
 def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any,

@@ -5,6 +5,7 @@ views come from playground.views, and every ParamError becomes a readable gr.Err
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import gradio as gr
@@ -43,7 +44,22 @@ class Page(gr.Blocks):
     def __init__(self, *args: Any, routes: Sequence[BaseRoute] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.extra_routes = list(routes)
+        self.api_parameters: dict[str, list[inspect.Parameter]] = {}  # the named endpoints' (register_api)
         self.state_session_capacity = SESSION_CAPACITY  # read when the page is mounted (create_app)
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        """Gradio's HTTP API wants every argument of an endpoint (gradio_client fills in the defaults itself): a
+        raw call that leaves out trailing arguments gets their documented defaults here, and one that leaves out a
+        required argument an error naming it (Gradio's own answer has no message)."""
+        parameters = self.api_parameters.get(getattr(block_fn, "api_name", None) or "")
+        if parameters and len(inputs) < len(parameters):
+            missing = [p for p in parameters[len(inputs):] if p.default is inspect.Parameter.empty]
+            if missing:
+                names = ", ".join(p.name for p in parameters)
+                raise gr.Error(f"{missing[0].name}: must be given (/{block_fn.api_name} takes {names}; the later "
+                               f"ones may be left out), got nothing", print_exception=False)
+            inputs.extend(p.default for p in parameters[len(inputs):])  # the list Gradio goes on to read
+        super().validate_inputs(block_fn, inputs)
 
     def launch(self, *args: Any, app_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         app_kwargs = dict(app_kwargs or {})
@@ -102,5 +118,5 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             tab.select(lambda n=name: n, None, view, **PRIVATE)
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
-        register_api(engine, store, slots)
+        demo.api_parameters = register_api(engine, store, slots)
     return demo
