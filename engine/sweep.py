@@ -6,6 +6,7 @@ are its num_return_sequences best hypotheses, best first, and its steps stream a
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import defaultdict
@@ -77,8 +78,9 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     BeamProgress for each step of each beam batch (the running beams in the places of its output rows), and the
     SweepResult with the last update (a StepUpdate). The trace (trace_top_n > 0) is kept only when no cell uses
     beams."""
-    rows = spec.rows()
     prompt_ids = engine.encode(spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt)
+    # what each row runs: min_length / max_length (prompt-inclusive) as min_new_tokens / max_new_tokens
+    rows = [dataclasses.replace(r, params=r.params.for_prompt(len(prompt_ids))) for r in spec.rows()]
     # the whole sweep is refused before any work: as a whole, and each beam batch with the rows it decodes
     engine.check(prompt_ids, [r.params for r in rows])
     beam_batches = _beam_batches(rows)
