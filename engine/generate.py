@@ -264,9 +264,9 @@ class _Endings:
     def after_step(self, rows: _Rows, chosen: torch.Tensor, empty: torch.Tensor | None,
                    cancel: threading.Event | None, cancel_rows: Callable[[], Collection[int]] | None) -> torch.Tensor:
         """[b] bool: the rows that end at this step (chosen [b] just appended to rows.state): EOS or a stop string
-        ("stop"), max_new_tokens ("length"), no token left to sample (`empty` [b]: "no_candidates"), max_time
-        ("time"), or cancelled:
-        every row (`cancel`), or the rows `cancel_rows()` names (their consumer went away)."""
+        ("stop"), max_new_tokens ("length"), no token left to sample (`empty` [b]: "no_candidates"), the run past
+        max_time ("time"), or cancelled: every row (`cancel`), or the rows `cancel_rows()` names (their consumer
+        went away)."""
         ids = rows.ids
         stopped = torch.isin(chosen, self.eos)  # [b]
         if self.with_stops:

@@ -135,3 +135,17 @@ def test_forced_tokens_take_none_as_off_and_export_only_when_set() -> None:
     assert "max_new_tokens" not in SamplingParams(max_length=30).generate_kwargs()
     with pytest.raises(ParamError, match="^tokenizer: must be given to convert the texts of suppress_tokens"):
         SamplingParams(suppress_tokens=["the"]).generate_kwargs()
+
+
+def test_each_new_processor_is_a_stage_of_the_exact_replay(tiny_engine, prompt_ids) -> None:
+    """The Distributions view's stages: the replay of step 0 shows each forced / suppressed stage at work."""
+    path = greedy_path(tiny_engine, prompt_ids, 3)
+    params = SamplingParams(temperature=0.0, suppress_tokens=[path[1]], begin_suppress_tokens=[path[0]],
+                            forced_eos_token_id=path[2], max_new_tokens=3)
+    result = tiny_engine.generate(prompt_ids, [params])
+    first = tiny_engine.replay(result, 0, 0)
+    stage = {name: i for i, name in enumerate(first.stage_names)}
+    assert float(first.probs[stage["begin_suppress_tokens"], path[0]]) == 0.0 < float(first.probs[stage["raw"], path[0]])
+    assert float(first.probs[stage["suppress_tokens"], path[1]]) == 0.0
+    last = tiny_engine.replay(result, 0, 2)
+    assert float(last.probs[stage["forced_eos"], path[2]]) == 1.0 and last.chosen == path[2] == result.rows[0].token_ids[2]
