@@ -140,12 +140,13 @@ def test_forced_tokens_take_none_as_off_and_export_only_when_set() -> None:
 def test_each_new_processor_is_a_stage_of_the_exact_replay(tiny_engine, prompt_ids) -> None:
     """The Distributions view's stages: the replay of step 0 shows each forced / suppressed stage at work."""
     path = greedy_path(tiny_engine, prompt_ids, 3)
+    forced = 1234 if path[1] != 1234 else 1235  # not a suppressed token (that would leave nothing to choose)
     params = SamplingParams(temperature=0.0, suppress_tokens=[path[1]], begin_suppress_tokens=[path[0]],
-                            forced_eos_token_id=path[2], max_new_tokens=3)
+                            forced_eos_token_id=forced, max_new_tokens=3)
     result = tiny_engine.generate(prompt_ids, [params])
     first = tiny_engine.replay(result, 0, 0)
     stage = {name: i for i, name in enumerate(first.stage_names)}
     assert float(first.probs[stage["begin_suppress_tokens"], path[0]]) == 0.0 < float(first.probs[stage["raw"], path[0]])
     assert float(first.probs[stage["suppress_tokens"], path[1]]) == 0.0
     last = tiny_engine.replay(result, 0, 2)
-    assert float(last.probs[stage["forced_eos"], path[2]]) == 1.0 and last.chosen == path[2] == result.rows[0].token_ids[2]
+    assert float(last.probs[stage["forced_eos"], forced]) == 1.0 and last.chosen == forced == result.rows[0].token_ids[2]
