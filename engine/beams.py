@@ -60,7 +60,7 @@ def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
     """beam_search step by step (for progress). When `cancel` is set, the next step is the last: the beams
     end there as if at max_new_tokens. Configurations with num_beam_groups > 1 run diverse beam search
     (engine/group_beams.py)."""
-    configs = list(configs)
+    configs = [p.for_prompt(len(prompt_ids)) for p in configs]  # min_length / max_length count the prompt
     check_batch(configs)
     # each step in the engine's turn, as Engine.stream's: beam batches alternate steps with other runs too
     if configs[0].num_beam_groups > 1:

@@ -23,7 +23,7 @@ import torch
 from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
 from .models import LoadedModel
-from .params import DEFAULT_ORDER, ParamError, SamplingParams
+from .params import DEFAULT_ORDER, ParamError, SamplingParams, check_vocabulary
 from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
 from .replay import Replay, replay
@@ -31,7 +31,7 @@ from .results import FINISH_REASONS, GenerationResult, RowResult
 from .row_tensors import row_params
 from .rowstate import DecodeState, RowParams
 from .sampling import choose_next, row_keys  # looked up here at every step: the sampling audit wraps choose_next
-from .stops import cut_at_stop, stop_hits
+from .stops import cut_at_stop, now, past_time, stop_hits
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
 from .turns import Turns
 
@@ -39,7 +39,7 @@ from .turns import Turns
 __all__ = ["Engine", "EngineLimits", "FINISH_REASONS", "GenerationResult", "Replay", "RowResult", "RunningBeam",
            "StepUpdate"]
 
-STOP, CANCELLED, NO_CANDIDATES = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates"))
+STOP, CANCELLED, NO_CANDIDATES, TIME = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates", "time"))
 
 
 def _take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: torch.Tensor, scores: torch.Tensor,
@@ -126,11 +126,9 @@ class Engine:
         """Refuse work over the budget or beyond the model's context, before any of it starts."""
         if not prompt_ids:
             raise ParamError("prompt", "a non-empty prompt", "")
+        params = [p.for_prompt(len(prompt_ids)) for p in params]  # min_length / max_length count the prompt
         self.limits.check(params)
-        for p in params:
-            for token, _ in p.logit_bias:
-                if token >= self.loaded.vocab_size:
-                    raise ParamError("logit_bias", f"token ids in [0, {self.loaded.vocab_size - 1}]", token)
+        check_vocabulary(params, self.loaded.vocab_size)
         longest = len(prompt_ids) + max(p.max_new_tokens for p in params)
         if longest > self.loaded.context_length:
             raise ParamError("prompt", f"at most {self.loaded.context_length} tokens together with max_new_tokens "
@@ -273,6 +271,7 @@ class Engine:
         if beams:
             raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
         row_prompts = _row_prompts(prompt_ids, len(params))
+        params = [p.for_prompt(len(row_prompt)) for p, row_prompt in zip(params, row_prompts)]
         self.limits.check(params)
         by_prompt: dict[tuple[int, ...], list[SamplingParams]] = {}
         for row_prompt, p in zip(row_prompts, params):  # each prompt with its own rows' lengths (own positions)
@@ -316,12 +315,15 @@ class _Endings:
         self.max_new = torch.tensor([p.max_new_tokens for p in params], device=device)  # [B]
         self.eos = torch.tensor(loaded.eos_token_ids, device=device)
         self.reasons = torch.zeros(len(params), dtype=torch.long, device=device)  # [B] "length" until told
+        self.max_time = torch.tensor([p.max_time for p in params], dtype=torch.float64, device=device)  # [B]
+        self.timed, self.started = any(p.max_time for p in params), now()
 
     def after_step(self, rows: _Rows, chosen: torch.Tensor, empty: torch.Tensor | None,
                    cancel: threading.Event | None, cancel_rows: Callable[[], Collection[int]] | None) -> torch.Tensor:
         """[b] bool: the rows that end at this step (chosen [b] just appended to rows.state): EOS or a stop string
-        ("stop"), max_new_tokens ("length"), no token left to sample (`empty` [b]: "no_candidates"), or cancelled:
-        every row (`cancel`), or the rows `cancel_rows()` names (their consumer went away)."""
+        ("stop"), max_new_tokens ("length"), no token left to sample (`empty` [b]: "no_candidates"), the run past
+        max_time ("time"), or cancelled: every row (`cancel`), or the rows `cancel_rows()` names (their consumer
+        went away)."""
         ids = rows.ids
         stopped = torch.isin(chosen, self.eos)  # [b]
         if self.with_stops:
@@ -332,6 +334,10 @@ class _Endings:
         if empty is not None:
             self.reasons[ids[empty]] = NO_CANDIDATES
             done = done | empty
+        if self.timed:  # max_time: the run has taken longer than the row allows
+            late = past_time(self.started, self.max_time[ids]) & ~done
+            self.reasons[ids[late]] = TIME
+            done = done | late
         if cancel is not None and cancel.is_set():
             self.reasons[ids[~done]] = CANCELLED
             done = torch.ones_like(done)

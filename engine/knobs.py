@@ -22,6 +22,10 @@ from typing import Any
 
 MIN_TEMPERATURE = 1e-4  # positive temperatures below this (and dynatemp_low / high) are refused; 0 is greedy
 MAX_TOP_K = 1_000_000  # above any vocabulary; a top_k larger than the vocabulary keeps every token
+NO_TOKEN = -1  # forced_bos_token_id / forced_eos_token_id: off (transformers' None)
+MAX_TOKEN_ID = MAX_TOP_K - 1  # above any vocabulary; the engine refuses ids beyond the model's own vocabulary
+MAX_LENGTH = 100_000  # min_length / max_length (prompt-inclusive) and max_new_tokens
+MAX_TIME = 86_400.0  # max_time: a day, in seconds
 MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 # text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
 DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
@@ -174,11 +178,23 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
     ProcessorSpec("min_new_tokens", "minimum length", "forbid EOS before the minimum length",
                   transformers="MinNewTokensLengthLogitsProcessor", fields=(
         _long("min_new_tokens", 0, Range(0, 100_000), Widget(L, "slider", "The end-of-text token is masked until this many tokens exist.", 0, 256, 1), hf_arg="min_new_tokens", hf_only_if_set=True),)),
+    ProcessorSpec("forced_bos", "forced first token", "at the first new token, leave only forced_bos_token_id (score 0)",
+                  transformers="ForcedBOSTokenLogitsProcessor", fields=(
+        _long("forced_bos_token_id", NO_TOKEN, Range(NO_TOKEN, MAX_TOKEN_ID), Widget(L, "number", "Force this token id as the first new token (transformers' forced_bos_token_id); -1 = off.", NO_TOKEN, MAX_TOKEN_ID, 1), column=True, hf_arg="forced_bos_token_id", hf_only_if_set=True),)),
+    ProcessorSpec("forced_eos", "forced last token", "at the last new token (max_new_tokens), leave only forced_eos_token_id (score 0)",
+                  transformers="ForcedEOSTokenLogitsProcessor", fields=(
+        _long("forced_eos_token_id", NO_TOKEN, Range(NO_TOKEN, MAX_TOKEN_ID), Widget(L, "number", "Force this token id as the last new token, the one that reaches max_new_tokens (transformers' forced_eos_token_id); -1 = off.", NO_TOKEN, MAX_TOKEN_ID, 1), column=True, hf_arg="forced_eos_token_id", hf_only_if_set=True),)),
     ProcessorSpec("exponential_decay", "exponential decay length penalty",
                   "raise the end-of-text logit by |logit| x (factor^(step - start) - 1) once past the start",
                   transformers="ExponentialDecayLengthPenalty", fields=(
         Knob("exponential_decay_factor", float, 1.0, Range(0.0, 10.0), "float64", widget=Widget(L, "slider", "Exponential decay length penalty (transformers): after `start` new tokens, end-of-text grows by |logit| x (factor^(tokens past start) - 1); > 1 ends texts sooner; 1 = off.", 0.9, 1.09, 0.01)),
         _long("exponential_decay_start", 0, Range(0, 100_000), Widget(L, "slider", "Exponential decay length penalty: new tokens before it starts.", 0, 256, 1)))),
+    ProcessorSpec("suppress_tokens", "suppressed tokens", "never generate the listed tokens (-inf at every step)",
+                  transformers="SuppressTokensLogitsProcessor", fields=(
+        Knob("suppress_tokens", object, (), widget=Widget(P, "text", "Tokens never generated: comma-separated words (every token of each, also with a leading space); [id] for a token id.", placeholder="e.g. very, [42]")),)),
+    ProcessorSpec("begin_suppress_tokens", "suppressed first tokens", "the listed tokens cannot be the first new token",
+                  transformers="SuppressTokensAtBeginLogitsProcessor", fields=(
+        Knob("begin_suppress_tokens", object, (), widget=Widget(P, "text", "Tokens the output may not start with: comma-separated words (every token of each, also with a leading space); [id] for a token id.", placeholder="e.g. The, [42]")),)),
     ProcessorSpec("temperature", "temperature", "divide logits by the temperature", sampling_only=True,
                   transformers="TemperatureLogitsWarper", fields=(
         _f32("temperature", 1.0, Range(MIN_TEMPERATURE, 100.0, or_zero=True), Widget(S, "slider", "Divides the logits: < 1 sharpens, > 1 flattens; 0 = greedy.", 0.0, 2.5, 0.05), hf_arg="temperature"),)),
@@ -232,7 +248,11 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
 # The knobs of generation itself: whether to sample, how long, when to stop, the seed and beam search.
 GENERATION_KNOBS: tuple[Knob, ...] = (
     Knob("do_sample", bool, True, widget=Widget(S, "checkbox", "Sample from the distribution; off = greedy (always the most likely token).")),
-    _long("max_new_tokens", 64, Range(1, 100_000), Widget(L, "slider", "Stop after this many new tokens.", 1, 512, 1)),
+    _long("max_new_tokens", 64, Range(1, MAX_LENGTH), Widget(L, "slider", "Stop after this many new tokens.", 1, 512, 1)),
+    # transformers' prompt-inclusive lengths; the engine turns them into min_new_tokens / max_new_tokens per row
+    _long("min_length", 0, Range(0, MAX_LENGTH), Widget(L, "number", "transformers' min_length: end-of-text is masked until prompt + output has this many tokens; 0 = off.", 0, MAX_LENGTH, 1)),
+    _long("max_length", 0, Range(1, MAX_LENGTH, or_zero=True), Widget(L, "number", "transformers' max_length: stop when prompt + output has this many tokens (instead of max_new_tokens: leave that at its default); 0 = unset.", 0, MAX_LENGTH, 1)),
+    Knob("max_time", float, 0.0, Range(0.0, MAX_TIME, low_open=True, or_zero=True), widget=Widget(L, "number", "Stop a sample once the run has taken this many seconds (finish reason \"time\"); 0 = no limit.", 0.0, MAX_TIME, 0.5)),
     Knob("stop", object, (), widget=Widget(L, "text", "Stop strings, one per line (\\n for a newline); the output is cut before them.", placeholder="e.g. \\n\\n")),
     _long("seed", 0, Range(0, 2**63 - 1), Widget("Seed", "number", "A sample's randomness depends only on (seed, sample index, step): same seed, same text.", 0, 2**31 - 1, 1)),
     _long("num_beams", 1, Range(1, 64), Widget(B, "slider", "Beam search: keep this many best partial outputs each step; 1 = off (sampling or greedy).", 1, 8, 1)),

@@ -12,10 +12,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
-from .knobs import (DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOP_K, MIN_TEMPERATURE,  # noqa: F401
-                    PROCESSORS, Range)
+from .knobs import (DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, MAX_TOP_K,  # noqa: F401
+                    MIN_TEMPERATURE, NO_TOKEN, PROCESSORS, Range)
 from .knobs import fmt_number as _fmt
 
 DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
@@ -83,6 +83,9 @@ def check_flag(name: str, value: Any) -> bool:
 # divisors (temperature, dynamic temperature, repetition_penalty) keep logits finite in float32: dividing a
 # logit by 1e-38 overflows to inf, and inf - inf is NaN. Biases are bounded so that no sum of them overflows.
 MAX_DECAY_GROWTH = 1e20  # exponential decay: |logit| x 1e20 stays far inside float32 (3.4e38)
+# Token lists given as texts or token ids (transformers' suppress_tokens / begin_suppress_tokens take ids).
+TOKEN_LIST_FIELDS: tuple[str, ...] = ("suppress_tokens", "begin_suppress_tokens")
+FORCED_TOKEN_FIELDS: tuple[str, ...] = ("forced_bos_token_id", "forced_eos_token_id")
 BOOL_FIELDS: tuple[str, ...] = tuple(knob.name for knob in KNOBS.values() if knob.kind is bool)
 # Numeric fields: (type, range). Ints must be whole numbers.
 NUMERIC_FIELDS: dict[str, tuple[type, Range]] = {
@@ -129,8 +132,17 @@ class SamplingParams:
     smoothing_curve: float = 1.0
     top_h: float = 0.0  # top-H (transformers' TopHLogitsWarper): 0 = off
     renormalize_logits: bool = False  # log-softmax of the final scores (transformers' LogitNormalization)
+    # transformers' suppress_tokens / begin_suppress_tokens: texts (every token of each spelling) or token ids
+    suppress_tokens: tuple[str | int, ...] = ()
+    begin_suppress_tokens: tuple[str | int, ...] = ()  # at the first new token only
+    forced_bos_token_id: int = NO_TOKEN  # the first new token; -1 = off (None is taken too)
+    forced_eos_token_id: int = NO_TOKEN  # the last new token (at max_new_tokens); -1 = off
     min_new_tokens: int = 0
     max_new_tokens: int = 64
+    # transformers' prompt-inclusive lengths, turned into min_new_tokens / max_new_tokens by `for_prompt`
+    min_length: int = 0  # 0 = off
+    max_length: int = 0  # 0 = unset (max_new_tokens decides)
+    max_time: float = 0.0  # seconds of the run after which a row stops (finish_reason "time"); 0 = no limit
     # transformers' exponential_decay_length_penalty = (start, factor): factor 1 = off
     exponential_decay_factor: float = 1.0
     exponential_decay_start: int = 0
@@ -153,16 +165,52 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
+        for name in TOKEN_LIST_FIELDS:
+            object.__setattr__(self, name, _token_tuple(name, getattr(self, name)))
+        for name in FORCED_TOKEN_FIELDS:  # transformers' None means off
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, NO_TOKEN)
         for name in BOOL_FIELDS:
             check_flag(name, getattr(self, name))
         for name, (kind, allowed) in NUMERIC_FIELDS.items():
             object.__setattr__(self, name, _check_number(name, getattr(self, name), kind, allowed))
         if self.mirostat == 1:
             raise ParamError("mirostat", "0 (off) or 2 (mirostat v2; mirostat v1 is not supported)", self.mirostat)
+        self._check_lengths()
+        self._check_beams()
+
+    def _check_lengths(self) -> None:
+        """max_length replaces max_new_tokens (one of the two, never a silent choice); the checks that need the
+        number of new tokens wait for `for_prompt` when max_length is set."""
+        default_max_new = KNOBS["max_new_tokens"].default
+        if self.max_length and self.max_new_tokens != default_max_new:
+            raise ParamError("max_length", f"0 (unset) when max_new_tokens is set ({self.max_new_tokens}; give one "
+                             f"of the two: max_length counts the prompt, max_new_tokens does not)", self.max_length)
+        if self.max_length and self.min_length > self.max_length:
+            raise ParamError("min_length", f"<= max_length ({self.max_length})", self.min_length)
+        if self.max_length:
+            return
         if self.min_new_tokens > self.max_new_tokens:
             raise ParamError("min_new_tokens", f"<= max_new_tokens ({self.max_new_tokens})", self.min_new_tokens)
         self._check_decay()
-        self._check_beams()
+
+    def for_prompt(self, prompt_len: int) -> "SamplingParams":
+        """What runs after a prompt of `prompt_len` tokens: transformers' prompt-inclusive min_length / max_length
+        as min_new_tokens / max_new_tokens (both minimums hold, as both processors would in transformers), the two
+        then unset. Unchanged when neither is set."""
+        if not (self.min_length or self.max_length):
+            return self
+        max_new = self.max_length - prompt_len if self.max_length else self.max_new_tokens
+        if max_new < 1:
+            raise ParamError("max_length", f"more than the prompt's {prompt_len} tokens (room for a new token)",
+                             self.max_length)
+        min_new = max(self.min_new_tokens, self.min_length - prompt_len)
+        if min_new > max_new:
+            name, value = ("min_length", self.min_length) if min_new > self.min_new_tokens else ("min_new_tokens", self.min_new_tokens)
+            allowed = (f"<= {max_new + prompt_len} (the prompt's {prompt_len} tokens + {max_new} new)" if name == "min_length"
+                       else f"<= {max_new} (max_length {self.max_length} - the prompt's {prompt_len} tokens)")
+            raise ParamError(name, allowed, value)
+        return self.replace(min_new_tokens=min_new, max_new_tokens=max_new, min_length=0, max_length=0)
 
     def _check_decay(self) -> None:
         """The length penalty's factor^(tokens past start) must stay finite in float32 times any logit."""
@@ -194,6 +242,8 @@ class SamplingParams:
             raise ParamError("diversity_penalty", "0 without num_beam_groups > 1", self.diversity_penalty)
         if self.num_beams > 1 and self.stop:
             raise ParamError("stop", "empty with num_beams > 1 (beam search has no stop strings here)", list(self.stop))
+        if self.num_beams > 1 and self.max_time:
+            raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
     @property
     def greedy(self) -> bool:
@@ -210,6 +260,8 @@ class SamplingParams:
         d["sequence_bias"] = {text: bias for text, bias in self.sequence_bias}
         d["logit_bias"] = {str(token): bias for token, bias in self.logit_bias}
         d["order"] = list(self.order)
+        for name in TOKEN_LIST_FIELDS:
+            d[name] = list(getattr(self, name))
         return d
 
     def to_json(self) -> str:
@@ -240,7 +292,15 @@ class SamplingParams:
             raise ParamError(name, f"{_fmt(off)} to convert to transformers (it has no such processor)", value)
         if self.order != DEFAULT_ORDER:
             raise ParamError("order", "the default order to convert to transformers", list(self.order))
-        kw: dict[str, Any] = {"do_sample": not self.greedy, "max_new_tokens": self.max_new_tokens}
+        kw: dict[str, Any] = {"do_sample": not self.greedy}
+        if self.max_length:  # transformers' own prompt-inclusive form, as given
+            kw["max_length"] = self.max_length
+        else:
+            kw["max_new_tokens"] = self.max_new_tokens
+        if self.min_length:
+            kw["min_length"] = self.min_length
+        if self.max_time:
+            kw["max_time"] = self.max_time
         if self.exponential_decay_factor != 1.0:
             kw["exponential_decay_length_penalty"] = (self.exponential_decay_start, self.exponential_decay_factor)
         for spec in PROCESSORS:  # the knobs that map one to one onto a generate() argument
@@ -267,6 +327,12 @@ class SamplingParams:
                                        **{tuple(ids): b for t, b in self.sequence_bias for ids in word_variants(tokenizer, t)}}
         elif self.bad_words or self.sequence_bias:
             raise ParamError("tokenizer", "given to convert bad_words / sequence_bias", None)
+        for name in TOKEN_LIST_FIELDS:
+            items = getattr(self, name)
+            if items and tokenizer is None and not all(isinstance(t, int) for t in items):
+                raise ParamError("tokenizer", f"given to convert the texts of {name}", None)
+            if items:
+                kw[name] = token_ids(tokenizer, items)
         return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -278,6 +344,31 @@ def word_variants(tokenizer: Any, text: str) -> list[list[int]]:
         if ids and ids not in variants:
             variants.append(ids)
     return variants
+
+
+def check_vocabulary(params: Sequence[SamplingParams], vocab_size: int) -> None:
+    """Refuse token ids beyond the model's vocabulary (logit_bias, the forced and suppressed tokens), by field."""
+    for p in params:
+        for token, _ in p.logit_bias:
+            if token >= vocab_size:
+                raise ParamError("logit_bias", f"token ids in [0, {vocab_size - 1}]", token)
+        for name in FORCED_TOKEN_FIELDS:
+            if getattr(p, name) >= vocab_size:
+                raise ParamError(name, f"-1 (off) or a token id in [0, {vocab_size - 1}]", getattr(p, name))
+        for name in TOKEN_LIST_FIELDS:
+            for item in getattr(p, name):
+                if isinstance(item, int) and item >= vocab_size:
+                    raise ParamError(name, f"token ids in [0, {vocab_size - 1}] (or texts)", item)
+
+
+def token_ids(tokenizer: Any, items: tuple[str | int, ...]) -> list[int]:
+    """suppress_tokens / begin_suppress_tokens as token ids: an id as given, a text as every token of each of
+    its spellings (word_variants: as written and with a leading space); each id once, in order of appearance."""
+    ids: dict[int, None] = {}
+    for item in items:
+        spelled = [[item]] if isinstance(item, int) else word_variants(tokenizer, item)
+        ids.update((token, None) for variant in spelled for token in variant)
+    return list(ids)
 
 
 def sequence_breaker_ids(tokenizer: Any, breakers: tuple[str, ...]) -> list[int]:
@@ -327,6 +418,20 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
     for text in value:
         check_text(name, text)
     return tuple(value)
+
+
+def _token_tuple(name: str, value: Any) -> tuple[str | int, ...]:
+    """Texts (non-empty, valid Unicode) and token ids (whole numbers in [0, MAX_TOKEN_ID]; the engine checks them
+    against the model's vocabulary), one of them alone or a list."""
+    items = [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+    if not isinstance(items, (list, tuple)):
+        raise ParamError(name, f"a list of texts and token ids (whole numbers in [0, {MAX_TOKEN_ID}])", value)
+    for item in items:
+        if isinstance(item, str):
+            check_text(name, item)
+        else:
+            check_whole(name, item, 0, MAX_TOKEN_ID)
+    return tuple(items)
 
 
 def _breakers_tuple(value: Any) -> tuple[str, ...]:

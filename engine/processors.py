@@ -22,7 +22,7 @@ import torch
 from . import samplers
 from .knobs import KNOBS, PROCESSORS, ProcessorSpec
 from .params import DEFAULT_ORDER
-from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams
+from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -97,6 +97,39 @@ def no_repeat_ngram(scores: torch.Tensor, state: DecodeState, rows: RowParams) -
 def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     too_short = (state.step < rows.min_new_tokens)[:, None]  # [B, 1]
     return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
+
+
+def forced_bos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' ForcedBOSTokenLogitsProcessor: at the first new token every score is -inf but that of
+    forced_bos_token_id, which is 0. (transformers fires when the decoder's input is one token long, i.e. at the
+    first new token of an encoder-decoder model; here it is the first new token of any model.)"""
+    return _forced(scores, rows.forced_bos_token_id, state.step == 0)
+
+
+def forced_eos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' ForcedEOSTokenLogitsProcessor: at the token that reaches max_length (prompt + max_new_tokens),
+    i.e. the row's last new token, every score is -inf but that of forced_eos_token_id, which is 0."""
+    last = (state.step == rows.max_new_tokens - 1)[:, None]  # [B, 1]
+    return _forced(scores, rows.forced_eos_token_id, last)
+
+
+def _forced(scores: torch.Tensor, token: torch.Tensor, when: torch.Tensor | bool) -> torch.Tensor:
+    """scores [B, V]; token [B, 1] (-1: off); when [B, 1] or a bool -> only `token` left, at 0, where `when`."""
+    forced = torch.full_like(scores, NEG_INF).scatter_(1, token.clamp(min=0), 0.0)  # [B, V]
+    return torch.where((token >= 0) & when, forced, scores)
+
+
+def suppress_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' SuppressTokensLogitsProcessor: the listed tokens are -inf at every step."""
+    return scores.masked_fill(rows.suppress_tokens.mask(scores.shape[1]), NEG_INF)
+
+
+def begin_suppress_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' SuppressTokensAtBeginLogitsProcessor with begin_index = the prompt's length: the listed tokens
+    are -inf at the first new token only."""
+    if state.step != 0:
+        return scores
+    return scores.masked_fill(rows.begin_suppress_tokens.mask(scores.shape[1]), NEG_INF)
 
 
 def exponential_decay(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
@@ -248,7 +281,7 @@ class Processor:
         on = torch.zeros_like(rows.greedy)
         for name in self.spec.switch_names():
             value = getattr(rows, name)
-            if isinstance(value, BiasTable):
+            if isinstance(value, (BiasTable, TokenSet)):
                 on = on | value.active
             else:
                 on = on | (value != KNOBS[name].default).reshape(-1)

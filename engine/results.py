@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from .params import SamplingParams
 from .trace import Trace
 
-FINISH_REASONS = ("length", "stop", "cancelled", "no_candidates")  # no_candidates: the processors removed every token
+# no_candidates: the processors removed every token; time: the run passed the row's max_time
+FINISH_REASONS = ("length", "stop", "cancelled", "no_candidates", "time")
 
 
 @dataclass
@@ -16,7 +17,7 @@ class RowResult:
     raw_logprobs: list[float]  # log p of each chosen token under the unmodified model
     final_logprobs: list[float]  # log p of each chosen token under the final (processed) distribution
     raw_entropies: list[float]  # entropy (nats) of the raw distribution at each step
-    finish_reason: str  # "stop" (EOS or stop string), "length", "cancelled" or "no_candidates" (nothing left)
+    finish_reason: str  # "stop" (EOS or stop string), "length", "cancelled", "no_candidates" (nothing left), "time"
     beam_score: float | None = None  # a beam row's sequence score (transformers' sequences_scores)
     # diverse beam search: per step, the tokens the earlier groups' beams chose (what diversity_penalty saw),
     # and the beam group the output grew in

@@ -76,6 +76,29 @@ class BiasTable:
         return bias
 
 
+@dataclass
+class TokenSet:
+    """Per-row sets of token ids (suppress_tokens, begin_suppress_tokens): ids [B, K] long, padded with -1."""
+
+    ids: torch.Tensor  # [B, K] long
+    active: torch.Tensor  # [B] bool: the row's set is not empty
+
+    @staticmethod
+    def build(per_row: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> "TokenSet":
+        width = max([1, *(len(ids) for ids in per_row)])
+        ids = torch.tensor([list(row) + [-1] * (width - len(row)) for row in per_row], dtype=torch.long, device=device)
+        return TokenSet(ids, (ids >= 0).any(dim=1))
+
+    def select(self, keep: torch.Tensor) -> "TokenSet":
+        return TokenSet(self.ids[keep], self.active[keep])
+
+    def mask(self, vocab_size: int) -> torch.Tensor:
+        """[B, V] bool: True at each row's tokens (padding goes to a spare column that is dropped)."""
+        index = torch.where(self.ids >= 0, self.ids, vocab_size)  # [B, K]
+        spare = torch.zeros(self.ids.shape[0], vocab_size + 1, dtype=torch.bool, device=self.ids.device)
+        return spare.scatter_(1, index, True)[:, :vocab_size]
+
+
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "long": torch.long, "bool": torch.bool}
 
 
@@ -95,6 +118,9 @@ class RowParams:
     eos_mask: torch.Tensor  # [V] bool
     sequence_bias: BiasTable  # sequence_bias and logit_bias together
     bad_words: BiasTable
+    suppress_tokens: TokenSet
+    begin_suppress_tokens: TokenSet
+    max_new_tokens: torch.Tensor  # [B] long: the row's length (forced_eos acts at its last token)
     order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
     dry_breakers: torch.Tensor  # [B, K] long: sequence-breaker token ids, padded with -1 (padding is a breaker)
     seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
@@ -112,9 +138,12 @@ class RowParams:
               sequence_bias: Sequence[Sequence[tuple[Sequence[int], float]]] | None = None,
               bad_words: Sequence[Sequence[Sequence[int]]] | None = None,
               sequence_breakers: Sequence[Sequence[int]] | None = None,
-              sample_indices: Sequence[int] | None = None) -> "RowParams":
+              sample_indices: Sequence[int] | None = None,
+              suppress_tokens: Sequence[Sequence[int]] | None = None,
+              begin_suppress_tokens: Sequence[Sequence[int]] | None = None) -> "RowParams":
         """`sequence_bias` / `bad_words` are per-row token-id sequences, `sequence_breakers` per-row token ids
-        of DRY's breakers (the engine tokenizes the texts); `sample_indices` default to 0."""
+        of DRY's breakers, `suppress_tokens` / `begin_suppress_tokens` per-row token ids (the engine tokenizes the
+        texts; without them, the token ids the params list are taken as they are); `sample_indices` default to 0."""
         eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         eos_mask[list(eos_token_ids)] = True
         no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
@@ -127,6 +156,11 @@ class RowParams:
             sequence_bias=BiasTable.build(sequence_bias or no_bias, vocab_size, device),
             bad_words=BiasTable.build(
                 [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
+            suppress_tokens=TokenSet.build(
+                suppress_tokens if suppress_tokens is not None else _given_ids(params, "suppress_tokens"), device),
+            begin_suppress_tokens=TokenSet.build(begin_suppress_tokens if begin_suppress_tokens is not None
+                                                 else _given_ids(params, "begin_suppress_tokens"), device),
+            max_new_tokens=torch.tensor([p.max_new_tokens for p in params], dtype=torch.long, device=device),
             order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
             dry_breakers=torch.tensor([ids + [-1] * (width - len(ids)) for ids in breakers], dtype=torch.long,
                                       device=device),
@@ -142,8 +176,13 @@ class RowParams:
             value = getattr(self, f.name)
             if f.name in ("eos_mask", "knobs"):
                 continue
-            changes[f.name] = value.select(keep) if isinstance(value, BiasTable) else value[keep]
+            changes[f.name] = value.select(keep) if isinstance(value, (BiasTable, TokenSet)) else value[keep]
         return replace(self, **changes)
+
+
+def _given_ids(params: Sequence[SamplingParams], name: str) -> list[list[int]]:
+    """The token ids a token-list knob names directly (its texts need a tokenizer: engine/row_tensors.py)."""
+    return [[item for item in getattr(p, name) if isinstance(item, int)] for p in params]
 
 
 def knob_tensors(params: Sequence[SamplingParams], device: torch.device | str) -> dict[str, torch.Tensor]:

@@ -1,11 +1,12 @@
-"""Stop strings, in one place for the decode loop, the scheduler and the OpenAI stream.
+"""Stop strings, in one place for the decode loop, the scheduler and the OpenAI stream; and max_time.
 
 A stop string ends a row's output and is not part of it (as in OpenAI's API): the loop ends a row once its
 text holds one, the final text is cut before the first one, and a stream holds back any tail that may be the
-start of one until the next tokens say whether it is.
+start of one until the next tokens say whether it is. A row with max_time ends once the run has taken longer.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import torch
@@ -62,3 +63,16 @@ def stop_hits(decode: Callable[[list[int]], str], tokens: torch.Tensor, generate
         tail = decode(tokens[row, -min(generated, tail_tokens(p.stop)):].tolist())
         hits[row] = any(s in tail for s in p.stop)
     return hits
+
+
+clock: Callable[[], float] = time.perf_counter  # the run's clock for max_time (tests replace it)
+
+
+def now() -> float:
+    return clock()
+
+
+def past_time(started: float, max_time: torch.Tensor) -> torch.Tensor:
+    """[b] bool: the rows whose max_time [b] (seconds; 0 = no limit) the run has passed since `started` (a now()
+    value), as transformers' MaxTimeCriteria: elapsed > max_time, checked after each step's token."""
+    return (max_time > 0) & (max_time < now() - started)

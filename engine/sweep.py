@@ -6,6 +6,7 @@ are its num_return_sequences best hypotheses, best first, and its steps stream a
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import defaultdict
@@ -79,9 +80,11 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     BeamProgress for each step of each beam batch (the running beams in the places of its output rows), and the
     SweepResult with the last update (a StepUpdate). The trace (trace_top_n > 0) is kept only when no cell uses
     beams."""
-    rows = spec.rows()
+    spec_rows = spec.rows()
+    row_prompts = _encode_prompts(engine, spec, spec_rows)  # [rows] token ids; one list object per distinct prompt
+    # what each row runs: min_length / max_length (prompt-inclusive, its own prompt) as min/max_new_tokens
+    rows = [dataclasses.replace(r, params=r.params.for_prompt(len(p))) for r, p in zip(spec_rows, row_prompts)]
     forced = _forced_prefixes(engine, spec, rows)  # per row, or None
-    row_prompts = _encode_prompts(engine, spec, rows)  # [rows] token ids; one list object per distinct prompt
     prompts_of = (lambda idx: row_prompts[0]) if not spec.varies_prompt else (lambda idx: [row_prompts[i] for i in idx])
     # the whole sweep is refused before any work: each prompt with its rows, and each beam batch with its rows
     for prompt_rows in _rows_by_prompt(row_prompts).values():

@@ -13,7 +13,7 @@ from typing import Any
 
 from .params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams
 
-STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers"})
+STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers", "suppress_tokens", "begin_suppress_tokens"})
 MAX_AXIS_VALUES = 64
 RANGE_DECIMALS = 10  # 0.1 + 2 * 0.1 is 0.30000000000000004; rounding shows the 0.3 that was meant
 RANGE_TOLERANCE = 1e-9  # a range includes its stop when the steps land on it within this

@@ -2,9 +2,8 @@
 
 The widgets are declared with the knobs (engine/knobs.py); CONTROLS lists them in the page's order: the UI
 builds widgets from CONTROLS, passes their values back in the same order, and `params_from_values` turns them
-into validated SamplingParams. Text
-fields (stop, bad_words, sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed
-and printed here.
+into validated SamplingParams. Text fields (stop, bad_words, suppress_tokens, begin_suppress_tokens,
+sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed and printed here.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from engine.knobs import GROUPS, Widget, page_knobs  # noqa: F401  (GROUPS: the page's order of groups)
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, from_dict
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, TOKEN_LIST_FIELDS, ParamError, SamplingParams, from_dict
 
 EARLY_STOPPING_CHOICES = ("false", "true", "never")  # transformers' early_stopping: False, True or "never"
 
@@ -43,6 +42,21 @@ def parse_word_list(field: str, text: str) -> tuple[str, ...]:
     if not isinstance(text, str):
         raise ParamError(field, "comma-separated words", text)
     return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def parse_token_list(field: str, text: str) -> tuple[str | int, ...]:
+    """"very, [42]" -> ("very", 42): comma-separated words, a token id in brackets (suppress_tokens)."""
+    items: list[str | int] = []
+    for word in parse_word_list(field, text):
+        inner = word[1:-1].strip()
+        items.append(int(inner) if word.startswith("[") and word.endswith("]") and inner.isascii() and inner.isdigit()
+                     else word)
+    return tuple(items)
+
+
+def format_token_list(items: Sequence[str | int]) -> str:
+    """The inverse of parse_token_list."""
+    return ", ".join(f"[{item}]" if isinstance(item, int) else item for item in items)
 
 
 def parse_stop(text: str) -> tuple[str, ...]:
@@ -123,6 +137,8 @@ def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> Sa
             value = parse_lines(control.field, value or "")
         elif control.field == "bad_words":
             value = parse_word_list("bad_words", value or "")
+        elif control.field in TOKEN_LIST_FIELDS:
+            value = parse_token_list(control.field, value or "")
         elif control.field == "sequence_bias":
             value = parse_sequence_bias(value or "")
         elif control.field == "logit_bias":
@@ -151,6 +167,8 @@ def widget_value(field: str, value: Any) -> Any:
         return format_stop(value)
     if field == "bad_words":
         return ", ".join(value)
+    if field in TOKEN_LIST_FIELDS:
+        return format_token_list(value)
     if field == "sequence_bias":
         return format_sequence_bias(value)
     if field == "logit_bias":

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.knobs import PROCESSORS
-from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, SamplingParams,
-                           word_variants)
+from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, TOKEN_LIST_FIELDS,
+                           SamplingParams, token_ids, word_variants)
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig
@@ -40,6 +40,8 @@ class TransformersSettings:
     banned_words: tuple[str, ...]  # bad_words plus sequence_bias texts biased by -inf (the same ban)
     biases: tuple[tuple[str, float], ...]  # finite sequence_bias entries
     token_biases: tuple[tuple[int, float], ...]  # logit_bias: (token id, bias), one-token sequence biases
+    # suppress_tokens / begin_suppress_tokens that hold texts (token ids only: they are in kwargs)
+    token_lists: tuple[tuple[str, tuple[str | int, ...]], ...]
     left_out: dict[str, Any]  # field -> value, for knobs transformers has no equivalent of
     notes: tuple[str, ...]
 
@@ -57,8 +59,10 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     if params.order != DEFAULT_ORDER:
         left_out["order"] = order_text(params.order)
     switched_off = {name: off for name, (off, _) in NO_TRANSFORMERS_EQUIVALENT.items()}
+    token_lists = tuple((name, getattr(params, name)) for name in TOKEN_LIST_FIELDS
+                        if not all(isinstance(item, int) for item in getattr(params, name)))
     expressible = params.replace(**switched_off, order=list(DEFAULT_ORDER), bad_words=[], sequence_bias=[],
-                                 logit_bias={})
+                                 logit_bias={}, **{name: [] for name, _ in token_lists})
     notes = [] if params.greedy else [
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
@@ -71,6 +75,10 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
         samples = 1
     if params.stop:
         notes.append("transformers keeps the stop string in the text; the playground cuts the text before it")
+    if params.forced_bos_token_id >= 0:
+        notes.append("transformers' generate() forces forced_bos_token_id only when its input is one token long "
+                     "(the first new token of an encoder-decoder model); after a longer prompt it leaves the first "
+                     "token free, the playground forces it after any prompt")
     if params.num_beam_groups > 1:
         notes.append(f"transformers 5 runs diverse beam search from the hub repository {GROUP_BEAM_REPO} "
                      "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
@@ -78,7 +86,8 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     kwargs = expressible.generate_kwargs()
     kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
     return TransformersSettings(kwargs=kwargs, num_return_sequences=samples,
-                                banned_words=banned, biases=biases, token_biases=params.logit_bias, left_out=left_out, notes=tuple(notes))
+                                banned_words=banned, biases=biases, token_biases=params.logit_bias,
+                                token_lists=token_lists, left_out=left_out, notes=tuple(notes))
 
 
 def _plain(value: Any) -> Any:
@@ -118,12 +127,14 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
         if settings.biases:
             data["sequence_bias"] = [[ids, bias] for text, bias in settings.biases
                                      for ids in word_variants(tokenizer, text)]
+        data.update((name, token_ids(tokenizer, items)) for name, items in settings.token_lists)
     else:
         needs_ids = "needs a tokenizer to become token ids"
         if settings.banned_words:
             reasons["bad_words"] = {"value": list(settings.banned_words), "reason": needs_ids}
         if settings.biases:
             reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
+        reasons.update((name, {"value": list(items), "reason": needs_ids}) for name, items in settings.token_lists)
     if settings.token_biases:  # logit_bias is a bias on one-token sequences
         data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
     return data, reasons
@@ -175,7 +186,7 @@ def export_notes_text(config: PlaygroundConfig, tokenizer: Any = None) -> str:
 
 
 def _varying_token_fields(cells: list[tuple[dict[str, Any], PlaygroundConfig]]) -> list[str]:
-    fields = ("bad_words", "sequence_bias", "logit_bias")
+    fields = ("bad_words", "sequence_bias", "logit_bias", *TOKEN_LIST_FIELDS)
     return [f for f in fields if len({repr(getattr(cell.params, f)) for _, cell in cells}) > 1]
 
 
@@ -268,7 +279,7 @@ def _prompt_lines(config: PlaygroundConfig) -> list[str]:
 
 def _token_id_lines(settings: TransformersSettings) -> list[str]:
     """Banned and biased words become token ids the way the engine makes them (engine.params.word_variants)."""
-    if not settings.banned_words and not settings.biases:
+    if not settings.banned_words and not settings.biases and not settings.token_lists:
         return []
     lines = ["",
              "def word_variants(text):",
@@ -287,6 +298,9 @@ def _token_id_lines(settings: TransformersSettings) -> list[str]:
         lines.append(f"biases = {[list(pair) for pair in settings.biases]!r}")
         lines.append('kwargs["sequence_bias"] = {tuple(ids): bias for text, bias in biases '
                      "for ids in word_variants(text)}")
+    for name, items in settings.token_lists:  # a text stands for every token of each of its spellings
+        lines.append(f"kwargs[{name!r}] = list(dict.fromkeys(token for item in {list(items)!r} for token in "
+                     "([item] if isinstance(item, int) else [t for ids in word_variants(item) for t in ids])))")
     return lines
 
 

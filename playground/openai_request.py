@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from engine.generate import Engine
+from engine.knobs import KNOBS
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
 
 MAX_N = 128
@@ -117,7 +118,9 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
 
     max_names = ("max_tokens", "max_completion_tokens", "max_new_tokens") if chat else ("max_tokens", "max_new_tokens")
     max_name, max_tokens = _one_of(body, max_names)
-    if max_tokens is None:
+    if max_tokens is None and body.get("max_length") is not None:  # transformers' prompt-inclusive form decides
+        max_tokens = KNOBS["max_new_tokens"].default  # (max_length beside another max_new_tokens is refused)
+    elif max_tokens is None:
         # within the server's per-row limit too: a request that names no length is never refused for it
         max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.limits.max_new_tokens,
                                 engine.loaded.context_length - len(prompt_ids)))

@@ -16,6 +16,8 @@ CONFIGS = [
     dict(num_beams=3, length_penalty=0.5, early_stopping=True, no_repeat_ngram_size=2, num_return_sequences=3),
     dict(num_beams=3, early_stopping="never", repetition_penalty=1.3),
     dict(num_beams=3, length_penalty=-1.0, min_new_tokens=8, bad_words=("sea",)),
+    dict(num_beams=3, suppress_tokens=("sea", 13), begin_suppress_tokens=("In",), forced_eos_token_id=30,
+         num_return_sequences=2),
 ]
 
 
@@ -51,6 +53,15 @@ def prompt(engine) -> list[int]:
 def test_beam_search_equals_transformers(engine, prompt, config):
     params = SamplingParams(do_sample=False, max_new_tokens=16, **config)
     (result,) = beam_search(engine, prompt, [params])
+    assert_same(engine, result, *transformers_beams(engine, prompt, params))
+
+
+def test_transformers_prompt_inclusive_lengths_in_beam_search_equal_transformers(engine, prompt):
+    """max_length / min_length count the prompt; the engine turns them into new-token counts."""
+    params = SamplingParams(do_sample=False, num_beams=3, num_return_sequences=2, max_length=len(prompt) + 12,
+                            min_length=len(prompt) + 9)
+    (result,) = beam_search(engine, prompt, [params])
+    assert max(len(seq.token_ids) for seq in result.sequences) <= 12
     assert_same(engine, result, *transformers_beams(engine, prompt, params))
 
 

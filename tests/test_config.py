@@ -13,7 +13,7 @@ import pytest
 from transformers import GenerationConfig
 
 from engine.models import LoadedModel
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict, word_variants
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict, token_ids, word_variants
 from engine.values import changed_params, order_text, parse_axis_values
 from playground.config import PlaygroundConfig
 from playground.exports import (export_notes, generate_snippet, generation_config_json, openai_endpoint, openai_request_json,
@@ -468,3 +468,35 @@ def test_sweep_snippet_runs_every_cell(tiny: LoadedModel, tmp_path: Path) -> Non
     assert namespace["cells"] == [{"temperature": 0.3, "top_k": 5}, {"temperature": 0.3, "top_k": 50},
                                   {"temperature": 0.9, "top_k": 5}, {"temperature": 0.9, "top_k": 50}]
     assert printed.getvalue().count("--- cell ") == 4 * 2
+
+
+GENERATE_KNOBS = PlaygroundConfig("hi", samples=1, params=SamplingParams(
+    temperature=0, suppress_tokens=["red", 5], begin_suppress_tokens=[7], forced_eos_token_id=9,
+    forced_bos_token_id=11, min_length=3, max_length=40, max_time=60.0))
+
+
+def test_the_generate_knobs_export_to_transformers(tiny: LoadedModel) -> None:
+    """suppress_tokens texts become token ids with a tokenizer (as the engine makes them), ids go as they are; the
+    forced tokens and the lengths go by transformers' names; the GenerationConfig loads."""
+    tokenizer, config, params = tiny.tokenizer, GENERATE_KNOBS, GENERATE_KNOBS.params
+    data = json.loads(generation_config_json(config, tokenizer))
+    assert data["suppress_tokens"] == token_ids(tokenizer, ("red", 5)) == params.generate_kwargs(tokenizer)["suppress_tokens"]
+    assert data["begin_suppress_tokens"] == [7] and data["forced_eos_token_id"] == 9 and data["forced_bos_token_id"] == 11
+    assert data["min_length"] == 3 and data["max_length"] == 40 and data["max_time"] == 60.0
+    assert "max_new_tokens" not in data
+    GenerationConfig(**data).validate(strict=True)
+    notes = export_notes(config)
+    assert notes["not_expressible"] == {"suppress_tokens": {"value": ["red", 5], "reason": "needs a tokenizer to become token ids"}}
+    assert any("forced_bos_token_id only when its input is one token long" in note for note in notes["notes"])
+
+
+@pytest.mark.slow  # saves and loads the model: several seconds of CPU
+def test_the_generate_knobs_snippet_runs(tiny: LoadedModel, tmp_path: Path) -> None:
+    tokenizer, config = tiny.tokenizer, GENERATE_KNOBS
+    data = json.loads(generation_config_json(config, tokenizer))
+    tiny.model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(generate_snippet(config, str(tmp_path)), "<snippet>", "exec"), namespace)
+    assert namespace["kwargs"]["suppress_tokens"] == data["suppress_tokens"]

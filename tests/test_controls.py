@@ -286,6 +286,10 @@ def test_numeric_control_range_is_valid_for_its_field(control):
         # diverse beam search: groups > 1 and diversity_penalty > 0 only make sense together (and greedy)
         if control.field == "num_beam_groups" and value > 1:
             changes.update(do_sample=False, diversity_penalty=1.0)
+        if control.field == "max_length":  # max_length replaces max_new_tokens, which stays at its default
+            changes.update(max_new_tokens=SamplingParams().max_new_tokens)
+        if control.field == "max_time":  # beam search has no time limit
+            changes.update(num_beams=1)
         if control.field == "diversity_penalty":
             if value == 0.0:  # off: fine without groups, refused with them
                 assert base.replace(diversity_penalty=value).diversity_penalty == 0.0
@@ -300,7 +304,8 @@ def test_non_numeric_controls_have_the_right_kind():
     kinds = {c.field: c.kind for c in CONTROLS}
     assert kinds["do_sample"] == "checkbox"
     assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
-                                                           "dry_sequence_breakers"}
+                                                           "dry_sequence_breakers", "suppress_tokens",
+                                                           "begin_suppress_tokens"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
@@ -367,3 +372,12 @@ def test_early_stopping_choice_round_trips_and_refuses_others():
     values[CONTROL_FIELDS.index("early_stopping")] = "sometimes"
     with pytest.raises(ParamError, match="^early_stopping: "):
         params_from_values(values, None)
+
+
+def test_suppressed_tokens_take_words_and_bracketed_token_ids_and_round_trip():
+    from playground.controls import format_token_list, parse_token_list, widget_value
+    assert parse_token_list("suppress_tokens", " very, [42], [x], 2024 ,") == ("very", 42, "[x]", "2024")
+    params = SamplingParams(suppress_tokens=["very", 42], begin_suppress_tokens=[7])
+    assert widget_value("suppress_tokens", params.suppress_tokens) == "very, [42]"
+    assert parse_token_list("begin_suppress_tokens", format_token_list(params.begin_suppress_tokens)) == (7,)
+    assert params_from_values(values_from_params(params), None) == params

@@ -68,7 +68,7 @@ def test_a_processor_names_its_transformers_class_or_says_why_not(spec: Processo
 def test_a_processor_is_off_at_the_defaults_and_on_when_a_switch_moves(spec: ProcessorSpec):
     """The derived `active`: every switch at its default leaves the row alone; any switch moved acts on it."""
     assert not REGISTRY[spec.name].active(RowParams.build([DEFAULTS], [0], 8)).any()
-    on_values = {"sequence_bias": [([3], 1.0)], "bad_words": [[3]]}
+    on_values = {"sequence_bias": [([3], 1.0)], "bad_words": [[3]], "suppress_tokens": [3], "begin_suppress_tokens": [3]}
     for name in spec.switch_names():
         knob = KNOBS[name]
         if name in on_values:

@@ -264,3 +264,103 @@ def test_top_p_fast_path_and_fallback_both_match_transformers(monkeypatch, candi
     import engine.processors as processors
     monkeypatch.setattr(processors, "_TOP_P_CANDIDATES", candidates)
     test_scalar_processors_match_transformers("top_p", seed, 5)
+
+
+def random_ids(rng: random.Random) -> list[int]:
+    """A row's token ids to suppress: none, or a few (EOS among them now and then), repeats included."""
+    return [rng.choice([*EOS, *range(V)]) for _ in range(rng.choice([0, 1, 3, 12]))]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("generated", [0, 1, 6])
+def test_suppress_tokens_match_transformers(seed: int, generated: int) -> None:
+    rng = random.Random(seed * 10 + generated)
+    per_row = [random_ids(rng) for _ in range(B)]
+    logits, tokens = random_logits(seed), random_tokens(seed, PROMPT_LEN + generated)
+    ours = run_ours("suppress_tokens", [SamplingParams(suppress_tokens=ids) for ids in per_row], logits, tokens)
+    for row, ids in enumerate(per_row):
+        proc = hf.SuppressTokensLogitsProcessor(ids)
+        expected = proc(tokens[row:row + 1], logits[row:row + 1].clone()) if ids else logits[row:row + 1]
+        assert_same_scores(ours[row], expected[0], f"suppress_tokens={ids} at step {generated} (row {row})")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("generated", [0, 1, 6])
+def test_begin_suppress_tokens_match_transformers_with_begin_index_the_prompt_length(seed: int, generated: int) -> None:
+    rng = random.Random(seed * 10 + generated + 5)
+    per_row = [random_ids(rng) for _ in range(B)]
+    logits, tokens = random_logits(seed), random_tokens(seed, PROMPT_LEN + generated)
+    ours = run_ours("begin_suppress_tokens", [SamplingParams(begin_suppress_tokens=ids) for ids in per_row], logits, tokens)
+    for row, ids in enumerate(per_row):
+        proc = hf.SuppressTokensAtBeginLogitsProcessor(ids, begin_index=PROMPT_LEN)
+        expected = proc(tokens[row:row + 1], logits[row:row + 1].clone()) if ids else logits[row:row + 1]
+        assert_same_scores(ours[row], expected[0], f"begin_suppress_tokens={ids} at step {generated} (row {row})")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("generated", [0, 1, 6])
+def test_forced_bos_matches_transformers_at_the_first_new_token(seed: int, generated: int) -> None:
+    """transformers forces the token when its decoder input is one token long (an encoder-decoder's first new
+    token): its input here is the last prompt token and the tokens generated since."""
+    rng = random.Random(seed * 10 + generated + 7)
+    values = [rng.randrange(V) if rng.random() < 0.75 else -1 for _ in range(B)]
+    logits, tokens = random_logits(seed), random_tokens(seed, PROMPT_LEN + generated)
+    ours = run_ours("forced_bos", [SamplingParams(forced_bos_token_id=v) for v in values], logits, tokens)
+    for row, value in enumerate(values):
+        decoder_input = tokens[row:row + 1, PROMPT_LEN - 1:]
+        expected = logits[row:row + 1] if value < 0 else \
+            hf.ForcedBOSTokenLogitsProcessor(value)(decoder_input, logits[row:row + 1].clone())
+        assert_same_scores(ours[row], expected[0], f"forced_bos_token_id={value} at step {generated} (row {row})")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forced_eos_matches_transformers_at_the_last_new_token(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [(rng.randrange(V) if rng.random() < 0.75 else -1, rng.randrange(1, 9)) for _ in range(B)]
+    logits = random_logits(seed)
+    params = [SamplingParams(forced_eos_token_id=token, max_new_tokens=n) for token, n in values]
+    for generated in range(9):
+        tokens = random_tokens(seed, PROMPT_LEN + generated)
+        ours = run_ours("forced_eos", params, logits, tokens)
+        for row, (token, n) in enumerate(values):
+            proc = hf.ForcedEOSTokenLogitsProcessor(max_length=PROMPT_LEN + n, eos_token_id=token) if token >= 0 else None
+            expected = proc(tokens[row:row + 1], logits[row:row + 1].clone()) if proc else logits[row:row + 1]
+            assert_same_scores(ours[row], expected[0], f"forced_eos_token_id={token}, max_new_tokens={n} at step "
+                                                       f"{generated} (row {row})")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_min_length_counts_the_prompt_as_transformers_min_length_processor(seed: int) -> None:
+    """min_length becomes min_new_tokens = min_length - prompt length (with min_new_tokens, the larger holds)."""
+    rng = random.Random(seed)
+    values = [(rng.randrange(0, PROMPT_LEN + 8), rng.choice([0, 0, 2, 5])) for _ in range(B)]
+    logits = random_logits(seed)
+    params = [SamplingParams(min_length=m, min_new_tokens=n, max_new_tokens=8).for_prompt(PROMPT_LEN) for m, n in values]
+    for generated in range(8):
+        tokens = random_tokens(seed, PROMPT_LEN + generated)
+        ours = run_ours("min_new_tokens", params, logits, tokens)
+        for row, (m, n) in enumerate(values):
+            expected = hf.MinLengthLogitsProcessor(m, EOS)(tokens[row:row + 1], logits[row:row + 1].clone())
+            expected = hf.MinNewTokensLengthLogitsProcessor(PROMPT_LEN, n, EOS)(tokens[row:row + 1], expected)
+            assert_same_scores(ours[row], expected[0], f"min_length={m}, min_new_tokens={n} at step {generated} (row {row})")
+
+
+def test_a_row_with_every_new_processor_in_a_mixed_batch_equals_the_row_alone() -> None:
+    rng = random.Random(11)
+    logits = random_logits(11)
+    params = [SamplingParams(suppress_tokens=random_ids(rng), begin_suppress_tokens=random_ids(rng),
+                             forced_bos_token_id=rng.choice([-1, rng.randrange(V)]),
+                             forced_eos_token_id=rng.choice([-1, rng.randrange(V)]), max_new_tokens=rng.randrange(1, 4),
+                             temperature=rng.choice([0.0, 0.7]), top_k=rng.choice([0, 5]),
+                             order=rng.sample(["suppress_tokens", "forced_bos", "forced_eos", "begin_suppress_tokens",
+                                               "top_k"], rng.choice([0, 5])))
+              for _ in range(B)]
+    rows = RowParams.build(params, EOS, V)
+    for generated in range(3):
+        tokens = random_tokens(11, PROMPT_LEN + generated)
+        state = DecodeState.start(tokens[:, :PROMPT_LEN], V, generated=tokens[:, PROMPT_LEN:])
+        together = apply_pipeline(logits, state, rows)
+        for row, p in enumerate(params):
+            alone_state = DecodeState.start(tokens[row:row + 1, :PROMPT_LEN], V, generated=tokens[row:row + 1, PROMPT_LEN:])
+            alone = apply_pipeline(logits[row:row + 1], alone_state, RowParams.build([p], EOS, V))
+            assert_same_scores(together[row], alone[0], f"{p} at step {generated} (row {row})")

@@ -4,10 +4,11 @@ Profiles (tests/conftest.py): "ci" (the default, a few hundred examples in all, 
 (HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py) for long local runs.
 
 What must hold for every setting hypothesis finds:
-- the pipeline never changes its input, emits no NaN, and never brings back a token an earlier stage removed;
+- the pipeline never changes its input, emits no NaN, and never brings back a token an earlier stage removed (but
+  for a forced token, which transformers forces whatever came before: then it alone is left, at 0);
 - a processor whose knob is at its off value is an exact no-op (that stage returns its input, bit for bit);
 - the chosen token survived every stage (finite final score, probability > 0 in the trace);
-- bad_words never appear in an output; top_k = 1 equals greedy; no NaN or inf in logprobs or metrics;
+- bad_words and suppress_tokens never appear in an output, a forced first token is the first; top_k = 1 equals greedy; no NaN or inf in logprobs or metrics;
 - the exact replay of a (row, step) equals what the batch chose, and a row alone equals the row in the batch.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from engine.generate import Engine
 from engine.knobs import PROCESSORS
 from engine.metrics import sample_metrics
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, word_variants
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, token_ids, word_variants
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState
 from engine.sampling import choose_next, row_keys
@@ -46,6 +47,10 @@ PIPELINE_KNOBS = (
 )
 
 
+# Stages that may bring a removed token back: transformers forces its token whatever the earlier stages did.
+FORCING = frozenset({"forced_bos", "forced_eos"})
+
+
 def is_off(name: str, p: SamplingParams) -> bool:
     """Whether processor `name` must leave row p's scores alone (written from the docs, not the engine)."""
     sampling_only = {
@@ -65,6 +70,8 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "no_repeat_ngram": p.no_repeat_ngram_size == 0, "bad_words": not p.bad_words,
         "min_new_tokens": p.min_new_tokens == 0, "encoder_repetition_penalty": p.encoder_repetition_penalty == 1.0,
         "renormalize": not p.renormalize_logits, "exponential_decay": p.exponential_decay_factor == 1.0,
+        "suppress_tokens": not p.suppress_tokens, "begin_suppress_tokens": not p.begin_suppress_tokens,
+        "forced_bos": p.forced_bos_token_id == -1, "forced_eos": p.forced_eos_token_id == -1,
     }[name]
 
 
@@ -82,6 +89,16 @@ def knob_value(name: str) -> st.SearchStrategy:
     return st.one_of(st.just(DEFAULTS[name]), values)
 
 
+def token_list() -> st.SearchStrategy:
+    """suppress_tokens / begin_suppress_tokens: words and token ids of the bundled vocabulary, mixed."""
+    return st.lists(st.one_of(st.sampled_from(WORDS), st.integers(0, 49_151)), max_size=3)
+
+
+def forced_token() -> st.SearchStrategy:
+    """forced_bos_token_id / forced_eos_token_id: off half the time, else any token id of the vocabulary."""
+    return st.one_of(st.just(-1), st.integers(0, 49_151))
+
+
 @st.composite
 def sampling_params(draw, beams: bool = False) -> SamplingParams:
     """Any valid configuration of every knob and a random processor order (invalid combinations rejected)."""
@@ -95,6 +112,8 @@ def sampling_params(draw, beams: bool = False) -> SamplingParams:
             st.floats(-20, 20, allow_nan=False), st.just(float("-inf")))), max_size=2, unique_by=lambda t: t[0])),
         logit_bias=draw(st.lists(st.tuples(st.integers(0, 49_151), st.floats(-100, 100, allow_nan=False)),
                                  max_size=2, unique_by=lambda t: t[0])),
+        suppress_tokens=draw(token_list()), begin_suppress_tokens=draw(token_list()),
+        forced_bos_token_id=draw(forced_token()), forced_eos_token_id=draw(forced_token()),
         order=draw(st.permutations(DEFAULT_ORDER)),
         seed=draw(st.integers(0, 2**63 - 1)),
         max_new_tokens=draw(st.integers(1, 8)),
@@ -150,10 +169,16 @@ def test_every_stage_keeps_its_promises(tiny_engine: Engine, params: list[Sampli
     before = logits.clone()
     final = apply_pipeline(logits, state, row_params, on_stage=lambda _s, scores, _c: stages.append(scores))
     assert torch.equal(logits, before), "the pipeline changed its input in place"
+    forced_at = [0] * rows  # per row, the last stage that forced a token (0: none)
     for s, scores in enumerate(stages[1:], start=1):
         assert not bool(scores.isnan().any()), f"NaN after stage {s}"
         for r, p in enumerate(params):
             name = p.order[s - 1]
+            if name in FORCING and not torch.equal(scores[r], stages[s - 1][r]):
+                # transformers' forced token: every other score -inf, its own 0, even if an earlier stage removed it
+                assert (scores[r] > float("-inf")).sum() == 1 and float(scores[r].max()) == 0.0, name
+                forced_at[r] = s
+                continue
             removed_before = torch.isinf(stages[s - 1][r]) & (stages[s - 1][r] < 0)
             assert bool((scores[r][removed_before] == float("-inf")).all()), f"{name} brought back a removed token"
             if is_off(name, p):
@@ -164,7 +189,7 @@ def test_every_stage_keeps_its_promises(tiny_engine: Engine, params: list[Sampli
     for r in range(rows):
         if bool((final[r] > float("-inf")).any()):  # (a row with nothing left falls back to raw logits)
             assert all(math.isfinite(float(stage[r, chosen[r]])) or float(stage[r, chosen[r]]) == math.inf
-                       for stage in stages), "the chosen token did not survive every stage"
+                       for stage in stages[forced_at[r]:]), "the chosen token did not survive every stage"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -198,6 +223,12 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
         assert bool((trace.chosen_prob[:n, -1, r] > 0).all()), "a chosen token had probability 0 when chosen"
         banned = [ids for w in p.bad_words for ids in word_variants(tok, w)]
         assert not banned_in(row.token_ids, banned), f"banned words in {row.text!r}"
+        assert not set(row.token_ids) & set(token_ids(tok, p.suppress_tokens)), "a suppressed token was generated"
+        assert not row.token_ids or row.token_ids[0] not in token_ids(tok, p.begin_suppress_tokens)
+        if row.token_ids and p.forced_bos_token_id >= 0:
+            assert row.token_ids[0] == p.forced_bos_token_id, "the forced first token was not the first"
+        if n == p.max_new_tokens and p.forced_eos_token_id >= 0:
+            assert row.token_ids[-1] == p.forced_eos_token_id, "the forced last token was not the last"
     assert result.rows[-2].token_ids == result.rows[-1].token_ids, "top_k = 1 differs from greedy"
     # the exact replay of one (row, step) is what the batch saw
     r = data.draw(st.sampled_from([i for i, row in enumerate(result.rows) if row.token_ids]), label="replay row")
@@ -207,8 +238,14 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     if result.rows[r].final_logprobs[step] > -20:
         assert math.isclose(math.log(float(replay.probs[-1][replay.chosen])), result.rows[r].final_logprobs[step],
                             abs_tol=1e-3)
-    # a row alone decodes exactly as it did inside the batch
-    alone = engine.generate(prompt_ids, [params[r]], [r]).rows[0]
+    # a row alone decodes exactly as it did inside the batch, also with its lengths in transformers' prompt-inclusive
+    # form (min_length / max_length), which must be the same run
+    alone_params = params[r]
+    if data.draw(st.booleans(), label="lengths as min_length / max_length"):
+        alone_params = alone_params.replace(max_new_tokens=DEFAULTS["max_new_tokens"], min_new_tokens=0,
+                                            max_length=len(prompt_ids) + alone_params.max_new_tokens,
+                                            min_length=len(prompt_ids) + alone_params.min_new_tokens)
+    alone = engine.generate(prompt_ids, [alone_params], [r]).rows[0]
     assert alone.token_ids == result.rows[r].token_ids
 
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import gradio as gr
 
-from engine.params import DEFAULT_ORDER, ParamError
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError
 
 from .. import views
 from ..config import PlaygroundConfig
@@ -132,7 +132,8 @@ def knob_widget(control: Any, value: Any) -> gr.components.Component:
         return gr.Slider(control.minimum, control.maximum, value=value, step=control.step, label=label,
                          info=control.info, elem_id=elem_id, elem_classes=[KEEP_TYPED])
     if control.kind == "number":
-        return gr.Number(value, label=label, info=control.info, precision=0, minimum=control.minimum,
+        whole = NUMERIC_FIELDS[control.field][0] is int  # a float knob (max_time) keeps its decimals
+        return gr.Number(value, label=label, info=control.info, precision=0 if whole else None, minimum=control.minimum,
                          maximum=control.maximum, elem_id=elem_id)
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
