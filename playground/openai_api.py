@@ -30,6 +30,12 @@ from .errors import log_bad_input, report_fault
 from .openai_request import (MAX_IGNORED_SHOWN, WAIT_SECONDS, ParsedRequest, RequestError, error_response,
                              parse_request, read_body)
 
+
+def openai_finish_reason(engine_reason: str) -> str:
+    """OpenAI's finish_reason: "length" for a reply cut by a limit (max_tokens, or max_time: "time"), else "stop"
+    (EOS, a stop string, nothing left to sample, or cancelled)."""
+    return "length" if engine_reason in ("length", "time") else "stop"
+
 class ChoiceText:
     """A choice's text as it streams: special tokens dropped, and text that may be the start of a stop string
     held back until it is known not to be one (so a stop string never reaches the client)."""
@@ -207,7 +213,7 @@ class OpenAIRoutes:
         logprobs = None
         if parsed.top_logprobs is not None:
             logprobs = (chat_logprobs if parsed.chat else legacy_logprobs)(self.engine, collected.tokens)
-        reason = "length" if collected.done.finish_reason == "length" else "stop"
+        reason = openai_finish_reason(collected.done.finish_reason)
         if parsed.chat:
             return {"index": index, "message": {"role": "assistant", "content": collected.done.text},
                     "logprobs": logprobs, "finish_reason": reason}
@@ -267,7 +273,7 @@ class SseStream:
 
     def done_chunks(self, event: ChoiceDone) -> list[str]:
         rest = self.texts[event.choice].finish(event.text)
-        reason = "length" if event.finish_reason == "length" else "stop"
+        reason = openai_finish_reason(event.finish_reason)
         return [*([self.chunk(event.choice, rest, None)] if rest else []), self.chunk(event.choice, None, reason)]
 
     def end_chunks(self, event: JobDone) -> list[str]:

@@ -150,3 +150,10 @@ def test_each_new_processor_is_a_stage_of_the_exact_replay(tiny_engine, prompt_i
     assert float(first.probs[stage["suppress_tokens"], path[1]]) == 0.0
     last = tiny_engine.replay(result, 0, 2)
     assert float(last.probs[stage["forced_eos"], forced]) == 1.0 and last.chosen == forced == result.rows[0].token_ids[2]
+
+
+def test_a_reply_cut_by_max_time_reports_length_to_openai_clients() -> None:
+    from playground.openai_api import openai_finish_reason
+
+    assert [openai_finish_reason(r) for r in ("length", "time", "stop", "no_candidates", "cancelled")] == [
+        "length", "length", "stop", "stop", "stop"]
