@@ -12,9 +12,10 @@ Everything collected decodes as one engine batch (split only where the engine's 
 each distinct prompt is prefilled once on its own and the caches are merged, left-padded, into the batch. A
 row's text depends only on its prompt and (seed, sample index, step), so a seeded request returns the same text
 alone or beside others (the padded attention changes logits by float rounding only, ~1e-5). A job's events
-arrive as its rows decode; a job ends as soon as its own rows are done. Jobs arriving while a batch runs wait
-for the next batch. Each step of a batch takes the engine's turn (engine/turns.py), so a /v1 batch and the page's
-runs alternate steps instead of one waiting for the other to end.
+arrive as its rows decode; a job ends as soon as its own rows are done. Jobs arriving while a batch runs form
+the next batch, which starts at once beside it (at most `max_batches` at a time): each step of a batch takes the
+engine's turn (engine/turns.py), so batches, and the page's runs, alternate steps, and a short request is never
+stuck behind a long one.
 """
 from __future__ import annotations
 
@@ -100,12 +101,15 @@ class Job:
 
 
 class BatchScheduler:
-    """One worker thread owns the engine; jobs submitted from any thread are batched as described above."""
+    """One worker thread gathers jobs into batches as described above; each batch decodes in a thread of its own."""
 
-    def __init__(self, engine: Engine, window_seconds: float = 0.05, max_wait_seconds: float = 0.25):
+    def __init__(self, engine: Engine, window_seconds: float = 0.05, max_wait_seconds: float = 0.25,
+                 max_batches: int = 4):
         self.engine = engine
         self.window_seconds = window_seconds
         self.max_wait_seconds = max_wait_seconds
+        # batches decoding at once (each within the engine's limits): more would only share the same cores
+        self._batch_slots = threading.BoundedSemaphore(max_batches)
         self._waiting: "queue.Queue[Job | None]" = queue.Queue()
         self._worker = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._worker.start()
@@ -146,7 +150,14 @@ class BatchScheduler:
                 jobs.append(job)
                 deadline = min(time.monotonic() + self.window_seconds, last_call)  # more may be on the way
             for batch in self._batches(jobs):
-                self._run(batch)
+                self._batch_slots.acquire()  # a free slot: the batch starts now, beside the ones running
+                threading.Thread(target=self._run_in_slot, args=(batch,), name="batch", daemon=True).start()
+
+    def _run_in_slot(self, jobs: list[Job]) -> None:
+        try:
+            self._run(jobs)
+        finally:
+            self._batch_slots.release()
 
     def _batches(self, jobs: list[Job]) -> list[list[Job]]:
         """The jobs in arrival order, cut into batches that each fit the engine's limits."""

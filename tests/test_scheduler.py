@@ -65,6 +65,26 @@ def test_cancelled_job_leaves_and_neighbour_is_unaffected(tiny, scheduler):
     assert kept_choices[0].token_ids == engine.generate(prompt, keep, [0]).rows[0].token_ids
 
 
+def test_a_request_arriving_during_a_long_batch_starts_beside_it(tiny, scheduler):
+    """A job that misses a running batch's window forms the next batch, which decodes beside the running one
+    (their steps alternate): it ends long before the long batch and returns its solo-run tokens."""
+    engine = scheduler.engine
+    prompt = engine.encode("a b c", raw=True)
+    long = [SamplingParams(temperature=1.0, seed=4, max_new_tokens=400, min_new_tokens=400)]
+    short = [SamplingParams(temperature=1.0, seed=5, max_new_tokens=6, min_new_tokens=6)]
+    running = scheduler.submit(prompt, long)
+    first = next(running.events(timeout=120))  # the long batch is decoding
+    assert isinstance(first, TokenEvent)
+    choices, done = collect(scheduler.submit(prompt, short))
+    assert done.batch_rows == 1  # a batch of its own, not merged into the running one
+    assert choices[0].token_ids == engine.generate(prompt, short, [0]).rows[0].token_ids
+    streamed = [first, *running.next_events(timeout=60)]
+    assert not any(isinstance(e, JobDone) for e in streamed)  # the long one is still going
+    assert sum(isinstance(e, TokenEvent) for e in streamed) < 400
+    running.cancel()
+    collect(running, streamed)
+
+
 def test_bad_request_is_refused_at_submit(tiny, scheduler):
     prompt = scheduler.engine.encode("x", raw=True)
     with pytest.raises(ParamError, match="logit_bias"):
