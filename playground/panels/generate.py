@@ -50,10 +50,12 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     engine, store = page.engine, page.store
     outputs = [panel.tokens, panel.status, panel.sample_table, page.run_id, *dist_sliders]
 
-    def stream_into_view(make_spec: Callable[[], SweepSpec], color_by: str, request: gr.Request):
-        """Run a spec into the Generate view: its frames, then the finished run's table and ids."""
+    def stream_into_view(make_spec: Callable[[], tuple[SweepSpec, str]], request: gr.Request):
+        """Run a spec into the Generate view: its frames, then the finished run's table and ids. make_spec gives
+        the spec and the colouring; a ParamError it raises is shown in the status like one from the run."""
         try:
-            for frame in views.stream_run(engine, store, make_spec(), "generate", color_by,
+            spec, color_by = make_spec()
+            for frame in views.stream_run(engine, store, spec, "generate", color_by,
                                           store.stop_flag(session(request)), page.slots):
                 update = {panel.status: status_html(frame.status)}
                 if frame.html:  # none while queued: the last run's outputs stay until this one starts
@@ -73,20 +75,23 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     @user_errors
     @page.device_scope
     def run_generate(request: gr.Request, **settings: Any):
-        config = config_from_form(settings)
-        yield from stream_into_view(lambda: dataclasses.replace(config, axes=()).sweep_spec(), config.color_by, request)
+        def spec() -> tuple[SweepSpec, str]:
+            config = config_from_form(settings)
+            return dataclasses.replace(config, axes=()).sweep_spec(), config.color_by
+        yield from stream_into_view(spec, request)
 
     @user_errors
     @page.device_scope
     def run_branch(current: str, sample: Any, step: Any, token: Any, request: gr.Request):
-        def spec() -> SweepSpec:
+        def spec() -> tuple[SweepSpec, str]:
             if not current:
                 raise ParamError("branch", "an output of a finished run (run Generate or a sweep first)", None)
             if token is None or token == "":
                 raise ParamError("branch token", "one of the alternatives listed for this step", token)
             return views.branch_spec(store.get(current), whole_number("output", sample, text=True),
-                                     whole_number("step", step, text=True), whole_number("branch token", token, text=True))
-        yield from stream_into_view(spec, "final", request)
+                                     whole_number("step", step, text=True),
+                                     whole_number("branch token", token, text=True)), "final"
+        yield from stream_into_view(spec, request)
 
     def stop_run(request: gr.Request) -> None:
         store.stop(session(request))
