@@ -200,6 +200,16 @@ def banned_in(token_ids: list[int], sequences: list[list[int]]) -> bool:
     return any(token_ids[i:i + len(s)] == s for s in sequences for i in range(len(token_ids) - len(s) + 1))
 
 
+def token_left_by_forcing(p: SamplingParams, first: bool, last: bool) -> int | None:
+    """The token the forcing stages leave at a step that is the first and/or the last new one: when forced_bos and
+    forced_eos both fire (max_new_tokens 1), the later of the two in the row's order wins. None: none fires."""
+    firing = [name for name in p.order if (name == "forced_bos" and first and p.forced_bos_token_id >= 0)
+              or (name == "forced_eos" and last and p.forced_eos_token_id >= 0)]
+    if not firing:
+        return None
+    return p.forced_bos_token_id if firing[-1] == "forced_bos" else p.forced_eos_token_id
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(params=st.lists(sampling_params(), min_size=1, max_size=3), prompt=st.sampled_from(PROMPTS), data=st.data())
 def test_generations_keep_their_promises(tiny_engine: Engine, params: list[SamplingParams], prompt: str, data) -> None:
@@ -225,10 +235,12 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
         assert not banned_in(row.token_ids, banned), f"banned words in {row.text!r}"
         assert not set(row.token_ids) & set(token_ids(tok, p.suppress_tokens)), "a suppressed token was generated"
         assert not row.token_ids or row.token_ids[0] not in token_ids(tok, p.begin_suppress_tokens)
-        if row.token_ids and p.forced_bos_token_id >= 0:
-            assert row.token_ids[0] == p.forced_bos_token_id, "the forced first token was not the first"
-        if n == p.max_new_tokens and p.forced_eos_token_id >= 0:
-            assert row.token_ids[-1] == p.forced_eos_token_id, "the forced last token was not the last"
+        first_forced = token_left_by_forcing(p, first=True, last=p.max_new_tokens == 1)
+        if row.token_ids and first_forced is not None:
+            assert row.token_ids[0] == first_forced, "the forced first token was not the first"
+        last_forced = token_left_by_forcing(p, first=n == 1, last=True)
+        if n == p.max_new_tokens and last_forced is not None:
+            assert row.token_ids[-1] == last_forced, "the forced last token was not the last"
     assert result.rows[-2].token_ids == result.rows[-1].token_ids, "top_k = 1 differs from greedy"
     # the exact replay of one (row, step) is what the batch saw
     r = data.draw(st.sampled_from([i for i, row in enumerate(result.rows) if row.token_ids]), label="replay row")
