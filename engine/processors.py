@@ -250,8 +250,10 @@ def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
 
 
 def renormalize(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
-    # transformers' LogitNormalization: the final scores as log-probabilities
-    return scores.log_softmax(dim=-1)
+    # transformers' LogitNormalization: the final scores as log-probabilities. A row whose earlier stages removed
+    # every token stays all -inf (log_softmax would make it NaN, which no later check reads as "nothing left")
+    empty = scores.amax(dim=-1, keepdim=True) == float("-inf")  # [b, 1]
+    return torch.where(empty, scores, scores.log_softmax(dim=-1))
 
 
 ProcessorFn = Callable[[torch.Tensor, DecodeState, RowParams], torch.Tensor]

@@ -364,3 +364,14 @@ def test_a_row_with_every_new_processor_in_a_mixed_batch_equals_the_row_alone() 
             alone_state = DecodeState.start(tokens[row:row + 1, :PROMPT_LEN], V, generated=tokens[row:row + 1, PROMPT_LEN:])
             alone = apply_pipeline(logits[row:row + 1], alone_state, RowParams.build([p], EOS, V))
             assert_same_scores(together[row], alone[0], f"{p} at step {generated} (row {row})")
+
+
+def test_renormalize_keeps_a_row_with_nothing_left_at_minus_infinity():
+    """Found by the property tests: forced_eos then begin_suppress_tokens removed every token, and the
+    log_softmax of an all -inf row was NaN, which the loop did not read as "nothing left to sample"."""
+    from engine.processors import renormalize
+
+    scores = torch.tensor([[float("-inf")] * 4, [0.0, 1.0, float("-inf"), 2.0]])
+    out = renormalize(scores, None, None)
+    assert torch.equal(out[0], scores[0]) and not out.isnan().any()
+    assert torch.allclose(out[1].exp().sum(), torch.tensor(1.0))
