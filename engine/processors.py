@@ -150,13 +150,16 @@ def top_h(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Te
     """transformers' TopHLogitsWarper, batched: among the top 100 tokens, keep the most likely ones while their
     cumulative entropy terms -p log p stay within top_h x the entropy of those 100 (at least the top one)."""
     top_logits, top_ids = torch.topk(scores, min(_TOP_H_CANDIDATES, scores.shape[1]), dim=-1)  # [B, n] descending
+    # a row whose earlier stages removed every token has no distribution (Categorical refuses all -inf): it stays
+    empty = top_logits[:, :1] == NEG_INF  # [B, 1]
+    top_logits = torch.where(empty, torch.zeros_like(top_logits), top_logits)
     dist = torch.distributions.Categorical(logits=top_logits)
     probs = dist.probs
     tau = dist.entropy()[:, None] * rows.top_h  # [B, 1]
     keep_top = torch.cumsum(-probs * torch.log(probs), dim=-1) <= tau  # [B, n]
     keep_top[:, 0] = True
     keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top_ids, keep_top)
-    return scores.masked_fill(~keep, NEG_INF)
+    return torch.where(empty, scores, scores.masked_fill(~keep, NEG_INF))
 
 
 _TOP_H_CANDIDATES = 100  # transformers' top_n: the entropy is that of the 100 most likely tokens

@@ -375,3 +375,17 @@ def test_renormalize_keeps_a_row_with_nothing_left_at_minus_infinity():
     out = renormalize(scores, None, None)
     assert torch.equal(out[0], scores[0]) and not out.isnan().any()
     assert torch.allclose(out[1].exp().sum(), torch.tensor(1.0))
+
+
+def test_top_h_leaves_a_row_with_nothing_left_as_it_is():
+    """Found by the property tests: forced_eos then begin_suppress_tokens removed every token, and top_h's
+    Categorical refused the all -inf row (an exception in the middle of a run)."""
+    from engine.processors import top_h
+
+    scores = torch.full((2, 300), float("-inf"))
+    scores[1, :5] = torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0])
+
+    class Rows:  # only top_h is read
+        top_h = torch.tensor([[0.5], [0.5]])
+    out = top_h(scores, None, Rows())
+    assert torch.equal(out[0], scores[0]) and not out.isnan().any() and out[1, 0] == 3.0
