@@ -282,8 +282,12 @@ def _bundled_tokenizer() -> "PreTrainedTokenizerBase":
 
 
 def tiny_random_model(vocab_from: LoadedModel | None = None, seed: int = 0, num_layers: int = 2,
-                      hidden: int = 32) -> LoadedModel:
-    """A tiny random Llama sharing the bundled tokenizer, for tests that need real shapes, not quality."""
+                      hidden: int = 32, init_std: float = 0.02) -> LoadedModel:
+    """A tiny random Llama sharing the bundled tokenizer, for tests that need real shapes, not quality.
+
+    init_std: the weights' standard deviation. transformers' 0.02 gives nearly uniform next-token distributions
+    (every p within a few ulps of 1/V), where a choice such as typical_p's "most typical token" is decided by
+    float rounding; 1.0 gives logits spread like a trained model's (std ~ sqrt(hidden))."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     start = time.perf_counter()
@@ -294,7 +298,7 @@ def tiny_random_model(vocab_from: LoadedModel | None = None, seed: int = 0, num_
         num_hidden_layers=num_layers, num_attention_heads=heads, num_key_value_heads=heads,
         max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, initializer_range=init_std,
     )
     # fork_rng keeps the caller's global RNG stream untouched, so tests stay order-independent.
     with torch.random.fork_rng(devices=[]):
