@@ -258,15 +258,21 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     if result.rows[r].final_logprobs[step] > -20:
         assert math.isclose(math.log(float(replay.probs[-1][replay.chosen])), result.rows[r].final_logprobs[step],
                             abs_tol=1e-3)
-    # a row alone decodes exactly as it did inside the batch, also with its lengths in transformers' prompt-inclusive
-    # form (min_length / max_length), which must be the same run
+    # a row decodes exactly as it did whatever its neighbours, also with its lengths in transformers' prompt-inclusive
+    # form (min_length / max_length), which must be the same run. The neighbours are plain greedy rows that stay
+    # in the batch exactly as long as the originals did, so every step's forward has the same batch size: CPU
+    # matrix kernels change with the batch size, and their last-bit differences can flip a float tie (typical_p
+    # keeping one token among 49,152 picks it by differences of ~1e-6); README says so under Seeds.
     alone_params = params[r]
     if data.draw(st.booleans(), label="lengths as min_length / max_length"):
         alone_params = alone_params.replace(max_new_tokens=DEFAULTS["max_new_tokens"], min_new_tokens=0,
                                             max_length=len(prompt_ids) + alone_params.max_new_tokens,
                                             min_length=len(prompt_ids) + alone_params.min_new_tokens)
-    alone = engine.generate(prompt_ids, [alone_params], [r]).rows[0]
-    assert alone.token_ids == result.rows[r].token_ids
+    neighbours = [SamplingParams(do_sample=False, max_new_tokens=steps, min_new_tokens=steps)
+                  for steps in (len(row.token_ids) + (row.finish_reason == "no_candidates") for row in result.rows)]
+    neighbours[r] = alone_params
+    again = engine.generate(prompt_ids, neighbours, list(range(len(neighbours)))).rows[r]
+    assert again.token_ids == result.rows[r].token_ids
 
 
 @settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
