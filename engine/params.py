@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .knobs import (DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, MAX_TOP_K,  # noqa: F401
                     MIN_TEMPERATURE, NO_TOKEN, PROCESSORS, Range)
 from .knobs import fmt_number as _fmt
+from .tokens import token_ids, word_variants
 
 DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
 # Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
@@ -336,16 +337,6 @@ class SamplingParams:
         return {k: v for k, v in kw.items() if v is not None}
 
 
-def word_variants(tokenizer: Any, text: str) -> list[list[int]]:
-    """Token-id sequences for a word as written and with a leading space (how it appears mid-sentence)."""
-    variants: list[list[int]] = []
-    for variant in (text, " " + text.lstrip(" ")):
-        ids = tokenizer(variant, add_special_tokens=False)["input_ids"]
-        if ids and ids not in variants:
-            variants.append(ids)
-    return variants
-
-
 def check_vocabulary(params: Sequence[SamplingParams], vocab_size: int) -> None:
     """Refuse token ids beyond the model's vocabulary (logit_bias, the forced and suppressed tokens), by field."""
     for p in params:
@@ -359,27 +350,6 @@ def check_vocabulary(params: Sequence[SamplingParams], vocab_size: int) -> None:
             for item in getattr(p, name):
                 if isinstance(item, int) and item >= vocab_size:
                     raise ParamError(name, f"token ids in [0, {vocab_size - 1}] (or texts)", item)
-
-
-def token_ids(tokenizer: Any, items: tuple[str | int, ...]) -> list[int]:
-    """suppress_tokens / begin_suppress_tokens as token ids: an id as given, a text as every token of each of
-    its spellings (word_variants: as written and with a leading space); each id once, in order of appearance."""
-    ids: dict[int, None] = {}
-    for item in items:
-        spelled = [[item]] if isinstance(item, int) else word_variants(tokenizer, item)
-        ids.update((token, None) for variant in spelled for token in variant)
-    return list(ids)
-
-
-def sequence_breaker_ids(tokenizer: Any, breakers: tuple[str, ...]) -> list[int]:
-    """DRY's sequence breakers as token ids, the way text-generation-webui makes them (sampler_hijack.py):
-    the last token of "a" + breaker, so that the breaker is tokenized as it appears after other text."""
-    ids = []
-    for breaker in breakers:
-        tokens = tokenizer("a" + breaker, add_special_tokens=False)["input_ids"]
-        if tokens and tokens[-1] not in ids:
-            ids.append(tokens[-1])
-    return ids
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingParams))

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from .models import LoadedModel
-from .params import SamplingParams, sequence_breaker_ids, token_ids, word_variants
+from .params import SamplingParams
+from .tokens import sequence_breaker_ids, token_ids, word_variants
 from .rowstate import RowParams
 
 

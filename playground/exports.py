@@ -278,7 +278,7 @@ def _prompt_lines(config: PlaygroundConfig) -> list[str]:
 
 
 def _token_id_lines(settings: TransformersSettings) -> list[str]:
-    """Banned and biased words become token ids the way the engine makes them (engine.params.word_variants)."""
+    """Banned and biased words become token ids the way the engine makes them (engine.tokens.word_variants)."""
     if not settings.banned_words and not settings.biases and not settings.token_lists:
         return []
     lines = ["",

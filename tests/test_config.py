@@ -13,7 +13,8 @@ import pytest
 from transformers import GenerationConfig
 
 from engine.models import LoadedModel
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict, token_ids, word_variants
+from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict
+from engine.tokens import token_ids, word_variants
 from engine.values import changed_params, order_text, parse_axis_values
 from playground.config import PlaygroundConfig
 from playground.exports import (export_notes, generate_snippet, generation_config_json, openai_endpoint, openai_request_json,

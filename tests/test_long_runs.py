@@ -11,7 +11,8 @@ import pytest
 from engine import generate as generate_module
 from engine.bench.audit_sampling import BANNED, SETTINGS, AuditedChoice, Counts, banned_sequences
 from engine.generate import Engine
-from engine.params import SamplingParams, word_variants
+from engine.params import SamplingParams
+from engine.tokens import word_variants
 
 ROWS, STEPS = 64, 320
 

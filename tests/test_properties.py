@@ -24,7 +24,8 @@ from engine.generate import Engine
 from engine.knobs import PROCESSORS
 from engine.metrics import sample_metrics
 from engine.models import tiny_random_model
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams, token_ids, word_variants
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams
+from engine.tokens import token_ids, word_variants
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState
 from engine.sampling import choose_next, row_keys

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SamplingParams, sequence_breaker_ids
+from engine.params import DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SamplingParams
+from engine.tokens import sequence_breaker_ids
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from engine.sampling import XTC_STREAM, choose_next, row_keys, row_uniform, uniform_noise

@@ -26,7 +26,8 @@ import torch
 from .. import generate as generate_module
 from ..generate import Engine
 from ..models import load_model, tiny_random_model
-from ..params import SamplingParams, word_variants
+from ..params import SamplingParams
+from ..tokens import word_variants
 from ..sampling import _token_hashes, choose_next, hash32_int32
 
 PROMPTS = ("Write a short story about a lighthouse keeper.", "Explain how vaccines work.",
