@@ -272,13 +272,19 @@ class Engine:
             raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
         row_prompts = _row_prompts(prompt_ids, len(params))
         params = [p.for_prompt(len(row_prompt)) for p, row_prompt in zip(params, row_prompts)]
+        prompts = self.check_rows(row_prompts, params)
+        return params, sample_indices, row_prompts, prompts == 1
+
+    def check_rows(self, row_prompts: Sequence[Sequence[int]], params: Sequence[SamplingParams]) -> int:
+        """Rows with a prompt each: the budget over all of them, then each prompt with its own rows (their lengths
+        count from that prompt's length). Returns how many distinct prompts there are."""
         self.limits.check(params)
         by_prompt: dict[tuple[int, ...], list[SamplingParams]] = {}
-        for row_prompt, p in zip(row_prompts, params):  # each prompt with its own rows' lengths (own positions)
+        for row_prompt, p in zip(row_prompts, params):
             by_prompt.setdefault(tuple(row_prompt), []).append(p)
         for row_prompt, rows_of_prompt in by_prompt.items():
             self.check(list(row_prompt), rows_of_prompt)
-        return params, sample_indices, row_prompts, len(by_prompt) == 1
+        return len(by_prompt)
 
     def _row_results(self, history: list[tuple[torch.Tensor, ...]], reasons: list[str],
                      params: list[SamplingParams]) -> list[RowResult]:

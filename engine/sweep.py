@@ -87,8 +87,7 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     forced = _forced_prefixes(engine, spec, rows)  # per row, or None
     prompts_of = (lambda idx: row_prompts[0]) if not spec.varies_prompt else (lambda idx: [row_prompts[i] for i in idx])
     # the whole sweep is refused before any work: each prompt with its rows, and each beam batch with its rows
-    for prompt_rows in _rows_by_prompt(row_prompts).values():
-        engine.check(row_prompts[prompt_rows[0]], [rows[i].params for i in prompt_rows])
+    engine.check_rows(row_prompts, [r.params for r in rows])
     beam_batches = _beam_batches(rows)
     for cell_rows in beam_batches:
         engine.check(row_prompts[cell_rows[0][0]],
@@ -202,13 +201,6 @@ def _encode_prompts(engine: Engine, spec: SweepSpec, rows: list[SweepRow]) -> li
             encoded[key] = list(engine.encode(r.prompt, raw=spec.raw, system_prompt=r.system_prompt))
     return [encoded[(r.prompt, r.system_prompt)] for r in rows]
 
-
-def _rows_by_prompt(row_prompts: list[list[int]]) -> dict[int, list[int]]:
-    """Row indices grouped by prompt (the shared list object of _encode_prompts)."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, prompt in enumerate(row_prompts):
-        groups[id(prompt)].append(i)
-    return groups
 
 
 def run_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
