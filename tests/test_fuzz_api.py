@@ -109,13 +109,20 @@ def test_v1_routes_never_fail_on_odd_input(http, prompt, knobs, extras, chat):
     check_v1_response(response)
 
 
+# /generate's prefix (branching): none, a text, token ids (in and out of the vocabulary, beyond int64), one per
+# sample, too many for max_new_tokens = 2, or something else entirely
+TOKEN_IDS = st.lists(st.one_of(st.integers(0, 49_151), HUGE_INTS, st.integers(-5, -1)), max_size=3)
+PREFIXES = st.one_of(st.none(), TEXTS, TOKEN_IDS, st.lists(st.one_of(TEXTS, TOKEN_IDS), min_size=1, max_size=3), ODD)
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
           max_examples=max(5, settings.default.max_examples // 3))
 @given(prompt=PROMPTS, knobs=KNOBS, samples=st.one_of(st.just(1), st.just(2), ODD),
-       raw=st.one_of(st.just(False), st.just(True), ODD), system_prompt=st.one_of(st.just(""), TEXTS, ODD))
-def test_gradio_generate_never_fails_on_odd_input(app_url, prompt, knobs, samples, raw, system_prompt):
+       raw=st.one_of(st.just(False), st.just(True), ODD), system_prompt=st.one_of(st.just(""), TEXTS, ODD),
+       prefix=PREFIXES)
+def test_gradio_generate_never_fails_on_odd_input(app_url, prompt, knobs, samples, raw, system_prompt, prefix):
     params = {**knobs, "max_new_tokens": 2}
-    event, data = call_raw(app_url, "generate", [prompt, params, samples, raw, system_prompt])
+    event, data = call_raw(app_url, "generate", [prompt, params, samples, raw, system_prompt, prefix])
     if event == "error":  # a gr.Error with the field's message; an unhandled exception has none
         message = data.get("error") if isinstance(data, dict) else data
         assert isinstance(message, str) and message, data

@@ -9,7 +9,8 @@ What must hold for every setting hypothesis finds:
 - a processor whose knob is at its off value is an exact no-op (that stage returns its input, bit for bit);
 - the chosen token survived every stage (finite final score, probability > 0 in the trace);
 - bad_words and suppress_tokens never appear in an output, a forced first token is the first; top_k = 1 equals greedy; no NaN or inf in logprobs or metrics;
-- the exact replay of a (row, step) equals what the batch chose, and a row alone equals the row in the batch.
+- the exact replay of a (row, step) equals what the batch chose, and a row alone equals the row in the batch;
+- a branch forcing a row's own first k tokens, for any k, continues exactly as the row did.
 """
 from __future__ import annotations
 
@@ -274,6 +275,13 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     neighbours[r] = alone_params
     again = engine.generate(prompt_ids, neighbours, list(range(len(neighbours)))).rows[r]
     assert again.token_ids == result.rows[r].token_ids
+    # a branch that forces a row's own first k tokens (any k) continues exactly as the row did (engine/forcing.py)
+    forks = [data.draw(st.integers(0, len(row.token_ids)), label=f"fork of row {i}") for i, row in enumerate(result.rows)]
+    branched = engine.generate(prompt_ids, params, list(range(len(params))),
+                               forced=[row.token_ids[:k] for row, k in zip(result.rows, forks)])
+    for row, branch in zip(result.rows, branched.rows):
+        assert branch.token_ids == row.token_ids and branch.finish_reason == row.finish_reason
+        assert branch.final_logprobs == row.final_logprobs, "a forced token's log-prob differs from its sampled one"
 
 
 @settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
