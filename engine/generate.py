@@ -26,7 +26,7 @@ from .models import LoadedModel
 from .params import DEFAULT_ORDER, ParamError, SamplingParams, check_vocabulary
 from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
-from .replay import Replay, replay
+from .replay import Replay, final_distributions, replay
 from .results import FINISH_REASONS, GenerationResult, RowResult
 from .row_tensors import row_params
 from .rowstate import DecodeState, RowParams
@@ -251,6 +251,10 @@ class Engine:
         """Full-vocabulary distributions of every stage for one (row, step) of a finished run (engine/replay.py);
         with `params`, what another configuration's processors make of exactly that context."""
         return replay(self.loaded, result, row, step, params)
+
+    def final_distributions(self, result: GenerationResult, row: int, steps: int) -> torch.Tensor:
+        """[steps, V] the distribution a row of a finished run sampled from at each of its first `steps` steps."""
+        return final_distributions(self.loaded, result, row, steps)
 
     def text_of(self, token_ids: list[int], stops: tuple[str, ...]) -> str:
         """The row's text, cut before the first stop string (which is not part of the output, as in OpenAI)."""

@@ -7,6 +7,7 @@ tokens, so it equals what the batch saw without keeping [B, V] per step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -41,14 +42,50 @@ def replay(loaded: LoadedModel, result: GenerationResult, row: int, step: int,
     prompt = torch.tensor([result.prompt_of(row)], device=device)  # [1, P]
     generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)  # [1, step]
     logits = loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
+    stages: list[torch.Tensor] = []
+    _run_stages(loaded, result, row, step, logits, params, lambda scores: stages.append(scores.softmax(-1)[0]))
+    return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
+
+
+@torch.inference_mode()
+def final_distributions(loaded: LoadedModel, result: GenerationResult, row: int, steps: int) -> torch.Tensor:
+    """[steps, V] float32: the distribution `row` sampled from at each of its first `steps` steps.
+
+    One forward over the prompt and the row's first steps - 1 tokens gives every step's raw logits (a causal
+    model's logits at a position see only the tokens before it); each step's processors then run on the state
+    rebuilt from the tokens before that step, as in `replay`. Float rounding may differ from a one-step replay
+    by ~1e-6 (another matmul shape), never by a removed token: the masks come from the same processors.
+    """
+    out = result.rows[row]
+    if not 1 <= steps <= len(out.token_ids):
+        raise ParamError("steps", f"an integer in [1, {len(out.token_ids)}] for row {row}", steps)
+    device = loaded.device
+    prompt = result.prompt_of(row)
+    ids = torch.tensor([prompt + out.token_ids[:steps - 1]], device=device)  # [1, P + steps - 1]
+    logits = loaded.model(input_ids=ids, logits_to_keep=steps).logits[0].float()  # [steps, V]
+    finals: list[torch.Tensor] = []
+    for step in range(steps):
+        stages: list[torch.Tensor] = []
+        _run_stages(loaded, result, row, step, logits[step:step + 1], result.params[row], stages.append)
+        finals.append(stages[-1].softmax(-1)[0])  # the last stage: what the row sampled from
+    return torch.stack(finals).cpu()
+
+
+def _run_stages(loaded: LoadedModel, result: GenerationResult, row: int, step: int, logits: torch.Tensor,
+                params: SamplingParams, on_scores: Callable[[torch.Tensor], None]) -> None:
+    """Run `params`' processors on `row`'s raw logits [1, V] at `step`; on_scores gets the raw scores, then the
+    scores after every stage ([1, V] each)."""
+    device = loaded.device
+    out = result.rows[row]
+    prompt = torch.tensor([result.prompt_of(row)], device=device)  # [1, P]
+    generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)  # [1, step]
     beam_row = result.params[row].num_beams > 1
     if params.num_beams > 1:  # beam search runs its processors on log-probabilities (as transformers does)
         logits = torch.log_softmax(logits, dim=-1)
-    stages = [logits.softmax(-1)[0]]
+    on_scores(logits)
     apply_pipeline(logits, _state_before(loaded, out, prompt, generated, step, beam_row, params),
                    row_params(loaded, [params], [0 if beam_row else result.sample_indices[row]]),
-                   on_stage=lambda _s, scores, _c: stages.append(scores.softmax(-1)[0]))
-    return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
+                   on_stage=lambda _s, scores, _c: on_scores(scores))
 
 
 def _state_before(loaded: LoadedModel, out: RowResult, prompt: torch.Tensor, generated: torch.Tensor, step: int,

@@ -1,9 +1,10 @@
-"""Named endpoints for scripts: /generate, /sweep and /distribution (callable with gradio_client).
+"""Named endpoints for scripts: /generate, /sweep, /distribution and /compare (callable with gradio_client).
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
     out = client.predict("Write a haiku.", {"temperature": 0.7, "max_new_tokens": 32}, 2, api_name="/generate")
     dist = client.predict(out["run_id"], 0, 3, api_name="/distribution")
+    parted = client.predict(out["run_id"], 0, 1, api_name="/compare")
 
 They run the same code paths as the page (playground.views); bad input raises an error naming the field.
 /generate and /sweep stream: while the run decodes they yield {"progress", "status"} updates (what
@@ -91,6 +92,19 @@ def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None)
         except Exception as exc:  # a real fault: an id for the client, the traceback in the server log
             raise internal_error(exc, "/distribution") from None
 
+    def compare(run_id: str, sample: int = 0, other: int = 1) -> dict:
+        """Where two outputs of a run part: per step of their shared prefix (up to and including the first step
+        where they choose differently), each one's choice and its probability, the total variation and both KL
+        divergences between their final distributions (KL null where infinite), and first_fork (null if none).
+        """
+        try:
+            run = store.get(check_text("run_id", run_id))
+            return views.divergence(store, run, whole_number("sample", sample), whole_number("other", other)).data
+        except ParamError as exc:
+            raise user_error(exc, as_html=False) from None
+        except Exception as exc:  # a real fault: an id for the client, the traceback in the server log
+            raise internal_error(exc, "/compare") from None
+
     def _stream(make_spec: Callable[[], SweepSpec], kind: str, result: Callable[[Run], dict]) -> Iterator[dict]:
         """Run a spec: {"progress", "status"} while it decodes, then result(run). Closing this generator
         (Gradio does when the client disconnects or cancels) stops the engine at its next step."""
@@ -119,7 +133,9 @@ def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None)
     gr.api(generate, api_name="generate", **concurrency(slots))
     gr.api(sweep, api_name="sweep", **concurrency(slots))
     gr.api(distribution, api_name="distribution")
-    return {fn.__name__: list(inspect.signature(fn).parameters.values()) for fn in (generate, sweep, distribution)}
+    gr.api(compare, api_name="compare")
+    return {fn.__name__: list(inspect.signature(fn).parameters.values())
+            for fn in (generate, sweep, distribution, compare)}
 
 
 def _spec(prompt: Any, params: Any, axes: Any, samples: Any, raw: Any, system_prompt: Any,

@@ -348,6 +348,41 @@ def steps_figure(entropy: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
     return fig
 
 
+def divergence_figure(tv: Sequence[float], kl_ab: Sequence[float], kl_ba: Sequence[float], names: tuple[str, str],
+                      fork: int | None) -> go.Figure:
+    """Per step of a shared prefix: total variation (left axis, in [0, 1]) and both KL divergences (right axis,
+    nats) between two outputs' final distributions; a dashed line marks the first fork. An infinite KL (a token
+    one output can pick is removed in the other) is drawn as an x at the top of the plot, not as a number."""
+    a, b = names
+    x = list(range(len(tv)))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=x, y=list(tv), mode="lines+markers", name="total variation",
+                             line=dict(color=CHOSEN_COLOR, width=3), marker=dict(size=5)), secondary_y=False)
+    finite = [v for v in (*kl_ab, *kl_ba) if math.isfinite(v)]
+    top = max(finite, default=1.0) * 1.1 or 1.0
+    for values, name, colour in ((kl_ab, f"KL({a} ‖ {b})", RAW_LINE_COLOR), (kl_ba, f"KL({b} ‖ {a})", "#7f7f7f")):
+        fig.add_trace(go.Scatter(x=x, y=[v if math.isfinite(v) else None for v in values], mode="lines+markers",
+                                 name=escape_label(name), line=dict(color=colour, width=1.5, dash="dash"),
+                                 marker=dict(size=4)), secondary_y=True)
+        infinite = [t for t, v in enumerate(values) if not math.isfinite(v)]
+        if infinite:
+            fig.add_trace(go.Scatter(x=infinite, y=[top] * len(infinite), mode="markers", showlegend=True,
+                                     name=escape_label(name + " = ∞"), marker=dict(symbol="x", size=9, color=colour)),
+                          secondary_y=True)
+    if fork is not None:
+        fig.add_vline(x=fork, line=dict(color="#333333", width=1.5, dash="dash"))
+        fig.add_annotation(x=fork, y=1.0, yref="paper", text=f"first fork: step {fork}", showarrow=False,
+                           xanchor="left", yanchor="bottom")
+    fig.update_yaxes(title_text="total variation", range=[0, 1.03], secondary_y=False, gridcolor="#eeeeee")
+    fig.update_yaxes(title_text="KL (nats)", rangemode="tozero", secondary_y=True)
+    fig.update_xaxes(title_text="step")
+    if not x:
+        fig.add_annotation(text="no shared steps", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(height=380, hovermode="x unified", plot_bgcolor="white", margin=dict(l=60, r=60, t=40, b=50),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Sweep heatmaps
 

@@ -30,7 +30,8 @@ from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
-from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, shorten, steps_figure
+from .plots import (COLOR_SCALES, distribution_figure, divergence_figure, format_value, metric_heatmap, shorten,
+                    steps_figure)
 from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import Run, RunStore
 from .slots import POLL_SECONDS, RunSlots
@@ -456,3 +457,66 @@ def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: i
 def _entropy(p: Any) -> float:
     nz = p[p > 0]
     return float(-(nz * nz.log()).sum())
+
+
+@dataclass
+class Divergence:
+    caption: str
+    table: pd.DataFrame  # per shared step: each output's choice and its probability, TV, KL both ways
+    figure: go.Figure
+    data: dict[str, Any]
+
+
+def divergence(store: RunStore, run: Run, row: int, other: int) -> Divergence:
+    """Where two outputs part: per step of their shared prefix, how far apart their final distributions are.
+
+    Both outputs see the same context at each step up to and including the first step where they choose
+    differently (the fork), so their final distributions there differ only by their settings and state.
+    TV = 1/2 sum |p - q|; KL(p || q) = sum p log(p / q) is infinite where p keeps a token that q removed.
+    """
+    run.check_row_step(row)
+    if not isinstance(other, int) or isinstance(other, bool) or not 0 <= other < run.row_count:
+        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
+    gen = run.generation
+    if gen.prompt_of(row) != gen.prompt_of(other):
+        raise ParamError("compare with", f"an output with the same prompt as output {row} (a shared prefix)", other)
+    a, b = gen.rows[row].token_ids, gen.rows[other].token_ids
+    fork = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    shared = fork + 1 if fork is not None else min(len(a), len(b))
+    records = []
+    if shared:
+        p = store.engine.final_distributions(gen, row, shared)  # [T, V]
+        q = store.engine.final_distributions(gen, other, shared)  # [T, V]
+        label = store.engine.loaded.token_label
+        for t in range(shared):
+            records.append({"step": t, f"output {row} chose": label(a[t]), f"p {row}": float(p[t, a[t]]),
+                            f"output {other} chose": label(b[t]), f"p {other}": float(q[t, b[t]]),
+                            "TV": float(0.5 * (p[t] - q[t]).abs().sum()),
+                            f"KL({row}‖{other})": _kl(p[t], q[t]), f"KL({other}‖{row})": _kl(q[t], p[t])})
+    names = (str(row), str(other))
+    figure = divergence_figure([r["TV"] for r in records], [r[f"KL({row}‖{other})"] for r in records],
+                               [r[f"KL({other}‖{row})"] for r in records], names, fork)
+    caption = f"{run.labels[row]} and {run.labels[other]}: " + _fork_sentence(records, row, other, fork, shared)
+    kl_columns = (f"KL({row}‖{other})", f"KL({other}‖{row})")
+    shown = [{k: ("∞" if v == math.inf else float(f"{v:.4g}")) if k in kl_columns else v for k, v in r.items()}
+             for r in records]
+    table = _rounded(pd.DataFrame(shown))
+    data = json_safe({"run_id": run.run_id, "sample": row, "other": other, "first_fork": fork, "steps": records})
+    return Divergence(caption, table, figure, data)
+
+
+def _fork_sentence(records: list[dict[str, Any]], row: int, other: int, fork: int | None, shared: int) -> str:
+    if fork is None:
+        return f"they choose the same token at all {shared} steps they share"
+    at = records[fork]
+    return (f"the same first {fork} token(s), then at step {fork} {at[f'output {row} chose']} "
+            f"(p={at[f'p {row}']:.3g}) vs {at[f'output {other} chose']} (p={at[f'p {other}']:.3g}); "
+            f"TV there {at['TV']:.3f}")
+
+
+def _kl(p: Any, q: Any) -> float:
+    """KL(p || q) in nats over p's support; inf when p keeps a token q removed."""
+    kept = p > 0
+    if bool((q[kept] == 0).any()):
+        return math.inf
+    return max(float((p[kept] * (p[kept].log() - q[kept].log())).sum()), 0.0)

@@ -11,7 +11,7 @@ def call_raw(app_url: str, api_name: str, args: list) -> tuple[str, object]:
     httpx, cannot send a lone surrogate). Returns the last SSE event's name ("complete" or "error") and data."""
     # Gradio's HTTP API wants every argument (it does not apply the functions' defaults), so they are padded here
     defaults = {"generate": [None, None, 1, False, ""], "sweep": [None, None, None, 1, False, "", False],
-                "distribution": [None, 0, 0, 20]}[api_name]
+                "distribution": [None, 0, 0, 20], "compare": [None, 0, 1]}[api_name]
     body = json.dumps({"data": args + defaults[len(args):]})
     with httpx.Client(timeout=120) as http:
         started = http.post(f"{app_url}gradio_api/call/{api_name}", content=body,

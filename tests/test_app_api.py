@@ -1,4 +1,4 @@
-"""The named endpoints /generate, /sweep and /distribution through gradio_client against the launched app."""
+"""The named endpoints /generate, /sweep, /distribution and /compare through gradio_client against the launched app."""
 import json
 import math
 import time
@@ -94,6 +94,22 @@ def test_distribution_bad_step_and_unknown_run(client):
     with pytest.raises(Exception) as info:
         client.predict("no-such-run", 0, 0, 10, api_name="/distribution")
     assert "run_id" in str(info.value)
+
+
+def test_compare_finds_where_two_samples_part(client):
+    out = client.predict("Tell me a story.", {"temperature": 1.2, "max_new_tokens": 12, "seed": 4}, 2,
+                         api_name="/generate")
+    a, b = (s["token_ids"] for s in out["samples"])
+    parted = client.predict(out["run_id"], 0, 1, api_name="/compare")
+    fork = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    assert parted["first_fork"] == fork
+    assert len(parted["steps"]) == (fork + 1 if fork is not None else min(len(a), len(b)))
+    for step in parted["steps"]:  # one configuration, one context: the same distribution until they part
+        assert step["TV"] < 1e-5 and step["KL(0‖1)"] < 1e-5
+        assert math.isclose(math.log(step["p 0"]), out["samples"][0]["final_logprobs"][step["step"]], abs_tol=1e-4)
+    with pytest.raises(Exception) as info:
+        client.predict(out["run_id"], 0, 5, api_name="/compare")
+    assert "compare with" in str(info.value)
 
 
 def test_diverse_beams_through_the_api(client):

@@ -142,6 +142,10 @@ def test_order_study_compares_two_orders_stage_by_stage(page, app_url):
     expect(caption).to_contain_text("order=min_p>temperature", timeout=30_000)
     expect(caption).to_contain_text(re.compile(r"they (part after \d+ processor|agree at every stage)"))
     expect(page.locator("#compare-table")).to_contain_text("distance (TV)")
+    # and where the two outputs part: their final distributions at every shared step, the first fork marked
+    expect(page.locator("#divergence-caption")).to_contain_text(
+        re.compile(r"(then at step \d+ .* vs |choose the same token at all \d+ steps)"))
+    expect(page.locator("#divergence-table")).to_contain_text("KL(0‖1)")
     shot(page, "order-study")
 
 

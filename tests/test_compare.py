@@ -62,3 +62,87 @@ def test_distribution_caption_tracks_mirostat_mu(tiny):
     expected = 2 * 4.0 - 0.2 * (surprise - 2 * 4.0)
     assert f"mirostat mu {expected:.2f} bits" in distribution(store, run, 0, 2).caption
     assert "mirostat mu 8.00 bits" in distribution(store, run, 0, 0).caption  # mu starts at 2 tau
+
+
+# -- Where two outputs part: per-step divergence on the shared prefix ------------------------------------------
+
+def _run(engine, store, spec):
+    run = None
+    for frame in stream_run(engine, store, spec, "sweep"):
+        run = frame.run or run
+    return run
+
+
+@pytest.fixture(scope="module")
+def temperature_run(tiny):
+    """Three settings x 2 samples on one prompt, seed shared across cells: outputs 0/1 share settings."""
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    base = SamplingParams(top_k=50, repetition_penalty=1.3, max_new_tokens=12, seed=11)
+    spec = SweepSpec("one two three", base, (Axis("temperature", (0.7, 1.0, 1.4)),), samples=2, raw=True)
+    return engine, store, _run(engine, store, spec)
+
+
+def test_final_distributions_equal_the_replays_final_stage_at_every_step(temperature_run):
+    engine, _, run = temperature_run
+    for row in range(run.row_count):
+        tokens = run.generation.rows[row].token_ids
+        finals = engine.final_distributions(run.generation, row, len(tokens))  # [T, V]
+        for step, token in enumerate(tokens):
+            replayed = engine.replay(run.generation, row, step).probs[-1]
+            assert torch.equal(finals[step] > 0, replayed > 0), f"row {row} step {step}: another support"
+            assert torch.allclose(finals[step], replayed, atol=1e-5)
+            assert finals[step, token] > 0  # the chosen token was kept
+
+
+def test_outputs_with_the_same_settings_agree_until_and_at_their_fork(temperature_run):
+    from playground.views import divergence
+    _, store, run = temperature_run
+    shown = divergence(store, run, 0, 1)  # two samples of one cell: the same distribution until they part
+    steps, fork = shown.data["steps"], shown.data["first_fork"]
+    a, b = (run.generation.rows[i].token_ids for i in (0, 1))
+    assert fork == next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    assert len(steps) == (fork + 1 if fork is not None else min(len(a), len(b)))
+    for s in steps:
+        assert s["TV"] < 1e-6 and s["KL(0‖1)"] < 1e-6 and s["KL(1‖0)"] < 1e-6
+    if fork is not None:
+        assert f"at step {fork}" in shown.caption
+
+
+def test_divergence_equals_replays_of_both_outputs_at_every_shared_step(temperature_run):
+    from playground.views import divergence
+    engine, store, run = temperature_run
+    shown = divergence(store, run, 0, 4)  # temperature 0.7 vs 1.4, sample 0 of each: same seed and sample
+    for s in shown.data["steps"]:
+        p = engine.replay(run.generation, 0, s["step"]).probs[-1]
+        q = engine.replay(run.generation, 4, s["step"]).probs[-1]
+        assert s["TV"] == pytest.approx(float(0.5 * (p - q).abs().sum()), abs=1e-5)
+        kept = p > 0
+        expected = float((p[kept] * (p[kept].log() - q[kept].log())).sum())
+        assert s["KL(0‖4)"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+        assert s["TV"] > 0  # another temperature: another distribution at every step
+
+
+def test_a_token_kept_by_one_output_and_removed_by_the_other_makes_kl_infinite(tiny):
+    from playground.views import divergence
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    spec = SweepSpec("one two", SamplingParams(max_new_tokens=4, seed=2), (Axis("top_k", (50, 1)),), raw=True)
+    run = _run(engine, store, spec)
+    shown = divergence(store, run, 0, 1)
+    first = shown.data["steps"][0]
+    assert first["KL(0‖1)"] is None  # infinite: JSON-safe null
+    assert first["KL(1‖0)"] is not None and first["KL(1‖0)"] >= 0
+    assert shown.table.iloc[0]["KL(0‖1)"] == "∞"
+
+
+def test_divergence_refuses_outputs_with_other_prompts_and_unknown_outputs(tiny):
+    from playground.views import divergence
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    spec = SweepSpec("", SamplingParams(max_new_tokens=3, seed=2), (Axis("prompt", ("one two", "three four")),))
+    run = _run(engine, store, spec)
+    with pytest.raises(ParamError, match="^compare with: .*same prompt"):
+        divergence(store, run, 0, 1)
+    with pytest.raises(ParamError, match="^compare with: "):
+        divergence(store, run, 0, 9)

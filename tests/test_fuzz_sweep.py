@@ -174,6 +174,23 @@ def test_gradio_distribution_never_fails_on_odd_input(app_url, runs, choice, sam
     assert result["stages"] and all(len(stage["tokens"]) <= top_n for stage in result["top_tokens"])
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(choice=st.data(), sample=INDEXES, other=INDEXES)
+def test_gradio_compare_never_fails_on_odd_input(app_url, runs, choice, sample, other):
+    run_id = choice.draw(mostly(st.sampled_from(sorted(runs)), UNKNOWN_RUN_IDS), label="run_id")
+    event, data = call_raw(app_url, "compare", [run_id, sample, other])
+    if event == "error":
+        check_error_message(data, in_hypothesis=True)
+        return
+    assert event == "complete", (event, data)
+    count_outcome("complete")
+    result = data[0]
+    assert_finite(result, "compare")
+    outputs, tokens = runs[run_id]
+    assert result["sample"] == sample and result["other"] == other and 0 <= other < outputs
+    assert 1 <= len(result["steps"]) <= tokens and all(0 <= s["TV"] <= 1 + 1e-6 for s in result["steps"])
+
+
 @pytest.mark.parametrize("sample, step, field", [
     (math.nan, 0, "sample"), (0, math.inf, "step"), (2**64, 0, "sample"), (0, -1, "step"), (10**400, 0, "sample"),
     (1.5, 0, "sample"), ("1", 0, "sample"), (True, 0, "sample"), (0, 3, "step"), (2, 0, "sample")])
@@ -227,7 +244,7 @@ def test_a_raw_call_may_leave_out_trailing_arguments(app_url):
 
 
 def test_a_raw_call_without_a_required_argument_gets_a_message(app_url):
-    for api_name in ("sweep", "generate", "distribution"):
+    for api_name in ("sweep", "generate", "distribution", "compare"):
         event, data = raw_events(app_url, api_name, [])
         assert event == "error"
         assert check_error_message(data).startswith(("prompt: must be given", "run_id: must be given")), data

@@ -33,6 +33,9 @@ class DistributionsPanel:
     compare_caption: gr.HTML
     compare_table: gr.Dataframe
     compare_plot: gr.Plot
+    divergence_caption: gr.HTML
+    divergence_table: gr.Dataframe
+    divergence_plot: gr.Plot
 
 
 def build_distributions() -> DistributionsPanel:
@@ -62,9 +65,15 @@ def build_distributions() -> DistributionsPanel:
             compare_caption = gr.HTML("", elem_id="compare-caption")
             compare_table = gr.Dataframe(label="Stage by stage", interactive=False, elem_id="compare-table")
             compare_plot = gr.Plot(label="The other settings on this context")
+            divergence_caption = gr.HTML("", elem_id="divergence-caption")
+            divergence_plot = gr.Plot(label="Where the two outputs part: their final distributions, step by step",
+                                      elem_id="divergence-plot")
+            divergence_table = gr.Dataframe(label="Per shared step (up to the first fork)", interactive=False,
+                                            elem_id="divergence-table")
     return DistributionsPanel(tab, caption, sample, step, top, plot, table, steps_plot, branch_token, branch,
                               compare_with, compare,
-                              compare_caption, compare_table, compare_plot)
+                              compare_caption, compare_table, compare_plot,
+                              divergence_caption, divergence_table, divergence_plot)
 
 
 def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables: tuple[gr.HTML, ...]) -> None:
@@ -111,7 +120,8 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
 
 
 def wire_compare(page: PageContext, panel: DistributionsPanel) -> None:
-    """Compare: another output's settings on this output's context at this step, stage by stage."""
+    """Compare: another output's settings on this output's context at this step, stage by stage; and both
+    outputs' own final distributions at every step of their shared prefix, up to where they first part."""
     store = page.store
 
     @user_errors
@@ -120,10 +130,14 @@ def wire_compare(page: PageContext, panel: DistributionsPanel) -> None:
         if not current:
             raise ParamError("run", "a finished run (run Generate or a sweep first)", None)
         run = store.get(current)
-        shown = views.compare(store, run, whole_number("output", sample, text=True),
-                              whole_number("step", step, text=True), whole_number("other output", other, text=True),
+        row, other = whole_number("output", sample, text=True), whole_number("other output", other, text=True)
+        shown = views.compare(store, run, row, whole_number("step", step, text=True), other,
                               whole_number("tokens shown", top, text=True))
-        return html.escape(shown.caption), shown.table, shown.figure
+        parted = views.divergence(store, run, row, other)
+        return (html.escape(shown.caption), shown.table, shown.figure,
+                html.escape(parted.caption), parted.table, parted.figure)
 
     panel.compare.click(compare_outputs, [page.run_id, panel.sample, panel.step, panel.compare_with, panel.top],
-                        [panel.compare_caption, panel.compare_table, panel.compare_plot], preprocess=False, **PRIVATE)
+                        [panel.compare_caption, panel.compare_table, panel.compare_plot,
+                         panel.divergence_caption, panel.divergence_table, panel.divergence_plot],
+                        preprocess=False, **PRIVATE)
