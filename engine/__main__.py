@@ -95,7 +95,26 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     if args.raw and args.system:
         raise ParamError("--system", "left out with --raw (the raw prompt has no chat template)", args.system)
     return SweepSpec(prompt=args.prompt, base=from_dict(base), axes=tuple(axes), samples=args.samples,
-                     raw=args.raw, system_prompt=args.system or None, independent_seeds=args.independent_seeds)
+                     raw=args.raw, system_prompt=args.system or None, independent_seeds=args.independent_seeds,
+                     prefix=cli_prefixes(args.prefix, args.samples))
+
+
+def cli_prefixes(given: list[str] | None, samples: int) -> tuple[str | tuple[int, ...], ...]:
+    """--prefix, once for every sample or once per sample: a text, or token ids written `ids:1,2,3`."""
+    if not given:
+        return ()
+    if len(given) not in (1, samples):
+        raise ParamError("--prefix", f"given once (every sample) or once per sample ({samples})", len(given))
+    items: list[str | tuple[int, ...]] = []
+    for item in given:
+        if item.startswith("ids:"):
+            try:
+                items.append(tuple(int(t) for t in item[len("ids:"):].split(",") if t.strip()))
+            except ValueError:
+                raise ParamError("--prefix", "token ids written ids:1,2,3", item) from None
+        else:
+            items.append(item)
+    return tuple(items) * (samples if len(items) == 1 else 1)
 
 
 def check_out(path: str | None) -> Path | None:
@@ -125,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--axis", action="extend", nargs="+", metavar="NAME=V1,V2,...",
                    help="a sweep axis, e.g. top_p=0.5,0.9,1.0 (repeatable, at most 3)")
     p.add_argument("--samples", type=int, default=1, metavar="N", help="samples per cell (default 1)")
+    p.add_argument("--prefix", action="append", metavar="TEXT",
+                   help="forced first tokens (branch / edit and continue): a text, or ids:1,2,3; once for every "
+                        "sample, or once per sample in order")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="new tokens per sample (default 64)")
     p.add_argument("--seed", type=int, metavar="N", help="base seed (default 0)")
     p.add_argument("--independent-seeds", action="store_true",

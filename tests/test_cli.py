@@ -107,6 +107,23 @@ def test_raw_prompt_and_table(in_process, tmp_path: Path, capsys: pytest.Capture
     assert "--out" in captured.err
 
 
+def test_prefix_branches_and_continues_an_edit(in_process, tmp_path: Path) -> None:
+    base = ["--prompt", PROMPT, "--set", "temperature=1.3", "top_k=80", "--seed", "3", "--max-new-tokens", "10",
+            "--samples", "2"]
+    parent, branch, edited = (tmp_path / f"{name}.json" for name in ("parent", "branch", "edited"))
+    assert in_process(*base, "--out", str(parent)) == 0
+    samples = json.loads(parent.read_text(encoding="utf-8"))["samples"]
+    kept = samples[1]["token_ids"][:4]
+    # forcing sample 1's own first 4 tokens (sample 0 free) reproduces both samples exactly
+    assert in_process(*base, "--prefix", "", "--prefix", "ids:" + ",".join(map(str, kept)), "--out", str(branch)) == 0
+    again = json.loads(branch.read_text(encoding="utf-8"))["samples"]
+    assert [s["token_ids"] for s in again] == [s["token_ids"] for s in samples]
+    # a text prefix for every sample: each output starts with it
+    assert in_process(*base, "--prefix", "Once upon a time", "--out", str(edited)) == 0
+    for sample in json.loads(edited.read_text(encoding="utf-8"))["samples"]:
+        assert sample["text"].startswith("Once upon a time")
+
+
 @pytest.mark.parametrize("args, field", [
     (["--prompt", PROMPT, "--set", "top_p=2"], "top_p"),
     (["--prompt", PROMPT, "--set", "topp=0.5"], "topp"),
@@ -124,6 +141,8 @@ def test_raw_prompt_and_table(in_process, tmp_path: Path, capsys: pytest.Capture
     (["--prompt", PROMPT, "--set", "temperature=0.5", "--set", "temperature=0.7"], "--set temperature"),
     (["--prompt", PROMPT, "--set", "seed=1", "--seed", "2"], "--seed"),
     (["--prompt", PROMPT, "--max-new-tokens", "0"], "max_new_tokens"),
+    (["--prompt", PROMPT, "--prefix", "ids:1,x"], "--prefix: must be token ids written ids:1,2,3"),
+    (["--prompt", PROMPT, "--samples", "2", "--prefix", "a", "--prefix", "b", "--prefix", "c"], "--prefix"),
 ])
 def test_bad_input_exits_2_without_traceback(args: list[str], field: str) -> None:
     proc = cli(*args, timeout=60)
