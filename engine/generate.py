@@ -22,6 +22,7 @@ import torch
 
 from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
+from .healing import heal_prompt
 from .models import LoadedModel
 from .params import DEFAULT_ORDER, ParamError, SamplingParams, check_vocabulary
 from .prefill import decode_one_token, prefill
@@ -274,10 +275,25 @@ class Engine:
         beams = [p.num_beams for p in params if p.num_beams > 1]
         if beams:
             raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
-        row_prompts = _row_prompts(prompt_ids, len(params))
+        row_prompts = self.healed_prompts(_row_prompts(prompt_ids, len(params)), params)
         params = [p.for_prompt(len(row_prompt)) for p, row_prompt in zip(params, row_prompts)]
         prompts = self.check_rows(row_prompts, params)
         return params, sample_indices, row_prompts, prompts == 1
+
+    def healed_prompts(self, row_prompts: list[list[int]], params: Sequence[SamplingParams]) -> list[list[int]]:
+        """Each row's prompt, healed (engine/healing.py) for the rows with token_healing: once per distinct prompt,
+        and always from the prompt as given (healing a healed prompt again could change it again)."""
+        if not any(p.token_healing for p in params):
+            return row_prompts
+        self.check_rows(row_prompts, params)  # refused before the healing forward too
+        healed: dict[tuple[int, ...], list[int]] = {}
+        out = []
+        for row_prompt, p in zip(row_prompts, params):
+            key = tuple(row_prompt)
+            if p.token_healing and key not in healed:
+                healed[key] = heal_prompt(self.loaded, key)
+            out.append(healed[key] if p.token_healing else row_prompt)
+        return out
 
     def check_rows(self, row_prompts: Sequence[Sequence[int]], params: Sequence[SamplingParams]) -> int:
         """Rows with a prompt each: the budget over all of them, then each prompt with its own rows (their lengths

@@ -248,6 +248,8 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
 # The knobs of generation itself: whether to sample, how long, when to stop, the seed and beam search.
 GENERATION_KNOBS: tuple[Knob, ...] = (
     Knob("do_sample", bool, True, widget=Widget(S, "checkbox", "Sample from the distribution; off = greedy (always the most likely token).")),
+    # a prompt transform (engine/healing.py), applied once per distinct prompt before the prefill
+    Knob("token_healing", bool, False, widget=Widget(S, "checkbox", "Token healing (transformers): a raw prompt that ends mid-word ('http') gets its last token chosen again among the tokens that extend it ('https').")),
     _long("max_new_tokens", 64, Range(1, MAX_LENGTH), Widget(L, "slider", "Stop after this many new tokens.", 1, 512, 1)),
     # transformers' prompt-inclusive lengths; the engine turns them into min_new_tokens / max_new_tokens per row
     _long("min_length", 0, Range(0, MAX_LENGTH), Widget(L, "number", "transformers' min_length: end-of-text is masked until prompt + output has this many tokens; 0 = off.", 0, MAX_LENGTH, 1)),

@@ -98,6 +98,7 @@ class SamplingParams:
     """Every decoding knob of one configuration. Defaults are the disabled (no-op) values."""
 
     do_sample: bool = True
+    token_healing: bool = False  # transformers' token healing of the prompt's last token (engine/healing.py)
     temperature: float = 1.0  # 0 means greedy, as in the OpenAI API
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
@@ -243,6 +244,9 @@ class SamplingParams:
             raise ParamError("diversity_penalty", "0 without num_beam_groups > 1", self.diversity_penalty)
         if self.num_beams > 1 and self.stop:
             raise ParamError("stop", "empty with num_beams > 1 (beam search has no stop strings here)", list(self.stop))
+        if self.num_beams > 1 and self.token_healing:
+            raise ParamError("token_healing", "false with num_beams > 1 (beam search reads the prompt as given here)",
+                             self.token_healing)
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
@@ -302,6 +306,8 @@ class SamplingParams:
             kw["min_length"] = self.min_length
         if self.max_time:
             kw["max_time"] = self.max_time
+        if self.token_healing:  # transformers also needs generate(..., tokenizer=tokenizer)
+            kw["token_healing"] = True
         if self.exponential_decay_factor != 1.0:
             kw["exponential_decay_length_penalty"] = (self.exponential_decay_start, self.exponential_decay_factor)
         for spec in PROCESSORS:  # the knobs that map one to one onto a generate() argument

@@ -135,6 +135,9 @@ class SweepSpec:
         if cells > MAX_CELLS:  # refuse before building every cell's parameters
             raise ParamError("axes", f"at most {MAX_CELLS} cells (the product of the axes' lengths)", cells)
         self.cells()  # validate every cell's parameters before any work
+        if not self.raw and any(p.token_healing for _, p in self.cells()):
+            raise ParamError("token_healing", "used with a raw prompt (healing reads the prompt back as plain text, "
+                             "which would drop the chat template's markers)", True)
         if (self.prefix or self.first_sample) and any(p.num_beams > 1 for _, p in self.cells()):
             raise ParamError("prefix", "left out with beam search (a forced prefix is for sampled and greedy rows)",
                              "num_beams > 1")

@@ -178,6 +178,9 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
         names = {"max_new_tokens": max_name, "min_new_tokens": min_name}
         message = str(exc).replace("min_new_tokens", min_name).replace("max_new_tokens", max_name)
         raise RequestError(message, names.get(exc.field, exc.field)) from None
+    if chat and params.token_healing:
+        raise RequestError("token_healing: must be false in a chat request (healing reads the prompt back as plain "
+                           "text, which would drop the chat template's markers; use /v1/completions)", "token_healing")
     if params.num_beams > 1:
         raise RequestError(f"num_beams: must be 1 on this endpoint (beam search runs in the page and in /sweep), "
                            f"got {params.num_beams}", "num_beams")
