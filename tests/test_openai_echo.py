@@ -145,6 +145,7 @@ def test_bad_scoring_requests_name_the_field(http, body, status, field):
 def test_lm_eval_client_loglikelihood(base_url, bundled, tmp_path):
     """lm_eval's own `local-completions` model, when it is installed, against the running server."""
     pytest.importorskip("lm_eval")
+    pytest.importorskip("tenacity")  # lm_eval[api]: its API models need it
     from lm_eval.api.instance import Instance
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
