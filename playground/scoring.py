@@ -23,6 +23,7 @@ SCORE_CSS = CSS + """
 .dp-score-title { font-weight: 600; font-size: .85em; margin-bottom: .3rem; }
 s.dp-removed { text-decoration: line-through 2px #b42318; }
 s.dp-removed .dp-tok { opacity: .75; }
+.dp-score .dp-legend > span:first-child { white-space: nowrap; }
 .dp-score-summary { font-size: .9em; font-variant-numeric: tabular-nums; margin: .3rem 0 .6rem 0; }
 """
 
@@ -38,8 +39,9 @@ def score_view(engine: Engine, config: PlaygroundConfig, text: str) -> ScoreView
     """Score `text` as the reply to the form's prompt under the form's settings (ParamError names the field)."""
     prompt_ids = engine.encode(config.prompt, raw=config.raw, system_prompt=config.system_prompt or None)
     scored = score_text(engine, prompt_ids, text, config.params)
-    summary = summary_text(scored.summary())
-    return ScoreView(score_html(scored), f"Scored {len(scored.token_ids)} tokens. {summary}", scored)
+    removed = sum(scored.removed)
+    return ScoreView(score_html(scored), f"Scored {len(scored.token_ids)} tokens after the prompt: {removed} "
+                                         f"removed by the settings.", scored)
 
 
 def score_html(scored: TextScore) -> str:
