@@ -257,6 +257,14 @@ class OpenAIRoutes:
         """A legacy completion with echo or several prompts, answered whole: choice i * n + j is prompt i's sample
         j. With echo each choice's text starts with its prompt and, with logprobs, its logprobs start with the
         prompt's tokens under the raw model (engine/scoring.py); max_tokens 0 generates nothing."""
+        try:
+            return await self._prompts_answer(request, jobs, parsed, headers)
+        finally:  # whatever happened (the client gone, a fault), no row decodes on for nobody
+            for job in jobs:
+                job.cancel()
+
+    async def _prompts_answer(self, request: Request, jobs: list[Job], parsed: ParsedRequest,
+                              headers: dict[str, str]) -> Response:
         done: list[JobDone] = []
         choices: list[dict] = []
         for i, prompt_ids in enumerate(parsed.prompts):
@@ -264,8 +272,6 @@ class OpenAIRoutes:
             if jobs:
                 collected, usage = await _collect(jobs[i], request, parsed.n)
                 if not isinstance(usage, JobDone):
-                    for job in jobs:
-                        job.cancel()
                     if usage is None:  # the client went away
                         return Response(status_code=400)
                     return job_error_response(usage, request.url.path)
