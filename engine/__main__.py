@@ -1,7 +1,8 @@
-"""Command line: run a parameter sweep as one batch and save every sample.
+"""Command line: run a parameter sweep as one batch and save every sample, or score a given text.
 
     python -m engine sweep --prompt "Tell me a story." --axis temperature=0.3,1.0 --axis top_p=0.5,1.0 \\
         --samples 2 --max-new-tokens 32 --out runs/story.json
+    python -m engine score --prompt "Tell me a story." --text "Once upon a time" --set top_k=1 (engine/score_cli.py)
 
 Everything is validated (and bad input answered with `error: ...`, exit status 2) before the model loads.
 Heavy imports (torch, transformers, pandas) happen only once the input is known to be good.
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 
 from .params import FIELD_NAMES, ParamError, from_dict
 
+from .score_cli import add_score_parser, run_score_command
 from .sweepspec import AXIS_NAMES, Axis, SweepSpec
 from .values import parse_axis_values, parse_value
 
@@ -73,8 +75,8 @@ def split_assignment(text: str, flag: str, example: str, names: tuple[str, ...] 
     return name, value
 
 
-def build_spec(args: argparse.Namespace) -> SweepSpec:
-    """The validated SweepSpec of the command line (raises ParamError naming the field)."""
+def base_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The --set NAME=VALUE assignments (and --max-new-tokens / --seed), each name at most one value."""
     base: dict[str, Any] = {}
     for item in args.set or []:
         name, value = split_assignment(item, "--set", "temperature=0.7")
@@ -82,12 +84,18 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
         if name in base and base[name] != given:  # neither value silently wins
             raise ParamError(f"--set {name}", "given once (or twice with the same value)", [base[name], given])
         base[name] = given
-    for flag, name, given in (("--max-new-tokens", "max_new_tokens", args.max_new_tokens),
+    for flag, name, given in (("--max-new-tokens", "max_new_tokens", getattr(args, "max_new_tokens", None)),
                               ("--seed", "seed", args.seed)):
         if given is not None:
             if name in base and base[name] != given:
                 raise ParamError(flag, f"the same as --set {name} when both are given", [base[name], given])
             base[name] = given
+    return base
+
+
+def build_spec(args: argparse.Namespace) -> SweepSpec:
+    """The validated SweepSpec of the command line (raises ParamError naming the field)."""
+    base = base_values(args)
     axes = []
     for item in args.axis or []:
         name, values = split_assignment(item, "--axis", "temperature=0.3,1.0", AXIS_NAMES)
@@ -159,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, metavar="N", help="refuse runs with more rows (default: engine limit)")
     p.add_argument("--max-total-tokens", type=int, metavar="N",
                    help="refuse runs asking for more new tokens in all (default: engine limit)")
+    add_score_parser(sub)
     return parser
 
 
@@ -286,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return run_sweep_command(args)
+        if args.command == "score":
+            return run_score_command(args, base_values(args))
         parser.error(f"unknown command {args.command!r}")
     except (ParamError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from engine.generate import Engine
 from engine.models import TokenPieces
 from engine.params import ParamError
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
+from engine.scoring import TokenScores, score_tokens
 from engine.stops import sendable_length
 
 from .errors import log_bad_input, report_fault
@@ -97,10 +98,12 @@ def chat_logprobs(engine: Engine, events: list[TokenEvent]) -> dict[str, Any]:
     return {"content": content}
 
 
-def legacy_logprobs(engine: Engine, events: list[TokenEvent], offset: int = 0) -> dict[str, Any]:
+def legacy_logprobs(engine: Engine, events: list[TokenEvent], offset: int = 0,
+                    keep_special: bool = False) -> dict[str, Any]:
     """The completions API's logprobs for these tokens; `offset`: where their text starts in the choice's text
-    (a stream passes how much it has sent so far)."""
-    special = engine.loaded.special_ids
+    (a stream passes how much it has sent so far). Special tokens are left out unless `keep_special` (echo lists
+    every token, so that positions line up with the token ids: log-likelihood evaluation counts on it)."""
+    special = frozenset() if keep_special else engine.loaded.special_ids
     tokens, token_logprobs, tops, offsets = [], [], [], []
     for e in events:
         if e.token_id in special:
@@ -112,6 +115,25 @@ def legacy_logprobs(engine: Engine, events: list[TokenEvent], offset: int = 0) -
         offsets.append(offset)
         offset += len(text)
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": tops, "text_offset": offsets}
+
+
+def echo_logprobs(engine: Engine, scores: TokenScores) -> dict[str, Any]:
+    """A prompt's logprobs for echo: every prompt token under the raw model (null for the first, which has no
+    context), the top alternatives at each position, and text offsets from 0."""
+    label = engine.loaded.token_label
+    tokens = [label(t) for t in scores.token_ids]
+    offsets = [0]
+    for token in tokens[:-1]:
+        offsets.append(offsets[-1] + len(token))
+    return {"tokens": tokens,
+            "token_logprobs": [None if lp is None else _finite(lp) for lp in scores.logprobs],
+            "top_logprobs": [None if i == 0 else {label(t): _finite(lp) for t, lp in top}
+                             for i, top in enumerate(scores.top)],
+            "text_offset": offsets}
+
+
+def joined_logprobs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {key: first[key] + second[key] for key in first}
 
 
 def openai_router(engine: Engine, scheduler: BatchScheduler) -> APIRouter:
@@ -161,22 +183,41 @@ class OpenAIRoutes:
     async def answer(self, request: Request, chat: bool) -> Response:
         try:
             parsed = parse_request(await read_body(request), chat, self.engine)
-            job = self._submit(parsed)
+            whole = not chat and (parsed.echo or len(parsed.prompts) > 1)  # echo, or a batch of prompts
+            jobs = self._submit_each(parsed) if whole else [self._submit(parsed)]
         except RequestError as exc:
             log_bad_input(str(exc))
             return error_response(str(exc), exc.param, exc.status)
         except ClientDisconnect:  # gone while sending the body: nobody to answer, nothing to log
             return Response(status_code=400)
         headers = {"X-Ignored-Fields": _header_list(parsed.ignored)} if parsed.ignored else {}
+        if whole:
+            return await self.prompts_response(request, jobs, parsed, headers)
+        job = jobs[0]
         if parsed.stream:
             return await self.stream_response(request, job, parsed, headers)
         return await self.full_response(request, job, parsed, headers)
 
-    def _submit(self, parsed: ParsedRequest) -> Job:
+    def _submit_each(self, parsed: ParsedRequest) -> list[Job]:
+        """One job of n rows per prompt (they arrive together, so they share a batch); none when nothing is to be
+        generated (echo with max_tokens 0). Every prompt is checked before any is submitted: nothing half-runs."""
+        if not parsed.generates:
+            return []
+        for prompt_ids in parsed.prompts:
+            self._refused_as_request_error(parsed, lambda: self.engine.check(prompt_ids, [parsed.params] * parsed.n))
+        return [self._submit(parsed, prompt_ids) for prompt_ids in parsed.prompts]
+
+    def _submit(self, parsed: ParsedRequest, prompt_ids: list[int] | None = None) -> Job:
         """The request's n rows into the next batch; the engine's budgets answer 413 under the request's names."""
+        ids = parsed.prompt_ids if prompt_ids is None else prompt_ids
+        return self._refused_as_request_error(parsed, lambda: self.scheduler.submit(
+            ids, [parsed.params] * parsed.n, list(range(parsed.n)), parsed.top_logprobs or 0))
+
+    @staticmethod
+    def _refused_as_request_error(parsed: ParsedRequest, submit: Any) -> Any:
+        """submit(), with the engine's refusal (a ParamError) as a RequestError under the request's field names."""
         try:
-            return self.scheduler.submit(parsed.prompt_ids, [parsed.params] * parsed.n, list(range(parsed.n)),
-                                         parsed.top_logprobs or 0)
+            return submit()
         except ParamError as exc:
             over_budget = exc.field in ("rows", "max_new_tokens")  # EngineLimits' budgets (the server's limits)
             names = {"rows": "n", "max_new_tokens": "max_tokens", "prompt": "messages" if parsed.chat else "prompt"}
@@ -188,17 +229,9 @@ class OpenAIRoutes:
 
     async def full_response(self, request: Request, job: Job, parsed: ParsedRequest,
                             headers: dict[str, str]) -> Response:
-        choices = [Collected() for _ in range(parsed.n)]
-        usage = None
-        async for event in _events(job, request):
-            if isinstance(event, TokenEvent):
-                choices[event.choice].tokens.append(event)
-            elif isinstance(event, ChoiceDone):
-                choices[event.choice].done = event
-            elif isinstance(event, JobDone):
-                usage = event
-            elif isinstance(event, JobError):
-                return job_error_response(event, request.url.path)
+        choices, usage = await _collect(job, request, parsed.n)
+        if isinstance(usage, JobError):
+            return job_error_response(usage, request.url.path)
         if usage is None:  # the client went away: its rows were cancelled, and nobody reads this
             return Response(status_code=400)
         headers = {**headers, "X-Batch-Rows": str(usage.batch_rows)}
@@ -218,6 +251,59 @@ class OpenAIRoutes:
             return {"index": index, "message": {"role": "assistant", "content": collected.done.text},
                     "logprobs": logprobs, "finish_reason": reason}
         return {"index": index, "text": collected.done.text, "logprobs": logprobs, "finish_reason": reason}
+
+    async def prompts_response(self, request: Request, jobs: list[Job], parsed: ParsedRequest,
+                               headers: dict[str, str]) -> Response:
+        """A legacy completion with echo or several prompts, answered whole: choice i * n + j is prompt i's sample
+        j. With echo each choice's text starts with its prompt and, with logprobs, its logprobs start with the
+        prompt's tokens under the raw model (engine/scoring.py); max_tokens 0 generates nothing."""
+        try:
+            return await self._prompts_answer(request, jobs, parsed, headers)
+        finally:  # whatever happened (the client gone, a fault), no row decodes on for nobody
+            for job in jobs:
+                job.cancel()
+
+    async def _prompts_answer(self, request: Request, jobs: list[Job], parsed: ParsedRequest,
+                              headers: dict[str, str]) -> Response:
+        done: list[JobDone] = []
+        choices: list[dict] = []
+        for i, prompt_ids in enumerate(parsed.prompts):
+            collected: list[Collected] = [Collected() for _ in range(parsed.n)]
+            if jobs:
+                collected, usage = await _collect(jobs[i], request, parsed.n)
+                if not isinstance(usage, JobDone):
+                    if usage is None:  # the client went away
+                        return Response(status_code=400)
+                    return job_error_response(usage, request.url.path)
+                done.append(usage)
+            echo = await self._echo(prompt_ids, parsed) if parsed.echo else None
+            choices += [self._prompt_choice(i * parsed.n + j, c, parsed, i, echo) for j, c in enumerate(collected)]
+        usage = JobDone(sum(len(p) for p in parsed.prompts), sum(d.completion_tokens for d in done),
+                        max((d.batch_rows for d in done), default=0))
+        body = {"id": _new_id(False), "object": "text_completion", "created": int(time.time()),
+                "model": self.model_id, "choices": choices, "usage": _usage(usage)}
+        return JSONResponse(body, headers={**headers, "X-Batch-Rows": str(usage.batch_rows)})
+
+    async def _echo(self, prompt_ids: list[int], parsed: ParsedRequest) -> dict[str, Any] | None:
+        """The prompt's echo logprobs (None without logprobs), computed off the event loop."""
+        if parsed.top_logprobs is None:
+            return None
+        loop = asyncio.get_running_loop()
+        scores = await loop.run_in_executor(None, score_tokens, self.engine, prompt_ids, parsed.top_logprobs)
+        return echo_logprobs(self.engine, scores)
+
+    def _prompt_choice(self, index: int, collected: Collected, parsed: ParsedRequest, prompt: int,
+                       echo: dict[str, Any] | None) -> dict:
+        """One choice of prompt `prompt`: its completion, after the prompt itself with echo."""
+        prefix = parsed.echo_texts[prompt] if parsed.echo else ""
+        if collected.done is None:  # echo with max_tokens 0: nothing generated, cut by the length limit
+            return {"index": index, "text": prefix, "logprobs": echo, "finish_reason": "length"}
+        choice = self._choice(index, collected, parsed)
+        choice["text"] = prefix + choice["text"]
+        if parsed.echo and echo is not None:
+            generated = legacy_logprobs(self.engine, collected.tokens, len(prefix), keep_special=True)
+            choice["logprobs"] = joined_logprobs(echo, generated)
+        return choice
 
     async def stream_response(self, request: Request, job: Job, parsed: ParsedRequest,
                               headers: dict[str, str]) -> Response:
@@ -306,6 +392,19 @@ class SseStream:
             yield _error_event(report_fault(exc, self.where))
         finally:
             job.cancel()  # the client went away (or the job ended): its rows leave the batch at the next step
+
+
+async def _collect(job: Job, request: Request, n: int) -> tuple[list[Collected], JobDone | JobError | None]:
+    """Every choice of a job, and how it ended: JobDone, JobError, or None when the client went away."""
+    choices = [Collected() for _ in range(n)]
+    async for event in _events(job, request):
+        if isinstance(event, TokenEvent):
+            choices[event.choice].tokens.append(event)
+        elif isinstance(event, ChoiceDone):
+            choices[event.choice].done = event
+        elif isinstance(event, (JobDone, JobError)):
+            return choices, event
+    return choices, None
 
 
 async def _events(job: Job, request: Request | None) -> AsyncIterator[Any]:

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from engine.generate import Engine
 from engine.knobs import KNOBS
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
+from engine.params import shown as shown_value
 
 MAX_N = 128
 DEFAULT_MAX_TOKENS = 256
@@ -55,6 +56,21 @@ class ParsedRequest:
     include_usage: bool
     top_logprobs: int | None  # None: no logprobs asked for
     ignored: list[str] = field(default_factory=list)
+    # legacy completions: every prompt of the request (choice i * n + j is prompt i's sample j), and echo:
+    # each choice's text starts with its prompt, whose tokens' raw logprobs lead its logprobs
+    prompts: list[list[int]] = field(default_factory=list)
+    echo: bool = False
+    echo_texts: list[str] = field(default_factory=list)  # per prompt: the text echo puts before the completion
+    max_tokens: int | None = None  # as the request gave it (or its default); 0 only with echo
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            self.prompts = [self.prompt_ids]
+
+    @property
+    def generates(self) -> bool:
+        """False for echo with max_tokens 0: the prompts are scored and nothing is generated."""
+        return self.max_tokens != 0
 
 
 # -- request -> engine ----------------------------------------------------------------------------------------
@@ -107,14 +123,16 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     ignored = sorted(k for k in body if k not in known and k not in ENGINE_FIELDS)
     prompt_name = "messages" if chat else "prompt"
     try:
-        prompt_ids = _chat_prompt(body, engine) if chat else _completion_prompt(body, engine)
+        prompts = [(_chat_prompt(body, engine), "")] if chat else _completion_prompts(body, engine)
     except ParamError as exc:  # e.g. text that is not valid Unicode
         raise RequestError(str(exc), prompt_name) from None
     context = engine.loaded.context_length
+    prompt_ids = max((ids for ids, _ in prompts), key=len)  # the longest prompt bounds the lengths
     if len(prompt_ids) >= context:
         raise RequestError(f"{prompt_name}: must be at most {context - 1} tokens long (the model's context is "
                            f"{context} tokens, and the reply needs at least one), got {len(prompt_ids)} tokens",
                            prompt_name, 413)
+    echo = not chat and _flag(body, "echo")
 
     max_names = ("max_tokens", "max_completion_tokens", "max_new_tokens") if chat else ("max_tokens", "max_new_tokens")
     max_name, max_tokens = _one_of(body, max_names)
@@ -124,7 +142,10 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
         # within the server's per-row limit too: a request that names no length is never refused for it
         max_tokens = max(1, min(DEFAULT_MAX_TOKENS, engine.limits.max_new_tokens,
                                 engine.loaded.context_length - len(prompt_ids)))
-    _whole(max_name, max_tokens, 1)
+    if max_tokens == 0 and not echo:
+        raise RequestError(f"{max_name}: must be a whole number >= 1 (0 only with echo: true, which scores the "
+                           f"prompt and generates nothing), got 0", max_name)
+    _whole(max_name, max_tokens, 0 if echo else 1)
     room = engine.loaded.context_length - len(prompt_ids)
     if max_tokens > room:  # the server's own limits (per row, per request) are the engine's: checked at submit
         raise RequestError(f"{max_name}: must be at most {room} for this prompt ({len(prompt_ids)} prompt tokens, "
@@ -148,18 +169,17 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
         elif body.get("top_logprobs") is not None:
             raise RequestError("top_logprobs: needs logprobs: true", "top_logprobs")
     else:
-        if _flag(body, "echo"):
-            raise RequestError("echo: is not supported (must be false)", "echo")
         if body.get("logprobs") is not None:
             top_logprobs = body["logprobs"]
             _whole("logprobs", top_logprobs, 0, MAX_LEGACY_LOGPROBS)
+        _check_batch(len(prompts), n, stream, echo, engine)
 
     knobs: dict[str, Any] = {k: v for k, v in body.items() if k in ENGINE_FIELDS and v is not None}
     temperature = knobs.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and not 0 <= temperature <= 2:
         raise RequestError(f"temperature: must be a number in [0, 2] (as in OpenAI's API), got {temperature!r}",
                            "temperature")
-    knobs["max_new_tokens"] = max_tokens
+    knobs["max_new_tokens"] = max_tokens or 1  # echo with max_tokens 0 generates nothing (the knob needs >= 1)
     min_name, min_tokens = _one_of(body, ("min_tokens", "min_new_tokens"))
     if min_tokens is not None:
         knobs["min_new_tokens"] = min_tokens
@@ -184,7 +204,22 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     if params.num_beams > 1:
         raise RequestError(f"num_beams: must be 1 on this endpoint (beam search runs in the page and in /sweep), "
                            f"got {params.num_beams}", "num_beams")
-    return ParsedRequest(chat, prompt_ids, params, n, stream, include_usage, top_logprobs, ignored)
+    return ParsedRequest(chat, prompts[0][0], params, n, stream, include_usage, top_logprobs, ignored,
+                         [ids for ids, _ in prompts], echo, [text for _, text in prompts], max_tokens)
+
+
+def _check_batch(prompts: int, n: int, stream: bool, echo: bool, engine: Engine) -> None:
+    """What a legacy completion may combine: echo and several prompts are answered whole, not streamed."""
+    if echo and stream:
+        raise RequestError("echo: must be false with stream: true (echo is answered whole, not streamed); "
+                           "send stream: false", "echo")
+    if prompts > 1 and stream:
+        raise RequestError(f"prompt: one prompt with stream: true (a list of {prompts} prompts is answered whole); "
+                           f"send stream: false", "prompt")
+    rows = engine.limits.max_rows
+    if prompts * n > rows:
+        raise RequestError(f"prompt: at most {rows} choices per request (prompts x n), got {prompts} x {n}",
+                           "prompt", 413)
 
 
 def _chat_prompt(body: dict, engine: Engine) -> list[int]:
@@ -209,13 +244,37 @@ def _chat_prompt(body: dict, engine: Engine) -> list[int]:
     return engine.loaded.encode_messages(turns)
 
 
-def _completion_prompt(body: dict, engine: Engine) -> list[int]:
+PROMPT_SHAPES = ("a non-empty string, a list of token ids, or a list of several of either (a batch: strings or "
+                 "token-id lists)")
+
+
+def _completion_prompts(body: dict, engine: Engine) -> list[tuple[list[int], str]]:
+    """The legacy prompt field as (token ids, text) per prompt: a string, a list of token ids, or a list of
+    strings or of token-id lists (OpenAI's shapes; lm-evaluation-harness sends token-id lists)."""
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise RequestError("prompt: must be a non-empty string", "prompt")
-    return engine.encode(prompt, raw=True)
+    if isinstance(prompt, list) and prompt and all(_is_id(t) for t in prompt):
+        prompt = [prompt]  # one prompt of token ids
+    items = prompt if isinstance(prompt, list) else [prompt]
+    if not items:
+        raise RequestError(f"prompt: must be {PROMPT_SHAPES}, got []", "prompt")
+    return [_one_prompt(item, engine, f"prompt[{i}]" if isinstance(prompt, list) and len(items) > 1 else "prompt")
+            for i, item in enumerate(items)]
+
+
+def _one_prompt(item: Any, engine: Engine, shown: str) -> tuple[list[int], str]:
+    if isinstance(item, str) and item.strip():
+        return engine.encode(item, raw=True), item
+    if isinstance(item, list) and item and all(_is_id(t) for t in item):
+        vocab = engine.loaded.vocab_size
+        bad = [t for t in item if not 0 <= t < vocab]
+        if bad:
+            raise RequestError(f"{shown}: token ids must be in [0, {vocab - 1}], got {bad[0]}", "prompt")
+        return list(item), engine.loaded.tokenizer.decode(item, skip_special_tokens=False)
+    raise RequestError(f"{shown}: must be {PROMPT_SHAPES}, got {shown_value(item)}", "prompt")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _whole(name: str, value: Any, low: int, high: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The page: settings on the left, four views on the right (Generate, Sweep, Distributions, Share & export).
+"""The page: settings on the left, five views on the right (Generate, Sweep, Distributions, Score, Share & export).
 
 Only the page's composition lives here: each panel is built and wired by its own module (playground.panels),
 views come from playground.views, and every ParamError becomes a readable gr.Error naming the field.
@@ -22,6 +22,7 @@ from .panels.distributions import build_distributions, wire_distributions
 from .panels.form import AXIS_NAMES, AXIS_TEXTS, Form
 from .panels.generate import build_generate, wire_generate
 from .panels.settings import DEFAULT_PROMPT, build_settings, estimator, wire_estimates, wire_loading
+from .panels.score import build_score, wire_score
 from .panels.share import build_share, wire_share
 from .panels.sweep import build_sweep, wire_sweep
 from .presets import Preset, load_presets
@@ -97,7 +98,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             settings = build_settings(PlaygroundConfig(prompt=DEFAULT_PROMPT), presets)
             with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
-                    generate, sweep, dists, share = build_generate(), build_sweep(), build_distributions(), build_share()
+                    generate, sweep, dists = build_generate(), build_sweep(), build_distributions()
+                    score, share = build_score(), build_share()
         run_id = gr.State("")  # the run the Distributions view shows
         view = gr.State("generate")
         form = Form({"prompt": settings.prompt, "mode": settings.mode, "system_prompt": settings.system,
@@ -116,6 +118,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         wire_distributions(page, dists, (generate.tokens, sweep.grid))
         for tab, name in ((generate.tab, "generate"), (sweep.tab, "sweep"), (dists.tab, "distributions")):
             tab.select(lambda n=name: n, None, view, **PRIVATE)
+        wire_score(page, score)
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
         demo.api_parameters = register_api(engine, store, slots)

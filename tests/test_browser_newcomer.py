@@ -127,7 +127,7 @@ def test_ctrl_enter_runs_and_focus_follows_the_panels(page, app_url):
     first = {name: ids.index(name) for name in ("param-temperature", "param-max_new_tokens", "run", "samples")}
     assert first["param-temperature"] < first["param-max_new_tokens"] < first["run"] < first["samples"], ids
     tabs = [s["tab"] for s in stops if s["tab"]]
-    assert tabs == ["Generate", "Sweep", "Distributions", "Share & export"], tabs
+    assert tabs == ["Generate", "Sweep", "Distributions", "Score", "Share & export"], tabs
     first_view = next(i for i, s in enumerate(stops) if s["views"])
     assert all(s["settings"] for s in stops[:first_view]) and not any(s["settings"] for s in stops[first_view:]), stops
 

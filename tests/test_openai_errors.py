@@ -60,7 +60,7 @@ COMPLETION = {"model": "x", "prompt": "Hello", "max_tokens": 4}
     ("/chat/completions", {**CHAT, "logit_bias": {"5": 200}}, 400, ("logit_bias",)),
     ("/chat/completions", {**CHAT, "max_tokens": 10**6}, 413, ("max_tokens",)),
     ("/chat/completions", {**CHAT, "n": 128, "max_tokens": 2000}, 413, ("n", "max_tokens")),
-    ("/completions", {**COMPLETION, "echo": True}, 400, ("echo",)),
+    ("/completions", {**COMPLETION, "echo": True, "stream": True}, 400, ("echo",)),
     ("/completions", {**COMPLETION, "logprobs": 6}, 400, ("logprobs",)),
     ("/completions", {"model": "x", "max_tokens": 4}, 400, ("prompt",)),
     ("/completions", {**COMPLETION, "max_tokens": 10**6}, 413, ("max_tokens",)),
