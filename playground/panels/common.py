@@ -34,8 +34,9 @@ const pick = (token) => {
   document.querySelectorAll('.dp-popup').forEach((box) => { box.hidden = true; });
   token.classList.add('dp-anchor');
   window.dpPopupNonce = (window.dpPopupNonce || 0) + 1;
-  trigger('select', {sample: Number(token.dataset.sample), step: Number(token.dataset.step),
-                     nonce: window.dpPopupNonce});
+  const holder = token.closest('[data-run]');  // the stored run ("" while a run still streams)
+  trigger('select', {run: holder ? holder.dataset.run : '', sample: Number(token.dataset.sample),
+                     step: Number(token.dataset.step), nonce: window.dpPopupNonce});
 };
 element.addEventListener('click', (event) => {
   const token = event.target.closest('.dp-tok[data-step]');
