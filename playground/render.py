@@ -47,6 +47,41 @@ CSS = """
           -webkit-box-decoration-break: clone; box-decoration-break: clone; }
 .dp-tok:hover { outline: 2px solid #2563eb; outline-offset: 0; }
 .dp-tok.dp-selected { outline: 2px solid #2563eb; box-shadow: 0 0 0 3px rgba(37, 99, 235, .3); }
+.dp-tok:focus-visible { outline: 2px solid #2563eb; outline-offset: 1px; }
+.dp-tok.dp-anchor { outline: 2px solid #2563eb; }
+.dp-popup { position: fixed; z-index: 1000; width: min(24rem, calc(100vw - 16px)); max-height: min(28rem, 70vh);
+            overflow-y: auto; background: var(--background-fill-primary, #fff); color: var(--body-text-color, #1b1b1b);
+            border: 1px solid rgba(128, 128, 128, .5); border-radius: 8px; box-shadow: 0 6px 24px rgba(0, 0, 0, .2);
+            padding: .5rem .7rem; font-size: .88em; line-height: 1.4; }
+.dp-popup[hidden] { display: none !important; }
+.dp-popup:focus { outline: 2px solid #2563eb; }
+.dp-popup-head { display: flex; align-items: center; justify-content: space-between; gap: .5em; }
+.dp-popup-token { font-weight: 600; font-size: 1.1em; white-space: pre-wrap; overflow-wrap: anywhere; }
+.dp-popup-close { font-size: 1.2em; line-height: 1; padding: .1em .4em; cursor: pointer; background: none;
+                  border: 1px solid transparent; border-radius: 4px; }
+.dp-popup-close:hover, .dp-popup-close:focus-visible { border-color: rgba(128, 128, 128, .6); }
+.dp-popup-meta { font-size: .9em; opacity: .85; margin: .2rem 0 .4rem 0; font-variant-numeric: tabular-nums; }
+.dp-popup-section { font-size: .78em; font-weight: 600; text-transform: uppercase; letter-spacing: .04em;
+                    opacity: .7; margin: .4rem 0 .1rem 0; }
+.dp-popup-alts { list-style: none; margin: 0; padding: 0; }
+.dp-popup-alt { display: flex; align-items: center; gap: .5em; padding: .12rem 0; }
+.dp-popup-alt-text { flex: 1; white-space: pre-wrap; overflow-wrap: anywhere; }
+.dp-popup-p { font-variant-numeric: tabular-nums; opacity: .8; }
+.dp-popup-alt.dp-chosen .dp-popup-alt-text { font-weight: 600; }
+.dp-popup-chosen { font-size: .8em; opacity: .7; padding: 0 .5em; }
+.dp-popup-continue, .dp-popup-open { cursor: pointer; font-size: .82em; padding: .15em .5em; border-radius: 4px;
+                                     border: 1px solid rgba(37, 99, 235, .6); background: rgba(37, 99, 235, .08); }
+.dp-popup-continue:hover, .dp-popup-open:hover { background: rgba(37, 99, 235, .18); }
+.dp-popup-note { font-size: .85em; opacity: .8; margin-top: .3rem; }
+.dp-popup-foot { margin-top: .5rem; text-align: right; }
+.dp-tree { font-size: .88em; margin: .4rem 0; }
+.dp-tree-title { font-weight: 600; font-size: .85em; opacity: .8; margin-bottom: .2rem; }
+.dp-tree-list { list-style: none; margin: 0; padding: 0; }
+.dp-tree-item { padding: .1rem 0; overflow-wrap: anywhere; }
+.dp-tree-node { font: inherit; font-weight: 600; background: none; border: none; padding: 0; color: inherit; }
+button.dp-tree-node { cursor: pointer; text-decoration: underline; text-decoration-style: dotted; }
+.dp-tree-item.dp-current > .dp-tree-node { color: #2563eb; }
+.dp-tree-fork { opacity: .8; white-space: pre-wrap; }
 .dp-nl, .dp-empty-tok { opacity: .5; }
 .dp-empty { opacity: .6; font-style: italic; }
 .dp-prompt { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .88em; opacity: .85; margin: 0 0 .6rem 0;
@@ -96,6 +131,47 @@ class TokenView:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Alternative:
+    """One token offered at a (row, step): its probabilities there (an exact replay) and what it is."""
+
+    token_id: int
+    text: str
+    final_prob: float
+    raw_prob: float
+    chosen: bool  # the token the output took
+    removed: bool  # the settings removed it (final p 0): the raw model's likeliest among those
+
+
+@dataclass
+class TokenPopup:
+    """What a token's popup in Generate shows: the token, its probabilities and rank at its step (from the
+    replay the Distributions view uses) and the alternatives a branch can take."""
+
+    run_id: str
+    row: int
+    step: int
+    label: str  # the output's label ("sample 1")
+    text: str  # the text the token added to the output
+    raw_prob: float
+    final_prob: float
+    rank: int  # under the final distribution (1 = likeliest; ties share the better rank)
+    alternatives: list[Alternative]
+    refusal: str  # why this output cannot be branched ("" when it can)
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """One run in a branch tree, in depth-first order (a parent before its branches)."""
+
+    run_id: str
+    depth: int  # 0 for the root
+    title: str  # "run 4 · sample 1 · branch at step 5"
+    fork: str  # how it left its parent: "from output 1 at step 5: “ cat” (p 0.12 under the parent)"; "" for the root
+    clickable: bool  # a Generate run (shown again in Generate); a sweep is not
+    current: bool  # the run shown now
+
+
 def prob_color(p: float | None) -> str:
     """Background colour of a token with probability p: warm red-orange when unlikely, light green when likely.
 
@@ -108,16 +184,17 @@ def prob_color(p: float | None) -> str:
     return f"hsl({120 * q:.0f}, 75%, {68 + 20 * q:.0f}%)"
 
 
-def _legend_html(color_by: str) -> str:
-    """A tiny colour scale: what the token colours mean."""
+def _legend_html(color_by: str, popup: bool = False) -> str:
+    """A tiny colour scale: what the token colours mean (and what a click on a token does)."""
     if color_by == "none":
         return ""
+    click = ("click a token (or Tab to it and press Enter) for its alternatives and to branch" if popup
+             else "click a token for its distribution")
     stops = ", ".join(prob_color(q / 4) for q in range(5))
     which = "final (sampled) distribution" if color_by == "final" else "raw model distribution"
     return (f'<div class="dp-legend"><span>p = 0</span><span class="dp-legend-bar" '
             f'style="background: linear-gradient(to right, {stops})"></span><span>1</span>'
-            f'<span>· colour = probability of the token under the {which}; click a token for its distribution'
-            f'</span></div>')
+            f'<span>· colour = probability of the token under the {which}; {click}</span></div>')
 
 
 def _tooltip(token: TokenView) -> str:
@@ -137,13 +214,22 @@ def _token_body(text: str) -> str:
     return html.escape(text).replace("\r\n", "\n").replace("\n", '<span class="dp-nl">↵</span><br>')
 
 
-def token_span(sample: int, step: int, token: TokenView, color_by: str = "final") -> str:
-    """One clickable token: <span class="dp-tok" data-sample data-step title style>text</span>."""
+def _aria_label(step: int, token: TokenView) -> str:
+    """What a screen reader says for a token (escaped by the caller): its text, step and probabilities."""
+    return (f"“{show_whitespace(token.text)}”, step {step}, final p {format_number(token.final_prob)}, "
+            f"raw p {format_number(token.raw_prob)}")
+
+
+def token_span(sample: int, step: int, token: TokenView, color_by: str = "final", tooltip: bool = True) -> str:
+    """One token a person can click or reach with Tab and press (Enter / Space):
+    <span class="dp-tok" data-sample data-step tabindex="0" role="button" aria-label [title] style>text</span>.
+    tooltip=False leaves out the browser's title tooltip (where a popup shows the token's details instead)."""
     p = token.final_prob if color_by == "final" else token.raw_prob
     style = f' style="background-color: {prob_color(p)}"' if color_by != "none" else ""
-    title = html.escape(_tooltip(token), quote=True)
-    return (f'<span class="dp-tok" data-sample="{sample}" data-step="{step}" title="{title}"{style}>'
-            f"{_token_body(token.text)}</span>")
+    title = f' title="{html.escape(_tooltip(token), quote=True)}"' if tooltip else ""
+    label = html.escape(_aria_label(step, token), quote=True)
+    return (f'<span class="dp-tok" data-sample="{sample}" data-step="{step}" tabindex="0" role="button" '
+            f'aria-label="{label}"{title}{style}>{_token_body(token.text)}</span>')
 
 
 def _check_lengths(name: str, values: Sequence[str] | None, expected: int) -> None:
@@ -157,29 +243,106 @@ EMPTY_TEXT = '<span class="dp-empty">(empty)</span>'
 
 
 def samples_html(samples: list[list[TokenView]], color_by: str = "final", titles: list[str] | None = None,
-                 footers: list[str] | None = None, include_css: bool = False) -> str:
+                 footers: list[str] | None = None, include_css: bool = False, tooltips: bool = True,
+                 run_id: str = "") -> str:
     """N samples side by side (columns that wrap on narrow screens), every token a clickable coloured span.
 
-    Each token is <span class="dp-tok" data-sample="i" data-step="t" title="...">, i the sample's index in
-    `samples` and t the token's step; colour_by: "final" (the distribution sampled from), "raw" or "none".
+    Each token is <span class="dp-tok" data-sample="i" data-step="t" ...> (token_span), i the sample's index in
+    `samples` and t the token's step; colour_by: "final" (the distribution sampled from), "raw" or "none";
+    tooltips=False: no title tooltips (the Generate view opens a popup instead); run_id: the stored run the
+    tokens belong to (data-run on the outer div; none while a run still streams).
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by: one of {list(COLOR_BY)}, got {color_by!r}")
     _check_lengths("titles", titles, len(samples))
     _check_lengths("footers", footers, len(samples))
-    parts = [f"<style>{CSS}</style>" if include_css else "", '<div class="dp-samples">', _legend_html(color_by),
+    run = f' data-run="{html.escape(run_id, quote=True)}"' if run_id else ""
+    parts = [f"<style>{CSS}</style>" if include_css else "", f'<div class="dp-samples"{run}>',
+             _legend_html(color_by, not tooltips),
              '<div class="dp-sample-grid">']
     for i, tokens in enumerate(samples):
         parts.append(f'<div class="dp-sample" data-sample="{i}">')
         if titles is not None:
             parts.append(f'<div class="dp-sample-title">{html.escape(str(titles[i]))}</div>')
-        body = "".join(token_span(i, t, tok, color_by) for t, tok in enumerate(tokens))
+        body = "".join(token_span(i, t, tok, color_by, tooltips) for t, tok in enumerate(tokens))
         parts.append(f'<div class="dp-text">{body or EMPTY_SAMPLE}</div>')
         if footers is not None:
             parts.append(f'<div class="dp-sample-footer">{html.escape(str(footers[i]))}</div>')
         parts.append("</div>")
     parts.append("</div></div>")
     return "".join(parts)
+
+
+def _quoted(text: str) -> str:
+    """A token for a popup line, escaped: whitespace made visible, an empty token as ∅."""
+    return html.escape(f"“{show_whitespace(text) or '∅'}”")
+
+
+def _alternative_html(popup: TokenPopup, alt: Alternative) -> str:
+    """One alternative: its text and probability, and a button continuing the output with it."""
+    p = f"raw p {format_number(alt.raw_prob)}" if alt.removed else f"p {format_number(alt.final_prob)}"
+    if alt.chosen:
+        action = '<span class="dp-popup-chosen">chosen</span>'
+    elif popup.refusal:
+        action = ""
+    else:
+        name = html.escape(f"continue with “{show_whitespace(alt.text) or '∅'}”", quote=True)
+        action = (f'<button type="button" class="dp-popup-continue" data-token="{alt.token_id}" aria-label="{name}">'
+                  f'continue with this</button>')
+    return (f'<li class="dp-popup-alt{" dp-chosen" if alt.chosen else ""}"><span class="dp-popup-alt-text">'
+            f'{_quoted(alt.text)}</span><span class="dp-popup-p">{html.escape(p)}</span>{action}</li>')
+
+
+def popup_html(popup: TokenPopup, nonce: int = 0) -> str:
+    """A token's popup in Generate (a non-modal dialog; the page's script places it beside the token, shows it,
+    and closes it on Escape, the close button or a click outside): the token, its step, raw and final p and rank,
+    the likeliest alternatives under the final distribution and the likeliest ones the settings removed, each
+    with a "continue with this" button (none for an output that cannot be branched), and "Open in
+    Distributions". Model text is escaped. `nonce`: the click it answers (the same token twice is two popups)."""
+    kept = [a for a in popup.alternatives if not a.removed]
+    removed = [a for a in popup.alternatives if a.removed]
+    name = html.escape(f"Token “{show_whitespace(popup.text) or '∅'}” at step {popup.step}", quote=True)
+    parts = [f'<div class="dp-popup" role="dialog" aria-label="{name}" tabindex="-1" hidden '
+             f'data-run="{html.escape(popup.run_id, quote=True)}" data-sample="{popup.row}" data-step="{popup.step}" '
+             f'data-nonce="{int(nonce)}">',
+             f'<div class="dp-popup-head"><span class="dp-popup-token">{_quoted(popup.text)}</span>'
+             f'<button type="button" class="dp-popup-close" data-close aria-label="Close">×</button></div>',
+             f'<div class="dp-popup-meta">{html.escape(popup.label)} · step {popup.step} · final p '
+             f'{html.escape(format_number(popup.final_prob))} · raw p {html.escape(format_number(popup.raw_prob))} · '
+             f'rank {popup.rank} (final)</div>']
+    if kept:
+        parts.append('<div class="dp-popup-section">Likeliest under the final distribution</div>'
+                     f'<ul class="dp-popup-alts">{"".join(_alternative_html(popup, a) for a in kept)}</ul>')
+    if removed:
+        parts.append('<div class="dp-popup-section">Removed by the settings (the raw model\'s likeliest)</div>'
+                     f'<ul class="dp-popup-alts">{"".join(_alternative_html(popup, a) for a in removed)}</ul>')
+    if popup.refusal:
+        parts.append(f'<div class="dp-popup-note">{html.escape(popup.refusal)}</div>')
+    parts.append('<div class="dp-popup-foot"><button type="button" class="dp-popup-open" data-open>'
+                 'Open in Distributions</button></div></div>')
+    return "".join(parts)
+
+
+TREE_INDENT_LEVELS = 12  # deeper branches are indented no further (the tree stays readable on a phone)
+
+
+def tree_html(nodes: list[TreeNode]) -> str:
+    """The branch tree under Generate's outputs: one line per run, indented by depth, a parent before its
+    branches; each Generate run a button (data-run) that shows it again, the shown run marked. "" for no tree."""
+    if not nodes:
+        return ""
+    items = []
+    for node in nodes:
+        depth = min(node.depth, TREE_INDENT_LEVELS)
+        title = html.escape(node.title)
+        current = ' aria-current="true"' if node.current else ""
+        head = (f'<button type="button" class="dp-tree-node" data-run="{html.escape(node.run_id, quote=True)}"{current}>'
+                f'{title}</button>' if node.clickable else f'<span class="dp-tree-node"{current}>{title}</span>')
+        fork = f' <span class="dp-tree-fork">{html.escape(node.fork)}</span>' if node.fork else ""
+        items.append(f'<li class="dp-tree-item{" dp-current" if node.current else ""}" aria-level="{node.depth + 1}" '
+                     f'style="padding-left: {1.2 * depth:.1f}em">{"└ " if node.depth else ""}{head}{fork}</li>')
+    return (f'<div class="dp-tree"><div class="dp-tree-title">Branches (click a run to show it again)</div>'
+            f'<ul class="dp-tree-list">{"".join(items)}</ul></div>')
 
 
 def _truncate(text: str, max_chars: int = SAMPLE_TEXT_CHARS) -> str:

@@ -20,6 +20,23 @@ from engine.sweepspec import SweepSpec
 BYTES_PER_TOKEN = 200
 
 
+@dataclass(frozen=True)
+class BranchLink:
+    """Where a run came from when it was branched from another run's output (or continued from an edit of it).
+
+    token_id / parent_prob: the forced token and its probability under the parent's final distribution at the
+    fork step (from an exact replay); for an edit (`edited` set) they are None and fork_step is where the
+    edited text first differs from the parent's tokens."""
+
+    parent_id: str
+    parent_row: int
+    fork_step: int
+    token_id: int | None = None
+    token_text: str = ""
+    parent_prob: float | None = None
+    edited: str | None = None  # "edit and continue": the edited text the run was forced to start with
+
+
 @dataclass
 class Run:
     """One finished generate or sweep run. labels / pieces: one entry per row (output)."""
@@ -32,6 +49,8 @@ class Run:
     pieces: list[list[str]]  # the text each token added, per row
     sweep: SweepResult | None = None
     spec: SweepSpec | None = None  # what was run (a branch is built from it)
+    parent: BranchLink | None = None  # set for a branch (or an edit) of another run's output
+    number: int = 0  # 1, 2, ... in the order runs were kept (a short name in the branch tree)
 
     @property
     def row_count(self) -> int:
@@ -75,20 +94,24 @@ class RunStore:
         self._replays: "OrderedDict[tuple[str, int, int], Replay]" = OrderedDict()  # least recently used first
         self._stop_flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._count = 0  # runs kept so far (numbers them)
         self.tokens_per_second: float | None = None  # the last run's speed (None before any run)
 
     def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
             sweep: SweepResult | None = None, pieces: list[list[str]] | None = None,
-            spec: SweepSpec | None = None) -> Run:
+            spec: SweepSpec | None = None, parent: BranchLink | None = None) -> Run:
         """Keep a finished run. `pieces` (the text of each token, per row) when the caller already split them
-        while streaming; rows without them (a sweep, beam rows) are split here."""
+        while streaming; rows without them (a sweep, beam rows) are split here. `parent`: the run and output it
+        was branched from."""
         pieces = [streamed if streamed is not None and len(streamed) == len(row.token_ids)
                   else self.engine.loaded.pieces(row.token_ids)
                   for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
-        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec)
+        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec, parent)
         if generation.seconds > 0 and generation.generated_tokens:
             self.tokens_per_second = generation.generated_tokens / generation.seconds  # for the next estimate
         with self._lock:
+            self._count += 1
+            run.number = self._count
             self._runs[run.run_id] = run
             while len(self._runs) > self.capacity or len(self._runs) > 1 and self.nbytes > self.max_bytes:
                 dropped, _ = self._runs.popitem(last=False)
@@ -110,6 +133,16 @@ class RunStore:
         if run is None:
             raise ParamError("run_id", "the id of a recent run (run Generate or Sweep first)", run_id)
         return run
+
+    def find(self, run_id: str) -> Run | None:
+        """The run with this id if it is still kept, else None (a branch's parent may have been dropped)."""
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def children(self, run_id: str) -> list[Run]:
+        """The kept runs branched from this run, oldest first."""
+        with self._lock:
+            return [run for run in self._runs.values() if run.parent is not None and run.parent.parent_id == run_id]
 
     def replay(self, run: Run, row: int, step: int) -> Replay:
         """Full-vocabulary distributions of one (row, step), cached per run (a slider moved back is instant)."""

@@ -32,8 +32,9 @@ from engine.trace import stage_stats
 
 from .plots import (COLOR_SCALES, distribution_figure, divergence_figure, format_value, metric_heatmap, shorten,
                     steps_figure)
-from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
-from .runs import Run, RunStore
+from .render import (Alternative, TokenPopup, TokenView, TreeNode, prompt_html, samples_html, seed_note_html,
+                     stage_table, sweep_grid_html, tree_html)
+from .runs import BranchLink, Run, RunStore
 from .slots import POLL_SECONDS, RunSlots
 
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
@@ -81,19 +82,135 @@ def branch_spec(run: Run, row: int, step: int, token_id: int) -> SweepSpec:
                      prefix=(forced,), first_sample=source.sample)
 
 
-def branch_choices(store: RunStore, run: Run, row: int, step: int) -> list[tuple[str, int]]:
-    """(label, token id) of the alternatives at (row, step): the likeliest under the final distribution, then
-    the raw model's likeliest among the tokens the settings removed (taking one shows what they prevented)."""
+def branch_alternatives(store: RunStore, run: Run, row: int, step: int) -> list[Alternative]:
+    """The alternatives at (row, step): the likeliest under the final distribution, then the raw model's
+    likeliest among the tokens the settings removed (taking one shows what they prevented)."""
     replay = store.replay(run, row, step)
     raw, final = replay.probs[0], replay.probs[-1]  # [V], [V]
     label = store.engine.loaded.token_label
     kept = [int(t) for t in final.topk(BRANCH_CHOICES).indices if float(final[int(t)]) > 0]
     removed = [int(t) for t in raw.topk(BRANCH_CHOICES + len(kept)).indices if float(final[int(t)]) == 0]
     chosen = run.generation.rows[row].token_ids[step]
-    out = [(f"{label(t)!r} · p {float(final[t]):.3g}" + (" (chosen)" if t == chosen else ""), t) for t in kept]
-    out += [(f"{label(t)!r} · removed by the settings (raw p {float(raw[t]):.3g})", t)
-            for t in removed[:max(BRANCH_CHOICES - len(kept), 3)]]
-    return out
+    return [Alternative(t, label(t), float(final[t]), float(raw[t]), t == chosen, t in removed)
+            for t in [*kept, *removed[:max(BRANCH_CHOICES - len(kept), 3)]]]
+
+
+def branch_choices(store: RunStore, run: Run, row: int, step: int) -> list[tuple[str, int]]:
+    """(label, token id) of the alternatives at (row, step) (branch_alternatives), for a dropdown."""
+    return [(f"{a.text!r} · removed by the settings (raw p {a.raw_prob:.3g})" if a.removed
+             else f"{a.text!r} · p {a.final_prob:.3g}" + (" (chosen)" if a.chosen else ""), a.token_id)
+            for a in branch_alternatives(store, run, row, step)]
+
+
+def branch_refusal(run: Run, row: int) -> str:
+    """Why output `row` of `run` cannot be branched ("" when it can)."""
+    if run.spec is None:
+        return "only outputs of runs started on this page are branched"
+    if run.generation.params[row].num_beams > 1:
+        return "beam outputs are not branched (branch a sampled or greedy output)"
+    return ""
+
+
+def branch_run(store: RunStore, run: Run, row: int, step: int, token_id: int) -> tuple[SweepSpec, BranchLink]:
+    """The branch of output `row` taking `token_id` at `step` (branch_spec), and its link to the parent: the
+    token's probability under the parent's final distribution at the fork (the same replay the views show)."""
+    spec = branch_spec(run, row, step, token_id)
+    final = store.replay(run, row, step).probs[-1]
+    if not 0 <= token_id < final.shape[-1]:
+        raise ParamError("branch token", f"a token id in [0, {final.shape[-1] - 1}]", token_id)
+    link = BranchLink(run.run_id, row, step, token_id, store.engine.loaded.token_label(token_id),
+                      float(final[token_id]))
+    return spec, link
+
+
+def token_popup(store: RunStore, run: Run, row: int, step: int) -> TokenPopup:
+    """The popup of token `step` of output `row`: an exact replay of that step, as branch_choices uses."""
+    replay = store.replay(run, row, step)
+    final = stage_stats(replay.probs[[0, -1]], replay.chosen)[-1]
+    return TokenPopup(run.run_id, row, step, run.labels[row], run.pieces[row][step], float(replay.probs[0][replay.chosen]),
+                      float(replay.probs[-1][replay.chosen]), final["chosen_rank"],
+                      branch_alternatives(store, run, row, step), branch_refusal(run, row))
+
+
+EDIT_FIELD = "edited text"
+
+
+def output_text(run: Run, row: int) -> str:
+    """Output `row`'s text (what "Edit this output" puts in the box)."""
+    run.check_row_step(row)
+    return "".join(run.pieces[row])
+
+
+def edit_run(store: RunStore, run: Run, row: int, text: Any) -> tuple[SweepSpec, BranchLink]:
+    """"Edit and continue": output `row`'s settings, seed and sample with `text` as its forced start; the link
+    records where the edit first departs from the output's tokens."""
+    run.check_row_step(row)
+    if not isinstance(text, str) or not text:
+        raise ParamError(EDIT_FIELD, "a non-empty text (the output's start as you want it)", text)
+    refusal = branch_refusal(run, row)
+    if refusal:
+        raise ParamError(EDIT_FIELD, f"an edit of a sampled or greedy output of this page ({refusal})", f"output {row}")
+    source = run.spec.rows()[row]  # type: ignore[union-attr]  # branch_refusal: a spec
+    ids = store.engine.loaded.tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) > source.params.max_new_tokens:
+        raise ParamError(EDIT_FIELD, f"at most max_new_tokens ({source.params.max_new_tokens}) tokens (the edit is "
+                                     f"decoded as the output's first steps)", f"{len(ids)} tokens")
+    spec = SweepSpec(source.prompt, source.params, samples=1, raw=run.spec.raw,  # type: ignore[union-attr]
+                     system_prompt=source.system_prompt, prefix=(text,), first_sample=source.sample)
+    parent_ids = run.generation.rows[row].token_ids
+    fork = next((k for k, (a, b) in enumerate(zip(ids, parent_ids)) if a != b), min(len(ids), len(parent_ids)))
+    return spec, BranchLink(run.run_id, row, fork, edited=text)
+
+
+def branch_tree(store: RunStore, run: Run) -> list[TreeNode]:
+    """The tree `run` belongs to: its oldest kept ancestor, then every kept branch below it, any depth (a
+    parent before its children, children oldest first). A run that has no parent and no branches has no tree."""
+    root = run
+    while root.parent is not None:
+        parent = store.find(root.parent.parent_id)
+        if parent is None:
+            break
+        root = parent
+    if root is run and not store.children(run.run_id):
+        return []
+    nodes, stack = [], [(root, 0)]
+    while stack:  # depth-first without recursion: a chain of branches may be deep
+        node, depth = stack.pop()
+        nodes.append(TreeNode(node.run_id, depth, _tree_title(node), _fork_text(store, node),
+                              node.kind == "generate", node is run))
+        stack += [(child, depth + 1) for child in reversed(store.children(node.run_id))]
+    return nodes
+
+
+def branch_tree_html(store: RunStore, run: Run) -> str:
+    """The branch tree `run` belongs to, as Generate shows it under the outputs ("" when it has none)."""
+    return tree_html(branch_tree(store, run))
+
+
+def output_choices(run: Run) -> list[tuple[str, int]]:
+    """(label, output index) of a run's outputs, for "Edit and continue"'s output menu."""
+    return [(f"output {i} · {label}", i) for i, label in enumerate(run.labels)]
+
+
+def _tree_title(run: Run) -> str:
+    if run.kind == "sweep":
+        return f"run {run.number} · sweep of {run.row_count} outputs"
+    if run.row_count == 1:
+        return f"run {run.number} · {run.labels[0]}"
+    return f"run {run.number} · {run.row_count} outputs"
+
+
+def _fork_text(store: RunStore, run: Run) -> str:
+    link = run.parent
+    if link is None:
+        return ""
+    parent = store.find(link.parent_id)
+    where = (f"run {parent.number} output {link.parent_row}" if parent is not None
+             else f"output {link.parent_row} of a run no longer kept")
+    if link.edited is not None:
+        return f"from {where}: edited, departing at step {link.fork_step} “{shorten(link.edited, SHORT_TEXT)}”"
+    p = "–" if link.parent_prob is None else f"{link.parent_prob:.3g}"
+    return f"from {where} at step {link.fork_step}: “{link.token_text}” (p {p} under the parent)"
 
 
 SHORT_TEXT = 32  # characters of a text axis value (a prompt) in a row label; the records keep it whole
@@ -110,18 +227,20 @@ def _short(value: Any) -> str:
 # -- running ----------------------------------------------------------------------------------------------
 
 def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, color_by: str = "final",
-               stop: threading.Event | None = None, slots: RunSlots | None = None) -> Iterator[Frame]:
+               stop: threading.Event | None = None, slots: RunSlots | None = None,
+               parent: BranchLink | None = None) -> Iterator[Frame]:
     """Run every cell x sample of `spec` as one engine batch (kind "generate" streams its tokens as HTML).
 
     Yields a Frame at most every FRAME_SECONDS with the tokens so far (coloured by final probability while
     streaming; the finished run is re-rendered with alternatives), and the stored Run on the last frame.
     With `slots`, the run first waits for a free slot, yielding where it stands in the queue every
     POLL_SECONDS (no Frame has a run then); a run stopped while it waits ends with a frame saying so.
-    A run over the engine's limits is refused (ParamError) before it queues.
+    A run over the engine's limits is refused (ParamError) before it queues. `parent`: the run and output
+    this one branches from (kept with the run: the branch tree).
     """
     engine.limits.check([row.params for row in spec.rows()])  # no waiting in line only to be refused
     if slots is None:
-        yield from _stream_run(engine, store, spec, kind, color_by, stop, lambda progress: None)
+        yield from _stream_run(engine, store, spec, kind, color_by, stop, lambda progress: None, parent)
         return
     ticket = slots.enter()
     try:
@@ -133,13 +252,14 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
                 return
             yield Frame("", slots.place(ticket).message(slots.limit), 0.0)
         yield from _stream_run(engine, store, spec, kind, color_by, stop,
-                               lambda progress: slots.report(ticket, progress))
+                               lambda progress: slots.report(ticket, progress), parent)
     finally:  # finished, failed, or closed early (the client went away): the slot or the place is freed
         slots.leave(ticket)
 
 
 def _stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, color_by: str,
-                stop: threading.Event | None, on_progress: Callable[[float], None]) -> Iterator[Frame]:
+                stop: threading.Event | None, on_progress: Callable[[float], None],
+                parent: BranchLink | None = None) -> Iterator[Frame]:
     """stream_run once the run holds its slot; `on_progress` hears the fraction of steps done at every frame."""
     rows = spec.rows()
     labels = [row_label(spec, r.axis_values, r.sample, r.params.num_beams > 1) for r in rows]
@@ -170,7 +290,7 @@ def _stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, col
                 streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
                             if kind == "generate" else None)
                 run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed,
-                                spec)
+                                spec, parent)
                 yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
                 return
             now = time.perf_counter()
@@ -189,7 +309,8 @@ def _stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, col
                     views[row] = [TokenView(text, math.exp(raw), math.exp(final)) for text, raw, final
                                   in zip(engine.loaded.pieces(beam.token_ids), beam.raw_logprobs, beam.final_logprobs)]
                 running_beams.clear()
-                html = prompt_html(spec.prompt) + samples_html(views, "final", labels) if kind == "generate" else ""
+                html = (prompt_html(spec.prompt) + samples_html(views, "final", labels, tooltips=False)
+                        if kind == "generate" else "")
                 yield Frame(html, status, min(done_steps / max(total_steps, 1), 1.0))
 
 
@@ -262,7 +383,8 @@ def render_run(store: RunStore, run: Run, color_by: str) -> str:
                + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
                + (f" · group {out.beam_group}" if out.beam_group is not None else "")
                for out in run.generation.rows]
-    return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers)
+    return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers, tooltips=False,
+                                                  run_id=run.run_id)
 
 
 def sample_table(run: Run) -> pd.DataFrame:

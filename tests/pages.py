@@ -64,10 +64,24 @@ def run_generate(page: Page, app_url: str, query: str) -> None:
     wait_done(page, "generate-status")
 
 
-def open_token(page: Page, sample: int, step: int) -> Locator:
-    """Click a token of the Generate view (from any tab) and wait for Distributions to show it; the caption."""
+def token_popup(page: Page, sample: int, step: int) -> Locator:
+    """Click a token of the Generate view (from any tab) and wait for its popup; the popup."""
     page.get_by_role("tab", name="Generate").click()
     page.locator(f'#tokens .dp-tok[data-sample="{sample}"][data-step="{step}"]').click()
+    return shown_popup(page, sample, step)
+
+
+def shown_popup(page: Page, sample: int, step: int) -> Locator:
+    """The token popup, once it shows (sample, step)."""
+    popup = page.locator(f'#token-popup .dp-popup[data-sample="{sample}"][data-step="{step}"]')
+    expect(popup).to_be_visible(timeout=30_000)
+    return popup
+
+
+def open_token(page: Page, sample: int, step: int) -> Locator:
+    """Open a Generate token's distribution (its popup's "Open in Distributions") and wait for Distributions to
+    show it; the caption."""
+    token_popup(page, sample, step).get_by_role("button", name="Open in Distributions").click()
     caption = page.locator("#dist-caption")
     expect(caption).to_contain_text(f"step {step}", timeout=30_000)
     return caption

@@ -23,7 +23,8 @@ def test_slider_then_generate_streams_coloured_tokens(page, app_url):
     texts = [samples.nth(i).locator(".dp-text").inner_text() for i in range(3)]
     assert texts[0].strip() and texts[0] == texts[1] == texts[2]  # temperature 0 = greedy: identical samples
     first = page.locator('#tokens .dp-tok[data-sample="0"][data-step="0"]')
-    assert "final" in (first.get_attribute("title") or "")  # the tooltip lists probabilities and alternatives
+    assert first.get_attribute("title") is None  # no browser tooltip: a click opens the token's popup
+    assert "final p" in (first.get_attribute("aria-label") or "")  # what a screen reader says for it
     assert "background" in (first.get_attribute("style") or "")  # coloured by probability
     shot(page, "generate")
 

@@ -19,19 +19,19 @@ STOP_SECONDS = 30_000  # ms: from pressing Stop to the run's final status
 
 
 def token_attributes(page: Page) -> list[tuple[str, str]]:
-    """(title, style) of every token shown in the Generate view, in page order."""
+    """(aria-label, style) of every token shown in the Generate view, in page order."""
     return page.locator("#tokens .dp-tok").evaluate_all(
-        "spans => spans.map(s => [s.getAttribute('title') || '', s.getAttribute('style') || ''])")
+        "spans => spans.map(s => [s.getAttribute('aria-label') || '', s.getAttribute('style') || ''])")
 
 
 def hue_matches(style: str, prob: float) -> bool:
-    """The token's background hue is 120 x p (render.prob_color); p comes from the tooltip (3 digits)."""
+    """The token's background hue is 120 x p (render.prob_color); p comes from its aria-label (3 digits)."""
     match = re.search(r"hsl\((\d+),", style)
     return match is not None and abs(int(match.group(1)) - 120 * prob) <= 1
 
 
 def tooltip_probs(title: str) -> tuple[float, float]:
-    match = re.search(r"final p ([0-9.e+-]+) · raw p ([0-9.e+-]+)", title)
+    match = re.search(r"final p ([0-9.e+-]+), raw p ([0-9.e+-]+)", title)
     assert match, title
     return float(match.group(1)), float(match.group(2))
 
