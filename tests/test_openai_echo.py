@@ -4,7 +4,7 @@ prompts, as lm-evaluation-harness's `local-completions` model sends them for log
 The request shape and what is read back are those of lm_eval 0.4.13, lm_eval/models/openai_completions.py
 (`LocalCompletionsAPI._create_payload(generate=False)` and `parse_logprobs`) and lm_eval/models/api_models.py
 (`batch_loglikelihood_requests`: each prompt is context + continuation as token ids, `ctxlen` the context's
-length). When lm_eval is importable, its own client runs against the server too (test_lm_eval_client_...).
+length). lm_eval's own client also runs against the server (test_lm_eval_client_loglikelihood).
 """
 from __future__ import annotations
 
@@ -143,9 +143,7 @@ def test_bad_scoring_requests_name_the_field(http, body, status, field):
 
 
 def test_lm_eval_client_loglikelihood(base_url, bundled, tmp_path):
-    """lm_eval's own `local-completions` model, when it is installed, against the running server."""
-    pytest.importorskip("lm_eval")
-    pytest.importorskip("tenacity")  # lm_eval[api]: its API models need it
+    """lm_eval's own `local-completions` model (requirements.txt installs lm_eval[api]) against the running server."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
