@@ -190,7 +190,8 @@ class Engine:
         logits, cache = start.logits, start.cache  # logits: [B, V] raw next-token logits
         rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
-        history: list[tuple[torch.Tensor, ...]] = []  # per step: (row ids, token, raw logp, final logp, raw entropy)
+        # per step: (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)
+        history: list[tuple[torch.Tensor, ...]] = []
 
         step = 0
         for step in range(max_steps):
@@ -213,12 +214,14 @@ class Engine:
                 chosen, final_logp, empty = _take_forced(forced_now, chosen, final_logp, scores, empty)
                 any_empty = bool(empty.any())
             raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse  # [b]
-            emitted = (rows.ids, chosen, raw_logp, final_logp, raw_entropy)
+            adaptive_p = rows.state.chosen_adaptive_probs(chosen)  # [b] float64, or None: no adaptive-P row
+            emitted = (rows.ids, chosen, raw_logp, final_logp, raw_entropy,
+                       adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
             if any_empty:  # the rows with no candidates emit nothing
                 emitted = tuple(t[~empty] for t in emitted)
             history.append(emitted)
             recorder.record(step, rows.ids, chosen)
-            rows.state.append(chosen, final_logp)
+            rows.state.append(chosen, final_logp, adaptive_p)
 
             # 3. which rows are done: EOS or a stop string, max_new_tokens, nothing left to sample, or cancelled
             done = endings.after_step(rows, chosen, empty if any_empty else None, cancel, cancel_rows)  # [b]
@@ -309,15 +312,16 @@ class Engine:
     def _row_results(self, history: list[tuple[torch.Tensor, ...]], reasons: list[str],
                      params: list[SamplingParams]) -> list[RowResult]:
         """Regroup the per-step tensors by row: one stable sort by row id instead of per-step Python lists."""
-        ids, tokens, raw_logp, final_logp, entropy = (torch.cat(column).cpu() for column in zip(*history))
+        ids, tokens, raw_logp, final_logp, entropy, adaptive = (torch.cat(column).cpu() for column in zip(*history))
         order = torch.sort(ids, stable=True).indices
         counts = torch.bincount(ids, minlength=len(params)).tolist()
-        columns = [c[order].split(counts) for c in (tokens, raw_logp, final_logp, entropy)]
+        columns = [c[order].split(counts) for c in (tokens, raw_logp, final_logp, entropy, adaptive)]
         results = []
-        for i, (tok, rl, fl, h) in enumerate(zip(*columns)):
+        for i, (tok, rl, fl, h, ap) in enumerate(zip(*columns)):
             token_ids = tok.tolist()
             results.append(RowResult(token_ids, self.text_of(token_ids, params[i].stop), rl.tolist(), fl.tolist(),
-                                     h.tolist(), reasons[i]))
+                                     h.tolist(), reasons[i],
+                                     adaptive_probs=ap.tolist() if params[i].adaptive_target > 0 else None))
         return results
 
 

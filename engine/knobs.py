@@ -144,7 +144,8 @@ S, P, L, B, M = "Sampling", "Penalties", "Length and stopping", "Beams", "More s
 # OpenAI's presence/frequency penalties placed right after transformers' repetition penalty. The community
 # samplers join where text-generation-webui puts them: DRY with the penalties, dynamic temperature right after
 # temperature, top-nσ / top-a / tail-free with the truncation samplers, XTC after every truncation (it removes
-# the top choices, so it must see the final candidates) and mirostat last (it adapts to what is finally sampled).
+# the top choices, so it must see the final candidates), mirostat (it adapts to what is finally sampled), and
+# adaptive-P last (in llama.cpp and text-generation-webui it picks the token itself).
 PROCESSORS: tuple[ProcessorSpec, ...] = (
     ProcessorSpec("sequence_bias", "sequence bias", "add a bias to chosen token sequences", transformers="SequenceBiasLogitsProcessor", fields=(
         Knob("sequence_bias", object, (), widget=Widget(P, "text", "Add a bias to the logits of words: one `word: bias` per line (-inf bans).", placeholder="e.g. the: -5")),
@@ -239,6 +240,10 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
         Knob("mirostat", int, 0, Range(0, 2), "bool", column=False, widget=Widget(M, "slider", "Mirostat v2 (Basu et al. 2021, llama.cpp): 2 = on, 0 = off; caps surprise so it tracks tau.", 0, 2, 2)),
         _f64("mirostat_tau", 5.0, Range(0.0, 100.0), Widget(M, "slider", "Mirostat: the target surprise per token, in bits.", 0.0, 10.0, 0.1)),
         _f64("mirostat_eta", 0.1, Range(0.0, 1.0), Widget(M, "slider", "Mirostat: learning rate of the surprise cap.", 0.0, 1.0, 0.01)))),
+    ProcessorSpec("adaptive_p", "adaptive-P", "favour tokens near a target probability that adapts so the chosen tokens average it",
+                  sampling_only=True, per_row_state=True, fields=(
+        _f64("adaptive_target", 0.0, Range(0.0, 1.0), Widget(M, "slider", "Adaptive-P (llama.cpp, text-generation-webui): favour tokens whose probability is near this target, adapting so the chosen ones average it; 0 = off.", 0.0, 1.0, 0.01)),
+        _f64("adaptive_decay", 0.9, Range(0.0, 0.99), Widget(M, "slider", "Adaptive-P: how long its moving average of the chosen tokens' probabilities remembers (0.99 at most).", 0.0, 0.99, 0.01)))),
     ProcessorSpec("renormalize", "renormalize", "log-softmax of the final scores (the distribution is unchanged)",
                   transformers="LogitNormalization", fields=(
         Knob("renormalize_logits", bool, False, dtype="bool", column=False, hf_arg="renormalize_logits", hf_only_if_set=True,

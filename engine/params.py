@@ -124,6 +124,8 @@ class SamplingParams:
     mirostat: int = 0  # 0 = off, 2 = mirostat v2 (v1 is not supported)
     mirostat_tau: float = 5.0  # target surprise, bits
     mirostat_eta: float = 0.1  # learning rate
+    adaptive_target: float = 0.0  # adaptive-P: the probability the chosen tokens should average; 0 = off
+    adaptive_decay: float = 0.9  # adaptive-P: decay of its moving average
     dynatemp_low: float = 1.0  # dynamic temperature: off while dynatemp_low == dynatemp_high == 1
     dynatemp_high: float = 1.0
     dynatemp_exponent: float = 1.0

@@ -95,7 +95,9 @@ def _state_before(loaded: LoadedModel, out: RowResult, prompt: torch.Tensor, gen
     # a beam run keys every beam with sample index 0 and records no surprise (its final log-probs are
     # unnormalized scores); a sampled row's state is rebuilt from what it recorded
     final_logp = None if beam_row else torch.tensor([out.final_logprobs[:step]], dtype=torch.float32, device=device)
-    state = DecodeState.start(prompt, vocab, generated, final_logp)
+    adaptive = (None if out.adaptive_probs is None
+                else torch.tensor([out.adaptive_probs[:step]], dtype=torch.float64, device=device))
+    state = DecodeState.start(prompt, vocab, generated, final_logp, adaptive)
     if out.peer_tokens is not None and params.num_beam_groups > 1:  # what the earlier beam groups chose
         state.peer_counts = torch.zeros(1, vocab, device=device)
         state.peer_counts[0].index_add_(0, torch.tensor(out.peer_tokens[step], dtype=torch.long, device=device),

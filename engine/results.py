@@ -23,6 +23,8 @@ class RowResult:
     # and the beam group the output grew in
     peer_tokens: list[list[int]] | None = None
     beam_group: int | None = None
+    # adaptive-P rows: each token's probability under the distribution adaptive-P received (its feedback)
+    adaptive_probs: list[float] | None = None
 
 
 @dataclass

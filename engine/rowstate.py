@@ -213,10 +213,18 @@ class DecodeState:
     # [B, V] float32, diverse beam search only: how many beams of the earlier groups of the row's beam search
     # chose each token at this step (transformers' current_tokens, counted). None outside a group step.
     peer_counts: torch.Tensor | None = field(default=None)
+    # [B, G] float64, adaptive-P's feedback: each generated token's probability under the distribution adaptive-P
+    # received at its step (0 for rows without adaptive-P). Its moving average is a function of these.
+    adaptive_probs: torch.Tensor | None = field(default=None)
+    # [B, V] float32: the distribution adaptive-P received at this step, set while the processors run and read
+    # once the token is chosen (`chosen_adaptive_probs`). None when no row ran adaptive-P this step.
+    adaptive_input: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.surprise_bits is None:
             self.surprise_bits = torch.zeros(self.tokens.shape[0], dtype=torch.float64, device=self.tokens.device)
+        if self.adaptive_probs is None:
+            self.adaptive_probs = torch.zeros(self.tokens.shape[0], 0, dtype=torch.float64, device=self.tokens.device)
 
     @property
     def step(self) -> int:
@@ -225,10 +233,12 @@ class DecodeState:
 
     @staticmethod
     def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None,
-              final_logprobs: torch.Tensor | None = None) -> "DecodeState":
+              final_logprobs: torch.Tensor | None = None, adaptive_probs: torch.Tensor | None = None
+              ) -> "DecodeState":
         """State before the next token, given prompt [B, P] and optionally generated tokens [B, G] with the
         log-probabilities [B, G] each had under its final distribution (a run's `final_logprobs`, which
-        mirostat's state is rebuilt from: the same float32 values summed in the same order as the run did).
+        mirostat's state is rebuilt from: the same float32 values summed in the same order as the run did) and
+        their probabilities [B, G] at adaptive-P's input (a run's `adaptive_probs`, adaptive-P's state).
 
         A prompt may be left-padded with -1 (rows with prompts of different lengths): padding is never "seen".
         """
@@ -244,12 +254,27 @@ class DecodeState:
         state = DecodeState(prompt, prompt.shape[1], seen, counts)
         if generated is not None:
             for t in range(generated.shape[1]):
-                state.append(generated[:, t], None if final_logprobs is None else final_logprobs[:, t])
+                state.append(generated[:, t], None if final_logprobs is None else final_logprobs[:, t],
+                             None if adaptive_probs is None else adaptive_probs[:, t])
         return state
 
-    def append(self, next_tokens: torch.Tensor, final_logprobs: torch.Tensor | None = None) -> None:
+    def chosen_adaptive_probs(self, chosen: torch.Tensor) -> torch.Tensor | None:
+        """[B] float64: the chosen tokens' probabilities under the distribution adaptive-P received at this step
+        (0 where a row's was not a distribution: it had nothing left); None when no row ran adaptive-P."""
+        if self.adaptive_input is None:
+            return None
+        p = self.adaptive_input.gather(1, chosen[:, None])[:, 0].to(torch.float64)
+        return torch.nan_to_num(p, nan=0.0)
+
+    def append(self, next_tokens: torch.Tensor, final_logprobs: torch.Tensor | None = None,
+               adaptive_probs: torch.Tensor | None = None) -> None:
         """Record the tokens [B] just chosen, and their log-probabilities [B] under the final distribution
-        (nats; mirostat's feedback: without them its mu stays at 2 * tau)."""
+        (nats; mirostat's feedback: without them its mu stays at 2 * tau) and their probabilities [B] at
+        adaptive-P's input (its feedback: zeros when none is given)."""
+        if adaptive_probs is None:
+            adaptive_probs = torch.zeros(next_tokens.shape[0], dtype=torch.float64, device=next_tokens.device)
+        self.adaptive_probs = torch.cat([self.adaptive_probs, adaptive_probs[:, None]], dim=1)
+        self.adaptive_input = None
         self.tokens = torch.cat([self.tokens, next_tokens[:, None]], dim=1)
         self.seen.scatter_(1, next_tokens[:, None], True)
         self.counts.scatter_add_(1, next_tokens[:, None], torch.ones_like(next_tokens[:, None], dtype=torch.float32))
@@ -258,4 +283,4 @@ class DecodeState:
 
     def select(self, keep: torch.Tensor) -> "DecodeState":
         return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep],
-                           self.surprise_bits[keep])
+                           self.surprise_bits[keep], adaptive_probs=self.adaptive_probs[keep])

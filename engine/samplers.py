@@ -166,3 +166,42 @@ def mirostat(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch
     remove = surprise > mu
     remove.scatter_(1, scores.argmax(dim=-1, keepdim=True), False)  # keep at least the top token
     return scores.masked_fill(remove, NEG_INF)
+
+
+# adaptive-P's fixed shape (llama.cpp PR #17927, text-generation-webui AdaptivePLogitsWarper)
+ADAPTIVE_WIDTH = 0.3  # how far from the target a probability may be before its logit falls off
+ADAPTIVE_PEAK = 5.0  # the logit of a token exactly at the target
+ADAPTIVE_SHARPNESS = 10.0
+
+
+def adaptive_target_now(target: torch.Tensor, decay: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """[B, 1] float64: adaptive-P's adapted target, 2 * target - (moving average of the chosen tokens' input
+    probabilities), clamped to [0, 1]. The average starts at equilibrium (as if the target had been met:
+    weighted sum target / (1 - decay), total weight 1 / (1 - decay)) and takes each choice as
+    sum = p + decay * sum, weight = 1 + decay * weight; the weight therefore stays 1 / (1 - decay) and the
+    average after n choices is decay^n * target + (1 - decay) * sum_k p_k decay^(n-1-k).
+    target, decay: [B, 1] float64; history: [B, n] float64 (the chosen tokens' probabilities so far)."""
+    n = history.shape[1]
+    powers = decay ** torch.arange(n - 1, -1, -1, dtype=torch.float64, device=history.device)  # [B, n]
+    average = decay ** n * target + (1 - decay) * (history * powers).sum(dim=1, keepdim=True)
+    return (2 * target - average).clamp(0.0, 1.0)
+
+
+def adaptive_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Adaptive-P (MrJackSpade, llama.cpp PR #17927; text-generation-webui AdaptivePLogitsWarper): favour tokens
+    whose probability is near a target, and move the target so that the chosen tokens' probabilities average
+    `adaptive_target` over time.
+
+    Each token's new logit is 5 - 10 d^2 / (1 + d) with d = |p - adapted target| / 0.3 (quadratic near the
+    target, linear in the tails); removed tokens stay removed. The probabilities p it reads are this stage's
+    input distribution, and so is the feedback: the chosen token's p at this stage (DecodeState keeps it).
+    In llama.cpp and text-generation-webui it picks the token itself, so it belongs last: the default order puts
+    it after every other sampler.
+    """
+    probs = scores.softmax(dim=-1)  # [B, V] this stage's input distribution
+    state.adaptive_input = probs  # the chosen token's p here is the feedback of the next step
+    target = adaptive_target_now(rows.adaptive_target, rows.adaptive_decay, state.adaptive_probs)  # [B, 1] float64
+    # in the scores' dtype, operation for operation as the reference (a float32 tensor minus a Python float)
+    distance = torch.abs((probs - target.to(probs.dtype)) * (1.0 / ADAPTIVE_WIDTH))  # [B, V]
+    shaped = ADAPTIVE_PEAK - ADAPTIVE_SHARPNESS * distance * distance / (1.0 + distance)
+    return torch.where(torch.isfinite(scores), shaped, scores)

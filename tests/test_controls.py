@@ -349,8 +349,9 @@ def test_more_samplers_group_holds_every_new_knob_with_its_source():
     assert {c.field for c in group} == {
         "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers", "xtc_probability",
         "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_low", "dynatemp_high",
-        "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "smoothing_factor", "smoothing_curve"}
-    switches = {"dry_multiplier": "text-generation-webui", "xtc_probability": "llama.cpp", "mirostat": "Basu",
+        "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "smoothing_factor", "smoothing_curve", "adaptive_target",
+        "adaptive_decay"}
+    switches = {"dry_multiplier": "text-generation-webui", "adaptive_target": "llama.cpp", "xtc_probability": "llama.cpp", "mirostat": "Basu",
                 "smoothing_factor": "text-generation-webui",
                 "dynatemp_low": "text-generation-webui", "top_n_sigma": "Tang", "top_a": "text-generation-webui",
                 "tfs": "Bricken"}

@@ -46,7 +46,7 @@ PIPELINE_KNOBS = (
     "dry_allowed_length", "xtc_threshold", "xtc_probability", "mirostat_tau", "mirostat_eta", "dynatemp_low",
     "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "min_new_tokens",
     "encoder_repetition_penalty", "smoothing_factor", "smoothing_curve", "top_h", "exponential_decay_factor",
-    "exponential_decay_start",
+    "exponential_decay_start", "adaptive_target", "adaptive_decay",
 )
 
 
@@ -62,7 +62,7 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "top_n_sigma": p.top_n_sigma == 0.0, "top_a": p.top_a == 0.0, "tfs": p.tfs == 1.0,
         "epsilon_cutoff": p.epsilon_cutoff == 0.0, "eta_cutoff": p.eta_cutoff == 0.0,
         "xtc": p.xtc_probability == 0.0, "mirostat": p.mirostat == 0,
-        "smoothing": p.smoothing_factor == 0.0, "top_h": p.top_h == 0.0,
+        "smoothing": p.smoothing_factor == 0.0, "top_h": p.top_h == 0.0, "adaptive_p": p.adaptive_target == 0.0,
     }
     if name in sampling_only:
         return p.greedy or sampling_only[name]
@@ -126,7 +126,8 @@ def sampling_params(draw, beams: bool = False) -> SamplingParams:
         values.update(num_beams=num_beams, num_return_sequences=draw(st.integers(1, num_beams)),
                       length_penalty=draw(st.floats(-2, 2)), early_stopping=draw(st.sampled_from([False, True, "never"])))
         for name in ("dry_multiplier", "xtc_probability", "mirostat", "dynatemp_low", "dynatemp_high",
-                     "top_n_sigma", "top_a", "tfs", "presence_penalty", "frequency_penalty", "smoothing_factor"):
+                     "top_n_sigma", "top_a", "tfs", "presence_penalty", "frequency_penalty", "smoothing_factor",
+                     "adaptive_target"):
             values[name] = DEFAULTS[name]  # community samplers are sampling-loop processors only
     try:
         return SamplingParams(**values)

@@ -14,7 +14,7 @@ from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import RowParams
 from synthetic import B, EOS, PROMPT_LEN, V, pipeline, random_logits, random_tokens, state_of
 
-NEW_SAMPLERS = ("dry", "dynatemp", "top_n_sigma", "top_a", "tfs", "xtc", "mirostat")
+NEW_SAMPLERS = ("dry", "dynatemp", "top_n_sigma", "top_a", "tfs", "xtc", "mirostat", "adaptive_p")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -63,7 +63,8 @@ def test_default_order_places_the_new_samplers() -> None:
     assert order.index("dynatemp") == order.index("temperature") + 1
     assert order.index("typical_p") < order.index("top_n_sigma") < order.index("top_a") < order.index("tfs")
     assert max(order.index(n) for n in ("top_k", "top_p", "min_p", "tfs", "eta_cutoff")) < order.index("xtc")
-    assert order.index("mirostat") == len(order) - 2 and order[-1] == "renormalize"  # LogitNormalization: last
+    # mirostat, then adaptive-P (it picks the token in its sources), then LogitNormalization last
+    assert order[-3:] == ["mirostat", "adaptive_p", "renormalize"]
     assert tuple(REGISTRY) == DEFAULT_ORDER
 
 
