@@ -138,7 +138,7 @@ def knob_widget(control: Any, value: Any) -> gr.components.Component:
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
     if control.kind == "choice":
-        return gr.Radio(list(EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
+        return gr.Radio(list(control.choices or EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
                         info=control.info, elem_id=elem_id)
     multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
     return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
