@@ -9,8 +9,8 @@ llama-cpp-python==0.3.36`, which builds llama.cpp from source):
 It writes tests/data/llamacpp_oracle.json:
 - "chain": llama.cpp's sampler chain in its server's default order (penalties, dry, top_n_sigma, top_k, typ_p,
   top_p, min_p, xtc, temperature; only the samplers a case switches on) applied to fixed random logits
-  (logits(seed) below, which the test rebuilds), several settings; per row the kept token ids and their final
-  logits. XTC runs with probability 1, so that its draw never decides.
+  (logits(seed) below, which the test rebuilds), several settings; per row the kept token ids (final logit
+  above -inf) and their final logits. XTC runs with probability 1, so that its draw never decides.
 - "dry": llama.cpp's DRY (llama_sampler_init_dry, with the bundled model's vocabulary: the GGUF file loaded
   vocabulary-only) on token histories drawn from the real vocabulary; per case the tokens it penalized and their
   logits after the penalty (every logit 0 before).
@@ -108,7 +108,8 @@ def record_chain() -> list[dict]:
             chain = chain_for(case)
             for token in history(100 * number + r, PENALTY_HISTORY):
                 L.llama_sampler_accept(chain, token)
-            kept = apply(chain, x[r])
+            # a sampler may leave removed candidates in the array at -inf (top_n_sigma does): they are not kept
+            kept = [(i, v) for i, v in apply(chain, x[r]) if v != -np.inf]
             rows.append({"ids": [i for i, _ in kept], "logits": [v for _, v in kept]})
             L.llama_sampler_free(chain)
         cases.append({"params": case, "seed": number, "history_seed": 100 * number, "rows": rows})
@@ -118,11 +119,11 @@ def record_chain() -> list[dict]:
 
 # DRY: (multiplier, base, allowed_length, breakers, history builder seed, history length, phrase length)
 DRY_CASES = [
-    (0.8, 1.75, 2, list(DRY_SEQUENCE_BREAKERS), 0, 300, 6),
+    (0.8, 1.75, 2, list(DRY_SEQUENCE_BREAKERS), 11, 300, 6),
     (0.8, 1.75, 2, list(DRY_SEQUENCE_BREAKERS), 1, 300, 3),
     (1.0, 2.0, 1, list(DRY_SEQUENCE_BREAKERS), 2, 120, 5),
-    (0.5, 1.5, 3, ["\n\n", "###", " the", ":"], 3, 300, 5),
-    (0.5, 1.5, 2, ["\n\n", "###", " the", ":"], 4, 300, 4),
+    (0.5, 1.5, 3, ["\n\n", "###", " the", ":"], 13, 300, 5),
+    (0.5, 1.5, 2, ["\n\n", "###", " the", ":"], 14, 300, 4),
     (2.0, 3.0, 2, ["\n"], 5, 260, 130),  # one long repeat: beyond text-generation-webui's 50, to the exponent clamp
     (0.3, 1.1, 4, ['"'], 6, 400, 9),
 ]
