@@ -29,6 +29,9 @@ MAX_TIME = 86_400.0  # max_time: a day, in seconds
 MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 # text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
 DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
+# DRY's two rule sets: text-generation-webui's (a breaker is the last token of "a" + breaker text, matches capped
+# at 50 tokens) and llama.cpp's (any token whose text contains a breaker text breaks, no cap); see samplers.dry.
+DRY_MODES: tuple[str, ...] = ("webui", "llama.cpp")
 GROUPS = ("Sampling", "Penalties", "Length and stopping", "Beams", "Seed", "More samplers")
 
 
@@ -74,6 +77,7 @@ class Widget:
     maximum: float | None = None
     step: float | None = None
     placeholder: str = ""
+    choices: tuple[str, ...] = ()  # a "choice" widget's options (their text forms)
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,8 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
         _f64("dry_multiplier", 0.0, Range(0.0, 100.0), Widget(M, "slider", "DRY (p-e-w, text-generation-webui): penalize the token that would extend a repeat by multiplier x base^(length - allowed); 0 = off.", 0.0, 5.0, 0.05)),
         _f64("dry_base", 1.75, Range(1.0, 100.0), Widget(M, "slider", "DRY: how fast the penalty grows with each extra repeated token.", 1.0, 4.0, 0.05)),
         _long("dry_allowed_length", 2, Range(1, 64), Widget(M, "slider", "DRY: repeats up to this many tokens go unpenalized.", 1, 20, 1), column=True),
-        Knob("dry_sequence_breakers", object, DRY_SEQUENCE_BREAKERS, widget=Widget(M, "text", "DRY: a repeat never extends across these, one per line (\\n for a newline).", placeholder="e.g. \\n")))),
+        Knob("dry_sequence_breakers", object, DRY_SEQUENCE_BREAKERS, widget=Widget(M, "text", "DRY: a repeat never extends across these, one per line (\\n for a newline).", placeholder="e.g. \\n")),
+        Knob("dry_mode", object, DRY_MODES[0], widget=Widget(M, "choice", "DRY's rules: webui = text-generation-webui's (a breaker is the last token of \"a\" + breaker; repeats counted up to 50 tokens); llama.cpp = llama.cpp's (every token whose text contains a breaker breaks; no cap).", choices=DRY_MODES)))),
     ProcessorSpec("no_repeat_ngram", "no-repeat n-gram", "ban tokens that would repeat an n-gram",
                   transformers="NoRepeatNGramLogitsProcessor", fields=(
         _long("no_repeat_ngram_size", 0, Range(0, 64), Widget(P, "slider", "Forbid repeating any n-gram of this size; 0 = off.", 0, 10, 1), hf_arg="no_repeat_ngram_size"),)),
@@ -265,7 +270,7 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     _long("num_beams", 1, Range(1, 64), Widget(B, "slider", "Beam search: keep this many best partial outputs each step; 1 = off (sampling or greedy).", 1, 8, 1)),
     _long("num_return_sequences", 1, Range(1, 64), Widget(B, "slider", "How many of the best beams to show (at most num_beams).", 1, 8, 1)),
     Knob("length_penalty", float, 1.0, Range(-10.0, 10.0), widget=Widget(B, "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1)),
-    Knob("early_stopping", object, False, widget=Widget(B, "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never).")),
+    Knob("early_stopping", object, False, widget=Widget(B, "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never).", choices=("false", "true", "never"))),
     _long("num_beam_groups", 1, Range(1, 64), Widget(B, "slider", "Diverse beam search (greedy, needs diversity_penalty > 0): split the beams into this many groups that choose in turn; 1 = off.", 1, 8, 1)),
     Knob("order", object, ()),  # the processor order (a list of stage names); its default is DEFAULT_ORDER
 )

@@ -14,12 +14,36 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .knobs import (DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, MAX_TOP_K,  # noqa: F401
+from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, MAX_TOP_K,  # noqa: F401
                     MIN_TEMPERATURE, NO_TOKEN, PROCESSORS, Range)
 from .knobs import fmt_number as _fmt
 from .tokens import token_ids, word_variants
 
 DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
+_PRE_SAMPLING = DEFAULT_ORDER[:DEFAULT_ORDER.index("temperature")]  # penalties, bans, forced tokens, ...
+# Named orders (`order="llama.cpp"`), so a setting carries over with its sampler chain (README "Order presets").
+# llama.cpp: its server's default chain `penalties; dry; top_n_sigma; top_k; typ_p; top_p; min_p; xtc;
+# temperature` (common/common.h), after logit_bias; the stages before sampling keep transformers' order (in which
+# repetition/presence/frequency penalties and DRY already come in llama.cpp's order), the truncations llama.cpp
+# lacks go with its truncations (before XTC, in transformers' order), dynamic temperature runs inside llama.cpp's
+# temperature (temp_ext) and quadratic smoothing right after it, mirostat and renormalize last.
+# text-generation-webui: its default sampler_priority (modules/presets.py); the processors the list does not name
+# run before the listed ones, in transformers' order, as its sort puts them (key -1), except renormalize, which
+# only rescales the final scores and stays last.
+LLAMA_CPP_SAMPLERS: tuple[str, ...] = ("top_n_sigma", "top_k", "typical_p", "top_p", "min_p", "xtc", "temperature")
+WEBUI_SAMPLER_PRIORITY: tuple[str, ...] = (
+    "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "temperature", "dynatemp",
+    "smoothing", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "tfs", "top_a", "min_p", "mirostat",
+    "xtc", "encoder_repetition_penalty", "no_repeat_ngram")
+ORDER_PRESETS: dict[str, tuple[str, ...]] = {
+    "transformers": DEFAULT_ORDER,
+    "llama.cpp": (*_PRE_SAMPLING, "top_n_sigma", "top_k", "typical_p", "top_p", "min_p",
+                  "top_h", "top_a", "tfs", "epsilon_cutoff", "eta_cutoff",
+                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "renormalize"),
+    "text-generation-webui": (*(n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n != "renormalize"),
+                              *WEBUI_SAMPLER_PRIORITY, "renormalize"),
+}
+assert all(sorted(order) == sorted(DEFAULT_ORDER) for order in ORDER_PRESETS.values())
 # Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
 SAMPLING_ONLY = frozenset(spec.name for spec in PROCESSORS if spec.sampling_only)
 # Knobs transformers has no processor for: the field that switches each one on -> (its off value, its processor).
@@ -119,6 +143,7 @@ class SamplingParams:
     dry_base: float = 1.75
     dry_allowed_length: int = 2
     dry_sequence_breakers: tuple[str, ...] = DRY_SEQUENCE_BREAKERS
+    dry_mode: str = DRY_MODES[0]  # "webui" (text-generation-webui's rules) or "llama.cpp" (llama.cpp's)
     xtc_threshold: float = 0.1
     xtc_probability: float = 0.0  # XTC: 0 = off
     mirostat: int = 0  # 0 = off, 2 = mirostat v2 (v1 is not supported)
@@ -169,6 +194,8 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
+        if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
+            raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
         for name in TOKEN_LIST_FIELDS:
             object.__setattr__(self, name, _token_tuple(name, getattr(self, name)))
         for name in FORCED_TOKEN_FIELDS:  # transformers' None means off
@@ -461,7 +488,8 @@ def _logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
 
 
 def normalize_order(order: Any) -> tuple[str, ...]:
-    """A processor order. A partial order permutes just the named processors among their own default slots.
+    """A processor order: a preset's name (ORDER_PRESETS: "transformers", "llama.cpp", "text-generation-webui"),
+    or processor names. A partial order permutes just the named processors among their own default slots.
 
     Example: ["min_p", "temperature"] moves min_p into temperature's slot and temperature into min_p's,
     so min_p runs before temperature and everything else keeps transformers' order.
@@ -469,10 +497,14 @@ def normalize_order(order: Any) -> tuple[str, ...]:
     if isinstance(order, str):
         order = [part.strip() for part in order.replace(">", ",").split(",") if part.strip()]
     if not isinstance(order, (list, tuple)) or not all(isinstance(n, str) for n in order):
-        raise ParamError("order", f"a list of processor names from {list(DEFAULT_ORDER)}", order)
+        raise ParamError("order", f"a preset ({', '.join(ORDER_PRESETS)}) or a list of processor names from "
+                                  f"{list(DEFAULT_ORDER)}", order)
+    if len(order) == 1 and order[0] in ORDER_PRESETS:
+        return ORDER_PRESETS[order[0]]
     bad = [n for n in order if n not in DEFAULT_ORDER]
     if bad:
-        raise ParamError("order", f"names from {list(DEFAULT_ORDER)}", bad[0])
+        raise ParamError("order", f"a preset ({', '.join(ORDER_PRESETS)}) alone, or names from {list(DEFAULT_ORDER)}",
+                         bad[0])
     if len(set(order)) != len(order):
         raise ParamError("order", "a list without repeated names", list(order))
     slots = sorted(DEFAULT_ORDER.index(n) for n in order)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from .models import LoadedModel
 from .params import SamplingParams
-from .tokens import sequence_breaker_ids, token_ids, word_variants
+from .tokens import restart_sequences, sequence_breaker_ids, token_ids, word_variants
 from .rowstate import RowParams
 
 
@@ -22,9 +22,12 @@ def row_params(loaded: LoadedModel, params: Sequence[SamplingParams],
             + [([token], b) for token, b in p.logit_bias] for p in params]
     breakers = {p.dry_sequence_breakers: sequence_breaker_ids(tok, p.dry_sequence_breakers)
                 for p in params if p.dry_multiplier}  # tokenized once per distinct list
+    restarts = {p.dry_sequence_breakers: restart_sequences(tok, p.dry_sequence_breakers, loaded.vocab_size)
+                for p in params if p.dry_multiplier and p.dry_mode == "llama.cpp"}  # llama.cpp's breakers
     suppressed = {items: token_ids(tok, items) for p in params for items in (p.suppress_tokens, p.begin_suppress_tokens)}
     return RowParams.build(params, eos, loaded.vocab_size, loaded.device, sequence_bias=bias, bad_words=bad,
                            sequence_breakers=[breakers.get(p.dry_sequence_breakers, []) for p in params],
+                           restart_sequences=[restarts.get(p.dry_sequence_breakers) for p in params],
                            sample_indices=sample_indices,
                            suppress_tokens=[suppressed[p.suppress_tokens] for p in params],
                            begin_suppress_tokens=[suppressed[p.begin_suppress_tokens] for p in params])

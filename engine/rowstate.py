@@ -14,6 +14,7 @@ import torch
 
 from .knobs import PROCESSORS
 from .params import DEFAULT_ORDER, SamplingParams
+from .tokens import RestartSequences
 
 NEG_INF = float("-inf")
 
@@ -77,6 +78,39 @@ class BiasTable:
 
 
 @dataclass
+class RestartTable:
+    """DRY's breakers for the rows in llama.cpp mode (engine.tokens.RestartSequences), one table per distinct
+    breaker list: single [U, V + 1] bool (the last column, for prompt padding, is True), and per distinct tail
+    [T] long the heads [U, V + 1] bool that start a breaker with it; `row` [B] picks each row's table."""
+
+    llama: torch.Tensor  # [B] bool: the row's dry_mode is "llama.cpp"
+    row: torch.Tensor  # [B] long
+    single: torch.Tensor  # [U, V + 1] bool
+    tails: tuple[torch.Tensor, ...]
+    heads: tuple[torch.Tensor, ...]
+
+    @staticmethod
+    def build(llama: Sequence[bool], per_row: Sequence[RestartSequences | None], vocab_size: int,
+              device: torch.device | str = "cpu") -> "RestartTable":
+        distinct = list(dict.fromkeys(seq for on, seq in zip(llama, per_row) if on and seq is not None))
+        tails = list(dict.fromkeys(tail for seq in distinct for tail, _ in seq.tails))
+        single = torch.zeros(max(1, len(distinct)), vocab_size + 1, dtype=torch.bool, device=device)
+        single[:, vocab_size] = True
+        heads = [torch.zeros_like(single) for _ in tails]
+        for u, seq in enumerate(distinct):
+            single[u, [t for t in seq.single if t < vocab_size]] = True
+            for tail, ids in seq.tails:
+                heads[tails.index(tail)][u, [t for t in ids if t < vocab_size]] = True
+        row = [distinct.index(seq) if on and seq is not None else 0 for on, seq in zip(llama, per_row)]
+        return RestartTable(torch.tensor(list(llama), dtype=torch.bool, device=device),
+                            torch.tensor(row, dtype=torch.long, device=device), single,
+                            tuple(torch.tensor(t, dtype=torch.long, device=device) for t in tails), tuple(heads))
+
+    def select(self, keep: torch.Tensor) -> "RestartTable":
+        return replace(self, llama=self.llama[keep], row=self.row[keep])
+
+
+@dataclass
 class TokenSet:
     """Per-row sets of token ids (suppress_tokens, begin_suppress_tokens): ids [B, K] long, padded with -1."""
 
@@ -123,6 +157,7 @@ class RowParams:
     max_new_tokens: torch.Tensor  # [B] long: the row's length (forced_eos acts at its last token)
     order: torch.Tensor  # [B, S] long: index into DEFAULT_ORDER of each row's stage s
     dry_breakers: torch.Tensor  # [B, K] long: sequence-breaker token ids, padded with -1 (padding is a breaker)
+    dry_restarts: RestartTable  # DRY's breakers for the rows in llama.cpp mode
     seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
     sample_index: torch.Tensor  # [B] long
 
@@ -140,10 +175,14 @@ class RowParams:
               sequence_breakers: Sequence[Sequence[int]] | None = None,
               sample_indices: Sequence[int] | None = None,
               suppress_tokens: Sequence[Sequence[int]] | None = None,
-              begin_suppress_tokens: Sequence[Sequence[int]] | None = None) -> "RowParams":
+              begin_suppress_tokens: Sequence[Sequence[int]] | None = None,
+              restart_sequences: Sequence[RestartSequences | None] | None = None) -> "RowParams":
         """`sequence_bias` / `bad_words` are per-row token-id sequences, `sequence_breakers` per-row token ids
         of DRY's breakers, `suppress_tokens` / `begin_suppress_tokens` per-row token ids (the engine tokenizes the
-        texts; without them, the token ids the params list are taken as they are); `sample_indices` default to 0."""
+        texts; without them, the token ids the params list are taken as they are); `sample_indices` default to 0.
+        `restart_sequences`: per row, DRY's breakers made the llama.cpp way (engine.tokens.restart_sequences), for
+        the rows whose dry_mode is "llama.cpp"; without them such a row's `sequence_breakers` ids are its
+        single-token breakers."""
         eos_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         eos_mask[list(eos_token_ids)] = True
         no_bias: list[list[tuple[list[int], float]]] = [[] for _ in params]
@@ -164,6 +203,10 @@ class RowParams:
             order=torch.tensor([[DEFAULT_ORDER.index(n) for n in p.order] for p in params], device=device),
             dry_breakers=torch.tensor([ids + [-1] * (width - len(ids)) for ids in breakers], dtype=torch.long,
                                       device=device),
+            dry_restarts=RestartTable.build(
+                [p.dry_mode == "llama.cpp" and bool(p.dry_multiplier) for p in params],
+                list(restart_sequences) if restart_sequences is not None
+                else [RestartSequences(tuple(ids)) for ids in breakers], vocab_size, device),
             seed=torch.tensor([p.seed for p in params], dtype=torch.long, device=device),
             sample_index=torch.tensor(list(sample_indices) if sample_indices is not None else [0] * len(params),
                                       dtype=torch.long, device=device),
@@ -176,7 +219,8 @@ class RowParams:
             value = getattr(self, f.name)
             if f.name in ("eos_mask", "knobs"):
                 continue
-            changes[f.name] = value.select(keep) if isinstance(value, (BiasTable, TokenSet)) else value[keep]
+            changes[f.name] = (value.select(keep) if isinstance(value, (BiasTable, TokenSet, RestartTable))
+                               else value[keep])
         return replace(self, **changes)
 
 

@@ -17,7 +17,17 @@ DRY_MAX_MATCH = 50  # text-generation-webui stops extending a match at 50 tokens
 
 
 def dry(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
-    """DRY, "Don't Repeat Yourself" (p-e-w, text-generation-webui PR #5677; llama.cpp `llama_sampler_dry`).
+    """DRY, "Don't Repeat Yourself" (p-e-w, text-generation-webui PR #5677; llama.cpp `llama_sampler_dry`), with
+    each row's `dry_mode`: "webui" (text-generation-webui's rules) or "llama.cpp" (llama.cpp's)."""
+    llama = rows.dry_restarts.llama  # [B] bool
+    if state.tokens.shape[1] < 2 or not bool(llama.any()):
+        return _dry_webui(scores, state, rows)
+    ours = _dry_llama_cpp(scores, state, rows)
+    return ours if bool(llama.all()) else torch.where(llama[:, None], ours, _dry_webui(scores, state, rows))
+
+
+def _dry_webui(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """DRY with text-generation-webui's rules (its DRYLogitsProcessor, PR #5677 by p-e-w).
 
     For every earlier occurrence i of the row's last token, the match length is how far the text ending at i
     equals the text ending now (at most DRY_MAX_MATCH tokens, never through a sequence breaker). The token that
@@ -47,6 +57,67 @@ def dry(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tens
     # the penalty grows with the match length, so a token's largest penalty is that of its longest match
     per_token = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=scores.dtype, device=scores.device)
     per_token.scatter_reduce_(1, torch.where(penalized, following, scores.shape[1]), penalty, "amax")
+    return torch.where(per_token[:, :-1] > 0, scores - per_token[:, :-1], scores)
+
+
+LLAMA_CPP_FLOAT_MAX_LOG = 88.7228391  # llama.cpp's bound on base^exponent: about log(FLT_MAX)
+
+
+def _dry_llama_cpp(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """DRY with llama.cpp's rules (llama_sampler_dry_apply in src/llama-sampling.cpp), per row.
+
+    1. The repeat limit: going back from the last token, the most recent breaker ends it. A breaker is a token
+       whose text contains a breaker string, or a token ending with the start of a longer breaker followed by
+       the tokens of its rest (engine.tokens.restart_sequences); the limit is the number of tokens after it.
+    2. For every earlier position i, how far the text ending at i equals the text ending now, capped at the
+       limit (no other cap: llama.cpp's window, dry_penalty_last_n, is here the whole context; the work per step
+       grows with the longest repeat, which the limit and the context bound).
+    3. The token that followed i would extend that repeat: when the length n >= allowed_length it loses
+       multiplier * base^(n - allowed_length) (its longest repeat counts), unless it is a breaker on its own;
+       the exponent is capped at 88.7228391 / log(base) (base > 1.000001) so base^exponent stays finite.
+       multiplier and base are llama.cpp's floats; the penalty is computed as C++'s std::pow does, in double.
+    Prompt padding (-1) acts as the start of the row's text.
+    """
+    tokens = state.tokens  # [B, L]
+    length = tokens.shape[1]
+    table = rows.dry_restarts
+    vocab = table.single.shape[1] - 1
+    index = torch.where(tokens >= 0, tokens, vocab)  # padding -> the table's last column (a breaker)
+    which = table.row[:, None]  # [B, 1]: the row's breaker table
+    single = table.single[which, index]  # [B, L] bool
+    matched = torch.where(single, 0, -1)  # [B, L]: the longest breaker sequence starting at each position
+    for tail, heads in zip(table.tails, table.heads):
+        size = tail.numel()
+        if size >= length:
+            continue
+        starts = heads[which, index][:, :length - size]
+        for j in range(size):
+            starts = starts & (tokens[:, 1 + j:length - size + 1 + j] == tail[j])
+        starts = torch.nn.functional.pad(starts, (0, size), value=False)
+        matched = torch.where(starts & (matched < size), size, matched)
+    positions = torch.arange(length, device=tokens.device)
+    last = torch.where(matched >= 0, positions, -1).amax(dim=-1)  # [B]: the most recent breaker's start
+    limit = torch.where(last >= 0, length - 1 - last - matched.gather(1, last.clamp(min=0)[:, None])[:, 0],
+                        length)[:, None]  # [B, 1]: tokens after the breaker (sequence)
+    alive = (tokens[:, :-1] == tokens[:, -1:]) & (limit > 0)  # [B, L-1]
+    match_len = alive.to(torch.long)
+    t, most = 1, min(int(limit.max()), length - 1)
+    while t < most and bool(alive.any()):
+        same = tokens[:, :length - 1 - t] == tokens[:, length - 1 - t:length - t]
+        alive = alive & torch.nn.functional.pad(same, (t, 0), value=False) & (limit > t)
+        match_len += alive
+        t += 1
+    allowed = rows.dry_allowed_length  # [B, 1]
+    penalized = (match_len >= allowed) & ~single[:, 1:]  # [B, L-1]
+    base = rows.dry_base.to(torch.float32)  # [B, 1]
+    top = torch.where(base > torch.tensor(1.000001, dtype=torch.float32),
+                      (torch.tensor(LLAMA_CPP_FLOAT_MAX_LOG, dtype=torch.float32) / base.log()).to(torch.long), 0)
+    exponent = match_len - allowed
+    exponent = torch.where((top > 0) & (exponent > top), top, exponent).clamp(min=0).to(torch.float64)
+    multiplier = rows.dry_multiplier.to(torch.float32).to(torch.float64)
+    penalty = torch.where(penalized, multiplier * base.to(torch.float64) ** exponent, 0.0).to(scores.dtype)
+    per_token = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=scores.dtype, device=scores.device)
+    per_token.scatter_reduce_(1, torch.where(penalized, tokens[:, 1:], scores.shape[1]), penalty, "amax")
     return torch.where(per_token[:, :-1] > 0, scores - per_token[:, :-1], scores)
 
 

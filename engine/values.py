@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from .params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams
+from .params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError, SamplingParams
 
 STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers", "suppress_tokens", "begin_suppress_tokens"})
 MAX_AXIS_VALUES = 64
@@ -113,8 +113,11 @@ def order_text(order: tuple[str, ...]) -> str:
     """The shortest "a>b" form of a processor order: only the names that left their default slot.
 
     normalize_order puts a partial order's names into their own default slots, so these names, read back,
-    give exactly this order ("" for the default order).
+    give exactly this order ("" for the default order). A named preset's order is its name ("llama.cpp").
     """
+    named = [name for name, preset in ORDER_PRESETS.items() if preset == order and preset != DEFAULT_ORDER]
+    if named:
+        return named[0]
     return ">".join(name for slot, name in enumerate(order) if DEFAULT_ORDER[slot] != name)
 
 

@@ -347,7 +347,7 @@ def test_more_samplers_group_holds_every_new_knob_with_its_source():
     group = [c for c in CONTROLS if c.group == "More samplers"]
     assert GROUPS[-1] == "More samplers"
     assert {c.field for c in group} == {
-        "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers", "xtc_probability",
+        "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers", "dry_mode", "xtc_probability",
         "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_low", "dynatemp_high",
         "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "smoothing_factor", "smoothing_curve", "adaptive_target",
         "adaptive_decay"}

@@ -22,10 +22,10 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.generate import Engine
-from engine.knobs import PROCESSORS
+from engine.knobs import DRY_MODES, PROCESSORS
 from engine.metrics import sample_metrics
 from engine.models import tiny_random_model
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError, SamplingParams
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError, SamplingParams
 from engine.tokens import token_ids, word_variants
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState
@@ -117,7 +117,8 @@ def sampling_params(draw, beams: bool = False) -> SamplingParams:
                                  max_size=2, unique_by=lambda t: t[0])),
         suppress_tokens=draw(token_list()), begin_suppress_tokens=draw(token_list()),
         forced_bos_token_id=draw(forced_token()), forced_eos_token_id=draw(forced_token()),
-        order=draw(st.permutations(DEFAULT_ORDER)),
+        order=draw(st.one_of(st.permutations(DEFAULT_ORDER), st.sampled_from(list(ORDER_PRESETS)))),
+        dry_mode=draw(st.sampled_from(DRY_MODES)),
         seed=draw(st.integers(0, 2**63 - 1)),
         max_new_tokens=draw(st.integers(1, 8)),
     )

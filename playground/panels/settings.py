@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import gradio as gr
 
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ParamError
+from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError
 
 from .. import views
 from ..config import PlaygroundConfig
@@ -79,6 +79,7 @@ class SettingsPanel:
     preset_info: gr.Markdown
     order: gr.Dropdown
     reset_order: gr.Button
+    order_preset: gr.Radio
 
     def knobs_in_order(self) -> dict[str, gr.components.Component]:
         """The knobs in CONTROLS order, whatever the layout (the order the form names them in)."""
@@ -117,11 +118,15 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
         with gr.Accordion("Processor order", open=False):
             order = gr.Dropdown(list(DEFAULT_ORDER), value=list(DEFAULT_ORDER), multiselect=True, label="order",
                                 info=ORDER_INFO, elem_id="order")
+            order_preset = gr.Radio(list(ORDER_PRESETS), value=None, label="Order preset",
+                                    info="Set the order another library runs its samplers in (see README, "
+                                         "\"Order presets\"); `order=llama.cpp` in a link or a sweep axis.",
+                                    elem_id="order-preset")
             reset_order = gr.Button("Reset to transformers' order", size="sm")
         gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
         gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
     return SettingsPanel(prompt, knobs, run, stop, run_estimate, mode, samples, system, preset, preset_info, order,
-                         reset_order)
+                         reset_order, order_preset)
 
 
 def knob_widget(control: Any, value: Any) -> gr.components.Component:
@@ -138,7 +143,7 @@ def knob_widget(control: Any, value: Any) -> gr.components.Component:
     if control.kind == "checkbox":
         return gr.Checkbox(value, label=label, info=control.info, elem_id=elem_id)
     if control.kind == "choice":
-        return gr.Radio(list(EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
+        return gr.Radio(list(control.choices or EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
                         info=control.info, elem_id=elem_id)
     multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
     return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
@@ -204,3 +209,5 @@ def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, prese
     panel.preset.input(load_preset, panel.preset, outputs, **PRIVATE)
     demo.load(restore_from_link, None, outputs, **PRIVATE)
     panel.reset_order.click(lambda: list(DEFAULT_ORDER), None, panel.order, **PRIVATE)
+    panel.order_preset.input(lambda name: list(ORDER_PRESETS.get(name, DEFAULT_ORDER)), panel.order_preset,
+                             panel.order, **PRIVATE)

@@ -3,6 +3,7 @@ OpenAI-style API."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+import html
 from typing import Any
 
 import gradio as gr
@@ -11,6 +12,7 @@ from engine.params import ParamError
 
 from ..errors import user_errors
 from ..exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
+from ..llamacpp import read_request, request_json
 from ..render import CSS, error_html
 from .common import PRIVATE, PageContext
 from .form import config_from_form
@@ -55,6 +57,9 @@ class SharePanel:
     python_code: gr.Code
     generation_json: gr.Code
     openai_json: gr.Code
+    llamacpp_json: gr.Code
+    llamacpp_import: gr.Textbox
+    llamacpp_load: gr.Button
 
 
 def build_share() -> SharePanel:
@@ -76,14 +81,23 @@ def build_share() -> SharePanel:
                                         "cell)", language="json", elem_id="export-generation-config")
         openai_json = gr.Code(label="OpenAI-style request (a sweep: a list, one per cell)", language="json",
                               elem_id="export-openai")
-    return SharePanel(tab, button, note, link, query, export_notes, python_code, generation_json, openai_json)
+        llamacpp_json = gr.Code(label="llama.cpp server /completion request, DRY and order as llama.cpp runs them "
+                                      "(_not_in_llama_cpp: what it cannot carry; a sweep: a list, one per cell)",
+                                language="json", elem_id="export-llamacpp")
+        with gr.Row(equal_height=True):
+            llamacpp_import = gr.Textbox(label="Load a llama.cpp /completion request (or /props settings)", lines=2,
+                                         placeholder='{"temperature": 0.8, "top_k": 40, "samplers": ["top_k", ...]}',
+                                         elem_id="import-llamacpp")
+            llamacpp_load = gr.Button("Load llama.cpp settings", scale=0, min_width=140, elem_id="import-llamacpp-button")
+    return SharePanel(tab, button, note, link, query, export_notes, python_code, generation_json, openai_json,
+                      llamacpp_json, llamacpp_import, llamacpp_load)
 
 
 def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
     """Copy link and opening the tab fill the link and the exports (`hub_id`: the model the exports name)."""
     model = page.engine.loaded
     outputs = [panel.query, panel.python_code, panel.generation_json, panel.openai_json, panel.note,
-               panel.export_notes]
+               panel.export_notes, panel.llamacpp_json]
 
     @user_errors
     def share(**settings: Any):
@@ -95,11 +109,22 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
         query = config.to_query()
         yield ("?" + query if query else "", generate_snippet(config, hub_id),
                generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
-               export_notes_text(config, model.tokenizer))
+               export_notes_text(config, model.tokenizer), request_json(config))
+
+    @user_errors
+    def load_llamacpp(**settings: Any):
+        text = settings.pop("llamacpp_text") or ""
+        config, notes = read_request(text, config_from_form(settings))
+        lines = ["Settings loaded from the llama.cpp request (DRY and order as llama.cpp runs them)."]
+        lines += notes or ["Every field has an equivalent here."]
+        note = '<div class="dp-status" role="status">' + "<br>".join(html.escape(n) for n in lines) + "</div>"
+        return {**page.form.updates(config), panel.note: note}
 
     # the query is built on the server, then made whole in the page and, for the button, put on the clipboard
     panel.button.click(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
                        show_progress="hidden", **PRIVATE).success(
         None, panel.query, [panel.link, panel.note], js=COPY_LINK_JS)
+    panel.llamacpp_load.click(load_llamacpp, inputs_kwargs={**page.form.widgets, "llamacpp_text": panel.llamacpp_import},
+                              outputs=[*page.form.components, panel.note], preprocess=False, **PRIVATE)
     panel.tab.select(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
                      show_progress="hidden", **PRIVATE).success(None, panel.query, panel.link, js=SHARE_URL_JS)
