@@ -11,6 +11,7 @@ from engine.params import ParamError
 from engine.sweepspec import SweepSpec
 from engine.trace import stage_stats
 
+from .config import PlaygroundConfig
 from .plots import shorten
 from .render_branches import Alternative, TokenPopup, TreeNode, tree_html
 from .runs import BranchLink, Run, RunStore
@@ -165,3 +166,13 @@ def _fork_text(store: RunStore, run: Run) -> str:
         return f"from {where}: edited, departing at step {link.fork_step} “{shorten(link.edited, SHORT_TEXT)}”"
     p = "–" if link.parent_prob is None else f"{link.parent_prob:.3g}"
     return f"from {where} at step {link.fork_step}: “{link.token_text}” (p {p} under the parent)"
+
+
+def branch_config(run: Run | None, form: PlaygroundConfig) -> PlaygroundConfig | None:
+    """A shown branch (or edit) as the configuration a share link or a preset holds: its prompt, settings,
+    samples (1), forced start (a branch's exact token ids, an edit's text) and first sample, with the form's view,
+    output, step and colouring. None when `run` is not a branch made on this page (the form is then shared)."""
+    if run is None or run.parent is None or run.spec is None or run.kind != "generate":
+        return None
+    view = form.view if form.view != "sweep" else "generate"
+    return PlaygroundConfig.from_spec(run.spec, view=view, sample=form.sample, step=form.step, color_by=form.color_by)
