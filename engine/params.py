@@ -33,13 +33,14 @@ _PRE_SAMPLING = DEFAULT_ORDER[:DEFAULT_ORDER.index("temperature")]  # penalties,
 LLAMA_CPP_SAMPLERS: tuple[str, ...] = ("top_n_sigma", "top_k", "typical_p", "top_p", "min_p", "xtc", "temperature")
 WEBUI_SAMPLER_PRIORITY: tuple[str, ...] = (
     "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "temperature", "dynatemp",
-    "smoothing", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "tfs", "top_a", "min_p", "mirostat",
+    "smoothing", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "tfs", "top_a", "min_p", "adaptive_p",
+    "mirostat",
     "xtc", "encoder_repetition_penalty", "no_repeat_ngram")
 ORDER_PRESETS: dict[str, tuple[str, ...]] = {
     "transformers": DEFAULT_ORDER,
     "llama.cpp": (*_PRE_SAMPLING, "top_n_sigma", "top_k", "typical_p", "top_p", "min_p",
                   "top_h", "top_a", "tfs", "epsilon_cutoff", "eta_cutoff",
-                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "renormalize"),
+                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "adaptive_p", "renormalize"),
     "text-generation-webui": (*(n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n != "renormalize"),
                               *WEBUI_SAMPLER_PRIORITY, "renormalize"),
 }

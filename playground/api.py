@@ -25,7 +25,7 @@ from engine.params import ParamError, check_flag, check_text, check_whole, from_
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 
-from . import views
+from . import comparing, views
 from .config import whole_number
 from .errors import internal_error, user_error
 from .runs import Run, RunStore
@@ -99,7 +99,7 @@ def register_api(engine: Engine, store: RunStore, slots: RunSlots | None = None)
         """
         try:
             run = store.get(check_text("run_id", run_id))
-            return views.divergence(store, run, whole_number("sample", sample), whole_number("other", other)).data
+            return comparing.divergence(store, run, whole_number("sample", sample), whole_number("other", other)).data
         except ParamError as exc:
             raise user_error(exc, as_html=False) from None
         except Exception as exc:  # a real fault: an id for the client, the traceback in the server log

@@ -11,11 +11,11 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from engine.forcing import check_prefix
 from engine.params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_whole, from_dict
-
 from engine.sweepspec import AXIS_NAMES, MAX_AXES, PROMPT_AXES, Axis, SweepSpec, check_prompt_axis
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
 
@@ -24,6 +24,8 @@ COLOR_BY = ("raw", "final")
 MAX_SAMPLES = 16
 MAX_INDEX = 100_000  # sample / step indices: a bound for link input, as large as max_new_tokens allows
 URL_SAFE = ":,"  # allowed as they are in a query; keeps axis=temperature:0.2,0.9 readable
+MAX_TOKEN_ID = 2**31 - 1  # a bound for link input; the loaded model's vocabulary is checked where it is known
+MAX_FIRST_SAMPLE = 2**31 - 1  # SweepSpec's bound on a sample index
 
 
 def whole_number(field: str, value: Any, text: bool = False) -> int:
@@ -63,9 +65,17 @@ class PlaygroundConfig:
     step: int = 0  # which step of that output
     color_by: str = "final"  # colour tokens by their "raw" or "final" probability
     independent_seeds: bool = False  # a sweep: each cell its own seed (engine.sweepspec.cell_seed)
+    # A branch (or an edit) run again: every sample's forced start, as text ("" = none) or as exact token ids (a
+    # branch of an output: its kept tokens and the new choice), and the index of the first sample (a branch of
+    # sample 3 is sample 3 alone: the same noise). At most one of prefix and prefix_ids.
+    prefix: str = ""
+    prefix_ids: tuple[int, ...] = ()
+    first_sample: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axes", _axes_tuple(self.axes))
+        if isinstance(self.prefix_ids, list):  # a preset's JSON list
+            object.__setattr__(self, "prefix_ids", tuple(self.prefix_ids))
         self.validate()
 
     def validate(self) -> None:
@@ -83,7 +93,36 @@ class PlaygroundConfig:
             raise ParamError("view", f"one of {', '.join(VIEWS)}", self.view)
         if self.color_by not in COLOR_BY:
             raise ParamError("color_by", f"one of {', '.join(COLOR_BY)}", self.color_by)
-        self.parsed_axes()
+        axes = self.parsed_axes()
+        self._check_prefix(axes)
+
+    def _check_prefix(self, axes: tuple[Axis, ...]) -> None:
+        """The forced start: a text or whole token ids (not both), no longer than any cell's max_new_tokens (it
+        counts as new tokens); not with beam search. The vocabulary is checked where a model is loaded
+        (check_prefix_tokens)."""
+        _check_text("prefix", self.prefix)
+        if not isinstance(self.prefix_ids, tuple) or not all(
+                isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_TOKEN_ID for t in self.prefix_ids):
+            raise ParamError("prefix_ids", f"a list of token ids (whole numbers in [0, {MAX_TOKEN_ID}])",
+                             self.prefix_ids)
+        check_whole("first_sample", self.first_sample, 0, MAX_FIRST_SAMPLE)
+        if self.prefix and self.prefix_ids:
+            raise ParamError("prefix", "left out when prefix_ids is given (one forced start: a text or token ids)",
+                             self.prefix)
+        lengths = {self.params.max_new_tokens, *(v for a in axes if a.name == "max_new_tokens" for v in a.values)}
+        if len(self.prefix_ids) > min(lengths):
+            raise ParamError("prefix_ids", f"at most max_new_tokens ({min(lengths)}) token ids: the prefix counts as "
+                                           f"new tokens", f"{len(self.prefix_ids)} ids")
+        beams = {self.params.num_beams, *(v for a in axes if a.name == "num_beams" for v in a.values)}
+        if max(beams) > 1 and (self.prefix or self.prefix_ids or self.first_sample):
+            key = "prefix" if self.prefix else "prefix_ids" if self.prefix_ids else "first_sample"
+            raise ParamError(key, "left out with beam search (a forced start is for sampled and greedy rows)",
+                             "num_beams > 1")
+
+    @property
+    def forced(self) -> str | tuple[int, ...]:
+        """Every sample's forced start: the text, the token ids, or "" for none."""
+        return self.prefix_ids or self.prefix
 
     def parsed_axes(self) -> tuple[Axis, ...]:
         """The axes with their values parsed; each value is checked against the base parameters."""
@@ -108,7 +147,24 @@ class PlaygroundConfig:
         """The SweepSpec of this state (the grid of the axes x samples; no axes is one cell)."""
         return SweepSpec(prompt=self.prompt, base=self.params, axes=self.parsed_axes(), samples=self.samples,
                          raw=self.raw, system_prompt=self.system_prompt or None,
-                         independent_seeds=self.independent_seeds)
+                         independent_seeds=self.independent_seeds,
+                         prefix=(self.forced,) * self.samples if self.forced else (), first_sample=self.first_sample)
+
+    @classmethod
+    def from_spec(cls, spec: SweepSpec, **state: Any) -> "PlaygroundConfig":
+        """The config that runs `spec` (one configuration, no axes) again: a branch's prompt, settings, samples,
+        forced start and first sample. `state`: the other fields (view, color_by, ...)."""
+        if spec.axes:
+            raise ParamError("axes", "none (a link holds one run's configuration; a sweep's is in the form)",
+                             [a.name for a in spec.axes])
+        if len(set(spec.prefix)) > 1:
+            raise ParamError("prefix", "the same forced start for every sample (a link holds one)", len(spec.prefix))
+        forced = spec.prefix[0] if spec.prefix else ""
+        return cls(prompt=spec.prompt, raw=spec.raw, system_prompt=spec.system_prompt or "", params=spec.base,
+                   samples=spec.samples, independent_seeds=spec.independent_seeds,
+                   prefix=forced if isinstance(forced, str) else "",
+                   prefix_ids=() if isinstance(forced, str) else tuple(forced), first_sample=spec.first_sample,
+                   **state)
 
     def replace(self, **changes: Any) -> "PlaygroundConfig":
         return dataclasses.replace(self, **changes)
@@ -119,7 +175,8 @@ class PlaygroundConfig:
         """A URL query holding only what differs from the defaults; from_query reads it back exactly."""
         pairs: list[tuple[str, str]] = [("prompt", self.prompt)]
         for key, value in self._changed_state().items():
-            text = value if key in _TEXT_FIELDS else format_value(key, value)
+            text = (value if key in _TEXT_FIELDS else ",".join(map(str, value)) if key == "prefix_ids"
+                    else format_value(key, value))
             pairs.append((_QUERY_KEYS[key], text))
         pairs += [(name, format_value(name, value)) for name, value in changed_params(self.params).items()]
         pairs += [("axis", f"{name}:{text}") for name, text in self.axes]
@@ -140,15 +197,20 @@ class PlaygroundConfig:
         for key, value in items:
             if key == "axis":
                 axes.append(_split_axis(value))
+            elif key == "prefix" and not value:  # an empty forced start is not "none" said quietly
+                raise ParamError(key, "a non-empty text (leave the key out for no forced start)", value)
             elif _STATE_KEYS.get(key) in _TEXT_FIELDS:
                 state[_STATE_KEYS[key]] = value
+            elif key == "prefix_ids":
+                state[key] = _token_ids(value)
             elif key in _STATE_KEYS:
                 state[_STATE_KEYS[key]] = parse_value(key, value)
             elif key in FIELD_NAMES:
                 params[key] = parse_value(key, value)
             else:
                 raise ParamError(key, "a known link key (prompt, raw, system, view, samples, sample, step, "
-                                      "color_by, independent_seeds, axis or a parameter name)", value)
+                                      "color_by, independent_seeds, prefix, prefix_ids, first_sample, axis or a "
+                                      "parameter name)", value)
         return cls(params=from_dict(params), axes=tuple(axes), **state)
 
     # -- presets ------------------------------------------------------------------------------------------
@@ -159,9 +221,9 @@ class PlaygroundConfig:
                                 "system_prompt": self.system_prompt, "samples": self.samples,
                                 "params": changed_params(self.params),
                                 "axes": [{"name": name, "values": text} for name, text in self.axes]}
-        for key in ("sample", "step", "color_by", "independent_seeds"):
+        for key in ("sample", "step", "color_by", "independent_seeds", "prefix", "prefix_ids", "first_sample"):
             if getattr(self, key) != _DEFAULTS[key]:
-                data[key] = getattr(self, key)
+                data[key] = list(self.prefix_ids) if key == "prefix_ids" else getattr(self, key)
         return data
 
     @classmethod
@@ -189,11 +251,38 @@ class PlaygroundConfig:
 # Link keys of the state fields; "system" is shorter than system_prompt and reads well in a URL.
 _STATE_KEYS = {"prompt": "prompt", "raw": "raw", "system": "system_prompt", "view": "view",
                "samples": "samples", "sample": "sample", "step": "step", "color_by": "color_by",
-               "independent_seeds": "independent_seeds"}
+               "independent_seeds": "independent_seeds", "prefix": "prefix", "prefix_ids": "prefix_ids",
+               "first_sample": "first_sample"}
 _QUERY_KEYS = {field_name: key for key, field_name in _STATE_KEYS.items()}
-_TEXT_FIELDS = frozenset({"prompt", "system_prompt"})  # taken as typed, never read as JSON
+_TEXT_FIELDS = frozenset({"prompt", "system_prompt", "prefix"})  # taken as typed, never read as JSON
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlaygroundConfig)
              if f.name not in ("prompt", "params", "axes")}
+
+
+def check_prefix_tokens(config: PlaygroundConfig, vocab_size: int, encode: Callable[[str], list[int]]) -> None:
+    """A config's forced start against the loaded model (a link or a preset opened in the page): token ids in its
+    vocabulary, a text no longer than max_new_tokens once tokenized (without special tokens, as the run does)."""
+    if config.prefix_ids:
+        check_prefix(config.prefix_ids, config.params.max_new_tokens, vocab_size, "prefix_ids")
+    if config.prefix:
+        count = len(encode(config.prefix))
+        if count > config.params.max_new_tokens:
+            raise ParamError("prefix", f"at most max_new_tokens ({config.params.max_new_tokens}) tokens once "
+                                       f"tokenized: the prefix counts as new tokens", f"{count} tokens")
+
+
+_ID_TEXT = re.compile(r"\s*[0-9]+\s*")
+
+
+def _token_ids(text: str) -> tuple[int, ...]:
+    """prefix_ids=1,2,3: whole token ids, comma-separated (what to_query writes); anything else names the key."""
+    parts = text.split(",")
+    if not all(_ID_TEXT.fullmatch(part) for part in parts):
+        raise ParamError("prefix_ids", "token ids as whole numbers, comma-separated (e.g. prefix_ids=504,2213)",
+                         text)
+    if any(len(part.strip()) > len(str(MAX_TOKEN_ID)) for part in parts):  # int() refuses very long digit runs
+        raise ParamError("prefix_ids", f"token ids in [0, {MAX_TOKEN_ID}]", text)
+    return tuple(int(part) for part in parts)
 
 
 def _query_items(query: "Mapping[str, str | list[str]] | str") -> list[tuple[str, str]]:

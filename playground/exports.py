@@ -18,6 +18,7 @@ from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FI
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig
+from .presets import Preset
 
 # Why transformers cannot take a knob, by field name (from the processors' specs).
 _TRANSFORMERS_LACKS = {"order": "transformers applies its processors in a fixed order",
@@ -171,7 +172,33 @@ def export_notes(config: PlaygroundConfig, tokenizer: Any = None) -> dict[str, A
         if varying:
             notes.append(f"the script's token ids ({', '.join(varying)}) are those of the first cell: the axis "
                          f"over them is in the GenerationConfig list")
+    reasons.update(_forced_start_reasons(config))
+    if config.forced:
+        notes.append("the script appends the forced start to the prompt's tokens: transformers counts it as prompt, "
+                     "so its max_new_tokens go on after it (the playground counts it as new tokens) and its own "
+                     "random numbers choose what follows")
     return {"not_expressible": reasons, "notes": notes, "cells": [values for values, _ in cells] if config.axes else []}
+
+
+def _forced_start_reasons(config: PlaygroundConfig) -> dict[str, Any]:
+    """A branch's forced start and sample index: neither GenerationConfig nor an OpenAI request holds them."""
+    reasons: dict[str, Any] = {}
+    for name, value in (("prefix", config.prefix), ("prefix_ids", list(config.prefix_ids))):
+        if value:
+            reasons[name] = {"value": value, "reason": "a forced start of the outputs (a branch or an edit) is no "
+                                                       "GenerationConfig or OpenAI request field"}
+    if config.first_sample:
+        reasons["first_sample"] = {"value": config.first_sample,
+                                   "reason": "the playground's noise of that sample index; other libraries draw "
+                                             "their own random numbers"}
+    return reasons
+
+
+def preset_json(config: PlaygroundConfig, name: str = "My configuration",
+                description: str = "Shared from the Decoding Playground.") -> str:
+    """The configuration as a preset file (examples/*.json): everything a share link holds, a branch's forced
+    start and first sample included."""
+    return json.dumps(Preset(name, description, config).to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def export_notes_text(config: PlaygroundConfig, tokenizer: Any = None) -> str:
@@ -210,10 +237,25 @@ def generate_snippet(config: PlaygroundConfig, model_id: str) -> str:
              "",
              f"prompt = {config.prompt!r}",
              *_prompt_lines(config),
+             *_forced_start_lines(config),
              "",
              *(_single_lines(config, settings) if not config.axes else _sweep_lines(config, cells)),
              ""]
+    if config.forced:  # print the outputs with their forced start, as the playground shows them
+        lines = [line.replace('prompt_length = inputs["input_ids"].shape[1]',
+                              'prompt_length = inputs["input_ids"].shape[1] - len(prefix_ids)') for line in lines]
     return "\n".join(lines)
+
+
+def _forced_start_lines(config: PlaygroundConfig) -> list[str]:
+    """A branch's forced start appended to the prompt's tokens (a text tokenized without special tokens)."""
+    if not config.forced:
+        return []
+    ids = (f"prefix_ids = {list(config.prefix_ids)!r}" if config.prefix_ids else
+           f'prefix_ids = tokenizer({config.prefix!r}, add_special_tokens=False)["input_ids"]')
+    return ["# the outputs' forced start (a branch): appended to the prompt", ids,
+            'inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([prefix_ids])], dim=-1)',
+            'inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])']
 
 
 def _kwargs_lines(kwargs: dict[str, Any], settings: TransformersSettings) -> list[str]:

@@ -106,6 +106,8 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
                      "samples": settings.samples, **dict(zip(AXIS_NAMES, sweep.axis_names)),
                      **dict(zip(AXIS_TEXTS, sweep.axis_values)), "view": view, "sample": dists.sample,
                      "step": dists.step, "color_by": generate.color_by, "independent_seeds": sweep.independent_seeds,
+                     "prefix": settings.prefix, "prefix_ids": settings.prefix_ids,
+                     "first_sample": settings.first_sample,
                      **settings.knobs_in_order(), "order": settings.order})
         page = PageContext(engine, store, device_scope, form, tabs, view, run_id,
                            (settings.run_estimate, sweep.estimate), estimator(store), slots)

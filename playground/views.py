@@ -2,7 +2,8 @@
 
 The UI layer (playground/ui.py) and the API (playground/api.py) both call these, so a view and its endpoint
 can never disagree. Runs go through the engine's sweep path (a Generate run is a sweep with no axes), and
-finished runs are kept in a RunStore for the colour toggle and the Distributions view.
+finished runs are kept in a RunStore for the colour toggle and the Distributions view. Branching (the token
+popup, branches, edit and continue, the branch tree) is in branching.py; Compare in comparing.py.
 """
 from __future__ import annotations
 
@@ -30,10 +31,8 @@ from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
 from engine.trace import stage_stats
 
-from .plots import (COLOR_SCALES, distribution_figure, divergence_figure, format_value, metric_heatmap, shorten,
-                    steps_figure)
-from .render import (Alternative, TokenPopup, TokenView, TreeNode, prompt_html, samples_html, seed_note_html,
-                     stage_table, sweep_grid_html, tree_html)
+from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, shorten, steps_figure
+from .render import TokenView, prompt_html, samples_html, seed_note_html, stage_table, sweep_grid_html
 from .runs import BranchLink, Run, RunStore
 from .slots import POLL_SECONDS, RunSlots
 
@@ -61,156 +60,6 @@ def row_label(spec: SweepSpec, row_axis_values: tuple[tuple[str, Any], ...], sam
     forced = [f"branch at step {len(prefix) - 1}"] if prefix and not isinstance(prefix, str) else (
         ["continued from a text"] if prefix else [])
     return " · ".join([*parts, f"beam {sample}" if beams else f"sample {sample}", *forced])
-
-
-# -- branching ----------------------------------------------------------------------------------------------
-
-BRANCH_CHOICES = 12  # alternatives offered at a step: the most likely under the final distribution, then the raw
-
-
-def branch_spec(run: Run, row: int, step: int, token_id: int) -> SweepSpec:
-    """The run that continues output `row` of `run` with `token_id` at `step`: the same prompt, settings, seed and
-    sample index, its first `step` tokens kept (engine/forcing.py keeps the noise stream aligned)."""
-    run.check_row_step(row, step)
-    if run.spec is None:
-        raise ParamError("branch", "an output of a run started on this page", run.run_id)
-    source = run.spec.rows()[row]
-    if source.params.num_beams > 1:
-        raise ParamError("branch", "a sampled or greedy output (beam outputs are not branched)", f"output {row}")
-    forced = (*run.generation.rows[row].token_ids[:step], int(token_id))
-    return SweepSpec(source.prompt, source.params, samples=1, raw=run.spec.raw, system_prompt=source.system_prompt,
-                     prefix=(forced,), first_sample=source.sample)
-
-
-def branch_alternatives(store: RunStore, run: Run, row: int, step: int) -> list[Alternative]:
-    """The alternatives at (row, step): the likeliest under the final distribution, then the raw model's
-    likeliest among the tokens the settings removed (taking one shows what they prevented)."""
-    replay = store.replay(run, row, step)
-    raw, final = replay.probs[0], replay.probs[-1]  # [V], [V]
-    label = store.engine.loaded.token_label
-    kept = [int(t) for t in final.topk(BRANCH_CHOICES).indices if float(final[int(t)]) > 0]
-    removed = [int(t) for t in raw.topk(BRANCH_CHOICES + len(kept)).indices if float(final[int(t)]) == 0]
-    chosen = run.generation.rows[row].token_ids[step]
-    return [Alternative(t, label(t), float(final[t]), float(raw[t]), t == chosen, t in removed)
-            for t in [*kept, *removed[:max(BRANCH_CHOICES - len(kept), 3)]]]
-
-
-def branch_choices(store: RunStore, run: Run, row: int, step: int) -> list[tuple[str, int]]:
-    """(label, token id) of the alternatives at (row, step) (branch_alternatives), for a dropdown."""
-    return [(f"{a.text!r} · removed by the settings (raw p {a.raw_prob:.3g})" if a.removed
-             else f"{a.text!r} · p {a.final_prob:.3g}" + (" (chosen)" if a.chosen else ""), a.token_id)
-            for a in branch_alternatives(store, run, row, step)]
-
-
-def branch_refusal(run: Run, row: int) -> str:
-    """Why output `row` of `run` cannot be branched ("" when it can)."""
-    if run.spec is None:
-        return "only outputs of runs started on this page are branched"
-    if run.generation.params[row].num_beams > 1:
-        return "beam outputs are not branched (branch a sampled or greedy output)"
-    return ""
-
-
-def branch_run(store: RunStore, run: Run, row: int, step: int, token_id: int) -> tuple[SweepSpec, BranchLink]:
-    """The branch of output `row` taking `token_id` at `step` (branch_spec), and its link to the parent: the
-    token's probability under the parent's final distribution at the fork (the same replay the views show)."""
-    spec = branch_spec(run, row, step, token_id)
-    final = store.replay(run, row, step).probs[-1]
-    if not 0 <= token_id < final.shape[-1]:
-        raise ParamError("branch token", f"a token id in [0, {final.shape[-1] - 1}]", token_id)
-    link = BranchLink(run.run_id, row, step, token_id, store.engine.loaded.token_label(token_id),
-                      float(final[token_id]))
-    return spec, link
-
-
-def token_popup(store: RunStore, run: Run, row: int, step: int) -> TokenPopup:
-    """The popup of token `step` of output `row`: an exact replay of that step, as branch_choices uses."""
-    replay = store.replay(run, row, step)
-    final = stage_stats(replay.probs[[0, -1]], replay.chosen)[-1]
-    return TokenPopup(run.run_id, row, step, run.labels[row], run.pieces[row][step], float(replay.probs[0][replay.chosen]),
-                      float(replay.probs[-1][replay.chosen]), final["chosen_rank"],
-                      branch_alternatives(store, run, row, step), branch_refusal(run, row))
-
-
-EDIT_FIELD = "edited text"
-
-
-def output_text(run: Run, row: int) -> str:
-    """Output `row`'s text (what "Edit this output" puts in the box)."""
-    run.check_row_step(row)
-    return "".join(run.pieces[row])
-
-
-def edit_run(store: RunStore, run: Run, row: int, text: Any) -> tuple[SweepSpec, BranchLink]:
-    """"Edit and continue": output `row`'s settings, seed and sample with `text` as its forced start; the link
-    records where the edit first departs from the output's tokens."""
-    run.check_row_step(row)
-    if not isinstance(text, str) or not text:
-        raise ParamError(EDIT_FIELD, "a non-empty text (the output's start as you want it)", text)
-    refusal = branch_refusal(run, row)
-    if refusal:
-        raise ParamError(EDIT_FIELD, f"an edit of a sampled or greedy output of this page ({refusal})", f"output {row}")
-    source = run.spec.rows()[row]  # type: ignore[union-attr]  # branch_refusal: a spec
-    ids = store.engine.loaded.tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) > source.params.max_new_tokens:
-        raise ParamError(EDIT_FIELD, f"at most max_new_tokens ({source.params.max_new_tokens}) tokens (the edit is "
-                                     f"decoded as the output's first steps)", f"{len(ids)} tokens")
-    spec = SweepSpec(source.prompt, source.params, samples=1, raw=run.spec.raw,  # type: ignore[union-attr]
-                     system_prompt=source.system_prompt, prefix=(text,), first_sample=source.sample)
-    parent_ids = run.generation.rows[row].token_ids
-    fork = next((k for k, (a, b) in enumerate(zip(ids, parent_ids)) if a != b), min(len(ids), len(parent_ids)))
-    return spec, BranchLink(run.run_id, row, fork, edited=text)
-
-
-def branch_tree(store: RunStore, run: Run) -> list[TreeNode]:
-    """The tree `run` belongs to: its oldest kept ancestor, then every kept branch below it, any depth (a
-    parent before its children, children oldest first). A run that has no parent and no branches has no tree."""
-    root = run
-    while root.parent is not None:
-        parent = store.find(root.parent.parent_id)
-        if parent is None:
-            break
-        root = parent
-    if root is run and not store.children(run.run_id):
-        return []
-    nodes, stack = [], [(root, 0)]
-    while stack:  # depth-first without recursion: a chain of branches may be deep
-        node, depth = stack.pop()
-        nodes.append(TreeNode(node.run_id, depth, _tree_title(node), _fork_text(store, node),
-                              node.kind == "generate", node is run))
-        stack += [(child, depth + 1) for child in reversed(store.children(node.run_id))]
-    return nodes
-
-
-def branch_tree_html(store: RunStore, run: Run) -> str:
-    """The branch tree `run` belongs to, as Generate shows it under the outputs ("" when it has none)."""
-    return tree_html(branch_tree(store, run))
-
-
-def output_choices(run: Run) -> list[tuple[str, int]]:
-    """(label, output index) of a run's outputs, for "Edit and continue"'s output menu."""
-    return [(f"output {i} · {label}", i) for i, label in enumerate(run.labels)]
-
-
-def _tree_title(run: Run) -> str:
-    if run.kind == "sweep":
-        return f"run {run.number} · sweep of {run.row_count} outputs"
-    if run.row_count == 1:
-        return f"run {run.number} · {run.labels[0]}"
-    return f"run {run.number} · {run.row_count} outputs"
-
-
-def _fork_text(store: RunStore, run: Run) -> str:
-    link = run.parent
-    if link is None:
-        return ""
-    parent = store.find(link.parent_id)
-    where = (f"run {parent.number} output {link.parent_row}" if parent is not None
-             else f"output {link.parent_row} of a run no longer kept")
-    if link.edited is not None:
-        return f"from {where}: edited, departing at step {link.fork_step} “{shorten(link.edited, SHORT_TEXT)}”"
-    p = "–" if link.parent_prob is None else f"{link.parent_prob:.3g}"
-    return f"from {where} at step {link.fork_step}: “{link.token_text}” (p {p} under the parent)"
 
 
 SHORT_TEXT = 32  # characters of a text axis value (a prompt) in a row label; the records keep it whole
@@ -396,7 +245,7 @@ def sample_table(run: Run) -> pd.DataFrame:
         record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score,
                   "beam_group": out.beam_group}
         records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS, *(["beam_group"] if groups else []))})
-    return _rounded(pd.DataFrame(records))
+    return rounded(pd.DataFrame(records))
 
 
 # -- Sweep view -------------------------------------------------------------------------------------------
@@ -428,7 +277,7 @@ def sweep_outputs(run: Run, metric: str, scale: str = "clipped",
     heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None, scale)
     table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", *(["seed"] if spec.independent_seeds else []),
                      "text", *SAMPLE_COLUMNS, "cell_diversity"]
-    return grid, heatmap, _rounded(records[[c for c in table_columns if c in records.columns]])
+    return grid, heatmap, rounded(records[[c for c in table_columns if c in records.columns]])
 
 
 def _grid_tokens(store: RunStore, run: Run, records: pd.DataFrame) -> dict[str, dict[int, tuple[int, list[TokenView]]]]:
@@ -528,117 +377,10 @@ def _tail(text: str, width: int = 60) -> str:
     return text if len(text) <= width else "…" + text[-width:]
 
 
-def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+def rounded(df: pd.DataFrame) -> pd.DataFrame:
     """Numbers to 4 significant digits for display; missing values stay missing (shown blank, never 'nan')."""
     out = df.copy()
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
             out[column] = out[column].map(lambda v: None if v is None or not math.isfinite(v) else float(f"{v:.4g}"))
     return out
-
-
-# -- Compare two configurations on one context (e.g. two processor orders) -------------------------------------
-
-@dataclass
-class Comparison:
-    caption: str
-    table: pd.DataFrame  # after k processors: each configuration's stage, entropy, support; distance between them
-    figure: go.Figure  # the other configuration's stages on this context
-    data: dict[str, Any]
-
-
-def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: int = 20) -> Comparison:
-    """Run output `other`'s configuration on output `row`'s context at `step`, stage by stage beside `row`'s own.
-
-    For an order sweep this shows where two orders part: after k processors, the total variation distance
-    between the two distributions is 0 until the first processor that the orders place differently and that
-    changes something.
-    """
-    run.check_row_step(row, step)
-    if not isinstance(other, int) or not 0 <= other < run.row_count:
-        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
-    own = store.replay(run, row, step)
-    theirs = store.engine.replay(run.generation, row, step, run.generation.params[other])
-    records = []
-    for k, (name_a, name_b, p, q) in enumerate(zip(own.stage_names, theirs.stage_names, own.probs, theirs.probs)):
-        records.append({"after": k, f"output {row}": name_a, f"H {row}": _entropy(p), f"support {row}": int((p > 0).sum()),
-                        f"output {other}": name_b, f"H {other}": _entropy(q), f"support {other}": int((q > 0).sum()),
-                        "distance (TV)": float(0.5 * (p - q).abs().sum())})
-    table = _rounded(pd.DataFrame(records))
-    parted = next((r["after"] for r in records if r["distance (TV)"] > 1e-6), None)
-    where = (f"they part after {parted} processor(s): {records[parted][f'output {row}']} vs "
-             f"{records[parted][f'output {other}']}" if parted is not None else "they agree at every stage")
-    caption = (f"{run.labels[row]} at step {step}, and the same context through the settings of {run.labels[other]}: "
-               f"{where}; final distance {records[-1]['distance (TV)']:.3f}")
-    figure = distribution_figure(theirs.stage_names, theirs.probs, own.chosen, store.engine.loaded.token_label, top_n)
-    data = json_safe({"run_id": run.run_id, "sample": row, "step": step, "other": other, "stages": records,
-                      "parted_after": parted})
-    return Comparison(caption, table, figure, data)
-
-
-def _entropy(p: Any) -> float:
-    nz = p[p > 0]
-    return float(-(nz * nz.log()).sum())
-
-
-@dataclass
-class Divergence:
-    caption: str
-    table: pd.DataFrame  # per shared step: each output's choice and its probability, TV, KL both ways
-    figure: go.Figure
-    data: dict[str, Any]
-
-
-def divergence(store: RunStore, run: Run, row: int, other: int) -> Divergence:
-    """Where two outputs part: per step of their shared prefix, how far apart their final distributions are.
-
-    Both outputs see the same context at each step up to and including the first step where they choose
-    differently (the fork), so their final distributions there differ only by their settings and state.
-    TV = 1/2 sum |p - q|; KL(p || q) = sum p log(p / q) is infinite where p keeps a token that q removed.
-    """
-    run.check_row_step(row)
-    if not isinstance(other, int) or isinstance(other, bool) or not 0 <= other < run.row_count:
-        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
-    gen = run.generation
-    if gen.prompt_of(row) != gen.prompt_of(other):
-        raise ParamError("compare with", f"an output with the same prompt as output {row} (a shared prefix)", other)
-    a, b = gen.rows[row].token_ids, gen.rows[other].token_ids
-    fork = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
-    shared = fork + 1 if fork is not None else min(len(a), len(b))
-    records = []
-    if shared:
-        p = store.engine.final_distributions(gen, row, shared)  # [T, V]
-        q = store.engine.final_distributions(gen, other, shared)  # [T, V]
-        label = store.engine.loaded.token_label
-        for t in range(shared):
-            records.append({"step": t, f"output {row} chose": label(a[t]), f"p {row}": float(p[t, a[t]]),
-                            f"output {other} chose": label(b[t]), f"p {other}": float(q[t, b[t]]),
-                            "TV": float(0.5 * (p[t] - q[t]).abs().sum()),
-                            f"KL({row}‖{other})": _kl(p[t], q[t]), f"KL({other}‖{row})": _kl(q[t], p[t])})
-    names = (str(row), str(other))
-    figure = divergence_figure([r["TV"] for r in records], [r[f"KL({row}‖{other})"] for r in records],
-                               [r[f"KL({other}‖{row})"] for r in records], names, fork)
-    caption = f"{run.labels[row]} and {run.labels[other]}: " + _fork_sentence(records, row, other, fork, shared)
-    kl_columns = (f"KL({row}‖{other})", f"KL({other}‖{row})")
-    shown = [{k: ("∞" if v == math.inf else float(f"{v:.4g}")) if k in kl_columns else v for k, v in r.items()}
-             for r in records]
-    table = _rounded(pd.DataFrame(shown))
-    data = json_safe({"run_id": run.run_id, "sample": row, "other": other, "first_fork": fork, "steps": records})
-    return Divergence(caption, table, figure, data)
-
-
-def _fork_sentence(records: list[dict[str, Any]], row: int, other: int, fork: int | None, shared: int) -> str:
-    if fork is None:
-        return f"they choose the same token at all {shared} steps they share"
-    at = records[fork]
-    return (f"the same first {fork} token(s), then at step {fork} {at[f'output {row} chose']} "
-            f"(p={at[f'p {row}']:.3g}) vs {at[f'output {other} chose']} (p={at[f'p {other}']:.3g}); "
-            f"TV there {at['TV']:.3f}")
-
-
-def _kl(p: Any, q: Any) -> float:
-    """KL(p || q) in nats over p's support; inf when p keeps a token q removed."""
-    kept = p > 0
-    if bool((q[kept] == 0).any()):
-        return math.inf
-    return max(float((p[kept] * (p[kept].log() - q[kept].log())).sum()), 0.0)

@@ -10,10 +10,12 @@ import pytest
 
 from engine.params import ParamError, SamplingParams
 from engine.sweepspec import SweepSpec
-from playground.render import Alternative, TokenPopup, popup_html, samples_html, TokenView, tree_html
+from playground.branching import (branch_alternatives, branch_choices, branch_run, branch_tree, branch_tree_html,
+                                  edit_run, output_text, token_popup)
+from playground.render import samples_html, TokenView
+from playground.render_branches import Alternative, TokenPopup, popup_html, tree_html
 from playground.runs import BranchLink, RunStore
-from playground.views import (branch_alternatives, branch_choices, branch_run, branch_tree, branch_tree_html,
-                              edit_run, output_text, stream_run, token_popup)
+from playground.views import stream_run
 
 EVIL = "<img src=x onerror=alert(1)>"
 SHOWN = EVIL.replace(" ", "␣")  # whitespace made visible in labels

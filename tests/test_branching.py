@@ -20,7 +20,8 @@ from engine.sweep import run_sweep
 from engine.sweepspec import SweepSpec
 from pages import open_token, run_generate, shot, wait_done
 from playground.runs import RunStore
-from playground.views import branch_choices, branch_spec, stream_run
+from playground.branching import branch_choices, branch_spec
+from playground.views import stream_run
 
 PROMPT = "Write a short story about a lighthouse keeper."
 STEPS = 24

@@ -2,6 +2,7 @@
 the tree whose output keeps the prefix and takes the forced token) and "Edit and continue"."""
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from playwright.sync_api import Page, expect
@@ -99,3 +100,40 @@ def test_edit_and_continue_goes_on_from_the_edited_text(page, app_url):
     assert page.locator("#tokens .dp-text").first.inner_text().startswith("Why did the robot")
     expect(page.locator("#branch-tree .dp-tree-item").nth(1)).to_contain_text("edited")
     shot(page, "edit-and-continue")
+
+
+def test_a_branch_shared_from_the_page_reruns_token_for_token(page, app_url):
+    run_generate(page, app_url, QUERY)
+    token_popup(page, 1, 3).get_by_role("button", name="continue with").first.click()
+    wait_done(page, "generate-status")
+    expect(page.locator("#tokens .dp-sample-title")).to_contain_text("sample 1 · branch at step 3")
+    branch = [label_text(t.get_attribute("aria-label")) for t in page.locator("#tokens .dp-tok").all()]
+    page.get_by_role("tab", name="Share & export").click()
+    page.locator("#share-button").click()
+    link = text_box(page, "share-link")
+    expect(link).to_have_value(re.compile(r"prefix_ids=[0-9,]+"), timeout=30_000)
+    expect(page.locator("#share-source")).to_contain_text("branch shown in Generate")
+    expect(page.locator("#export-preset")).to_contain_text('"first_sample": 1')
+    url = link.input_value()
+    assert "first_sample=1" in url and "samples=1" in url
+    opened = page.context.new_page()
+    opened.goto(url)
+    expect(opened.locator("#preset-info")).to_contain_text("forced start", timeout=60_000)
+    box = text_box(opened, "prefix")
+    expect(box).to_be_visible()
+    expect(box).not_to_be_editable()  # a branch's exact token ids, shown as their text
+    assert box.input_value().strip()
+    shot(opened, "branch-link-opened")
+    opened.locator("#run").click()
+    wait_done(opened, "generate-status")
+    expect(opened.locator("#tokens .dp-sample")).to_have_count(1)
+    expect(opened.locator("#tokens .dp-sample-title")).to_contain_text("sample 1 · branch at step 3")
+    again = [label_text(t.get_attribute("aria-label")) for t in opened.locator("#tokens .dp-tok").all()]
+    assert again == branch
+    # the prefix can be removed: the next run is free again (and the link no longer holds it)
+    opened.locator("#prefix-remove").click()
+    expect(opened.locator("#prefix")).to_be_hidden()
+    opened.get_by_role("tab", name="Share & export").click()
+    opened.locator("#share-button").click()
+    expect(text_box(opened, "share-link")).not_to_have_value(re.compile("prefix"), timeout=30_000)
+    opened.close()

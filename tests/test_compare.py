@@ -6,7 +6,8 @@ from engine.generate import Engine
 from engine.params import ParamError, SamplingParams
 from engine.sweepspec import Axis, SweepSpec
 from playground.runs import RunStore
-from playground.views import compare, stream_run
+from playground.comparing import compare
+from playground.views import stream_run
 
 # runs and full-vocabulary replays on the tiny model (49,152 tokens, every stage): ~15 s of CPU in all
 pytestmark = pytest.mark.slow
@@ -96,7 +97,7 @@ def test_final_distributions_equal_the_replays_final_stage_at_every_step(tempera
 
 
 def test_outputs_with_the_same_settings_agree_until_and_at_their_fork(temperature_run):
-    from playground.views import divergence
+    from playground.comparing import divergence
     _, store, run = temperature_run
     shown = divergence(store, run, 0, 1)  # two samples of one cell: the same distribution until they part
     steps, fork = shown.data["steps"], shown.data["first_fork"]
@@ -110,7 +111,7 @@ def test_outputs_with_the_same_settings_agree_until_and_at_their_fork(temperatur
 
 
 def test_divergence_equals_replays_of_both_outputs_at_every_shared_step(temperature_run):
-    from playground.views import divergence
+    from playground.comparing import divergence
     engine, store, run = temperature_run
     shown = divergence(store, run, 0, 4)  # temperature 0.7 vs 1.4, sample 0 of each: same seed and sample
     for s in shown.data["steps"]:
@@ -124,7 +125,7 @@ def test_divergence_equals_replays_of_both_outputs_at_every_shared_step(temperat
 
 
 def test_a_token_kept_by_one_output_and_removed_by_the_other_makes_kl_infinite(tiny):
-    from playground.views import divergence
+    from playground.comparing import divergence
     engine = Engine(tiny)
     store = RunStore(engine)
     spec = SweepSpec("one two", SamplingParams(max_new_tokens=4, seed=2), (Axis("top_k", (50, 1)),), raw=True)
@@ -137,7 +138,7 @@ def test_a_token_kept_by_one_output_and_removed_by_the_other_makes_kl_infinite(t
 
 
 def test_divergence_refuses_outputs_with_other_prompts_and_unknown_outputs(tiny):
-    from playground.views import divergence
+    from playground.comparing import divergence
     engine = Engine(tiny)
     store = RunStore(engine)
     spec = SweepSpec("", SamplingParams(max_new_tokens=3, seed=2), (Axis("prompt", ("one two", "three four")),))

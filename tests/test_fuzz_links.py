@@ -21,7 +21,8 @@ from engine.params import DEFAULT_ORDER, FIELD_NAMES, ParamError
 from playground.config import PlaygroundConfig
 from playground.exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 
-STATE_KEYS = ["prompt", "raw", "system", "view", "samples", "sample", "step", "color_by", "independent_seeds", "axis"]
+STATE_KEYS = ["prompt", "raw", "system", "view", "samples", "sample", "step", "color_by", "independent_seeds", "axis",
+              "prefix", "prefix_ids", "first_sample"]
 KEYS = st.one_of(st.sampled_from(STATE_KEYS), st.sampled_from(FIELD_NAMES),
                  st.sampled_from(["", "system_prompt", "axes", "Prompt", "temperature ", "%00", "a[b]"]),
                  st.text(max_size=6))
@@ -31,7 +32,12 @@ VALUE_TEXTS = st.one_of(
                      "null", "[]", "{}", '["\\n"]', '{"the": -5}', '{"a": NaN}', "99999999999999999999", "2.0", " 3 ",
                      "[[[[[[[[", "generate", "sweep", "distributions", "raw", "final", "temperature:0.2,0.9",
                      "temperature:0:1:0.25", "order:min_p>temperature,top_k>top_p", "top_k:1,1", "seed:0:63:1",
-                     "temperature:", ":0.5", "stop:[\"a,b\"],[\"x\"]", "sequence_bias:{\"a:b\": -5}, {}"]),
+                     "temperature:", ":0.5", "stop:[\"a,b\"],[\"x\"]", "sequence_bias:{\"a:b\": -5}, {}",
+                     # a branch's forced start: token ids (good, malformed, out of range, too many), a sample index
+                     "504,2213,30", " 5 , 6 ", "1,,2", "-1,2", "1.0,2", "[1,2]", "2147483647", "2147483648",
+                     ",".join(["7"] * 70), "max_new_tokens:1,2", "num_beams:1,2"]),
+    st.lists(st.integers(min_value=-2, max_value=2**31 + 1), min_size=1, max_size=4).map(
+        lambda ids: ",".join(map(str, ids))),
     st.lists(st.sampled_from([*DEFAULT_ORDER, "nope", ""]), max_size=3).map(">".join),
     st.text(alphabet=st.characters(categories=["L", "N", "P", "S", "Zs", "Cc", "Cs"]), max_size=10),
     st.integers().map(str), st.floats().map(str))
@@ -95,11 +101,13 @@ JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st
                                                    st.dictionaries(st.text(max_size=5), inner, max_size=3)),
                            max_leaves=8)
 PRESET_KEYS = ["prompt", "raw", "system_prompt", "params", "samples", "axes", "view", "sample", "step", "color_by",
-               "independent_seeds"]
+               "independent_seeds", "prefix", "prefix_ids", "first_sample"]
 PRESET_VALUES = {
     "params": st.one_of(st.dictionaries(st.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=3), JSON_VALUES),
     "axes": st.one_of(st.lists(st.fixed_dictionaries({"name": st.sampled_from(FIELD_NAMES), "values": VALUE_TEXTS}),
                                max_size=4), JSON_VALUES),
+    "prefix_ids": st.one_of(st.lists(st.integers(min_value=-2, max_value=2**31 + 1), max_size=5), JSON_VALUES),
+    "first_sample": st.one_of(st.integers(min_value=-2, max_value=2**31 + 1), JSON_VALUES),
 }
 PRESETS = st.one_of(
     st.fixed_dictionaries({"prompt": st.just("Hello")},

@@ -10,7 +10,7 @@ import gradio as gr
 
 from engine.params import ParamError
 
-from .. import views
+from .. import branching, comparing, views
 from ..config import whole_number
 from ..errors import user_errors
 from .common import PRIVATE, PageContext
@@ -93,7 +93,7 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         last = len(run.generation.rows[sample].token_ids) - 1
         step = min(whole_number("step", step, text=True), last)
         shown = views.distribution(store, run, sample, step, whole_number("tokens shown", top, text=True))
-        choices = views.branch_choices(store, run, sample, step)
+        choices = branching.branch_choices(store, run, sample, step)
         return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
                 gr.Slider(maximum=max(last, 1), value=step),
                 gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]))
@@ -131,9 +131,9 @@ def wire_compare(page: PageContext, panel: DistributionsPanel) -> None:
             raise ParamError("run", "a finished run (run Generate or a sweep first)", None)
         run = store.get(current)
         row, other = whole_number("output", sample, text=True), whole_number("other output", other, text=True)
-        shown = views.compare(store, run, row, whole_number("step", step, text=True), other,
-                              whole_number("tokens shown", top, text=True))
-        parted = views.divergence(store, run, row, other)
+        shown = comparing.compare(store, run, row, whole_number("step", step, text=True), other,
+                                  whole_number("tokens shown", top, text=True))
+        parted = comparing.divergence(store, run, row, other)
         return (html.escape(shown.caption), shown.table, shown.figure,
                 html.escape(parted.caption), parted.table, parted.figure)
 

@@ -12,10 +12,11 @@ import gradio as gr
 from engine.params import ParamError
 from engine.sweepspec import SweepSpec
 
-from .. import views
+from .. import branching, views
 from ..config import whole_number
 from ..errors import internal_error, user_errors
-from ..render import CSS, error_html, popup_html, status_html
+from ..render import CSS, error_html, status_html
+from ..render_branches import popup_html
 from ..runs import BranchLink, Run
 from ..slots import concurrency
 from .common import (PRIVATE, TOKEN_POPUP_BOX_JS, TOKEN_POPUP_JS, TREE_CLICK_JS, PageContext, disarm_after,
@@ -79,8 +80,8 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     def shown(run: Run, color_by: str) -> dict:
         """A finished run in the view: its table, its tree and outputs, and the Distributions view on it."""
         return {panel.sample_table: gr.Dataframe(views.sample_table(run), visible=True), page.run_id: run.run_id,
-                **dict(zip(dist_sliders, index_sliders(run))), panel.tree: views.branch_tree_html(store, run),
-                panel.edit_output: gr.Dropdown(choices=views.output_choices(run), value=0)}
+                **dict(zip(dist_sliders, index_sliders(run))), panel.tree: branching.branch_tree_html(store, run),
+                panel.edit_output: gr.Dropdown(choices=branching.output_choices(run), value=0)}
 
     def stream_into_view(make_spec: Callable[[], tuple[SweepSpec, str, BranchLink | None]], request: gr.Request):
         """Run a spec into the Generate view: its frames, then the finished run's table and ids. make_spec gives
@@ -118,9 +119,9 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
             raise ParamError("branch", "an output of a finished run (run Generate or a sweep first)", None)
         if token is None or token == "":
             raise ParamError("branch token", "one of the alternatives listed for this step", token)
-        spec, link = views.branch_run(store, store.get(run_id), whole_number("output", sample, text=True),
-                                      whole_number("step", step, text=True),
-                                      whole_number("branch token", token, text=True))
+        spec, link = branching.branch_run(store, store.get(run_id), whole_number("output", sample, text=True),
+                                          whole_number("step", step, text=True),
+                                          whole_number("branch token", token, text=True))
         return spec, "final", link
 
     @user_errors
@@ -141,7 +142,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         def spec() -> tuple[SweepSpec, str, BranchLink]:
             if not current:
                 raise NO_RUN
-            made, link = views.edit_run(store, store.get(current), whole_number("output", output, text=True), text)
+            made, link = branching.edit_run(store, store.get(current), whole_number("output", output, text=True), text)
             return made, "final", link
         yield from stream_into_view(spec, request)
 
@@ -159,11 +160,11 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
-    branching = branch.click(
+    branch_event = branch.click(
         starting("Branching: the kept tokens, then the new choice ..."), None, started, queue=False, **PRIVATE).then(
         run_branch, [page.run_id, *dist_sliders, branch_token], outputs, preprocess=False, show_progress="hidden",
         **concurrency(page.slots), **PRIVATE)
-    disarm_after(branching, stop)
+    disarm_after(branch_event, stop)
 
     def picked(event: gr.EventData) -> tuple:
         return (*starting("Branching: the kept tokens, then the new choice ...")(), getattr(event, "_data", None))
@@ -189,7 +190,8 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         run_shown = store.get(data["run"])
         sample = whole_number("output", data.get("sample"), text=True)
         step = whole_number("step", data.get("step"), text=True)
-        return popup_html(views.token_popup(store, run_shown, sample, step), whole_number("nonce", data.get("nonce", 0)))
+        return popup_html(branching.token_popup(store, run_shown, sample, step),
+                          whole_number("nonce", data.get("nonce", 0)))
 
     panel.tokens.select(show_popup, None, panel.popup, show_progress="hidden", **PRIVATE)
 
@@ -208,7 +210,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     def load_edit(current: str, output: Any) -> str:
         if not current:
             raise NO_RUN
-        return views.output_text(store.get(current), whole_number("output", output, text=True))
+        return branching.output_text(store.get(current), whole_number("output", output, text=True))
 
     panel.edit_load.click(load_edit, [page.run_id, panel.edit_output], panel.edit_text, **PRIVATE)
 

@@ -15,14 +15,14 @@ import gradio as gr
 from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError
 
 from .. import views
-from ..config import PlaygroundConfig
+from ..config import PlaygroundConfig, check_prefix_tokens
 from ..controls import CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, widget_value
 from ..errors import log_bad_input, user_errors
 from ..presets import Preset
 from ..render import CSS, estimate_html
 from ..runs import RunStore
 from .common import PRIVATE, PageContext
-from .form import config_from_form
+from .form import PREFIX_INFO, PREFIX_LABEL, config_from_form
 
 ESSENTIALS = ("temperature", "max_new_tokens")
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -80,6 +80,11 @@ class SettingsPanel:
     order: gr.Dropdown
     reset_order: gr.Button
     order_preset: gr.Radio
+    prefix_group: gr.Column  # shown while the settings hold a forced start (a branch's link, a preset)
+    prefix: gr.Textbox  # the forced start as text (a branch's token ids: their text, read-only)
+    prefix_ids: gr.State  # a branch's exact token ids ([] = none)
+    first_sample: gr.State  # the first sample's index (a branch of sample 3 is sample 3 alone)
+    prefix_remove: gr.Button
 
     def knobs_in_order(self) -> dict[str, gr.components.Component]:
         """The knobs in CONTROLS order, whatever the layout (the order the form names them in)."""
@@ -92,6 +97,12 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
         # the first screen: prompt, the two knobs a newcomer moves first, and Run (also on a phone)
         prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt",
                             info="Ctrl+Enter (Cmd+Enter) runs, from anywhere on the page.")
+        # a branch's link (or a preset) forces the outputs' start: shown only then, with a way to remove it
+        with gr.Column(visible=bool(defaults.forced), elem_id="prefix-group") as prefix_group:
+            prefix = gr.Textbox(defaults.prefix, label=PREFIX_LABEL, lines=2, elem_id="prefix", info=PREFIX_INFO)
+            prefix_remove = gr.Button("Remove the forced prefix", size="sm", elem_id="prefix-remove")
+        prefix_ids = gr.State(list(defaults.prefix_ids))
+        first_sample = gr.State(defaults.first_sample)
         knobs: dict[str, gr.components.Component] = {}
         with gr.Row(elem_id="essentials"):
             for field in ESSENTIALS:
@@ -126,7 +137,7 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
         gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
         gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
     return SettingsPanel(prompt, knobs, run, stop, run_estimate, mode, samples, system, preset, preset_info, order,
-                         reset_order, order_preset)
+                         reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove)
 
 
 def knob_widget(control: Any, value: Any) -> gr.components.Component:
@@ -174,13 +185,19 @@ def wire_estimates(page: PageContext, demo: gr.Blocks, triggers: list[gr.compone
 
 
 def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, presets: list[Preset]) -> None:
-    """Settings from elsewhere: a preset picked, a share link opened (its query); and the order's reset."""
+    """Settings from elsewhere: a preset picked, a share link opened (its query); the forced prefix's removal and
+    the order's reset."""
     by_name = {p.name: p for p in presets}
-    outputs = [panel.preset_info, *page.form.components, page.tabs]
+    outputs = [panel.preset_info, *page.form.components, page.tabs, panel.prefix_group]
+    model = page.engine.loaded
 
     def shown(note: str, config: PlaygroundConfig) -> dict:
-        return {panel.preset_info: note, **page.form.updates(config),
-                page.tabs: gr.Tabs(selected=config.view if config.view in VIEWS else "generate")}
+        # a forced start must fit the loaded model (its vocabulary, max_new_tokens once tokenized)
+        check_prefix_tokens(config, model.vocab_size,
+                            lambda text: model.tokenizer.encode(text, add_special_tokens=False))
+        return {panel.preset_info: note, **page.form.updates(config, lambda ids: model.decode(list(ids))),
+                page.tabs: gr.Tabs(selected=config.view if config.view in VIEWS else "generate"),
+                panel.prefix_group: gr.Column(visible=bool(config.forced))}
 
     @user_errors
     def load_preset(name: str):
@@ -200,7 +217,9 @@ def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, prese
             config = PlaygroundConfig.from_query(query)
             if not config.prompt and "prompt" not in parse_qs(query, keep_blank_values=True):
                 config = config.replace(prompt=DEFAULT_PROMPT)  # a link without a prompt keeps the page's
-            return shown("*Settings restored from the link.*", config)
+            note = ("*Settings restored from the link, with a forced start: Run continues from it (remove it under "
+                    "the prompt).*" if config.forced else "*Settings restored from the link.*")
+            return shown(note, config)
         except ParamError as exc:
             log_bad_input(f"link: {exc}")
             gr.Warning(html.escape(f"This link has a bad setting, so the defaults are shown. {exc}"))
@@ -211,3 +230,7 @@ def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, prese
     panel.reset_order.click(lambda: list(DEFAULT_ORDER), None, panel.order, **PRIVATE)
     panel.order_preset.input(lambda name: list(ORDER_PRESETS.get(name, DEFAULT_ORDER)), panel.order_preset,
                              panel.order, **PRIVATE)
+    panel.prefix_remove.click(
+        lambda: {panel.prefix: gr.Textbox("", interactive=True, info=PREFIX_INFO), panel.prefix_ids: [],
+                 panel.first_sample: 0, panel.prefix_group: gr.Column(visible=False)},
+        None, [panel.prefix, panel.prefix_ids, panel.first_sample, panel.prefix_group], **PRIVATE)

@@ -1,5 +1,5 @@
-"""Share & export: a link that reproduces the settings, and the same settings for transformers and for an
-OpenAI-style API."""
+"""Share & export: a link that reproduces the settings (or the shown branch: its forced start included), and the
+same configuration as a preset file, for transformers and for an OpenAI-style API."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +10,9 @@ import gradio as gr
 
 from engine.params import ParamError
 
+from ..branching import branch_config
 from ..errors import user_errors
-from ..exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
+from ..exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json, preset_json
 from ..llamacpp import read_request, request_json
 from ..render import CSS, error_html
 from .common import PRIVATE, PageContext
@@ -51,6 +52,7 @@ class SharePanel:
     tab: gr.Tab
     button: gr.Button
     note: gr.HTML
+    source: gr.Markdown  # what the link holds: the settings in the form, or the shown branch
     link: gr.Textbox
     query: gr.Textbox
     export_notes: gr.Textbox
@@ -60,16 +62,19 @@ class SharePanel:
     llamacpp_json: gr.Code
     llamacpp_import: gr.Textbox
     llamacpp_load: gr.Button
+    preset: gr.Code
 
 
 def build_share() -> SharePanel:
     """The Share & export tab (call inside the page's gr.Tabs)."""
     with gr.Tab("Share & export", id="share") as tab:
-        gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view), and the same "
-                    "settings for transformers and for an OpenAI-style API.")
+        gr.Markdown("A link that reproduces this configuration (prompt, parameters, axes, view; for a branch shown "
+                    "in Generate, the branch: its forced start and sample), and the same configuration as a preset "
+                    "file, for transformers and for an OpenAI-style API.")
         with gr.Row(equal_height=True):
             button = gr.Button("Copy link", elem_id="share-button", variant="primary", scale=0, min_width=140)
             note = gr.HTML("", elem_id="share-note", css_template=CSS)
+        source = gr.Markdown("", elem_id="share-source")
         link = gr.Textbox(label="Link", buttons=["copy"], elem_id="share-link")
         # the server's query; the page makes it a whole link, so the box never shows half a link
         query = gr.Textbox(visible="hidden", elem_id="share-query")
@@ -89,27 +94,38 @@ def build_share() -> SharePanel:
                                          placeholder='{"temperature": 0.8, "top_k": 40, "samplers": ["top_k", ...]}',
                                          elem_id="import-llamacpp")
             llamacpp_load = gr.Button("Load llama.cpp settings", scale=0, min_width=140, elem_id="import-llamacpp-button")
-    return SharePanel(tab, button, note, link, query, export_notes, python_code, generation_json, openai_json,
-                      llamacpp_json, llamacpp_import, llamacpp_load)
+        preset = gr.Code(label="Preset JSON (a file for examples/; PlaygroundConfig.from_dict reads it)",
+                         language="json", elem_id="export-preset")
+    return SharePanel(tab, button, note, source, link, query, export_notes, python_code, generation_json,
+                      openai_json, llamacpp_json, llamacpp_import, llamacpp_load, preset)
 
 
 def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
     """Copy link and opening the tab fill the link and the exports (`hub_id`: the model the exports name)."""
     model = page.engine.loaded
     outputs = [panel.query, panel.python_code, panel.generation_json, panel.openai_json, panel.note,
-               panel.export_notes, panel.llamacpp_json]
+               panel.export_notes, panel.preset, panel.source, panel.llamacpp_json]
+    inputs = {**page.form.widgets, "shown_run": page.run_id}
 
     @user_errors
-    def share(**settings: Any):
+    def share(shown_run: str, **settings: Any):
         try:
             config = config_from_form(settings)
+            run = page.store.find(shown_run) if isinstance(shown_run, str) and shown_run else None
+            branch = branch_config(run, config)
         except ParamError as exc:  # said beside the link (it stays), then once as a toast
             yield {panel.note: error_html(str(exc))}
             raise
+        if branch is not None:
+            source = (f"This link reproduces the branch shown in Generate (run {run.number} · {run.labels[0]}): its "
+                      f"settings, forced start and sample. Run the settings to share them instead.")
+            config = branch
+        else:
+            source = "This link reproduces the settings" + (" with their forced start." if config.forced else ".")
         query = config.to_query()
         yield ("?" + query if query else "", generate_snippet(config, hub_id),
                generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
-               export_notes_text(config, model.tokenizer), request_json(config))
+               export_notes_text(config, model.tokenizer), preset_json(config), source, request_json(config))
 
     @user_errors
     def load_llamacpp(**settings: Any):
@@ -121,10 +137,10 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
         return {**page.form.updates(config), panel.note: note}
 
     # the query is built on the server, then made whole in the page and, for the button, put on the clipboard
-    panel.button.click(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
+    panel.button.click(share, inputs_kwargs=inputs, outputs=outputs, preprocess=False,
                        show_progress="hidden", **PRIVATE).success(
         None, panel.query, [panel.link, panel.note], js=COPY_LINK_JS)
     panel.llamacpp_load.click(load_llamacpp, inputs_kwargs={**page.form.widgets, "llamacpp_text": panel.llamacpp_import},
                               outputs=[*page.form.components, panel.note], preprocess=False, **PRIVATE)
-    panel.tab.select(share, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False,
+    panel.tab.select(share, inputs_kwargs=inputs, outputs=outputs, preprocess=False,
                      show_progress="hidden", **PRIVATE).success(None, panel.query, panel.link, js=SHARE_URL_JS)

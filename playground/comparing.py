@@ -1,0 +1,124 @@
+"""Compare, as plain data (no Gradio here): another output's settings on this output's context at one step, stage
+by stage (where two processor orders part), and where two outputs of a run part (per shared step: total variation
+and KL divergence both ways between their final distributions). The Distributions view and /compare show these.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine.metrics import json_safe
+from engine.params import ParamError
+
+from .plots import distribution_figure, divergence_figure
+from .runs import Run, RunStore
+from .views import rounded
+
+
+@dataclass
+class Comparison:
+    caption: str
+    table: pd.DataFrame  # after k processors: each configuration's stage, entropy, support; distance between them
+    figure: go.Figure  # the other configuration's stages on this context
+    data: dict[str, Any]
+
+
+def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: int = 20) -> Comparison:
+    """Run output `other`'s configuration on output `row`'s context at `step`, stage by stage beside `row`'s own.
+
+    For an order sweep this shows where two orders part: after k processors, the total variation distance
+    between the two distributions is 0 until the first processor that the orders place differently and that
+    changes something.
+    """
+    run.check_row_step(row, step)
+    if not isinstance(other, int) or not 0 <= other < run.row_count:
+        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
+    own = store.replay(run, row, step)
+    theirs = store.engine.replay(run.generation, row, step, run.generation.params[other])
+    records = []
+    for k, (name_a, name_b, p, q) in enumerate(zip(own.stage_names, theirs.stage_names, own.probs, theirs.probs)):
+        records.append({"after": k, f"output {row}": name_a, f"H {row}": _entropy(p), f"support {row}": int((p > 0).sum()),
+                        f"output {other}": name_b, f"H {other}": _entropy(q), f"support {other}": int((q > 0).sum()),
+                        "distance (TV)": float(0.5 * (p - q).abs().sum())})
+    table = rounded(pd.DataFrame(records))
+    parted = next((r["after"] for r in records if r["distance (TV)"] > 1e-6), None)
+    where = (f"they part after {parted} processor(s): {records[parted][f'output {row}']} vs "
+             f"{records[parted][f'output {other}']}" if parted is not None else "they agree at every stage")
+    caption = (f"{run.labels[row]} at step {step}, and the same context through the settings of {run.labels[other]}: "
+               f"{where}; final distance {records[-1]['distance (TV)']:.3f}")
+    figure = distribution_figure(theirs.stage_names, theirs.probs, own.chosen, store.engine.loaded.token_label, top_n)
+    data = json_safe({"run_id": run.run_id, "sample": row, "step": step, "other": other, "stages": records,
+                      "parted_after": parted})
+    return Comparison(caption, table, figure, data)
+
+
+def _entropy(p: Any) -> float:
+    nz = p[p > 0]
+    return float(-(nz * nz.log()).sum())
+
+
+@dataclass
+class Divergence:
+    caption: str
+    table: pd.DataFrame  # per shared step: each output's choice and its probability, TV, KL both ways
+    figure: go.Figure
+    data: dict[str, Any]
+
+
+def divergence(store: RunStore, run: Run, row: int, other: int) -> Divergence:
+    """Where two outputs part: per step of their shared prefix, how far apart their final distributions are.
+
+    Both outputs see the same context at each step up to and including the first step where they choose
+    differently (the fork), so their final distributions there differ only by their settings and state.
+    TV = 1/2 sum |p - q|; KL(p || q) = sum p log(p / q) is infinite where p keeps a token that q removed.
+    """
+    run.check_row_step(row)
+    if not isinstance(other, int) or isinstance(other, bool) or not 0 <= other < run.row_count:
+        raise ParamError("compare with", f"an output index in [0, {run.row_count - 1}]", other)
+    gen = run.generation
+    if gen.prompt_of(row) != gen.prompt_of(other):
+        raise ParamError("compare with", f"an output with the same prompt as output {row} (a shared prefix)", other)
+    a, b = gen.rows[row].token_ids, gen.rows[other].token_ids
+    fork = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    shared = fork + 1 if fork is not None else min(len(a), len(b))
+    records = []
+    if shared:
+        p = store.engine.final_distributions(gen, row, shared)  # [T, V]
+        q = store.engine.final_distributions(gen, other, shared)  # [T, V]
+        label = store.engine.loaded.token_label
+        for t in range(shared):
+            records.append({"step": t, f"output {row} chose": label(a[t]), f"p {row}": float(p[t, a[t]]),
+                            f"output {other} chose": label(b[t]), f"p {other}": float(q[t, b[t]]),
+                            "TV": float(0.5 * (p[t] - q[t]).abs().sum()),
+                            f"KL({row}‖{other})": _kl(p[t], q[t]), f"KL({other}‖{row})": _kl(q[t], p[t])})
+    names = (str(row), str(other))
+    figure = divergence_figure([r["TV"] for r in records], [r[f"KL({row}‖{other})"] for r in records],
+                               [r[f"KL({other}‖{row})"] for r in records], names, fork)
+    caption = f"{run.labels[row]} and {run.labels[other]}: " + _fork_sentence(records, row, other, fork, shared)
+    kl_columns = (f"KL({row}‖{other})", f"KL({other}‖{row})")
+    shown = [{k: ("∞" if v == math.inf else float(f"{v:.4g}")) if k in kl_columns else v for k, v in r.items()}
+             for r in records]
+    table = rounded(pd.DataFrame(shown))
+    data = json_safe({"run_id": run.run_id, "sample": row, "other": other, "first_fork": fork, "steps": records})
+    return Divergence(caption, table, figure, data)
+
+
+def _fork_sentence(records: list[dict[str, Any]], row: int, other: int, fork: int | None, shared: int) -> str:
+    if fork is None:
+        return f"they choose the same token at all {shared} steps they share"
+    at = records[fork]
+    return (f"the same first {fork} token(s), then at step {fork} {at[f'output {row} chose']} "
+            f"(p={at[f'p {row}']:.3g}) vs {at[f'output {other} chose']} (p={at[f'p {other}']:.3g}); "
+            f"TV there {at['TV']:.3f}")
+
+
+def _kl(p: Any, q: Any) -> float:
+    """KL(p || q) in nats over p's support; inf when p keeps a token q removed."""
+    kept = p > 0
+    if bool((q[kept] == 0).any()):
+        return math.inf
+    return max(float((p[kept] * (p[kept].log() - q[kept].log())).sum()), 0.0)
