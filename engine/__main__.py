@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from .params import FIELD_NAMES, ParamError, from_dict
 
-from .score_cli import add_score_parser, run_score_command
+from .score_cli import add_score_parser, load_for_command, run_score_command
 from .sweepspec import AXIS_NAMES, Axis, SweepSpec
 from .values import parse_axis_values, parse_value
 
@@ -229,7 +229,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     from .events import BeamProgress
     from .generate import Engine, EngineLimits
-    from .models import load_model
     from .sweep import progress_steps, stream_sweep
 
     defaults = EngineLimits()
@@ -244,11 +243,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     limits.check([r.params for r in spec.rows()])
     rows = spec.rows()
 
-    print(f"loading model {args.model or 'bundled'} ...", file=sys.stderr)
-    try:
-        loaded = load_model(args.model)
-    except RuntimeError as exc:  # an environment problem (e.g. the bundled model's package is missing)
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = load_for_command(args.model)
+    if loaded is None:
         return 1
     if args.trace_top_n > loaded.vocab_size:
         raise ParamError("--trace-top-n", f"a whole number in [0, {loaded.vocab_size}] (the vocabulary size)",

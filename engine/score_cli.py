@@ -66,17 +66,25 @@ def checked_inputs(args: argparse.Namespace, base: dict[str, Any]) -> tuple[Samp
     return params, out
 
 
+def load_for_command(model: str | None) -> Any:
+    """The command line's model (a LoadedModel), or None after saying on stderr why it cannot load."""
+    from . import models  # looked up at call time: tests put the session's model in its place
+
+    print(f"loading model {model or 'bundled'} ...", file=sys.stderr)
+    try:
+        return models.load_model(model)
+    except RuntimeError as exc:  # an environment problem (e.g. the bundled model's package is missing)
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def run_score_command(args: argparse.Namespace, base: dict[str, Any]) -> int:
     params, out = checked_inputs(args, base)
     from .generate import Engine
-    from .models import load_model
     from .scoring import score_text
 
-    print(f"loading model {args.model or 'bundled'} ...", file=sys.stderr)
-    try:
-        loaded = load_model(args.model)
-    except RuntimeError as exc:  # an environment problem (e.g. the bundled model's package is missing)
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = load_for_command(args.model)
+    if loaded is None:
         return 1
     engine = Engine(loaded)
     prompt_ids = engine.encode(args.prompt, raw=args.raw, system_prompt=args.system or None)

@@ -147,6 +147,18 @@ def runs(app_url) -> dict[str, tuple[int, int]]:
     return made
 
 
+def finite_result_or_error(app_url: str, api_name: str, args: list) -> dict | None:
+    """The endpoint's result, checked finite, or None after checking that its error names a field."""
+    event, data = call_raw(app_url, api_name, args)
+    if event == "error":
+        check_error_message(data, in_hypothesis=True)
+        return None
+    assert event == "complete", (event, data)
+    count_outcome("complete")
+    assert_finite(data[0], api_name)
+    return data[0]
+
+
 # valid indexes (0 to 2 answer for both runs) in most examples, so that the odd ones meet a known run
 ODD_INDEXES = st.one_of(st.integers(-2, 4).map(float), HUGE_INTS, EDGE_FLOATS,
                         st.sampled_from([-1, 3, 4, 0.5, 1.5, "1", "0", "", " 1", True, False, None, [0], {"0": 0}]), ODD)
@@ -160,14 +172,9 @@ UNKNOWN_RUN_IDS = st.one_of(st.sampled_from(["", "0" * 12, "nope", " ", "run_id"
 @given(choice=st.data(), sample=INDEXES, step=INDEXES, top_n=TOP_N)
 def test_gradio_distribution_never_fails_on_odd_input(app_url, runs, choice, sample, step, top_n):
     run_id = choice.draw(mostly(st.sampled_from(sorted(runs)), UNKNOWN_RUN_IDS), label="run_id")
-    event, data = call_raw(app_url, "distribution", [run_id, sample, step, top_n])
-    if event == "error":
-        check_error_message(data, in_hypothesis=True)
+    result = finite_result_or_error(app_url, "distribution", [run_id, sample, step, top_n])
+    if result is None:
         return
-    assert event == "complete", (event, data)
-    count_outcome("complete")
-    result = data[0]
-    assert_finite(result, "distribution")
     outputs, tokens = runs[run_id]  # only a known run answers
     assert 0 <= result["sample"] < outputs and 0 <= result["step"] < tokens
     assert result["sample"] == sample and result["step"] == step  # 1.0 is 1; never another output or step
@@ -178,14 +185,9 @@ def test_gradio_distribution_never_fails_on_odd_input(app_url, runs, choice, sam
 @given(choice=st.data(), sample=INDEXES, other=INDEXES)
 def test_gradio_compare_never_fails_on_odd_input(app_url, runs, choice, sample, other):
     run_id = choice.draw(mostly(st.sampled_from(sorted(runs)), UNKNOWN_RUN_IDS), label="run_id")
-    event, data = call_raw(app_url, "compare", [run_id, sample, other])
-    if event == "error":
-        check_error_message(data, in_hypothesis=True)
+    result = finite_result_or_error(app_url, "compare", [run_id, sample, other])
+    if result is None:
         return
-    assert event == "complete", (event, data)
-    count_outcome("complete")
-    result = data[0]
-    assert_finite(result, "compare")
     outputs, tokens = runs[run_id]
     assert result["sample"] == sample and result["other"] == other and 0 <= other < outputs
     assert 1 <= len(result["steps"]) <= tokens and all(0 <= s["TV"] <= 1 + 1e-6 for s in result["steps"])
