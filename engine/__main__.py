@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .params import FIELD_NAMES, ParamError, from_dict
+from .errors import ParamError
+from .params import FIELD_NAMES, from_dict
 
 from .score_cli import add_score_parser, load_for_command, run_score_command
 from .sweepspec import AXIS_NAMES, Axis, SweepSpec

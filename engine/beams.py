@@ -21,7 +21,8 @@ import torch
 from .beam_results import NEG, BeamResult, BeamSequence, BeamStep, BeamSteps
 from .generate import Engine
 from .group_beams import group_beam_steps
-from .params import ParamError, SamplingParams
+from .errors import ParamError
+from .params import SamplingParams
 from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
 

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import torch
 
-from .params import ParamError, SamplingParams
+from .errors import ParamError
+from .params import SamplingParams
 
 FREE = -1  # no forced token for this row at this step
 

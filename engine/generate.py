@@ -24,7 +24,9 @@ from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
 from .healing import heal_prompt
 from .models import LoadedModel
-from .params import DEFAULT_ORDER, ParamError, SamplingParams, check_vocabulary
+from .errors import ParamError
+from .order import DEFAULT_ORDER
+from .params import SamplingParams, check_vocabulary
 from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
 from .replay import Replay, final_distributions, replay

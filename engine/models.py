@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .params import ParamError, check_text
+from .errors import ParamError, check_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -14,37 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, MAX_TOP_K,  # noqa: F401
-                    MIN_TEMPERATURE, NO_TOKEN, PROCESSORS, Range)
+from .errors import ParamError, check_flag, check_text, check_whole
+from .knobs import DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, NO_TOKEN, PROCESSORS, Range
 from .knobs import fmt_number as _fmt
+from .order import DEFAULT_ORDER, normalize_order
 from .tokens import token_ids, word_variants
 
-DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
-_PRE_SAMPLING = DEFAULT_ORDER[:DEFAULT_ORDER.index("temperature")]  # penalties, bans, forced tokens, ...
-# Named orders (`order="llama.cpp"`), so a setting carries over with its sampler chain (README "Order presets").
-# llama.cpp: its server's default chain `penalties; dry; top_n_sigma; top_k; typ_p; top_p; min_p; xtc;
-# temperature` (common/common.h), after logit_bias; the stages before sampling keep transformers' order (in which
-# repetition/presence/frequency penalties and DRY already come in llama.cpp's order), the truncations llama.cpp
-# lacks go with its truncations (before XTC, in transformers' order), dynamic temperature runs inside llama.cpp's
-# temperature (temp_ext) and quadratic smoothing right after it, mirostat and renormalize last.
-# text-generation-webui: its default sampler_priority (modules/presets.py); the processors the list does not name
-# run before the listed ones, in transformers' order, as its sort puts them (key -1), except renormalize, which
-# only rescales the final scores and stays last.
-LLAMA_CPP_SAMPLERS: tuple[str, ...] = ("top_n_sigma", "top_k", "typical_p", "top_p", "min_p", "xtc", "temperature")
-WEBUI_SAMPLER_PRIORITY: tuple[str, ...] = (
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "temperature", "dynatemp",
-    "smoothing", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "tfs", "top_a", "min_p", "adaptive_p",
-    "mirostat",
-    "xtc", "encoder_repetition_penalty", "no_repeat_ngram")
-ORDER_PRESETS: dict[str, tuple[str, ...]] = {
-    "transformers": DEFAULT_ORDER,
-    "llama.cpp": (*_PRE_SAMPLING, "top_n_sigma", "top_k", "typical_p", "top_p", "min_p",
-                  "top_h", "top_a", "tfs", "epsilon_cutoff", "eta_cutoff",
-                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "adaptive_p", "renormalize"),
-    "text-generation-webui": (*(n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n != "renormalize"),
-                              *WEBUI_SAMPLER_PRIORITY, "renormalize"),
-}
-assert all(sorted(order) == sorted(DEFAULT_ORDER) for order in ORDER_PRESETS.values())
 # Processors that only act when sampling (transformers' former "warpers"); greedy rows skip them.
 SAMPLING_ONLY = frozenset(spec.name for spec in PROCESSORS if spec.sampling_only)
 # Knobs transformers has no processor for: the field that switches each one on -> (its off value, its processor).
@@ -55,54 +30,6 @@ NO_TRANSFORMERS_EQUIVALENT: dict[str, tuple[float, str]] = {
 # Every field of each processor transformers lacks (the processor's name -> its fields, the switch first).
 SAMPLER_FIELDS: dict[str, tuple[str, ...]] = {
     spec.name: tuple(k.name for k in spec.fields) for spec in PROCESSORS if spec.transformers is None}
-
-
-class ParamError(ValueError):
-    """Bad input: the message names the field, the allowed range and the value given."""
-
-    def __init__(self, field_name: str, allowed: str, value: Any):
-        self.field = field_name
-        super().__init__(f"{field_name}: must be {allowed}, got {shown(value)}")
-
-
-SHOWN_CHARS = 200  # a value quoted in a message is cut to this many characters
-
-
-def shown(value: Any) -> str:
-    """repr(value) for a message: cut when long, and never failing (a 5,000-digit int or a list nested 900
-    deep cannot be repr'd); lone surrogates come out escaped, so the message is always valid text."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # int too long for str(), or nested too deep
-        text = f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"... ({len(text)} characters)"
-
-
-def check_text(name: str, value: Any, allow_empty: bool = False) -> str:
-    """A string that is valid Unicode text (no lone surrogates, which no tokenizer or UTF-8 encoder takes),
-    non-empty unless `allow_empty`, or a ParamError naming the field."""
-    if not isinstance(value, str) or not (allow_empty or value):
-        raise ParamError(name, "a string" if allow_empty else "a non-empty string", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ParamError(name, f"valid Unicode text (a lone surrogate {value[exc.start]!r} at character "
-                               f"{exc.start} is not a character)", value) from None
-    return value
-
-
-def check_whole(name: str, value: Any, low: int, high: int) -> int:
-    """A whole number (not a bool, not 2.0) in [low, high], or a ParamError naming the field."""
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ParamError(name, f"a whole number in [{low}, {high}]", value)
-    return value
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """true or false (not 1, not "yes"), or a ParamError naming the field."""
-    if not isinstance(value, bool):
-        raise ParamError(name, "true or false", value)
-    return value
 
 
 # Every bound is finite and within float32 (the row tensors' type) and int64 (torch's long). The floors of the
@@ -486,30 +413,3 @@ def _logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
             raise ParamError("logit_bias", "biases in [-100, 100]", {key: bias})
         out.append((token, float(bias)))
     return tuple(out)
-
-
-def normalize_order(order: Any) -> tuple[str, ...]:
-    """A processor order: a preset's name (ORDER_PRESETS: "transformers", "llama.cpp", "text-generation-webui"),
-    or processor names. A partial order permutes just the named processors among their own default slots.
-
-    Example: ["min_p", "temperature"] moves min_p into temperature's slot and temperature into min_p's,
-    so min_p runs before temperature and everything else keeps transformers' order.
-    """
-    if isinstance(order, str):
-        order = [part.strip() for part in order.replace(">", ",").split(",") if part.strip()]
-    if not isinstance(order, (list, tuple)) or not all(isinstance(n, str) for n in order):
-        raise ParamError("order", f"a preset ({', '.join(ORDER_PRESETS)}) or a list of processor names from "
-                                  f"{list(DEFAULT_ORDER)}", order)
-    if len(order) == 1 and order[0] in ORDER_PRESETS:
-        return ORDER_PRESETS[order[0]]
-    bad = [n for n in order if n not in DEFAULT_ORDER]
-    if bad:
-        raise ParamError("order", f"a preset ({', '.join(ORDER_PRESETS)}) alone, or names from {list(DEFAULT_ORDER)}",
-                         bad[0])
-    if len(set(order)) != len(order):
-        raise ParamError("order", "a list without repeated names", list(order))
-    slots = sorted(DEFAULT_ORDER.index(n) for n in order)
-    full = list(DEFAULT_ORDER)
-    for slot, name in zip(slots, order):
-        full[slot] = name
-    return tuple(full)

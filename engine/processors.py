@@ -21,7 +21,7 @@ import torch
 
 from . import samplers
 from .knobs import KNOBS, PROCESSORS, ProcessorSpec
-from .params import DEFAULT_ORDER
+from .order import DEFAULT_ORDER
 from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet
 
 

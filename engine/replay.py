@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 
 from .models import LoadedModel
-from .params import ParamError, SamplingParams
+from .errors import ParamError
+from .params import SamplingParams
 from .processors import apply_pipeline
 from .results import GenerationResult, RowResult
 from .row_tensors import row_params

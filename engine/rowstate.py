@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 
 from .knobs import PROCESSORS
-from .params import DEFAULT_ORDER, SamplingParams
+from .order import DEFAULT_ORDER
+from .params import SamplingParams
 from .tokens import RestartSequences
 
 NEG_INF = float("-inf")

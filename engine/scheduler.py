@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence, Union
 
 from .generate import Engine
-from .params import ParamError, SamplingParams
+from .errors import ParamError
+from .params import SamplingParams
 
 
 @dataclass

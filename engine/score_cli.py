@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .params import ParamError, SamplingParams, check_text, from_dict
+from .errors import ParamError, check_text
+from .params import SamplingParams, from_dict
 
 SCORE_EPILOG = """\
 Each token of --text is decoded as the row's own step after the prompt (forced), so the processors see the

@@ -24,7 +24,8 @@ from typing import Sequence
 import torch
 
 from .generate import Engine
-from .params import ParamError, SamplingParams
+from .errors import ParamError
+from .params import SamplingParams
 
 CHUNK = 1024  # positions per forward in score_tokens: [CHUNK, V] float32 logits (~200 MB at V = 49,152)
 

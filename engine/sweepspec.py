@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_text, check_whole, from_dict
+from .errors import ParamError, check_flag, check_text, check_whole
+from .params import FIELD_NAMES, SamplingParams, from_dict
 
 CELL_SEED_MAX = 2**53 - 1  # a derived seed stays a whole number that JSON readers and browsers hold exactly
 

@@ -11,7 +11,9 @@ import math
 import re
 from typing import Any
 
-from .params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError, SamplingParams
+from .errors import ParamError
+from .order import DEFAULT_ORDER, ORDER_PRESETS
+from .params import NUMERIC_FIELDS, SamplingParams
 
 STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers", "suppress_tokens", "begin_suppress_tokens"})
 MAX_AXIS_VALUES = 64

@@ -21,7 +21,8 @@ import gradio as gr
 
 from engine.generate import Engine
 from engine.metrics import cell_summary, json_safe, sample_metrics
-from engine.params import ParamError, check_flag, check_text, check_whole, from_dict
+from engine.errors import ParamError, check_flag, check_text, check_whole
+from engine.params import from_dict
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.params import ParamError
+from engine.errors import ParamError
 from engine.sweepspec import SweepSpec
 from engine.trace import stage_stats
 

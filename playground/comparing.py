@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.metrics import json_safe
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from .plots import distribution_figure, divergence_figure
 from .runs import Run, RunStore

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from engine.forcing import check_prefix
-from engine.params import FIELD_NAMES, ParamError, SamplingParams, check_flag, check_whole, from_dict
+from engine.errors import ParamError, check_flag, check_whole
+from engine.params import FIELD_NAMES, SamplingParams, from_dict
 from engine.sweepspec import AXIS_NAMES, MAX_AXES, PROMPT_AXES, Axis, SweepSpec, check_prompt_axis
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
 

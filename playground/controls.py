@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from engine.knobs import GROUPS, Widget, page_knobs  # noqa: F401  (GROUPS: the page's order of groups)
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, TOKEN_LIST_FIELDS, ParamError, SamplingParams, from_dict
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import NUMERIC_FIELDS, SamplingParams, TOKEN_LIST_FIELDS, from_dict
 
 EARLY_STOPPING_CHOICES = ("false", "true", "never")  # transformers' early_stopping: False, True or "never"
 

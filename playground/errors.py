@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 log = logging.getLogger("playground")
 

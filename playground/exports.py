@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.knobs import PROCESSORS
-from engine.params import (DEFAULT_ORDER, NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, TOKEN_LIST_FIELDS,
-                           SamplingParams, token_ids, word_variants)
+from engine.order import DEFAULT_ORDER
+from engine.params import (NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, TOKEN_LIST_FIELDS, SamplingParams, token_ids, word_variants)
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig

@@ -13,7 +13,9 @@ import math
 from typing import Any
 
 from engine.knobs import DRY_SEQUENCE_BREAKERS, KNOBS
-from engine.params import ORDER_PRESETS, ParamError, SamplingParams, from_dict
+from engine.errors import ParamError
+from engine.order import ORDER_PRESETS
+from engine.params import SamplingParams, from_dict
 
 from .config import PlaygroundConfig
 

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from engine.generate import Engine
 from engine.models import TokenPieces
-from engine.params import ParamError
+from engine.errors import ParamError
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 from engine.scoring import TokenScores, score_tokens
 from engine.stops import sendable_length

@@ -15,8 +15,9 @@ from starlette.requests import ClientDisconnect
 
 from engine.generate import Engine
 from engine.knobs import KNOBS
-from engine.params import FIELD_NAMES, ParamError, SamplingParams, from_dict
-from engine.params import shown as shown_value
+from engine.errors import ParamError
+from engine.params import FIELD_NAMES, SamplingParams, from_dict
+from engine.errors import shown as shown_value
 
 MAX_N = 128
 DEFAULT_MAX_TOKENS = 256

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from .config import PlaygroundConfig
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from engine.generate import Engine, GenerationResult, Replay
-from engine.params import ParamError
+from engine.errors import ParamError
 from engine.sweep import SweepResult
 from engine.sweepspec import SweepSpec
 

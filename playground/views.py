@@ -25,7 +25,7 @@ from engine.events import BeamProgress, RunningBeam
 from engine.generate import Engine, RowResult
 from engine.metrics import cell_summary, flat_frame, json_safe, sample_metrics
 from engine.models import TokenPieces
-from engine.params import ParamError, check_whole
+from engine.errors import ParamError, check_whole
 from engine.samplers import mirostat_mu
 from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import SamplingParams
 from engine.rowstate import DecodeState
 from assertions import assert_same_scores
 from synthetic import B, PROMPT_LEN, V, pipeline

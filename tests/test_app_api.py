@@ -10,7 +10,7 @@ from gradio_client import Client
 from assertions import assert_logprobs, wait_for
 from gradio_helpers import call_raw
 
-from engine.params import DEFAULT_ORDER
+from engine.order import DEFAULT_ORDER
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import torch
 
 from engine.beams import beam_search
 from engine.generate import Engine
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 
 from assertions import assert_same_beams
 

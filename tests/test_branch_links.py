@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweepspec import SweepSpec
 from playground.branching import branch_config, branch_run, edit_run
 from playground.config import PlaygroundConfig, check_prefix_tokens

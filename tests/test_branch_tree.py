@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweepspec import SweepSpec
 from playground.branching import (branch_alternatives, branch_choices, branch_run, branch_tree, branch_tree_html,
                                   edit_run, output_text, token_popup)

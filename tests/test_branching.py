@@ -15,7 +15,8 @@ import pytest
 from gradio_client import Client
 from playwright.sync_api import expect
 
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweep import run_sweep
 from engine.sweepspec import SweepSpec
 from pages import open_token, run_generate, shot, wait_done

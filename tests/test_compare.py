@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweepspec import Axis, SweepSpec
 from playground.runs import RunStore
 from playground.comparing import compare

@@ -8,7 +8,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams, from_dict
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import SamplingParams, from_dict
 from engine.values import changed_params, order_text, parse_axis_values
 from configs import EVERY_KNOB, TRICKY
 from playground.config import PlaygroundConfig

@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from engine.params import DEFAULT_ORDER, FIELD_NAMES, NUMERIC_FIELDS, ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import FIELD_NAMES, NUMERIC_FIELDS, SamplingParams
 from playground.controls import (
     CONTROL_FIELDS,
     CONTROLS,

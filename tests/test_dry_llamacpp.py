@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from engine.knobs import DRY_SEQUENCE_BREAKERS
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from engine.tokens import RestartSequences, restart_sequences

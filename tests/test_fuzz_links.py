@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assertions import assert_finite
-from engine.params import DEFAULT_ORDER, FIELD_NAMES, ParamError
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import FIELD_NAMES
 from playground.config import PlaygroundConfig
 from playground.exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json
 

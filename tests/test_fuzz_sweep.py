@@ -23,7 +23,8 @@ from hypothesis import event as count_outcome
 from hypothesis import strategies as st
 
 from assertions import assert_finite
-from engine.params import DEFAULT_ORDER, FIELD_NAMES
+from engine.order import DEFAULT_ORDER
+from engine.params import FIELD_NAMES
 from gradio_helpers import call_raw
 from openai_helpers import assert_server_still_serves
 from test_fuzz_api import EDGE_FLOATS, HUGE_INTS, KNOBS, ODD, TEXTS, WRONG_TYPES, value_for

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from engine.generate import Engine, EngineLimits
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import SamplingParams
 from engine.sweepspec import Axis, SweepSpec
 from engine.sweep import run_sweep
 

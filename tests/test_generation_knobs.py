@@ -10,7 +10,8 @@ import torch
 
 import engine.stops as stops
 from engine.generate import Engine
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweep import run_sweep
 from engine.sweepspec import Axis, SweepSpec
 

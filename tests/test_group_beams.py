@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from engine.beams import beam_search, beam_search_steps
-from engine.params import ParamError, SamplingParams, from_dict
+from engine.errors import ParamError
+from engine.params import SamplingParams, from_dict
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from assertions import assert_same_beams

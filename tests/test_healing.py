@@ -4,7 +4,8 @@ import torch
 
 from engine.generate import Engine
 from engine.healing import heal_prompt
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweep import stream_sweep
 from engine.sweepspec import Axis, SweepSpec
 from playground.openai_request import RequestError, parse_request

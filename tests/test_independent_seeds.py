@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from engine.__main__ import build_parser, build_spec
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweepspec import Axis, SweepSpec, cell_seed
 from playground.config import PlaygroundConfig
 

@@ -11,8 +11,8 @@ import transformers
 
 from engine import knobs
 from engine.knobs import GENERATION_KNOBS, KNOBS, PROCESSORS, ProcessorSpec
-from engine.params import (DEFAULT_ORDER, FIELD_NAMES, NO_TRANSFORMERS_EQUIVALENT, NUMERIC_FIELDS, SAMPLING_ONLY,
-                           SamplingParams)
+from engine.order import DEFAULT_ORDER
+from engine.params import FIELD_NAMES, NO_TRANSFORMERS_EQUIVALENT, NUMERIC_FIELDS, SAMPLING_ONLY, SamplingParams
 from engine.processors import REGISTRY
 from engine.rowstate import RowParams
 from playground.controls import CONTROL_FIELDS, CONTROLS

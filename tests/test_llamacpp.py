@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.params import (DEFAULT_ORDER, LLAMA_CPP_SAMPLERS, ORDER_PRESETS, WEBUI_SAMPLER_PRIORITY, ParamError,
-                           SamplingParams, normalize_order)
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER, LLAMA_CPP_SAMPLERS, ORDER_PRESETS, WEBUI_SAMPLER_PRIORITY, normalize_order
+from engine.params import SamplingParams
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from engine.values import changed_params

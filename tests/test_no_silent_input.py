@@ -12,7 +12,7 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from openai_helpers import QUESTION, assert_error
 

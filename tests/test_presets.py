@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.generate import EngineLimits
-from engine.params import DEFAULT_ORDER, SamplingParams
+from engine.order import DEFAULT_ORDER
+from engine.params import SamplingParams
 from playground.config import PlaygroundConfig
 from playground.presets import EXAMPLES_DIR, Preset, PresetError, load_presets
 

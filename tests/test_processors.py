@@ -11,7 +11,9 @@ import pytest
 import torch
 from transformers.generation import logits_process as hf
 
-from engine.params import DEFAULT_ORDER, ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.params import SamplingParams
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams
 from assertions import assert_same_scores

@@ -14,7 +14,8 @@ from gradio_client import Client
 from playwright.sync_api import expect
 
 from engine.__main__ import main
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.sweep import run_sweep
 from engine.sweepspec import Axis, SweepSpec
 from engine.values import parse_axis_values

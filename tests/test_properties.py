@@ -25,7 +25,9 @@ from engine.generate import Engine
 from engine.knobs import DRY_MODES, PROCESSORS
 from engine.metrics import sample_metrics
 from engine.models import tiny_random_model
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER, ORDER_PRESETS
+from engine.params import NUMERIC_FIELDS, SamplingParams
 from engine.tokens import token_ids, word_variants
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SamplingParams
+from engine.order import DEFAULT_ORDER
+from engine.knobs import DRY_SEQUENCE_BREAKERS
+from engine.params import SamplingParams
 from engine.tokens import sequence_breaker_ids
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import DecodeState, RowParams

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from engine.generate import Engine
-from engine.params import DEFAULT_ORDER, DRY_SEQUENCE_BREAKERS, SAMPLING_ONLY, ParamError, SamplingParams, from_dict
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER
+from engine.knobs import DRY_SEQUENCE_BREAKERS
+from engine.params import SAMPLING_ONLY, SamplingParams, from_dict
 from engine.processors import REGISTRY, apply_pipeline
 from engine.rowstate import RowParams
 from synthetic import B, EOS, PROMPT_LEN, V, pipeline, random_logits, random_tokens, state_of

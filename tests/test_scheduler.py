@@ -3,7 +3,8 @@
 import pytest
 
 from engine.generate import Engine
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.scheduler import BatchScheduler, ChoiceDone, JobDone, TokenEvent
 
 

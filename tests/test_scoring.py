@@ -14,7 +14,8 @@ import torch
 
 import engine.scoring as scoring
 from engine.__main__ import main
-from engine.params import ParamError, SamplingParams
+from engine.errors import ParamError
+from engine.params import SamplingParams
 from engine.scoring import score_text, score_tokens
 
 ROOT = Path(__file__).resolve().parents[1]

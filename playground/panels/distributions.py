@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from .. import branching, comparing, views
 from ..config import whole_number

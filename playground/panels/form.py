@@ -11,7 +11,8 @@ from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from engine.params import NUMERIC_FIELDS, ParamError
+from engine.errors import ParamError
+from engine.params import NUMERIC_FIELDS
 from engine.sweepspec import MAX_AXES
 
 from ..config import PlaygroundConfig, whole_number

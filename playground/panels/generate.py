@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 from engine.sweepspec import SweepSpec
 
 from .. import branching, views

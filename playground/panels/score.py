@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from ..errors import internal_error, user_errors
 from ..render import error_html, status_html

@@ -12,7 +12,9 @@ from urllib.parse import parse_qs
 
 import gradio as gr
 
-from engine.params import DEFAULT_ORDER, NUMERIC_FIELDS, ORDER_PRESETS, ParamError
+from engine.errors import ParamError
+from engine.order import DEFAULT_ORDER, ORDER_PRESETS
+from engine.params import NUMERIC_FIELDS
 
 from .. import views
 from ..config import PlaygroundConfig, check_prefix_tokens

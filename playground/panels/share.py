@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 
 from ..branching import branch_config
 from ..errors import user_errors

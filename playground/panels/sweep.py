@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.params import ParamError
+from engine.errors import ParamError
 from engine.sweepspec import AXIS_NAMES, MAX_AXES
 
 from .. import views
