@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 
 from .generate import Engine
-from .errors import ParamError
+from .errors import ParamError, check_text
 from .params import SamplingParams
 
 CHUNK = 1024  # positions per forward in score_tokens: [CHUNK, V] float32 logits (~200 MB at V = 49,152)
@@ -126,12 +126,7 @@ def _next_token_logprobs(engine: Engine, ids: list[int]):
 
 def encode_text(engine: Engine, text: str, field: str = "text") -> list[int]:
     """A text to score as token ids, tokenized on its own (no special tokens added), as a /generate prefix is."""
-    if not isinstance(text, str) or not text:
-        raise ParamError(field, "a non-empty text", text)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ParamError(field, "valid Unicode text", text) from None
+    check_text(field, text)
     ids = list(engine.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
     if not ids:
         raise ParamError(field, "a text of at least one token", text)

@@ -11,8 +11,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.metrics import json_safe
+from engine.distances import entropy, kl_divergence, total_variation
 from engine.errors import ParamError
+from engine.metrics import json_safe
 
 from .plots import distribution_figure, divergence_figure
 from .runs import Run, RunStore
@@ -41,9 +42,9 @@ def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: i
     theirs = store.engine.replay(run.generation, row, step, run.generation.params[other])
     records = []
     for k, (name_a, name_b, p, q) in enumerate(zip(own.stage_names, theirs.stage_names, own.probs, theirs.probs)):
-        records.append({"after": k, f"output {row}": name_a, f"H {row}": _entropy(p), f"support {row}": int((p > 0).sum()),
-                        f"output {other}": name_b, f"H {other}": _entropy(q), f"support {other}": int((q > 0).sum()),
-                        "distance (TV)": float(0.5 * (p - q).abs().sum())})
+        records.append({"after": k, f"output {row}": name_a, f"H {row}": entropy(p), f"support {row}": int((p > 0).sum()),
+                        f"output {other}": name_b, f"H {other}": entropy(q), f"support {other}": int((q > 0).sum()),
+                        "distance (TV)": total_variation(p, q)})
     table = rounded(pd.DataFrame(records))
     parted = next((r["after"] for r in records if r["distance (TV)"] > 1e-6), None)
     where = (f"they part after {parted} processor(s): {records[parted][f'output {row}']} vs "
@@ -55,10 +56,6 @@ def compare(store: RunStore, run: Run, row: int, step: int, other: int, top_n: i
                       "parted_after": parted})
     return Comparison(caption, table, figure, data)
 
-
-def _entropy(p: Any) -> float:
-    nz = p[p > 0]
-    return float(-(nz * nz.log()).sum())
 
 
 @dataclass
@@ -93,8 +90,8 @@ def divergence(store: RunStore, run: Run, row: int, other: int) -> Divergence:
         for t in range(shared):
             records.append({"step": t, f"output {row} chose": label(a[t]), f"p {row}": float(p[t, a[t]]),
                             f"output {other} chose": label(b[t]), f"p {other}": float(q[t, b[t]]),
-                            "TV": float(0.5 * (p[t] - q[t]).abs().sum()),
-                            f"KL({row}‖{other})": _kl(p[t], q[t]), f"KL({other}‖{row})": _kl(q[t], p[t])})
+                            "TV": total_variation(p[t], q[t]),
+                            f"KL({row}‖{other})": kl_divergence(p[t], q[t]), f"KL({other}‖{row})": kl_divergence(q[t], p[t])})
     names = (str(row), str(other))
     figure = divergence_figure([r["TV"] for r in records], [r[f"KL({row}‖{other})"] for r in records],
                                [r[f"KL({other}‖{row})"] for r in records], names, fork)
@@ -114,11 +111,3 @@ def _fork_sentence(records: list[dict[str, Any]], row: int, other: int, fork: in
     return (f"the same first {fork} token(s), then at step {fork} {at[f'output {row} chose']} "
             f"(p={at[f'p {row}']:.3g}) vs {at[f'output {other} chose']} (p={at[f'p {other}']:.3g}); "
             f"TV there {at['TV']:.3f}")
-
-
-def _kl(p: Any, q: Any) -> float:
-    """KL(p || q) in nats over p's support; inf when p keeps a token q removed."""
-    kept = p > 0
-    if bool((q[kept] == 0).any()):
-        return math.inf
-    return max(float((p[kept] * (p[kept].log() - q[kept].log())).sum()), 0.0)

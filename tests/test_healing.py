@@ -1,5 +1,7 @@
 """Token healing (engine/healing.py): equal to transformers' heal_tokens, applied once per prompt, exact in replays."""
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 import torch
 
 from engine.generate import Engine
@@ -82,3 +84,29 @@ def test_healing_is_refused_where_it_cannot_apply(tiny):
 
 def test_the_transformers_export_asks_for_token_healing():
     assert SamplingParams(token_healing=True).generate_kwargs()["token_healing"] is True
+
+
+# Random prompts: a real sentence cut at any character (mid-word tails are what healing is for), or any text drawn
+# from letters, digits, punctuation, spaces, newlines and non-ASCII characters (tails made of bytes of one
+# character, tails that are whitespace, single-token prompts).
+SENTENCES = ("The quick brown fox jumps over the lazy dog near the riverbank.",
+             "Visit https://example.com/docs for the installation instructions and examples.",
+             "def tokenize(text: str) -> list[int]:\n    return encoder.encode(text)",
+             "Les élèves étudiaient la géographie européenne pendant l'après-midi.",
+             "Temperature 0.7, top_p 0.95 and min_p 0.05 are common settings; 北京 is a city.")
+cut_sentences = st.builds(lambda s, cut: s[:cut], st.sampled_from(SENTENCES), st.integers(1, 80))
+any_text = st.text(st.sampled_from(list("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789 .,;:!?'\"-_/()\n\té中😀")),
+                   min_size=1, max_size=24)
+
+
+@given(prompt=st.one_of(cut_sentences, any_text), raw_ids=st.booleans())
+def test_healing_equals_transformers_heal_tokens_on_random_prompts(bundled, prompt, raw_ids):
+    """For any prompt (and any tokenization of it: the tokenizer's, or that of its text re-encoded in two halves,
+    which need not be canonical), ours equals transformers' heal_tokens given the same space marker."""
+    ids = bundled.tokenizer(prompt).input_ids
+    if raw_ids and len(prompt) > 1:
+        half = len(prompt) // 2
+        ids = (bundled.tokenizer(prompt[:half]).input_ids
+               + bundled.tokenizer(prompt[half:], add_special_tokens=False).input_ids)
+    assume(ids)
+    assert heal_prompt(bundled, tuple(ids)) == transformers_heal(bundled, ids)
