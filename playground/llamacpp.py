@@ -12,12 +12,13 @@ import json
 import math
 from typing import Any
 
-from engine.knobs import DRY_SEQUENCE_BREAKERS, KNOBS
 from engine.errors import ParamError
+from engine.knobs import DRY_SEQUENCE_BREAKERS, KNOBS
 from engine.order import ORDER_PRESETS
 from engine.params import SamplingParams, from_dict
 
 from .config import PlaygroundConfig
+from .exports import sweep_cells
 
 NOT_IN_LLAMA_CPP = "_not_in_llama_cpp"
 # Our field -> llama.cpp server's field of the same meaning and scale.
@@ -136,8 +137,6 @@ def request(config: PlaygroundConfig) -> dict[str, Any]:
 
 def request_json(config: PlaygroundConfig) -> str:
     """The /completion body; a sweep is a list with one body per cell (in the sweep's order)."""
-    from .exports import sweep_cells  # exports imports this module for its notes
-
     bodies = [request(cell) for _, cell in sweep_cells(config)]
     return json.dumps(bodies if config.axes else bodies[0], indent=2, ensure_ascii=False, allow_nan=False)
 
@@ -230,13 +229,7 @@ def read_request(body: Any, base: PlaygroundConfig) -> tuple[PlaygroundConfig, l
     for key in given:
         if key not in known:
             notes.append(f"{key}: {json.dumps(given[key], ensure_ascii=False)[:80]} has no equivalent here: left out")
-    try:
-        params = from_dict({**base.params.to_dict(), **fields})
-    except ParamError as exc:
-        theirs = origin.get(exc.field, exc.field)
-        raise ParamError(theirs if theirs == exc.field else f"{theirs} (the playground's {exc.field})",
-                         str(exc).split(": must be ", 1)[-1].rsplit(", got ", 1)[0],
-                         fields.get(exc.field)) from None
+    params = params_from_fields(base.params, fields, origin)
     prompt = given.get("prompt")
     config = base.replace(params=params, axes=())
     if isinstance(prompt, str):
@@ -248,6 +241,18 @@ def read_request(body: Any, base: PlaygroundConfig) -> tuple[PlaygroundConfig, l
         notes.append("not in the request, so llama.cpp's defaults: "
                      + ", ".join(f"{k} {SERVER_DEFAULTS[k]}" for k in absent))
     return config, notes
+
+
+def params_from_fields(base: SamplingParams, fields: dict[str, Any], origin: dict[str, str]) -> SamplingParams:
+    """`base` with another tool's settings (`fields`, in our names) applied; a bad value is a ParamError naming
+    that tool's key (`origin`: our field -> its key) beside ours."""
+    try:
+        return from_dict({**base.to_dict(), **fields})
+    except ParamError as exc:
+        theirs = origin.get(exc.field, exc.field)
+        raise ParamError(theirs if theirs == exc.field else f"{theirs} (the playground's {exc.field})",
+                         str(exc).split(": must be ", 1)[-1].rsplit(", got ", 1)[0],
+                         fields.get(exc.field)) from None
 
 
 def _number(value: Any) -> bool:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, open_token, run_generate, set_axis, set_number, shot, wait_done
+from pages import open_app, open_token, run_generate, set_axis, set_number, set_text, shot, wait_done
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
@@ -92,3 +92,22 @@ def test_markup_in_prompt_is_text(page, app_url):
     # no element anywhere on the page carries the payload's handler, so no alert can still come from it
     assert page.locator("img[src='x'], [onerror*='alert(1)']").count() == 0
     assert page.dialogs == []
+
+
+def test_presets_of_text_generation_webui_and_sillytavern_export_and_load(page, app_url):
+    open_app(page, app_url, "?temperature=0.6&min_p=0.07&top_h=0.9")
+    page.get_by_role("tab", name="Share & export").click()
+    expect(page.locator("#export-webui")).to_contain_text("min_p: 0.07", timeout=30_000)
+    expect(page.locator("#export-webui")).to_contain_text("# top_h: 0.9 is not carried")
+    expect(page.locator("#export-sillytavern")).to_contain_text('"temp": 0.6')
+    preset = '{"temp": 1.3, "min_p": 0.12, "rep_pen": 1.1, "rep_pen_range": 512, "sampler_priority": ["min_p", "temperature"]}'
+    set_text(page, "import-webui", preset)
+    page.locator("#import-webui-button").click()
+    expect(page.locator("#share-note")).to_contain_text("repetition_penalty_range: 512", timeout=30_000)
+    expect(page.locator("#param-temperature input[type=number]")).to_have_value("1.3")
+    expect(page.locator("#param-min_p input[type=number]")).to_have_value("0.12")
+    shot(page, "share-webui-preset")
+    set_text(page, "import-webui", "temp: [1,")
+    page.locator("#import-webui-button").click()
+    expect(page.locator("body")).to_contain_text("preset: must be a YAML or JSON object", timeout=30_000)
+    expect(page.locator("#param-temperature input[type=number]")).to_have_value("1.3")  # nothing changed

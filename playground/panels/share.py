@@ -14,6 +14,7 @@ from ..branching import branch_config
 from ..errors import user_errors
 from ..exports import export_notes_text, generate_snippet, generation_config_json, openai_request_json, preset_json
 from ..llamacpp import read_request, request_json
+from ..webui_presets import preset_yaml, read_preset, sillytavern_preset_json
 from ..render import CSS, error_html
 from .common import PRIVATE, PageContext
 from .form import config_from_form
@@ -62,6 +63,10 @@ class SharePanel:
     llamacpp_json: gr.Code
     llamacpp_import: gr.Textbox
     llamacpp_load: gr.Button
+    webui_yaml: gr.Code
+    sillytavern_json: gr.Code
+    webui_import: gr.Textbox
+    webui_load: gr.Button
     preset: gr.Code
 
 
@@ -94,17 +99,28 @@ def build_share() -> SharePanel:
                                          placeholder='{"temperature": 0.8, "top_k": 40, "samplers": ["top_k", ...]}',
                                          elem_id="import-llamacpp")
             llamacpp_load = gr.Button("Load llama.cpp settings", scale=0, min_width=140, elem_id="import-llamacpp-button")
+        webui_yaml = gr.Code(label="text-generation-webui preset (user_data/presets/NAME.yaml; what it cannot carry "
+                                   "as comments; a sweep: its base settings)", language="yaml", elem_id="export-webui")
+        sillytavern_json = gr.Code(label="SillyTavern Text Completion preset (_not_in_text_generation_webui: what it "
+                                         "cannot carry)", language="json", elem_id="export-sillytavern")
+        with gr.Row(equal_height=True):
+            webui_import = gr.Textbox(label="Load a text-generation-webui preset (YAML) or a SillyTavern Text "
+                                            "Completion preset (JSON)", lines=2, elem_id="import-webui",
+                                      placeholder="temperature: 0.7\nmin_p: 0.05\nsampler_priority: ...")
+            webui_load = gr.Button("Load preset", scale=0, min_width=140, elem_id="import-webui-button")
         preset = gr.Code(label="Preset JSON (a file for examples/; PlaygroundConfig.from_dict reads it)",
                          language="json", elem_id="export-preset")
     return SharePanel(tab, button, note, source, link, query, export_notes, python_code, generation_json,
-                      openai_json, llamacpp_json, llamacpp_import, llamacpp_load, preset)
+                      openai_json, llamacpp_json, llamacpp_import, llamacpp_load, webui_yaml, sillytavern_json,
+                      webui_import, webui_load, preset)
 
 
 def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
     """Copy link and opening the tab fill the link and the exports (`hub_id`: the model the exports name)."""
     model = page.engine.loaded
     outputs = [panel.query, panel.python_code, panel.generation_json, panel.openai_json, panel.note,
-               panel.export_notes, panel.preset, panel.source, panel.llamacpp_json]
+               panel.export_notes, panel.preset, panel.source, panel.llamacpp_json, panel.webui_yaml,
+               panel.sillytavern_json]
     inputs = {**page.form.widgets, "shown_run": page.run_id}
 
     @user_errors
@@ -125,7 +141,8 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
         query = config.to_query()
         yield ("?" + query if query else "", generate_snippet(config, hub_id),
                generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
-               export_notes_text(config, model.tokenizer), preset_json(config), source, request_json(config))
+               export_notes_text(config, model.tokenizer), preset_json(config), source, request_json(config),
+               preset_yaml(config), sillytavern_preset_json(config))
 
     @user_errors
     def load_llamacpp(**settings: Any):
@@ -136,11 +153,22 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
         note = '<div class="dp-status" role="status">' + "<br>".join(html.escape(n) for n in lines) + "</div>"
         return {**page.form.updates(config), panel.note: note}
 
+    @user_errors
+    def load_webui(**settings: Any):
+        text = settings.pop("webui_text") or ""
+        config, notes = read_preset(text, config_from_form(settings), model.eos_token_ids)
+        lines = ["Settings loaded from the preset (DRY and order as text-generation-webui runs them)."]
+        lines += notes or ["Every key has an equivalent here."]
+        note = '<div class="dp-status" role="status">' + "<br>".join(html.escape(n) for n in lines) + "</div>"
+        return {**page.form.updates(config), panel.note: note}
+
     # the query is built on the server, then made whole in the page and, for the button, put on the clipboard
     panel.button.click(share, inputs_kwargs=inputs, outputs=outputs, preprocess=False,
                        show_progress="hidden", **PRIVATE).success(
         None, panel.query, [panel.link, panel.note], js=COPY_LINK_JS)
     panel.llamacpp_load.click(load_llamacpp, inputs_kwargs={**page.form.widgets, "llamacpp_text": panel.llamacpp_import},
                               outputs=[*page.form.components, panel.note], preprocess=False, **PRIVATE)
+    panel.webui_load.click(load_webui, inputs_kwargs={**page.form.widgets, "webui_text": panel.webui_import},
+                           outputs=[*page.form.components, panel.note], preprocess=False, **PRIVATE)
     panel.tab.select(share, inputs_kwargs=inputs, outputs=outputs, preprocess=False,
                      show_progress="hidden", **PRIVATE).success(None, panel.query, panel.link, js=SHARE_URL_JS)
