@@ -22,6 +22,7 @@ import torch
 
 from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
+from .guidance import Companions, unconditional_contexts
 from .healing import heal_prompt
 from .models import LoadedModel
 from .errors import ParamError
@@ -185,11 +186,15 @@ class Engine:
         recorder = TraceRecorder(Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None)
         endings = _Endings(self.loaded, params)
 
-        # Prefill once per distinct prompt, then give every row its own copy of the cache.
+        # Prefill once per distinct prompt, then give every row its own copy of the cache; a guided row's
+        # unconditional context joins the batch as a companion row (engine/guidance.py)
+        contexts = unconditional_contexts(self.loaded.tokenizer, params, row_prompts, self.loaded.context_length)
+        extra = [c for c in contexts if c is not None]
         t0 = _synced_time(device)
-        start = prefill(self.loaded, row_prompts[:1] if shared else row_prompts, batch)
+        start = prefill(self.loaded, row_prompts[:1] if shared else row_prompts, batch, extra)
         forward_seconds = prefill_seconds = _synced_time(device) - t0
         logits, cache = start.logits, start.cache  # logits: [B, V] raw next-token logits
+        companions = Companions.start(contexts, start.extra_logits, device)
         rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
         # per step: (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)
@@ -200,6 +205,8 @@ class Engine:
             # 1. every row's processors, in its own order; the trace summarises each stage that changed
             raw_lse, raw_entropy = log_normalizer_and_entropy(logits)  # [b], [b]
             recorder.start_step(logits)
+            if companions is not None:
+                rows.state.unconditional_logits = companions.unconditional_logits(logits)
             scores = apply_pipeline(logits, rows.state, rows.params, plans, recorder.on_stage)  # [b, V]
             # a row whose processors removed every token has nothing to sample from: it ends at this step with no
             # token ("no_candidates"); its raw logits stand in only so that the batch's arithmetic stays finite
@@ -236,12 +243,19 @@ class Engine:
             # 4. finished rows leave the batch (and the cache); the others decode one more token
             if finished:
                 keep = (~done).nonzero()[:, 0]
-                cache.keep(keep)
+                if companions is None:
+                    cache.keep(keep)
+                else:  # a finished row's companion leaves with it
+                    cache_rows, companions = companions.keep(keep, len(rows.ids))
+                    cache.keep(cache_rows)
                 rows = rows.select(keep)
                 plans = plan_stages(rows.params)
                 chosen = chosen[keep]
             t0 = _synced_time(device)
-            logits = decode_one_token(self.loaded.model, chosen, cache)  # [b, V]
+            if companions is None:
+                logits = decode_one_token(self.loaded.model, chosen, cache)  # [b, V]
+            else:  # one forward: the rows, then their companions fed the same tokens
+                logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
             forward_seconds += _synced_time(device) - t0
 
         if recorder.trace is not None:

@@ -26,13 +26,14 @@ NO_TOKEN = -1  # forced_bos_token_id / forced_eos_token_id: off (transformers' N
 MAX_TOKEN_ID = MAX_TOP_K - 1  # above any vocabulary; the engine refuses ids beyond the model's own vocabulary
 MAX_LENGTH = 100_000  # min_length / max_length (prompt-inclusive) and max_new_tokens
 MAX_TIME = 86_400.0  # max_time: a day, in seconds
+MAX_GUIDANCE_SCALE = 100.0  # guidance_scale x (a difference of log-probs) stays far inside float32
 MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 # text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
 DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
 # DRY's two rule sets: text-generation-webui's (a breaker is the last token of "a" + breaker text, matches capped
 # at 50 tokens) and llama.cpp's (any token whose text contains a breaker text breaks, no cap); see samplers.dry.
 DRY_MODES: tuple[str, ...] = ("webui", "llama.cpp")
-GROUPS = ("Sampling", "Penalties", "Length and stopping", "Beams", "Seed", "More samplers")
+GROUPS = ("Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "Seed", "More samplers")
 
 
 @dataclass(frozen=True)
@@ -142,15 +143,22 @@ def _long(name: str, default: int, rng: Range, widget: Widget | None, column: bo
     return Knob(name, int, default, rng, "long", column=column, widget=widget, **kw)
 
 
-S, P, L, B, M = "Sampling", "Penalties", "Length and stopping", "Beams", "More samplers"
+S, P, L, G, B, M = "Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "More samplers"
 
-# The order in which transformers applies its processors (GenerationMixin._get_logits_processor), with
+# The order in which transformers applies its processors (GenerationMixin._get_logits_processor: classifier-free
+# guidance first, on the raw scores), with
 # OpenAI's presence/frequency penalties placed right after transformers' repetition penalty. The community
 # samplers join where text-generation-webui puts them: DRY with the penalties, dynamic temperature right after
 # temperature, top-nσ / top-a / tail-free with the truncation samplers, XTC after every truncation (it removes
 # the top choices, so it must see the final candidates), mirostat (it adapts to what is finally sampled), and
 # adaptive-P last (in llama.cpp and text-generation-webui it picks the token itself).
 PROCESSORS: tuple[ProcessorSpec, ...] = (
+    # transformers puts classifier-free guidance first (before sequence_bias), on the raw scores
+    ProcessorSpec("guidance", "classifier-free guidance",
+                  "mix with an unconditional (or negative-prompt) context: g x (log p - log p_uncond) + log p_uncond",
+                  transformers="UnbatchedClassifierFreeGuidanceLogitsProcessor", fields=(
+        _f32("guidance_scale", 1.0, Range(0.0, MAX_GUIDANCE_SCALE), Widget(G, "slider", "Classifier-free guidance: g x (log p - log p_uncond) + log p_uncond, the unconditional context being the negative prompt (or the prompt's last token); > 1 follows the prompt more, < 1 follows the negative prompt; 1 = off.", 0.0, 5.0, 0.1), hf_arg="guidance_scale", hf_only_if_set=True),
+        Knob("negative_prompt", object, "", widget=Widget(G, "text", "Classifier-free guidance: the unconditional context as raw text (no chat template); empty = the prompt's last token, as transformers does.", placeholder="e.g. A sad story.")))),
     ProcessorSpec("sequence_bias", "sequence bias", "add a bias to chosen token sequences", transformers="SequenceBiasLogitsProcessor", fields=(
         Knob("sequence_bias", object, (), widget=Widget(P, "text", "Add a bias to the logits of words: one `word: bias` per line (-inf bans).", placeholder="e.g. the: -5")),
         Knob("logit_bias", object, (), widget=Widget(P, "text", "OpenAI's logit_bias: add a bias to token ids, one `id: bias` per line (-100..100).", placeholder="e.g. 2: -100")))),

@@ -50,6 +50,9 @@ class SamplingParams:
     """Every decoding knob of one configuration. Defaults are the disabled (no-op) values."""
 
     do_sample: bool = True
+    # classifier-free guidance (transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor): 1 = off
+    guidance_scale: float = 1.0
+    negative_prompt: str = ""  # the unconditional context as raw text; "" = the prompt's last token (transformers)
     token_healing: bool = False  # transformers' token healing of the prompt's last token (engine/healing.py)
     temperature: float = 1.0  # 0 means greedy, as in the OpenAI API
     top_k: int = 0  # 0 = off
@@ -122,6 +125,9 @@ class SamplingParams:
         object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
         object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
+        if self.negative_prompt is None:  # transformers' None: the default unconditional context
+            object.__setattr__(self, "negative_prompt", "")
+        check_text("negative_prompt", self.negative_prompt, allow_empty=True)
         if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
             raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
         for name in TOKEN_LIST_FIELDS:
@@ -204,6 +210,10 @@ class SamplingParams:
         if self.num_beams > 1 and self.token_healing:
             raise ParamError("token_healing", "false with num_beams > 1 (beam search reads the prompt as given here)",
                              self.token_healing)
+        if self.num_beams > 1 and self.guidance_scale != 1.0:
+            raise ParamError("guidance_scale", "1 (off) with num_beams > 1 (the unconditional context of classifier-free "
+                             "guidance does not follow the beams: transformers' processor keeps one cache per input row "
+                             "and never reorders it as beams are chosen)", self.guidance_scale)
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
@@ -274,6 +284,10 @@ class SamplingParams:
                 value = getattr(self, knob.name)
                 if knob.hf_arg and not (knob.hf_only_if_set and value == knob.default):
                     kw[knob.hf_arg] = value
+        if self.guidance_scale != 1.0 and self.negative_prompt:  # generate(negative_prompt_ids=torch.tensor(...))
+            if tokenizer is None:
+                raise ParamError("tokenizer", "given to convert negative_prompt", None)
+            kw["negative_prompt_ids"] = [negative_prompt_ids(tokenizer, self.negative_prompt)]
         if self.stop:
             kw["stop_strings"] = list(self.stop)
         if self.num_beams > 1:
@@ -298,6 +312,15 @@ class SamplingParams:
             if items:
                 kw[name] = token_ids(tokenizer, items)
         return {k: v for k, v in kw.items() if v is not None}
+
+
+def negative_prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """The unconditional context of classifier-free guidance: the negative prompt tokenized as raw text, as
+    `tokenizer(text).input_ids` gives it (special tokens as the tokenizer adds them to any raw prompt)."""
+    ids = [int(i) for i in tokenizer(text)["input_ids"]]
+    if not ids:
+        raise ParamError("negative_prompt", "a text with at least one token (or empty: the prompt's last token)", text)
+    return ids
 
 
 def check_vocabulary(params: Sequence[SamplingParams], vocab_size: int) -> None:

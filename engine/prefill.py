@@ -39,37 +39,50 @@ class Prefill:
     """A batch of rows right after its prompt(s)."""
 
     logits: torch.Tensor  # [B, V] float32: every row's raw next-token logits
-    cache: RowCache
+    cache: RowCache  # the B rows, then the extra rows (classifier-free guidance's companions)
     state: DecodeState  # every row's prompt as the processors see it (left-padded with -1 when prompts differ)
+    extra_logits: torch.Tensor | None = None  # [E, V] float32: the extra rows' next-token logits
 
 
-def prefill(loaded: LoadedModel, prompts: list[list[int]], rows: int) -> Prefill:
-    """One prompt for all `rows` rows ([prompt]), or one prompt per row.
+def prefill(loaded: LoadedModel, prompts: list[list[int]], rows: int, extra: list[list[int]] | None = None) -> Prefill:
+    """One prompt for all `rows` rows ([prompt]), or one prompt per row; `extra`: contexts of more rows that join
+    the batch's cache after the `rows` rows (classifier-free guidance's unconditional companions), not its state.
 
-    One prompt runs once and its cache [1, ...] is repeated into every row. Several: each distinct prompt runs
-    on its own, and the caches are left-padded with zeros to the longest and gathered per row; the attention
-    mask hides the padding and each row keeps its own positions, so no row sees another's prompt."""
+    One prompt runs once and its cache [1, ...] is repeated into every row. Several (or any extra rows): each
+    distinct context runs on its own, and the caches are left-padded with zeros to the longest and gathered per
+    row; the attention mask hides the padding and each row keeps its own positions, so no row sees another's."""
     device = loaded.device
-    if len(prompts) == 1:
+    if len(prompts) == 1 and not extra:
         prompt = torch.tensor([prompts[0]], device=device)  # [1, P]
         output = loaded.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
         cache = output.past_key_values
         cache.batch_repeat_interleave(rows)
         return Prefill(output.logits[:, -1, :].float().expand(rows, -1), RowCache(cache, None, None),
                        DecodeState.start(prompt.expand(rows, -1), loaded.vocab_size))
-    assert len(prompts) == rows, "one prompt for all rows or one per row"
-    distinct = list(dict.fromkeys(tuple(p) for p in prompts))
-    group = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=device)  # [B] row -> its prompt
+    assert len(prompts) in (1, rows), "one prompt for all rows or one per row"
+    main = prompts * rows if len(prompts) == 1 else prompts
+    everyone = main + list(extra or [])
+    distinct = list(dict.fromkeys(tuple(p) for p in everyone))
+    group = torch.tensor([distinct.index(tuple(p)) for p in everyone], device=device)  # [B + E] row -> its context
     longest = max(len(p) for p in distinct)
     outputs = [loaded.model(input_ids=torch.tensor([list(p)], device=device), use_cache=True, logits_to_keep=1)
                for p in distinct]
     cache = _left_padded([o.past_key_values for o in outputs], longest)
     cache.batch_select_indices(group)
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in distinct], device=device)[group]  # [B + E, L]
+    logits = torch.cat([o.logits[:, -1, :].float() for o in outputs])[group]  # [B + E, V]
+    positions = torch.tensor([len(p) for p in everyone], device=device)  # [B + E]
+    return Prefill(logits[:rows], RowCache(cache, mask, positions), _prompt_state(main, loaded.vocab_size, device),
+                   logits[rows:] if extra else None)
+
+
+def _prompt_state(prompts: list[list[int]], vocab_size: int, device: torch.device) -> DecodeState:
+    """The processors' state of rows with these prompts: left-padded with -1 to the longest of them."""
+    longest = max(len(p) for p in prompts)
+    distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+    group = torch.tensor([distinct.index(tuple(p)) for p in prompts], device=device)
     tokens = torch.tensor([[-1] * (longest - len(p)) + list(p) for p in distinct], device=device)[group]  # [B, L]
-    logits = torch.cat([o.logits[:, -1, :].float() for o in outputs])[group]  # [B, V]
-    positions = torch.tensor([len(p) for p in prompts], device=device)  # [B]
-    return Prefill(logits, RowCache(cache, (tokens >= 0).long(), positions),
-                   DecodeState.start(tokens, loaded.vocab_size))
+    return DecodeState.start(tokens, vocab_size)
 
 
 def _left_padded(caches: list, length: int) -> object:

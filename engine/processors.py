@@ -29,6 +29,27 @@ from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet
 # The processors. Each: (scores [B, V], state, rows) -> new scores [B, V]; `active` says which rows it changes.
 
 
+def guidance(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """Classifier-free guidance (transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor, batched):
+    g x (log_softmax(scores) - log_softmax(uncond)) + log_softmax(uncond), where uncond [B, V] are the raw
+    next-token logits of the row's unconditional companion (state.unconditional_logits: the negative prompt, or
+    the prompt's last token, followed by the row's tokens so far), decoded in the same batch forward.
+
+    Beyond transformers (which can give NaN there): a token removed before this stage (-inf) stays removed (at
+    g = 0 transformers' 0 x -inf is NaN), a token the unconditional branch rules out (-inf) is removed, and a row
+    with nothing left stays as it is."""
+    uncond_logits = state.unconditional_logits
+    if uncond_logits is None:
+        raise RuntimeError("guidance needs the unconditional logits of the step (DecodeState.unconditional_logits)")
+    cond = torch.log_softmax(scores, dim=-1)
+    uncond = torch.log_softmax(uncond_logits, dim=-1)
+    mixed = rows.guidance_scale * (cond - uncond) + uncond
+    removed = (cond == NEG_INF) | (uncond == NEG_INF) | torch.isnan(mixed)
+    mixed = mixed.masked_fill(removed, NEG_INF)
+    empty = scores.amax(dim=-1, keepdim=True) == NEG_INF  # [B, 1]
+    return torch.where(empty, scores, mixed)
+
+
 def sequence_bias(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     return scores + rows.sequence_bias.bias(state.tokens)
 

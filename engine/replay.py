@@ -13,6 +13,7 @@ import torch
 
 from .models import LoadedModel
 from .errors import ParamError
+from .guidance import unconditional_context
 from .params import SamplingParams
 from .processors import apply_pipeline
 from .results import GenerationResult, RowResult
@@ -27,6 +28,10 @@ class Replay:
     stage_names: list[str]
     probs: torch.Tensor  # [S, V] float32
     chosen: int
+    # [V] float32: classifier-free guidance's unconditional distribution at this step (the companion's raw
+    # next-token distribution: the negative prompt, or the prompt's last token, then the row's tokens so far);
+    # None without guidance
+    unconditional: torch.Tensor | None = None
 
 
 @torch.inference_mode()
@@ -43,9 +48,11 @@ def replay(loaded: LoadedModel, result: GenerationResult, row: int, step: int,
     prompt = torch.tensor([result.prompt_of(row)], device=device)  # [1, P]
     generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)  # [1, step]
     logits = loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
+    uncond = _unconditional_logits(loaded, result, row, params, step, 1)  # [1, V] or None
     stages: list[torch.Tensor] = []
-    _run_stages(loaded, result, row, step, logits, params, lambda scores: stages.append(scores.softmax(-1)[0]))
-    return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step])
+    _run_stages(loaded, result, row, step, logits, params, lambda scores: stages.append(scores.softmax(-1)[0]), uncond)
+    return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step],
+                  None if uncond is None else uncond.softmax(-1)[0].cpu())
 
 
 @torch.inference_mode()
@@ -64,18 +71,33 @@ def final_distributions(loaded: LoadedModel, result: GenerationResult, row: int,
     prompt = result.prompt_of(row)
     ids = torch.tensor([prompt + out.token_ids[:steps - 1]], device=device)  # [1, P + steps - 1]
     logits = loaded.model(input_ids=ids, logits_to_keep=steps).logits[0].float()  # [steps, V]
+    uncond = _unconditional_logits(loaded, result, row, result.params[row], steps - 1, steps)  # [steps, V] or None
     finals: list[torch.Tensor] = []
     for step in range(steps):
         stages: list[torch.Tensor] = []
-        _run_stages(loaded, result, row, step, logits[step:step + 1], result.params[row], stages.append)
+        _run_stages(loaded, result, row, step, logits[step:step + 1], result.params[row], stages.append,
+                    None if uncond is None else uncond[step:step + 1])
         finals.append(stages[-1].softmax(-1)[0])  # the last stage: what the row sampled from
     return torch.stack(finals).cpu()
 
 
+def _unconditional_logits(loaded: LoadedModel, result: GenerationResult, row: int, params: SamplingParams,
+                          tokens: int, keep: int) -> torch.Tensor | None:
+    """Classifier-free guidance: the companion's raw logits [keep, V] at the last `keep` of the positions after
+    its context and the row's first `tokens` tokens (one forward, as the prompt's); None without guidance."""
+    context = unconditional_context(loaded.tokenizer, params, result.prompt_of(row))
+    if context is None:
+        return None
+    ids = torch.tensor([context + result.rows[row].token_ids[:tokens]], dtype=torch.long, device=loaded.device)
+    return loaded.model(input_ids=ids, logits_to_keep=keep).logits[0].float()
+
+
 def _run_stages(loaded: LoadedModel, result: GenerationResult, row: int, step: int, logits: torch.Tensor,
-                params: SamplingParams, on_scores: Callable[[torch.Tensor], None]) -> None:
-    """Run `params`' processors on `row`'s raw logits [1, V] at `step`; on_scores gets the raw scores, then the
-    scores after every stage ([1, V] each)."""
+                params: SamplingParams, on_scores: Callable[[torch.Tensor], None],
+                unconditional: torch.Tensor | None = None) -> None:
+    """Run `params`' processors on `row`'s raw logits [1, V] at `step` (classifier-free guidance's companion
+    logits: `unconditional` [1, V]); on_scores gets the raw scores, then the scores after every stage ([1, V]
+    each)."""
     device = loaded.device
     out = result.rows[row]
     prompt = torch.tensor([result.prompt_of(row)], device=device)  # [1, P]
@@ -84,7 +106,9 @@ def _run_stages(loaded: LoadedModel, result: GenerationResult, row: int, step: i
     if params.num_beams > 1:  # beam search runs its processors on log-probabilities (as transformers does)
         logits = torch.log_softmax(logits, dim=-1)
     on_scores(logits)
-    apply_pipeline(logits, _state_before(loaded, out, prompt, generated, step, beam_row, params),
+    state = _state_before(loaded, out, prompt, generated, step, beam_row, params)
+    state.unconditional_logits = unconditional
+    apply_pipeline(logits, state,
                    row_params(loaded, [params], [0 if beam_row else result.sample_indices[row]]),
                    on_stage=lambda _s, scores, _c: on_scores(scores))
 

@@ -264,6 +264,9 @@ class DecodeState:
     # [B, V] float32: the distribution adaptive-P received at this step, set while the processors run and read
     # once the token is chosen (`chosen_adaptive_probs`). None when no row ran adaptive-P this step.
     adaptive_input: torch.Tensor | None = field(default=None)
+    # [B, V] float32: classifier-free guidance's input, the raw next-token logits of each row's unconditional
+    # companion at this step (rows without guidance: anything finite, never read). Set before the processors run.
+    unconditional_logits: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.surprise_bits is None:

@@ -6,6 +6,7 @@ reproducing a setting, not a promise of identical text (every library draws its 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
@@ -45,6 +46,9 @@ class TransformersSettings:
     token_lists: tuple[tuple[str, tuple[str | int, ...]], ...]
     left_out: dict[str, Any]  # field -> value, for knobs transformers has no equivalent of
     notes: tuple[str, ...]
+    # classifier-free guidance's negative prompt (generate()'s negative_prompt_ids, tokenized in the script);
+    # "" when guidance is off or its context is transformers' default (the prompt's last token)
+    negative_prompt: str = ""
 
 
 def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
@@ -63,7 +67,7 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     token_lists = tuple((name, getattr(params, name)) for name in TOKEN_LIST_FIELDS
                         if not all(isinstance(item, int) for item in getattr(params, name)))
     expressible = params.replace(**switched_off, order=list(DEFAULT_ORDER), bad_words=[], sequence_bias=[],
-                                 logit_bias={}, **{name: [] for name, _ in token_lists})
+                                 logit_bias={}, negative_prompt="", **{name: [] for name, _ in token_lists})
     notes = [] if params.greedy else [
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
@@ -88,7 +92,8 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
     return TransformersSettings(kwargs=kwargs, num_return_sequences=samples,
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias,
-                                token_lists=token_lists, left_out=left_out, notes=tuple(notes))
+                                token_lists=token_lists, left_out=left_out, notes=tuple(notes),
+                                negative_prompt=params.negative_prompt if params.guidance_scale != 1.0 else "")
 
 
 def _plain(value: Any) -> Any:
@@ -136,6 +141,9 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
         if settings.biases:
             reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
         reasons.update((name, {"value": list(items), "reason": needs_ids}) for name, items in settings.token_lists)
+    if settings.negative_prompt:
+        reasons["negative_prompt"] = {"value": settings.negative_prompt, "reason": "a generate() argument "
+                                      "(negative_prompt_ids), not a GenerationConfig field: the script passes it"}
     if settings.token_biases:  # logit_bias is a bias on one-token sequences
         data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
     return data, reasons
@@ -262,7 +270,18 @@ def _kwargs_lines(kwargs: dict[str, Any], settings: TransformersSettings) -> lis
     return ["kwargs = dict(", *(f"    {name}={value!r}," for name, value in kwargs.items()), ")",
             *_token_id_lines(settings),
             *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
-               f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else [])]
+               f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else []),
+            *_negative_prompt_lines(settings)]
+
+
+def _negative_prompt_lines(settings: TransformersSettings) -> list[str]:
+    """Classifier-free guidance's unconditional context: the negative prompt as raw text (no chat template), one
+    row per returned sequence (transformers' processor fails on a single row beside several sequences)."""
+    if not settings.negative_prompt:
+        return []
+    repeat = f".repeat({settings.num_return_sequences}, 1)" if settings.num_return_sequences > 1 else ""
+    return [f"negative_prompt = {settings.negative_prompt!r}  # classifier-free guidance's unconditional context",
+            f'kwargs["negative_prompt_ids"] = tokenizer(negative_prompt, return_tensors="pt")["input_ids"]{repeat}']
 
 
 def _extra_generate_args(params: SamplingParams) -> str:
@@ -295,7 +314,11 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
     sequences = shared.pop("num_return_sequences", None)
     names = " x ".join(name for name, _ in config.axes)
     extra = _extra_generate_args(cells[0][1].params)
-    return [*_kwargs_lines(shared, transformers_settings(cells[0][1])),
+    guided = [transformers_settings(cell) for _, cell in cells if transformers_settings(cell).negative_prompt]
+    # every cell has the same negative prompt (it is no axis); generate() ignores it in a cell with guidance_scale 1
+    first = dataclasses.replace(transformers_settings(cells[0][1]),
+                                negative_prompt=guided[0].negative_prompt if guided else "")
+    return [*_kwargs_lines(shared, first),
             "",
             f"cells = [  # the sweep over {names}: what differs between its {len(cells)} cells",
             *(f"    {c!r}," for c in differing), "]",

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 
 from engine.events import BeamProgress, RunningBeam
 from engine.generate import Engine, RowResult
@@ -311,6 +312,10 @@ class Distribution:
     figure: go.Figure
     table: pd.DataFrame
     steps: go.Figure
+    # classifier-free guidance (None without it): the unconditional distribution beside the conditional (raw) one
+    # and the guidance stage's result, as a figure and a per-stage table
+    guidance: go.Figure | None = None
+    guidance_table: pd.DataFrame | None = None
 
 
 def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> Distribution:
@@ -345,7 +350,27 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
         caption += (" · earlier beam groups chose " + ", ".join(
             f"“{label(t)}”" + (f" x{n}" if n > 1 else "") for t, n in peers.items())
             + f" at this step (diversity_penalty {params.diversity_penalty:g} per choice)")
+    guidance = guidance_stages(replay)
+    if guidance is not None:
+        names, probs = guidance
+        caption += (f" · classifier-free guidance {params.guidance_scale:g} against "
+                    + (f"“{_tail(params.negative_prompt)}”" if params.negative_prompt else "the prompt's last token"))
+        return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps,
+                            distribution_figure(names, probs, replay.chosen, label, top_n, collapse_unchanged=False),
+                            stage_table(stage_stats(probs, replay.chosen), names))
     return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps)
+
+
+GUIDANCE_STAGES = ["unconditional", "raw (conditional)", "after guidance"]
+
+
+def guidance_stages(replay: Any) -> tuple[list[str], Any] | None:
+    """Classifier-free guidance's three distributions of a replayed step, [3, V] (the replay's own numbers):
+    the unconditional companion's, the conditional (raw) one, and what the guidance stage made of them."""
+    if replay.unconditional is None or "guidance" not in replay.stage_names:
+        return None
+    after = replay.probs[replay.stage_names.index("guidance")]
+    return GUIDANCE_STAGES, torch.stack([replay.unconditional, replay.probs[0], after])
 
 
 def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int = 20) -> dict[str, Any]:
@@ -362,8 +387,18 @@ def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int
     return json_safe({"run_id": run.run_id, "sample": row, "step": step, "label": run.labels[row],
                       "chosen": {"id": replay.chosen, "text": label(replay.chosen)},
                       **_peer_json(run.generation.rows[row], step, label),
+                      **_unconditional_json(replay, top_n, label),
                       "stages": [{"stage": name, **s} for name, s in zip(replay.stage_names, stats)],
                       "top_tokens": top})
+
+
+def _unconditional_json(replay: Any, top_n: int, label: Callable[[int], str]) -> dict[str, Any]:
+    """Classifier-free guidance: the unconditional distribution's top tokens (the companion's raw next-token
+    distribution at this step)."""
+    if replay.unconditional is None:
+        return {}
+    values, ids = replay.unconditional.topk(min(top_n, replay.unconditional.shape[-1]))
+    return {"unconditional": [{"id": int(i), "text": label(int(i)), "prob": float(p)} for i, p in zip(ids, values)]}
 
 
 def _peer_json(out: RowResult, step: int, label: Callable[[int], str]) -> dict[str, Any]:

@@ -290,7 +290,7 @@ def test_numeric_control_range_is_valid_for_its_field(control):
             changes.update(do_sample=False, diversity_penalty=1.0)
         if control.field == "max_length":  # max_length replaces max_new_tokens, which stays at its default
             changes.update(max_new_tokens=SamplingParams().max_new_tokens)
-        if control.field == "max_time":  # beam search has no time limit
+        if control.field in ("max_time", "guidance_scale"):  # beam search has no time limit and no guidance
             changes.update(num_beams=1)
         if control.field == "diversity_penalty":
             if value == 0.0:  # off: fine without groups, refused with them
@@ -307,7 +307,7 @@ def test_non_numeric_controls_have_the_right_kind():
     assert kinds["do_sample"] == "checkbox"
     assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
                                                            "dry_sequence_breakers", "suppress_tokens",
-                                                           "begin_suppress_tokens"}
+                                                           "begin_suppress_tokens", "negative_prompt"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):

@@ -226,7 +226,8 @@ def test_default_order_is_transformers_order() -> None:
     warpers = ["temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"]
     assert [n for n in DEFAULT_ORDER if n in warpers] == warpers
     assert DEFAULT_ORDER.index("repetition_penalty") < DEFAULT_ORDER.index("no_repeat_ngram") < DEFAULT_ORDER.index("bad_words")
-    assert DEFAULT_ORDER[0] == "sequence_bias"
+    # transformers' _get_logits_processor: classifier-free guidance first (on the raw scores), then sequence_bias
+    assert DEFAULT_ORDER[:2] == ("guidance", "sequence_bias")
 
 
 def test_extreme_values_produce_no_nan() -> None:

@@ -25,6 +25,8 @@ class DistributionsPanel:
     top: gr.Slider
     plot: gr.Plot
     table: gr.Dataframe
+    guidance_plot: gr.Plot  # classifier-free guidance: the unconditional distribution (shown for guided outputs)
+    guidance_table: gr.Dataframe
     steps_plot: gr.Plot
     branch_token: gr.Dropdown
     branch: gr.Button
@@ -50,6 +52,11 @@ def build_distributions() -> DistributionsPanel:
             top = gr.Slider(5, 60, value=20, step=1, label="tokens shown")
         plot = gr.Plot(label="Next-token distribution after each processor", elem_id="dist-plot")
         table = gr.Dataframe(label="Per stage", interactive=False)
+        guidance_plot = gr.Plot(label="Classifier-free guidance: the unconditional (negative prompt) distribution, "
+                                      "the conditional one and the guided result", visible=False,
+                                elem_id="dist-guidance-plot")
+        guidance_table = gr.Dataframe(label="Classifier-free guidance", interactive=False, visible=False,
+                                      elem_id="dist-guidance-table")
         steps_plot = gr.Plot(label="Over the steps")
         with gr.Row(equal_height=True):
             branch_token = gr.Dropdown([], label="Branch: continue this output from this step with",
@@ -70,7 +77,8 @@ def build_distributions() -> DistributionsPanel:
                                       elem_id="divergence-plot")
             divergence_table = gr.Dataframe(label="Per shared step (up to the first fork)", interactive=False,
                                             elem_id="divergence-table")
-    return DistributionsPanel(tab, caption, sample, step, top, plot, table, steps_plot, branch_token, branch,
+    return DistributionsPanel(tab, caption, sample, step, top, plot, table, guidance_plot, guidance_table,
+                              steps_plot, branch_token, branch,
                               compare_with, compare,
                               compare_caption, compare_table, compare_plot,
                               divergence_caption, divergence_table, divergence_plot)
@@ -80,7 +88,8 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
     """The sliders and the tab show a distribution; a click on a token in any of `clickables` opens its own."""
     store = page.store
     inputs = [page.run_id, panel.sample, panel.step, panel.top]
-    outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step, panel.branch_token]
+    outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step, panel.branch_token,
+               panel.guidance_plot, panel.guidance_table]
 
     @user_errors
     @page.device_scope
@@ -96,7 +105,9 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         choices = branching.branch_choices(store, run, sample, step)
         return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
                 gr.Slider(maximum=max(last, 1), value=step),
-                gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]))
+                gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]),
+                gr.Plot(value=shown.guidance, visible=shown.guidance is not None),
+                gr.Dataframe(value=shown.guidance_table, visible=shown.guidance_table is not None))
 
     for slider in (panel.sample, panel.step, panel.top):
         # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never

@@ -158,7 +158,7 @@ def knob_widget(control: Any, value: Any) -> gr.components.Component:
     if control.kind == "choice":
         return gr.Radio(list(control.choices or EARLY_STOPPING_CHOICES), value=widget_value(control.field, value), label=label,
                         info=control.info, elem_id=elem_id)
-    multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers")
+    multiline = control.field in ("stop", "sequence_bias", "logit_bias", "dry_sequence_breakers", "negative_prompt")
     return gr.Textbox(widget_value(control.field, value), label=label, info=control.info,
                       placeholder=control.placeholder, lines=2 if multiline else 1, elem_id=elem_id)
 
