@@ -6,6 +6,7 @@ reproducing a setting, not a promise of identical text (every library draws its 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
@@ -22,6 +23,8 @@ from .presets import Preset
 
 # Why transformers cannot take a knob, by field name (from the processors' specs).
 _TRANSFORMERS_LACKS = {"order": "transformers applies its processors in a fixed order",
+                       "synthid_keys": "transformers' generate() takes one watermarking_config: the green-list "
+                                       "watermark (watermark_bias) is kept, SynthID is left out",
                        **{knob.name: spec.lacks_reason() for spec in PROCESSORS if spec.transformers is None
                           for knob in spec.fields}}
 _DEFAULTS = SamplingParams()
@@ -45,6 +48,8 @@ class TransformersSettings:
     token_lists: tuple[tuple[str, tuple[str | int, ...]], ...]
     left_out: dict[str, Any]  # field -> value, for knobs transformers has no equivalent of
     notes: tuple[str, ...]
+    # transformers' watermarking_config: ("WatermarkingConfig" or "SynthIDTextWatermarkingConfig", its arguments)
+    watermarking: tuple[str, dict[str, Any]] | None = None
 
 
 def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
@@ -59,6 +64,9 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
                          if getattr(params, field) != getattr(_DEFAULTS, field) and field not in left_out})
     if params.order != DEFAULT_ORDER:
         left_out["order"] = order_text(params.order)
+    if params.watermark_bias and params.synthid_keys:  # one watermarking_config per generate(): the green list stays
+        left_out["synthid_keys"] = list(params.synthid_keys)
+        params = params.replace(synthid_keys=[])
     switched_off = {name: off for name, (off, _) in NO_TRANSFORMERS_EQUIVALENT.items()}
     token_lists = tuple((name, getattr(params, name)) for name in TOKEN_LIST_FIELDS
                         if not all(isinstance(item, int) for item in getattr(params, name)))
@@ -86,9 +94,11 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     banned, biases = bans_and_biases(params)
     kwargs = expressible.generate_kwargs()
     kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
+    kwargs.pop("watermarking_config", None)  # a config object: TransformersSettings.watermarking
     return TransformersSettings(kwargs=kwargs, num_return_sequences=samples,
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias,
-                                token_lists=token_lists, left_out=left_out, notes=tuple(notes))
+                                token_lists=token_lists, left_out=left_out, notes=tuple(notes),
+                                watermarking=expressible.watermarking_config())
 
 
 def _plain(value: Any) -> Any:
@@ -138,7 +148,17 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
         reasons.update((name, {"value": list(items), "reason": needs_ids}) for name, items in settings.token_lists)
     if settings.token_biases:  # logit_bias is a bias on one-token sequences
         data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
+    if settings.watermarking is not None:
+        kind, arguments = settings.watermarking
+        if kind == "WatermarkingConfig":  # GenerationConfig reads a watermarking_config object as this class
+            data["watermarking_config"] = arguments
+        else:
+            reasons["synthid_keys"] = {"value": list(config.params.synthid_keys), "reason": _SYNTHID_JSON}
     return data, reasons
+
+
+_SYNTHID_JSON = ("GenerationConfig JSON reads a watermarking_config object as WatermarkingConfig (the green list); "
+                 "SynthID goes in as SynthIDTextWatermarkingConfig(...) in code, as the script does")
 
 
 def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> str:
@@ -260,9 +280,19 @@ def _forced_start_lines(config: PlaygroundConfig) -> list[str]:
 
 def _kwargs_lines(kwargs: dict[str, Any], settings: TransformersSettings) -> list[str]:
     return ["kwargs = dict(", *(f"    {name}={value!r}," for name, value in kwargs.items()), ")",
-            *_token_id_lines(settings),
+            *_token_id_lines(settings), *_watermarking_lines(settings),
             *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
                f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else [])]
+
+
+def _watermarking_lines(settings: TransformersSettings) -> list[str]:
+    """transformers' watermarking_config as its own class (a sweep's cells share the first cell's)."""
+    if settings.watermarking is None:
+        return []
+    kind, arguments = settings.watermarking
+    return [f"from transformers import {kind}",
+            f"kwargs[\"watermarking_config\"] = {kind}("
+            + ", ".join(f"{name}={value!r}" for name, value in arguments.items()) + ")"]
 
 
 def _extra_generate_args(params: SamplingParams) -> str:
@@ -288,14 +318,18 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
     for _, cell in cells:
         cell_settings = transformers_settings(cell)
         per_cell.append({**cell_settings.kwargs, "num_return_sequences": cell_settings.num_return_sequences,
-                         "seed": cell.params.seed})
-    shared = {k: v for k, v in per_cell[0].items() if all(k in c and c[k] == v for c in per_cell)}
+                         "seed": cell.params.seed,
+                         **({"watermarking_config": cell_settings.watermarking} if cell_settings.watermarking else {})})
+    shared = {k: v for k, v in per_cell[0].items() if k != "watermarking_config"
+              and all(k in c and c[k] == v for c in per_cell)}
     differing = [{k: v for k, v in c.items() if k not in shared} for c in per_cell]
     seed = shared.pop("seed", config.params.seed)
     sequences = shared.pop("num_return_sequences", None)
     names = " x ".join(name for name, _ in config.axes)
     extra = _extra_generate_args(cells[0][1].params)
-    return [*_kwargs_lines(shared, transformers_settings(cells[0][1])),
+    marked = any("watermarking_config" in c for c in per_cell)  # (class name, arguments) per cell
+    return [*_kwargs_lines(shared, dataclasses.replace(transformers_settings(cells[0][1]), watermarking=None)),
+            *(["import transformers"] if marked else []),
             "",
             f"cells = [  # the sweep over {names}: what differs between its {len(cells)} cells",
             *(f"    {c!r}," for c in differing), "]",
@@ -303,6 +337,9 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
             "for number, cell in enumerate(cells):",
             "    cell = dict(cell)",
             f'    torch.manual_seed(cell.pop("seed", {seed}))',
+            *(['    if "watermarking_config" in cell:  # (class, arguments): transformers\' own config object',
+               '        kind, arguments = cell["watermarking_config"]',
+               '        cell["watermarking_config"] = getattr(transformers, kind)(**arguments)'] if marked else []),
             "    outputs = model.generate(**inputs, **kwargs, **cell"
             + (f", num_return_sequences={sequences}" if sequences is not None else "") + extra + ")",
             "    for i, sequence in enumerate(outputs):",
