@@ -34,6 +34,7 @@ from .replay import Replay, final_distributions, replay
 from .results import FINISH_REASONS, GenerationResult, RowResult
 from .row_tensors import row_params
 from .rowstate import DecodeState, RowParams
+from .watermark import Detector
 from .sampling import choose_next, row_keys  # looked up here at every step: the sampling audit wraps choose_next
 from .stops import cut_at_stop, now, past_time, stop_hits
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
@@ -264,8 +265,16 @@ class Engine:
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params,
             sample_indices=sample_indices, rows=self._row_results(history, endings.reasons_of(list(range(batch))), params),
             trace=recorder.trace, seconds=time.perf_counter() - started, forward_seconds=forward_seconds,
-            prefill_seconds=prefill_seconds, trace_seconds=recorder.seconds)
+            prefill_seconds=prefill_seconds, trace_seconds=recorder.seconds, detector=self.detector)
         yield dataclasses.replace(update, result=result)
+
+    @property
+    def detector(self) -> Detector:
+        """Watermark detection for this model: its vocabulary, the BOS id transformers' WatermarkDetector strips
+        (the model config's), the EOS id SynthID's detector masks from, the device the green lists are drawn on."""
+        loaded = self.loaded
+        return Detector(loaded.vocab_size, getattr(loaded.model.config, "bos_token_id", None),
+                        loaded.tokenizer.eos_token_id, str(loaded.device))
 
     def replay(self, result: GenerationResult, row: int, step: int, params: SamplingParams | None = None) -> Replay:
         """Full-vocabulary distributions of every stage for one (row, step) of a finished run (engine/replay.py);

@@ -33,7 +33,13 @@ DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
 # DRY's two rule sets: text-generation-webui's (a breaker is the last token of "a" + breaker text, matches capped
 # at 50 tokens) and llama.cpp's (any token whose text contains a breaker text breaks, no cap); see samplers.dry.
 DRY_MODES: tuple[str, ...] = ("webui", "llama.cpp")
-GROUPS = ("Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "Seed", "More samplers")
+GROUPS = ("Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "Seed", "More samplers",
+          "Watermarking")
+# transformers' WatermarkingConfig (Kirchenbauer et al. 2023): its seeding schemes and defaults
+WATERMARK_SCHEMES: tuple[str, ...] = ("lefthash", "selfhash")
+WATERMARK_HASHING_KEY = 15485863  # transformers' default hashing_key (the millionth prime)
+MAX_SYNTHID_KEYS = 64  # SynthID's depth: one key per tournament layer
+MAX_KEY = 2**63 - 1  # hashing keys, SynthID keys and seeds are int64
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,8 @@ def _long(name: str, default: int, rng: Range, widget: Widget | None, column: bo
     return Knob(name, int, default, rng, "long", column=column, widget=widget, **kw)
 
 
-S, P, L, G, B, M = "Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "More samplers"
+S, P, L, G, B, M, W = ("Sampling", "Penalties", "Length and stopping", "Guidance", "Beams", "More samplers",
+                         "Watermarking")
 
 # The order in which transformers applies its processors (GenerationMixin._get_logits_processor: classifier-free
 # guidance first, on the raw scores), with
@@ -151,7 +158,9 @@ S, P, L, G, B, M = "Sampling", "Penalties", "Length and stopping", "Guidance", "
 # samplers join where text-generation-webui puts them: DRY with the penalties, dynamic temperature right after
 # temperature, top-nσ / top-a / tail-free with the truncation samplers, XTC after every truncation (it removes
 # the top choices, so it must see the final candidates), mirostat (it adapts to what is finally sampled), and
-# adaptive-P last (in llama.cpp and text-generation-webui it picks the token itself).
+# adaptive-P last (in llama.cpp and text-generation-webui it picks the token itself). The watermarks come after every
+# other processor and warper, as transformers appends its watermarking_config's processor ("Watermarking should be
+# after all logits processing is finished", #34630), and only renormalize follows them.
 PROCESSORS: tuple[ProcessorSpec, ...] = (
     # transformers puts classifier-free guidance first (before sequence_bias), on the raw scores
     ProcessorSpec("guidance", "classifier-free guidance",
@@ -257,6 +266,23 @@ PROCESSORS: tuple[ProcessorSpec, ...] = (
                   sampling_only=True, per_row_state=True, fields=(
         _f64("adaptive_target", 0.0, Range(0.0, 1.0), Widget(M, "slider", "Adaptive-P (llama.cpp, text-generation-webui): favour tokens whose probability is near this target, adapting so the chosen ones average it; 0 = off.", 0.0, 1.0, 0.01)),
         _f64("adaptive_decay", 0.9, Range(0.0, 0.99), Widget(M, "slider", "Adaptive-P: how long its moving average of the chosen tokens' probabilities remembers (0.99 at most).", 0.0, 0.99, 0.01)))),
+    ProcessorSpec("watermark", "green-list watermark",
+                  "add bias to a pseudo-random green list of tokens seeded by the previous token(s) (Kirchenbauer et al.)",
+                  transformers="WatermarkLogitsProcessor", switches=("watermark_bias",), fields=(
+        _f32("watermark_bias", 0.0, Range(0.0, 100.0), Widget(W, "slider", "Green-list watermark (transformers' WatermarkingConfig bias, delta): added to the logits of a green list drawn from the previous token; 0 = off.", 0.0, 10.0, 0.1)),
+        Knob("watermark_greenlist_ratio", float, 0.25, Range(0.0, 1.0, low_open=True, high_open=True), "float64", column=False, widget=Widget(W, "slider", "Green-list watermark: the share of the vocabulary that is green (gamma).", 0.05, 0.95, 0.05)),
+        _long("watermark_hashing_key", WATERMARK_HASHING_KEY, Range(0, MAX_KEY), Widget(W, "number", "Green-list watermark: the secret key that seeds the green lists (detection needs the same key).", 0, 2**31 - 1, 1)),
+        Knob("watermark_seeding_scheme", object, WATERMARK_SCHEMES[0], widget=Widget(W, "choice", "Green-list watermark: lefthash = the green list follows the previous token; selfhash = it also follows the candidate itself (40 candidates per step, slower).", choices=WATERMARK_SCHEMES)),
+        _long("watermark_context_width", 1, Range(1, 64), Widget(W, "slider", "Green-list watermark: previous tokens that seed the green list (selfhash hashes them all; lefthash uses the last one and waits for this many tokens).", 1, 8, 1)))),
+    ProcessorSpec("synthid", "SynthID watermark",
+                  "reweight the distribution by tournament sampling over g-values of the last n-gram (SynthID Text)",
+                  transformers="SynthIDTextWatermarkLogitsProcessor", per_row_state=True, fields=(
+        Knob("synthid_keys", object, (), widget=Widget(W, "text", "SynthID Text (transformers' SynthIDTextWatermarkingConfig keys): one whole number per tournament layer, comma-separated; empty = off.", placeholder="e.g. 654, 400, 836, 123, 340")),
+        _long("synthid_ngram_len", 5, Range(2, 64), Widget(W, "slider", "SynthID: n-gram length; the g-values of a token follow the n - 1 tokens before it.", 2, 10, 1)),
+        _long("synthid_sampling_table_size", 2**16, Range(1, 2**24), Widget(W, "number", "SynthID: size of the random table that maps n-gram hashes to g-values (at most 2^24).", 1, 2**24, 1)),
+        _long("synthid_sampling_table_seed", 0, Range(0, MAX_KEY), Widget(W, "number", "SynthID: seed of that random table.", 0, 2**31 - 1, 1)),
+        _long("synthid_context_history_size", 1024, Range(0, 100_000), Widget(W, "number", "SynthID: how many earlier contexts are remembered; a repeated context is not watermarked again.", 0, 100_000, 1)),
+        Knob("synthid_skip_first_ngram_calls", bool, False, widget=Widget(W, "checkbox", "SynthID: leave the first n - 1 tokens unwatermarked (their context still holds padding).")))),
     ProcessorSpec("renormalize", "renormalize", "log-softmax of the final scores (the distribution is unchanged)",
                   transformers="LogitNormalization", fields=(
         Knob("renormalize_logits", bool, False, dtype="bool", column=False, hf_arg="renormalize_logits", hf_only_if_set=True,

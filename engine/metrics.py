@@ -28,7 +28,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "perplexity",
     "mean_entropy",
 )
-CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score",)  # averaged per cell when present (beam rows only)
+# averaged per cell when present: beam rows' scores, and the watermark detection scores (engine/watermark.py) of
+# the runs with a watermark on
+CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score", "watermark_green_fraction", "watermark_z", "watermark_p",
+                                       "synthid_score")
 
 
 def ngrams(token_ids: Sequence[int], n: int) -> list[tuple[int, ...]]:

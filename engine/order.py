@@ -10,6 +10,8 @@ from .knobs import PROCESSORS
 
 DEFAULT_ORDER: tuple[str, ...] = tuple(spec.name for spec in PROCESSORS)  # why this order: engine/knobs.py
 _PRE_SAMPLING = DEFAULT_ORDER[:DEFAULT_ORDER.index("temperature")]  # penalties, bans, forced tokens, ...
+_WATERMARKS: tuple[str, ...] = ("watermark", "synthid")  # after every sampler, before renormalize
+LAST_STAGES: tuple[str, ...] = (*_WATERMARKS, "renormalize")  # after every sampler in every preset
 # Named orders (`order="llama.cpp"`), so a setting carries over with its sampler chain (README "Order presets").
 # llama.cpp: its server's default chain `penalties; dry; top_n_sigma; top_k; typ_p; top_p; min_p; xtc;
 # temperature` (common/common.h), after logit_bias; the stages before sampling keep transformers' order (in which
@@ -18,7 +20,8 @@ _PRE_SAMPLING = DEFAULT_ORDER[:DEFAULT_ORDER.index("temperature")]  # penalties,
 # temperature (temp_ext) and quadratic smoothing right after it, mirostat and renormalize last.
 # text-generation-webui: its default sampler_priority (modules/presets.py); the processors the list does not name
 # run before the listed ones, in transformers' order, as its sort puts them (key -1), except renormalize, which
-# only rescales the final scores and stays last.
+# only rescales the final scores and stays last. In every preset the watermarks run after all the samplers (just
+# before renormalize), as transformers runs its watermarking processor after every other processor.
 LLAMA_CPP_SAMPLERS: tuple[str, ...] = ("top_n_sigma", "top_k", "typical_p", "top_p", "min_p", "xtc", "temperature")
 WEBUI_SAMPLER_PRIORITY: tuple[str, ...] = (
     "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "temperature", "dynatemp",
@@ -29,9 +32,9 @@ ORDER_PRESETS: dict[str, tuple[str, ...]] = {
     "transformers": DEFAULT_ORDER,
     "llama.cpp": (*_PRE_SAMPLING, "top_n_sigma", "top_k", "typical_p", "top_p", "min_p",
                   "top_h", "top_a", "tfs", "epsilon_cutoff", "eta_cutoff",
-                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "adaptive_p", "renormalize"),
-    "text-generation-webui": (*(n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n != "renormalize"),
-                              *WEBUI_SAMPLER_PRIORITY, "renormalize"),
+                  "xtc", "temperature", "dynatemp", "smoothing", "mirostat", "adaptive_p", *_WATERMARKS, "renormalize"),
+    "text-generation-webui": (*(n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n not in LAST_STAGES),
+                              *WEBUI_SAMPLER_PRIORITY, *_WATERMARKS, "renormalize"),
 }
 assert all(sorted(order) == sorted(DEFAULT_ORDER) for order in ORDER_PRESETS.values())
 

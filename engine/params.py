@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import ParamError, check_flag, check_text, check_whole
-from .knobs import DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_SEQUENCE_BIAS, MAX_TOKEN_ID, NO_TOKEN, PROCESSORS, Range
+from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_KEY, MAX_SEQUENCE_BIAS, MAX_SYNTHID_KEYS, MAX_TOKEN_ID,
+                    NO_TOKEN, PROCESSORS, WATERMARK_HASHING_KEY, WATERMARK_SCHEMES, Range)
 from .knobs import fmt_number as _fmt
 from .order import DEFAULT_ORDER, normalize_order
 from .tokens import token_ids, word_variants
@@ -91,6 +92,19 @@ class SamplingParams:
     smoothing_factor: float = 0.0  # quadratic sampling (text-generation-webui): 0 = off
     smoothing_curve: float = 1.0
     top_h: float = 0.0  # top-H (transformers' TopHLogitsWarper): 0 = off
+    # transformers' WatermarkingConfig (green-list watermark, Kirchenbauer et al. 2023): bias 0 = off
+    watermark_bias: float = 0.0
+    watermark_greenlist_ratio: float = 0.25
+    watermark_hashing_key: int = WATERMARK_HASHING_KEY
+    watermark_seeding_scheme: str = WATERMARK_SCHEMES[0]  # "lefthash" or "selfhash"
+    watermark_context_width: int = 1
+    # transformers' SynthIDTextWatermarkingConfig (SynthID Text): no keys = off
+    synthid_keys: tuple[int, ...] = ()
+    synthid_ngram_len: int = 5
+    synthid_sampling_table_size: int = 2**16
+    synthid_sampling_table_seed: int = 0
+    synthid_context_history_size: int = 1024
+    synthid_skip_first_ngram_calls: bool = False
     renormalize_logits: bool = False  # log-softmax of the final scores (transformers' LogitNormalization)
     # transformers' suppress_tokens / begin_suppress_tokens: texts (every token of each spelling) or token ids
     suppress_tokens: tuple[str | int, ...] = ()
@@ -130,6 +144,10 @@ class SamplingParams:
         check_text("negative_prompt", self.negative_prompt, allow_empty=True)
         if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
             raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
+        if not (isinstance(self.watermark_seeding_scheme, str) and self.watermark_seeding_scheme in WATERMARK_SCHEMES):
+            raise ParamError("watermark_seeding_scheme", f"one of {', '.join(repr(m) for m in WATERMARK_SCHEMES)}",
+                             self.watermark_seeding_scheme)
+        object.__setattr__(self, "synthid_keys", _keys_tuple(self.synthid_keys))
         for name in TOKEN_LIST_FIELDS:
             object.__setattr__(self, name, _token_tuple(name, getattr(self, name)))
         for name in FORCED_TOKEN_FIELDS:  # transformers' None means off
@@ -214,6 +232,9 @@ class SamplingParams:
             raise ParamError("guidance_scale", "1 (off) with num_beams > 1 (the unconditional context of classifier-free "
                              "guidance does not follow the beams: transformers' processor keeps one cache per input row "
                              "and never reorders it as beams are chosen)", self.guidance_scale)
+        if self.num_beams > 1 and self.synthid_keys:  # transformers' SynthID state would not follow the beams
+            raise ParamError("synthid_keys", "empty with num_beams > 1 (SynthID keeps a context per sequence, which "
+                                             "beam search reorders)", list(self.synthid_keys))
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
@@ -234,6 +255,7 @@ class SamplingParams:
         d["order"] = list(self.order)
         for name in TOKEN_LIST_FIELDS:
             d[name] = list(getattr(self, name))
+        d["synthid_keys"] = list(self.synthid_keys)
         return d
 
     def to_json(self) -> str:
@@ -251,6 +273,32 @@ class SamplingParams:
         """
         return {name: getattr(self, name) for name, (off, processor) in NO_TRANSFORMERS_EQUIVALENT.items()
                 if getattr(self, name) != off and not (self.greedy and processor in SAMPLING_ONLY)}
+
+    @property
+    def watermarked(self) -> bool:
+        """Whether a watermark is on: the green list (watermark_bias > 0) or SynthID (synthid_keys)."""
+        return self.watermark_bias != 0 or bool(self.synthid_keys)
+
+    def watermarking_config(self) -> tuple[str, dict[str, Any]] | None:
+        """transformers' watermarking_config: (its class, "WatermarkingConfig" or "SynthIDTextWatermarkingConfig",
+        and that class's arguments), None when neither watermark is on. transformers takes one watermark per run:
+        both on is refused by name."""
+        if self.watermark_bias and self.synthid_keys:
+            raise ParamError("synthid_keys", "empty while watermark_bias is set to convert to transformers (its "
+                                             "generate() takes one watermarking_config)", list(self.synthid_keys))
+        if self.watermark_bias:
+            return "WatermarkingConfig", {
+                "greenlist_ratio": self.watermark_greenlist_ratio, "bias": self.watermark_bias,
+                "hashing_key": self.watermark_hashing_key, "seeding_scheme": self.watermark_seeding_scheme,
+                "context_width": self.watermark_context_width}
+        if self.synthid_keys:
+            return "SynthIDTextWatermarkingConfig", {
+                "ngram_len": self.synthid_ngram_len, "keys": list(self.synthid_keys),
+                "context_history_size": self.synthid_context_history_size,
+                "sampling_table_seed": self.synthid_sampling_table_seed,
+                "sampling_table_size": self.synthid_sampling_table_size,
+                "skip_first_ngram_calls": self.synthid_skip_first_ngram_calls}
+        return None
 
     def generate_kwargs(self, tokenizer: Any = None) -> dict[str, Any]:
         """Keyword arguments for transformers' `model.generate()` for the knobs transformers has.
@@ -297,6 +345,11 @@ class SamplingParams:
             kw.update(num_beam_groups=self.num_beam_groups, diversity_penalty=self.diversity_penalty)
         if self.logit_bias:
             kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
+        watermarking = self.watermarking_config()
+        if watermarking is not None:  # transformers' own config object (imported only when needed)
+            import transformers
+            kind, arguments = watermarking
+            kw["watermarking_config"] = getattr(transformers, kind)(**arguments)
         if tokenizer is not None:
             if self.bad_words:
                 kw["bad_words_ids"] = [ids for w in self.bad_words for ids in word_variants(tokenizer, w)]
@@ -388,6 +441,29 @@ def _token_tuple(name: str, value: Any) -> tuple[str | int, ...]:
         else:
             check_whole(name, item, 0, MAX_TOKEN_ID)
     return tuple(items)
+
+
+def _keys_tuple(value: Any) -> tuple[int, ...]:
+    """SynthID's keys: whole numbers in [0, 2^63 - 1], one per tournament layer (at most MAX_SYNTHID_KEYS); a list,
+    one number, or their text "654, 400, 836" (what --set and the page's box give)."""
+    allowed = (f"a list of at most {MAX_SYNTHID_KEYS} whole numbers in [0, {MAX_KEY}] (e.g. [654, 400, 836]; "
+               f"empty = off)")
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.strip().strip("[]").split(",")]
+        if parts == [""]:
+            return ()
+        if not all(re.fullmatch(r"[0-9]{1,19}", part) for part in parts):
+            raise ParamError("synthid_keys", allowed, value)
+        value = [int(part) for part in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_SYNTHID_KEYS:
+        raise ParamError("synthid_keys", allowed, value)
+    for key in value:
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)
+        check_whole("synthid_keys", key, 0, MAX_KEY)
+    return tuple(int(key) for key in value)
 
 
 def _breakers_tuple(value: Any) -> tuple[str, ...]:

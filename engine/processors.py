@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from . import samplers
+from . import samplers, watermark as wm
 from .knobs import KNOBS, PROCESSORS, ProcessorSpec
 from .order import DEFAULT_ORDER
 from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet
@@ -273,6 +273,20 @@ def eta_cutoff(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
     return scores.masked_fill(remove, NEG_INF)
 
 
+def watermark(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' WatermarkLogitsProcessor, per row: +watermark_bias on the row's green list, drawn from its
+    previous token (lefthash) or its last tokens and each of its 40 most likely candidates (selfhash); a row with
+    fewer tokens than watermark_context_width is left alone (engine/watermark.py)."""
+    return wm.green_bias(scores, state.tokens, rows.watermark_bias, rows.watermark_greenlist_ratio,
+                         rows.watermark_hashing_key, rows.watermark_selfhash, rows.watermark_context_width)
+
+
+def synthid(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
+    """transformers' SynthIDTextWatermarkLogitsProcessor, per row: the scores become the watermarked
+    log-probabilities, the context and its history taken from the row's generated tokens (engine/watermark.py)."""
+    return wm.synthid(scores, state.tokens, state.prompt_len, rows.synthid_keys)
+
+
 def renormalize(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     # transformers' LogitNormalization: the final scores as log-probabilities. A row whose earlier stages removed
     # every token stays all -inf (log_softmax would make it NaN, which no later check reads as "nothing left")
@@ -307,7 +321,7 @@ class Processor:
         on = torch.zeros_like(rows.greedy)
         for name in self.spec.switch_names():
             value = getattr(rows, name)
-            if isinstance(value, (BiasTable, TokenSet)):
+            if isinstance(value, (BiasTable, TokenSet, wm.SynthIDTable)):
                 on = on | value.active
             else:
                 on = on | (value != KNOBS[name].default).reshape(-1)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 from .params import SamplingParams
 from .trace import Trace
+from .watermark import Detector
 
 # no_candidates: the processors removed every token; time: the run passed the row's max_time
 FINISH_REASONS = ("length", "stop", "cancelled", "no_candidates", "time")
@@ -39,9 +42,19 @@ class GenerationResult:
     row_prompt_ids: list[list[int]] | None = None  # one prompt per row when the rows' prompts differ
     prefill_seconds: float = 0.0  # of forward_seconds, the prompt's prefill
     trace_seconds: float = 0.0  # summarising the stages for the trace (0 without one)
+    detector: Detector | None = None  # what watermark detection needs of the model (engine/watermark.py)
 
     def prompt_of(self, row: int) -> list[int]:
         return self.row_prompt_ids[row] if self.row_prompt_ids is not None else self.prompt_ids
+
+    def watermark_scores(self, row: int, always: bool = False) -> dict[str, Any]:
+        """The row's output scored under its own watermark settings: the green list's green fraction, z-score and
+        p-value (transformers' WatermarkDetector) when watermark_bias is set or `always` (a sweep that watermarks
+        some rows scores the others too, as the baseline), SynthID's mean g-value when synthid_keys are set;
+        {} without a watermark or a detector."""
+        if self.detector is None:
+            return {}
+        return self.detector.scores(self.rows[row].token_ids, self.params[row], always)
 
     @property
     def generated_tokens(self) -> int:

@@ -16,6 +16,7 @@ from .knobs import PROCESSORS
 from .order import DEFAULT_ORDER
 from .params import SamplingParams
 from .tokens import RestartSequences
+from .watermark import SynthIDTable
 
 NEG_INF = float("-inf")
 
@@ -161,6 +162,8 @@ class RowParams:
     dry_restarts: RestartTable  # DRY's breakers for the rows in llama.cpp mode
     seed: torch.Tensor  # [B] long: the row's seed and sample index key its random decisions (XTC)
     sample_index: torch.Tensor  # [B] long
+    watermark_selfhash: torch.Tensor  # [B] bool: the green list's seeding scheme is "selfhash"
+    synthid_keys: SynthIDTable  # each row's SynthID config (active: keys given)
 
     def __getattr__(self, name: str) -> torch.Tensor:
         knobs = self.__dict__.get("knobs")
@@ -211,6 +214,9 @@ class RowParams:
             seed=torch.tensor([p.seed for p in params], dtype=torch.long, device=device),
             sample_index=torch.tensor(list(sample_indices) if sample_indices is not None else [0] * len(params),
                                       dtype=torch.long, device=device),
+            watermark_selfhash=torch.tensor([p.watermark_seeding_scheme == "selfhash" for p in params],
+                                            dtype=torch.bool, device=device),
+            synthid_keys=SynthIDTable.build(params, device),
         )
 
     def select(self, keep: torch.Tensor) -> "RowParams":
@@ -220,7 +226,7 @@ class RowParams:
             value = getattr(self, f.name)
             if f.name in ("eos_mask", "knobs"):
                 continue
-            changes[f.name] = (value.select(keep) if isinstance(value, (BiasTable, TokenSet, RestartTable))
+            changes[f.name] = (value.select(keep) if isinstance(value, (BiasTable, TokenSet, RestartTable, SynthIDTable))
                                else value[keep])
         return replace(self, **changes)
 

@@ -40,6 +40,8 @@ class SweepResult:
                 same_cell = [r.token_ids for sr, r in zip(self.rows, self.generation.rows) if sr.cell == row.cell]
                 diversity_by_cell[row.cell] = cell_diversity(same_cell)
         records = []
+        # a sweep that watermarks some rows scores every row's output for the green list (bias 0: the baseline)
+        green_any = any(r.params.watermark_bias for r in self.rows)
         for i, (row, out) in enumerate(zip(self.rows, self.generation.rows)):
             record: dict[str, Any] = {"cell": row.cell, "sample": row.sample,
                                       "prompt_tokens": len(self.generation.prompt_of(i))}
@@ -52,6 +54,7 @@ class SweepResult:
             if out.beam_group is not None:
                 record["beam_group"] = out.beam_group
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
+            record.update(self.generation.watermark_scores(i, always=green_any))
             record["cell_diversity"] = diversity_by_cell[row.cell]
             records.append(record)
         return records
@@ -122,7 +125,8 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     generation = GenerationResult(prompt_ids=list(row_prompts[0]), params=[r.params for r in rows],
                                   row_prompt_ids=[list(p) for p in row_prompts] if spec.varies_prompt else None,
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
-                                  trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds)
+                                  trace=None, seconds=time.perf_counter() - started, forward_seconds=forward_seconds,
+                                  detector=engine.detector)
     final = StepUpdate(last.step if last else 0, [], [], list(range(len(rows))), [], [], [],
                        [r.finish_reason for r in generation.rows], result=generation)
     yield final, SweepResult(spec, rows, generation)

@@ -178,7 +178,8 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
             "raw_logprobs": out.raw_logprobs, "final_logprobs": out.final_logprobs,
             "finish_reason": out.finish_reason,
             **({"beam_score": out.beam_score} if out.beam_score is not None else {}),
-            "metrics": sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)}
+            "metrics": {**sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies),
+                        **run.generation.watermark_scores(row)}}
 
 
 def _axes(axes: Any) -> tuple[Axis, ...]:

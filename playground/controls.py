@@ -3,7 +3,8 @@
 The widgets are declared with the knobs (engine/knobs.py); CONTROLS lists them in the page's order: the UI
 builds widgets from CONTROLS, passes their values back in the same order, and `params_from_values` turns them
 into validated SamplingParams. Text fields (stop, bad_words, suppress_tokens, begin_suppress_tokens,
-sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed and printed here.
+sequence_bias, logit_bias, dry_sequence_breakers, order) have one textual form, parsed and printed here;
+synthid_keys' text ("654, 400, 836") is read by SamplingParams itself.
 """
 from __future__ import annotations
 
@@ -177,6 +178,8 @@ def widget_value(field: str, value: Any) -> Any:
         return format_sequence_bias([(str(token), bias) for token, bias in value])
     if field == "early_stopping":
         return {False: "false", True: "true", "never": "never"}[value]
+    if field == "synthid_keys":  # "654, 400, 836" (SamplingParams reads the text back)
+        return ", ".join(str(key) for key in value)
     return value
 
 

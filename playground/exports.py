@@ -23,6 +23,8 @@ from .presets import Preset
 
 # Why transformers cannot take a knob, by field name (from the processors' specs).
 _TRANSFORMERS_LACKS = {"order": "transformers applies its processors in a fixed order",
+                       "synthid_keys": "transformers' generate() takes one watermarking_config: the green-list "
+                                       "watermark (watermark_bias) is kept, SynthID is left out",
                        **{knob.name: spec.lacks_reason() for spec in PROCESSORS if spec.transformers is None
                           for knob in spec.fields}}
 _DEFAULTS = SamplingParams()
@@ -49,6 +51,8 @@ class TransformersSettings:
     # classifier-free guidance's negative prompt (generate()'s negative_prompt_ids, tokenized in the script);
     # "" when guidance is off or its context is transformers' default (the prompt's last token)
     negative_prompt: str = ""
+    # transformers' watermarking_config: ("WatermarkingConfig" or "SynthIDTextWatermarkingConfig", its arguments)
+    watermarking: tuple[str, dict[str, Any]] | None = None
 
 
 def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
@@ -63,6 +67,9 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
                          if getattr(params, field) != getattr(_DEFAULTS, field) and field not in left_out})
     if params.order != DEFAULT_ORDER:
         left_out["order"] = order_text(params.order)
+    if params.watermark_bias and params.synthid_keys:  # one watermarking_config per generate(): the green list stays
+        left_out["synthid_keys"] = list(params.synthid_keys)
+        params = params.replace(synthid_keys=[])
     switched_off = {name: off for name, (off, _) in NO_TRANSFORMERS_EQUIVALENT.items()}
     token_lists = tuple((name, getattr(params, name)) for name in TOKEN_LIST_FIELDS
                         if not all(isinstance(item, int) for item in getattr(params, name)))
@@ -90,10 +97,12 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     banned, biases = bans_and_biases(params)
     kwargs = expressible.generate_kwargs()
     kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
+    kwargs.pop("watermarking_config", None)  # a config object: TransformersSettings.watermarking
     return TransformersSettings(kwargs=kwargs, num_return_sequences=samples,
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias,
                                 token_lists=token_lists, left_out=left_out, notes=tuple(notes),
-                                negative_prompt=params.negative_prompt if params.guidance_scale != 1.0 else "")
+                                negative_prompt=params.negative_prompt if params.guidance_scale != 1.0 else "",
+                                watermarking=expressible.watermarking_config())
 
 
 def _plain(value: Any) -> Any:
@@ -146,7 +155,17 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
                                       "(negative_prompt_ids), not a GenerationConfig field: the script passes it"}
     if settings.token_biases:  # logit_bias is a bias on one-token sequences
         data["sequence_bias"] = [*data.get("sequence_bias", []), *([[token], bias] for token, bias in settings.token_biases)]
+    if settings.watermarking is not None:
+        kind, arguments = settings.watermarking
+        if kind == "WatermarkingConfig":  # GenerationConfig reads a watermarking_config object as this class
+            data["watermarking_config"] = arguments
+        else:
+            reasons["synthid_keys"] = {"value": list(config.params.synthid_keys), "reason": _SYNTHID_JSON}
     return data, reasons
+
+
+_SYNTHID_JSON = ("GenerationConfig JSON reads a watermarking_config object as WatermarkingConfig (the green list); "
+                 "SynthID goes in as SynthIDTextWatermarkingConfig(...) in code, as the script does")
 
 
 def generation_config_json(config: PlaygroundConfig, tokenizer: Any = None) -> str:
@@ -268,7 +287,7 @@ def _forced_start_lines(config: PlaygroundConfig) -> list[str]:
 
 def _kwargs_lines(kwargs: dict[str, Any], settings: TransformersSettings) -> list[str]:
     return ["kwargs = dict(", *(f"    {name}={value!r}," for name, value in kwargs.items()), ")",
-            *_token_id_lines(settings),
+            *_token_id_lines(settings), *_watermarking_lines(settings),
             *([f'kwargs["sequence_bias"] = {{**kwargs.get("sequence_bias", {{}}), '
                f'**{ {(t,): b for t, b in settings.token_biases}!r}}}  # logit_bias'] if settings.token_biases else []),
             *_negative_prompt_lines(settings)]
@@ -282,6 +301,16 @@ def _negative_prompt_lines(settings: TransformersSettings) -> list[str]:
     repeat = f".repeat({settings.num_return_sequences}, 1)" if settings.num_return_sequences > 1 else ""
     return [f"negative_prompt = {settings.negative_prompt!r}  # classifier-free guidance's unconditional context",
             f'kwargs["negative_prompt_ids"] = tokenizer(negative_prompt, return_tensors="pt")["input_ids"]{repeat}']
+
+
+def _watermarking_lines(settings: TransformersSettings) -> list[str]:
+    """transformers' watermarking_config as its own class (a sweep's cells share the first cell's)."""
+    if settings.watermarking is None:
+        return []
+    kind, arguments = settings.watermarking
+    return [f"from transformers import {kind}",
+            f"kwargs[\"watermarking_config\"] = {kind}("
+            + ", ".join(f"{name}={value!r}" for name, value in arguments.items()) + ")"]
 
 
 def _extra_generate_args(params: SamplingParams) -> str:
@@ -307,8 +336,10 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
     for _, cell in cells:
         cell_settings = transformers_settings(cell)
         per_cell.append({**cell_settings.kwargs, "num_return_sequences": cell_settings.num_return_sequences,
-                         "seed": cell.params.seed})
-    shared = {k: v for k, v in per_cell[0].items() if all(k in c and c[k] == v for c in per_cell)}
+                         "seed": cell.params.seed,
+                         **({"watermarking_config": cell_settings.watermarking} if cell_settings.watermarking else {})})
+    shared = {k: v for k, v in per_cell[0].items() if k != "watermarking_config"
+              and all(k in c and c[k] == v for c in per_cell)}
     differing = [{k: v for k, v in c.items() if k not in shared} for c in per_cell]
     seed = shared.pop("seed", config.params.seed)
     sequences = shared.pop("num_return_sequences", None)
@@ -317,8 +348,10 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
     guided = [transformers_settings(cell) for _, cell in cells if transformers_settings(cell).negative_prompt]
     # every cell has the same negative prompt (it is no axis); generate() ignores it in a cell with guidance_scale 1
     first = dataclasses.replace(transformers_settings(cells[0][1]),
-                                negative_prompt=guided[0].negative_prompt if guided else "")
+                                negative_prompt=guided[0].negative_prompt if guided else "", watermarking=None)
+    marked = any("watermarking_config" in c for c in per_cell)  # (class name, arguments) per cell
     return [*_kwargs_lines(shared, first),
+            *(["import transformers"] if marked else []),
             "",
             f"cells = [  # the sweep over {names}: what differs between its {len(cells)} cells",
             *(f"    {c!r}," for c in differing), "]",
@@ -326,6 +359,9 @@ def _sweep_lines(config: PlaygroundConfig, cells: list[tuple[dict[str, Any], Pla
             "for number, cell in enumerate(cells):",
             "    cell = dict(cell)",
             f'    torch.manual_seed(cell.pop("seed", {seed}))',
+            *(['    if "watermarking_config" in cell:  # (class, arguments): transformers\' own config object',
+               '        kind, arguments = cell["watermarking_config"]',
+               '        cell["watermarking_config"] = getattr(transformers, kind)(**arguments)'] if marked else []),
             "    outputs = model.generate(**inputs, **kwargs, **cell"
             + (f", num_return_sequences={sequences}" if sequences is not None else "") + extra + ")",
             "    for i, sequence in enumerate(outputs):",

@@ -68,6 +68,8 @@ def _reason(field: str) -> str:
         return reasons[field]
     if field.startswith(("num_beam", "length_penalty", "early_stopping", "num_return", "diversity")):
         return "llama.cpp's server has no beam search"
+    if field.startswith(("watermark_", "synthid_")):
+        return "llama.cpp's server has no watermarking"
     return "llama.cpp has no such sampler"
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from engine.errors import ParamError
 from engine.knobs import DRY_SEQUENCE_BREAKERS, PROCESSORS
-from engine.order import DEFAULT_ORDER
+from engine.order import DEFAULT_ORDER, LAST_STAGES
 from engine.params import FIELD_NAMES, SamplingParams
 
 from .config import PlaygroundConfig
@@ -154,8 +154,9 @@ def _plain(value: Any) -> Any:
 def _unlisted_after_listed(p: SamplingParams) -> list[str]:
     """Our processors that sampler_priority cannot name, that act, and that run after one it names."""
     first = min(p.order.index(name) for name in NICKNAMES)
-    return [name for name in p.order[first:] if name not in NICKNAMES and name != "renormalize"
-            and _acts(p, name)] + (["renormalize"] if p.renormalize_logits and p.order[-1] != "renormalize" else [])
+    last = max(p.order.index(name) for name in NICKNAMES)
+    return [name for i, name in enumerate(p.order) if i > first and name not in NICKNAMES and _acts(p, name)
+            and (name not in LAST_STAGES or i < last)]
 
 
 def _acts(p: SamplingParams, processor: str) -> bool:
@@ -298,7 +299,8 @@ def _read_sillytavern_own(name: str, value: Any, take, notes: list[str], eos_tok
 
 def _order(priority: Any, temperature_last: Any, notes: list[str]) -> tuple[str, ...]:
     """sampler_priority (a list, or names one per line / comma-separated) and temperature_last -> our order:
-    the processors it does not name first (in transformers' order), then the named ones, renormalize last."""
+    the processors it does not name first (in transformers' order), then the named ones, then the watermarks and
+    renormalize (engine/order.py LAST_STAGES), which run after every sampler."""
     if priority is None:
         priority = ["repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "temperature",
                     "dynamic_temperature", "quadratic_sampling", "top_k", "top_p", "typical_p", "epsilon_cutoff",
@@ -319,5 +321,5 @@ def _order(priority: Any, temperature_last: Any, notes: list[str]) -> tuple[str,
             listed.append(PROCESSOR_OF[name])
         else:
             notes.append(f"sampler_priority: {name!r} has no equivalent here: left out")
-    first = [n for n in DEFAULT_ORDER if n not in listed and n != "renormalize"]
-    return (*first, *listed, "renormalize")
+    first = [n for n in DEFAULT_ORDER if n not in listed and n not in LAST_STAGES]
+    return (*first, *listed, *LAST_STAGES)

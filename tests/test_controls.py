@@ -307,7 +307,8 @@ def test_non_numeric_controls_have_the_right_kind():
     assert kinds["do_sample"] == "checkbox"
     assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
                                                            "dry_sequence_breakers", "suppress_tokens",
-                                                           "begin_suppress_tokens", "negative_prompt"}
+                                                           "begin_suppress_tokens", "negative_prompt",
+                                                           "synthid_keys"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
@@ -347,7 +348,7 @@ def test_more_samplers_bad_values_name_the_field(field, value):
 
 def test_more_samplers_group_holds_every_new_knob_with_its_source():
     group = [c for c in CONTROLS if c.group == "More samplers"]
-    assert GROUPS[-1] == "More samplers"
+    assert GROUPS[-2:] == ("More samplers", "Watermarking")
     assert {c.field for c in group} == {
         "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers", "dry_mode", "xtc_probability",
         "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_low", "dynatemp_high",
@@ -384,3 +385,14 @@ def test_suppressed_tokens_take_words_and_bracketed_token_ids_and_round_trip():
     assert widget_value("suppress_tokens", params.suppress_tokens) == "very, [42]"
     assert parse_token_list("begin_suppress_tokens", format_token_list(params.begin_suppress_tokens)) == (7,)
     assert params_from_values(values_from_params(params), None) == params
+
+
+def test_watermarking_group_holds_both_watermarks_and_keys_round_trip():
+    group = {c.field for c in CONTROLS if c.group == "Watermarking"}
+    assert group == {"watermark_bias", "watermark_greenlist_ratio", "watermark_hashing_key", "watermark_seeding_scheme",
+                     "watermark_context_width", "synthid_keys", "synthid_ngram_len", "synthid_sampling_table_size",
+                     "synthid_sampling_table_seed", "synthid_context_history_size", "synthid_skip_first_ngram_calls"}
+    params = params_from_values(widget_values(synthid_keys="654, 400", watermark_seeding_scheme="selfhash",
+                                              watermark_bias=2.0), None)
+    assert params.synthid_keys == (654, 400) and params.watermark_seeding_scheme == "selfhash"
+    assert params_from_values(values_from_params(params), params.order) == params

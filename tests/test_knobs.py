@@ -74,6 +74,8 @@ def test_a_processor_is_off_at_the_defaults_and_on_when_a_switch_moves(spec: Pro
         if name in on_values:
             kw = {name: [on_values[name]]}
             rows = RowParams.build([DEFAULTS], [0], 8, **kw)
+        elif name == "synthid_keys":  # a list of keys (SynthID's per-row config table)
+            rows = RowParams.build([DEFAULTS.replace(synthid_keys=[1, 2])], [0], 8)
         else:
             r = knob.range
             if knob.kind is bool:

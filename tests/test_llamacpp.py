@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from engine.errors import ParamError
-from engine.order import DEFAULT_ORDER, LLAMA_CPP_SAMPLERS, ORDER_PRESETS, WEBUI_SAMPLER_PRIORITY, normalize_order
+from engine.order import (DEFAULT_ORDER, LAST_STAGES, LLAMA_CPP_SAMPLERS, ORDER_PRESETS, WEBUI_SAMPLER_PRIORITY,
+                          normalize_order)
 from engine.params import SamplingParams
 from engine.processors import apply_pipeline
 from engine.rowstate import DecodeState, RowParams
@@ -36,8 +37,10 @@ def test_presets_run_each_library_s_samplers_in_its_order() -> None:
     assert llama.index("dry") < llama.index("top_n_sigma") and llama[llama.index("temperature") + 1] == "dynatemp"
     webui = ORDER_PRESETS["text-generation-webui"]
     assert [n for n in webui if n in WEBUI_SAMPLER_PRIORITY] == list(WEBUI_SAMPLER_PRIORITY)
-    unlisted = [n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n != "renormalize"]
-    assert list(webui[:len(unlisted)]) == unlisted and webui[-1] == "renormalize"
+    unlisted = [n for n in DEFAULT_ORDER if n not in WEBUI_SAMPLER_PRIORITY and n not in LAST_STAGES]
+    assert list(webui[:len(unlisted)]) == unlisted
+    for order in ORDER_PRESETS.values():  # the watermarks after every sampler, renormalize last
+        assert order[-len(LAST_STAGES):] == LAST_STAGES
     for order in ORDER_PRESETS.values():
         assert sorted(order) == sorted(DEFAULT_ORDER)
 

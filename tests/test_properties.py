@@ -48,7 +48,8 @@ PIPELINE_KNOBS = (
     "dry_allowed_length", "xtc_threshold", "xtc_probability", "mirostat_tau", "mirostat_eta", "dynatemp_low",
     "dynatemp_high", "dynatemp_exponent", "top_n_sigma", "top_a", "tfs", "min_new_tokens",
     "encoder_repetition_penalty", "smoothing_factor", "smoothing_curve", "top_h", "exponential_decay_factor",
-    "exponential_decay_start", "adaptive_target", "adaptive_decay",
+    "exponential_decay_start", "adaptive_target", "adaptive_decay", "watermark_bias", "watermark_greenlist_ratio",
+    "watermark_context_width",
 )
 
 
@@ -77,6 +78,7 @@ def is_off(name: str, p: SamplingParams) -> bool:
         "renormalize": not p.renormalize_logits, "exponential_decay": p.exponential_decay_factor == 1.0,
         "suppress_tokens": not p.suppress_tokens, "begin_suppress_tokens": not p.begin_suppress_tokens,
         "forced_bos": p.forced_bos_token_id == -1, "forced_eos": p.forced_eos_token_id == -1,
+        "guidance": p.guidance_scale == 1.0, "watermark": p.watermark_bias == 0.0, "synthid": not p.synthid_keys,
     }[name]
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import ParamError
-from engine.order import DEFAULT_ORDER, ORDER_PRESETS
+from engine.order import DEFAULT_ORDER, LAST_STAGES, ORDER_PRESETS
 from engine.params import SamplingParams
 from playground.config import PlaygroundConfig
 from playground.webui_presets import (NICKNAMES, NOT_IN_WEBUI, preset, preset_yaml, read_preset, sillytavern_preset,
@@ -41,8 +41,8 @@ def test_unlisted_samplers_run_first_and_temperature_last_moves_the_temperatures
     # every processor the list does not name runs before the first named one (text-generation-webui's key -1)
     first = order.index("min_p")
     assert set(order[:first]) == set(DEFAULT_ORDER) - {"min_p", "top_k", "temperature", "dynatemp", "smoothing",
-                                                       "renormalize"}
-    assert order[-1] == "renormalize" and sorted(order) == sorted(DEFAULT_ORDER)
+                                                       *LAST_STAGES}
+    assert order[-len(LAST_STAGES):] == LAST_STAGES and sorted(order) == sorted(DEFAULT_ORDER)
 
 
 def test_units_and_switches_are_translated():
@@ -139,8 +139,8 @@ def test_a_sillytavern_export_names_what_it_cannot_carry():
 # every knob text-generation-webui and SillyTavern presets both carry, with values in their ranges, in an order
 # they can express (the processors sampler_priority cannot name first)
 portable = st.fixed_dictionaries({"order": st.permutations([n for n in ORDER_PRESETS["text-generation-webui"] if n in NICKNAMES]).map(
-        lambda names: [*(n for n in DEFAULT_ORDER if n not in NICKNAMES and n != "renormalize"), *names,
-                       "renormalize"])}, optional={
+        lambda names: [*(n for n in DEFAULT_ORDER if n not in NICKNAMES and n not in LAST_STAGES), *names,
+                       *LAST_STAGES])}, optional={
     "temperature": st.sampled_from([0.0, 0.3, 0.7, 1.0, 1.5]), "top_p": st.sampled_from([0.5, 0.9, 1.0]),
     "top_k": st.integers(0, 100), "min_p": st.sampled_from([0.0, 0.02, 0.1]), "typical_p": st.sampled_from([0.8, 1.0]),
     "tfs": st.sampled_from([0.9, 1.0]), "top_a": st.sampled_from([0.0, 0.2]),
