@@ -28,7 +28,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "perplexity",
     "mean_entropy",
 )
-CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score",)  # averaged per cell when present (beam rows only)
+# averaged per cell when present: beam rows' scores; assisted decoding's acceptance rate and forwards per row
+CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score", "acceptance_rate", "target_forwards")
+# assisted decoding's figures per sample (engine/assisted.py), present only for rows that decoded that way
+ASSIST_COLUMNS: tuple[str, ...] = ("drafted_tokens", "accepted_tokens", "acceptance_rate", "target_forwards")
 
 
 def ngrams(token_ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
@@ -86,6 +89,17 @@ def sample_metrics(token_ids: list[int], raw_logprobs: list[float],
         "perplexity": perplexity,
         "mean_entropy": _finite_mean(raw_entropies),
     }
+
+
+def assist_metrics(row: Any) -> dict[str, float | int | None]:
+    """Assisted decoding's figures of one RowResult: tokens drafted, drafts accepted, acceptance rate (None
+    without drafts) and the model forwards the row took (prefill included; plain decoding takes one per token).
+    Empty for a row decoded one token per forward."""
+    if getattr(row, "target_forwards", None) is None:
+        return {}
+    rate = row.accepted_tokens / row.drafted_tokens if row.drafted_tokens else None
+    return {"drafted_tokens": row.drafted_tokens, "accepted_tokens": row.accepted_tokens, "acceptance_rate": rate,
+            "target_forwards": row.target_forwards}
 
 
 def jaccard_distance(a: set, b: set) -> float:
