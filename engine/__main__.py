@@ -179,6 +179,7 @@ def print_table(df: "Any") -> None:
 
     cols = ["cell", *[c for c in df.columns if c.startswith("axis_")], "sample",
             *[c for c in TABLE_METRICS if c in df.columns], *(["beam_score"] if "beam_score" in df.columns else []),
+            *[c for c in ("acceptance_rate", "target_forwards") if c in df.columns],
             "finish_reason", "text"]
     table = df[cols].copy()
     table["text"] = table["text"].map(lambda t: _short(t, TEXT_WIDTH))

@@ -179,6 +179,11 @@ class Engine:
                 cancel_rows: Callable[[], Collection[int]] | None,
                 forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
         """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
+        if any(p.prompt_lookup_num_tokens for p in params):  # drafts verified exactly: engine/assisted.py
+            from .assisted import assisted_decode
+            yield from assisted_decode(self, prompt_ids, params, sample_indices, trace_top_n, cancel, cancel_rows,
+                                       forced)
+            return
         params, sample_indices, row_prompts, shared = self._checked(prompt_ids, params, sample_indices)
         forcing = ForcedTokens.build(forced, params, self.loaded.vocab_size, self.loaded.device)
         started = time.perf_counter()

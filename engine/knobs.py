@@ -27,6 +27,8 @@ MAX_TOKEN_ID = MAX_TOP_K - 1  # above any vocabulary; the engine refuses ids bey
 MAX_LENGTH = 100_000  # min_length / max_length (prompt-inclusive) and max_new_tokens
 MAX_TIME = 86_400.0  # max_time: a day, in seconds
 MAX_GUIDANCE_SCALE = 100.0  # guidance_scale x (a difference of log-probs) stays far inside float32
+MAX_DRAFT_TOKENS = 128  # prompt_lookup_num_tokens: tokens drafted per round
+MAX_MATCHING_NGRAM = 32  # max_matching_ngram_size
 MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 # text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
 DRY_SEQUENCE_BREAKERS: tuple[str, ...] = ("\n", ":", "\"", "*")
@@ -306,6 +308,10 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     Knob("length_penalty", float, 1.0, Range(-10.0, 10.0), widget=Widget(B, "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1)),
     Knob("early_stopping", object, False, widget=Widget(B, "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never).", choices=("false", "true", "never"))),
     _long("num_beam_groups", 1, Range(1, 64), Widget(B, "slider", "Diverse beam search (greedy, needs diversity_penalty > 0): split the beams into this many groups that choose in turn; 1 = off.", 1, 8, 1)),
+    # assisted decoding (engine/assisted.py): how many tokens to draft per round from the row's own text; it
+    # changes no token, only how many forwards of the model the row takes
+    _long("prompt_lookup_num_tokens", 0, Range(0, MAX_DRAFT_TOKENS), Widget(L, "slider", "Prompt lookup decoding (transformers; Saxena 2023): draft up to this many tokens per forward by copying what followed the last n-gram earlier in the prompt or output, and keep the drafts the model itself would choose. Faster on texts that repeat their input; changes no token. 0 = off.", 0, 20, 1)),
+    _long("max_matching_ngram_size", 2, Range(1, MAX_MATCHING_NGRAM), Widget(L, "slider", "Prompt lookup: the longest n-gram matched to find a draft (tried from this size down to 1).", 1, 8, 1)),
     Knob("order", object, ()),  # the processor order (a list of stage names); its default is DEFAULT_ORDER
 )
 

@@ -28,10 +28,12 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "perplexity",
     "mean_entropy",
 )
-# averaged per cell when present: beam rows' scores, and the watermark detection scores (engine/watermark.py) of
-# the runs with a watermark on
+# averaged per cell when present: beam rows' scores, the watermark detection scores (engine/watermark.py) of the
+# runs with a watermark on, and assisted decoding's acceptance rate and forwards per row
 CELL_EXTRA_COLUMNS: tuple[str, ...] = ("beam_score", "watermark_green_fraction", "watermark_z", "watermark_p",
-                                       "synthid_score")
+                                       "synthid_score", "acceptance_rate", "target_forwards")
+# assisted decoding's figures per sample (engine/assisted.py), present only for rows that decoded that way
+ASSIST_COLUMNS: tuple[str, ...] = ("drafted_tokens", "accepted_tokens", "acceptance_rate", "target_forwards")
 
 
 def ngrams(token_ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
@@ -89,6 +91,17 @@ def sample_metrics(token_ids: list[int], raw_logprobs: list[float],
         "perplexity": perplexity,
         "mean_entropy": _finite_mean(raw_entropies),
     }
+
+
+def assist_metrics(row: Any) -> dict[str, float | int | None]:
+    """Assisted decoding's figures of one RowResult: tokens drafted, drafts accepted, acceptance rate (None
+    without drafts) and the model forwards the row took (prefill included; plain decoding takes one per token).
+    Empty for a row decoded one token per forward."""
+    if getattr(row, "target_forwards", None) is None:
+        return {}
+    rate = row.accepted_tokens / row.drafted_tokens if row.drafted_tokens else None
+    return {"drafted_tokens": row.drafted_tokens, "accepted_tokens": row.accepted_tokens, "acceptance_rate": rate,
+            "target_forwards": row.target_forwards}
 
 
 def jaccard_distance(a: set, b: set) -> float:

@@ -129,6 +129,9 @@ class SamplingParams:
     length_penalty: float = 1.0
     early_stopping: bool | str = False  # True, False or "never"
     num_return_sequences: int = 1
+    # assisted decoding (engine/assisted.py): drafts verified exactly, so no token changes; 0 = off
+    prompt_lookup_num_tokens: int = 0
+    max_matching_ngram_size: int = 2
     order: tuple[str, ...] = DEFAULT_ORDER
 
     def __post_init__(self) -> None:
@@ -235,6 +238,10 @@ class SamplingParams:
         if self.num_beams > 1 and self.synthid_keys:  # transformers' SynthID state would not follow the beams
             raise ParamError("synthid_keys", "empty with num_beams > 1 (SynthID keeps a context per sequence, which "
                                              "beam search reorders)", list(self.synthid_keys))
+        if self.num_beams > 1 and self.prompt_lookup_num_tokens:
+            raise ParamError("prompt_lookup_num_tokens", "0 with num_beams > 1 (drafts are verified against one "
+                             "row's own choice at each step; beam search keeps several and reorders them)",
+                             self.prompt_lookup_num_tokens)
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
@@ -338,6 +345,9 @@ class SamplingParams:
             kw["negative_prompt_ids"] = [negative_prompt_ids(tokenizer, self.negative_prompt)]
         if self.stop:
             kw["stop_strings"] = list(self.stop)
+        if self.prompt_lookup_num_tokens:  # transformers' prompt lookup decoding (it needs a batch of one there)
+            kw.update(prompt_lookup_num_tokens=self.prompt_lookup_num_tokens,
+                      max_matching_ngram_size=self.max_matching_ngram_size)
         if self.num_beams > 1:
             kw.update(num_beams=self.num_beams, length_penalty=self.length_penalty,
                       early_stopping=self.early_stopping, num_return_sequences=self.num_return_sequences)

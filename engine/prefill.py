@@ -29,6 +29,15 @@ class RowCache:
         if self.attention_mask is not None:
             self.attention_mask, self.next_positions = self.attention_mask[rows], self.next_positions[rows]
 
+    def crop(self, length: int) -> None:
+        """Keep the first `length` positions of every row (assisted decoding drops rejected drafts and padding)."""
+        removed = self.kv.get_seq_length() - length
+        if removed > 0:
+            self.kv.crop(-removed)  # a negative count removes that many positions (transformers 4.x and 5.x alike)
+        if self.attention_mask is not None:
+            self.next_positions = self.next_positions - (self.attention_mask.shape[1] - length)
+            self.attention_mask = self.attention_mask[:, :length]
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Row i continues from row `rows[i]` (beam search: every beam has the same prompt)."""
         self.kv.reorder_cache(rows)
@@ -106,3 +115,18 @@ def decode_one_token(model: torch.nn.Module, tokens: torch.Tensor, cache: RowCac
                        attention_mask=cache.attention_mask, position_ids=cache.next_positions[:, None])
         cache.next_positions = cache.next_positions + 1
     return output.logits[:, -1, :].float()
+
+
+def decode_tokens(model: torch.nn.Module, tokens: torch.Tensor, cache: RowCache) -> torch.Tensor:
+    """Feed T tokens per row [b, T] after the cache -> the next-token logits after each of them [b, T, V]
+    (float32); the cache grows by T. A row's padding goes at its end: it sees nothing after itself, and the caller
+    crops it out of the cache (assisted decoding)."""
+    if cache.attention_mask is None:
+        output = model(input_ids=tokens, past_key_values=cache.kv, use_cache=True)
+    else:
+        steps = torch.arange(tokens.shape[1], device=tokens.device)
+        cache.attention_mask = torch.cat([cache.attention_mask, torch.ones_like(tokens)], dim=1)
+        output = model(input_ids=tokens, past_key_values=cache.kv, use_cache=True,
+                       attention_mask=cache.attention_mask, position_ids=cache.next_positions[:, None] + steps)
+        cache.next_positions = cache.next_positions + tokens.shape[1]
+    return output.logits.float()

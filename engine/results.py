@@ -28,6 +28,16 @@ class RowResult:
     beam_group: int | None = None
     # adaptive-P rows: each token's probability under the distribution adaptive-P received (its feedback)
     adaptive_probs: list[float] | None = None
+    # assisted decoding (engine/assisted.py): tokens drafted, drafts accepted, forwards of the model the row took
+    # part in (the prefill included); None when the row decoded one token per forward
+    drafted_tokens: int | None = None
+    accepted_tokens: int | None = None
+    target_forwards: int | None = None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Accepted / drafted tokens; None without drafts."""
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else None
 
 
 @dataclass

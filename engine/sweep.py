@@ -20,7 +20,7 @@ from .beams import beam_search_steps
 from .events import BeamProgress, RunningBeam, StepUpdate, Update
 from .forcing import check_prefix
 from .generate import Engine
-from .metrics import cell_diversity, sample_metrics
+from .metrics import assist_metrics, cell_diversity, sample_metrics
 from .params import SamplingParams
 from .results import GenerationResult, RowResult
 from .sweepspec import SweepRow, SweepSpec
@@ -55,6 +55,7 @@ class SweepResult:
                 record["beam_group"] = out.beam_group
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
             record.update(self.generation.watermark_scores(i, always=green_any))
+            record.update(assist_metrics(out))
             record["cell_diversity"] = diversity_by_cell[row.cell]
             records.append(record)
         return records

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from engine.generate import Engine
-from engine.metrics import cell_summary, json_safe, sample_metrics
+from engine.metrics import assist_metrics, cell_summary, json_safe, sample_metrics
 from engine.errors import ParamError, check_flag, check_text, check_whole
 from engine.params import from_dict
 from engine.sweepspec import Axis, SweepSpec
@@ -179,7 +179,7 @@ def _sample(run: Run, row: int) -> dict[str, Any]:
             "finish_reason": out.finish_reason,
             **({"beam_score": out.beam_score} if out.beam_score is not None else {}),
             "metrics": {**sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies),
-                        **run.generation.watermark_scores(row)}}
+                        **run.generation.watermark_scores(row), **assist_metrics(out)}}
 
 
 def _axes(axes: Any) -> tuple[Axis, ...]:

@@ -63,7 +63,11 @@ def _reason(field: str) -> str:
                "min_new_tokens": "llama.cpp has no minimum length (ignore_eos never ends the text)",
                "max_time": "llama.cpp's t_max_predict_ms only stops after a newline",
                "dry_mode": "llama.cpp runs DRY with its own rules (dry_mode llama.cpp)",
-               "mirostat": "llama.cpp has no mirostat off switch other than 0"}
+               "mirostat": "llama.cpp has no mirostat off switch other than 0",
+               "prompt_lookup_num_tokens": "llama.cpp's server drafts with its own settings (speculative.*); "
+                                           "prompt lookup changes no token",
+               "max_matching_ngram_size": "llama.cpp's server drafts with its own settings (speculative.*); "
+                                          "prompt lookup changes no token"}
     if field in reasons:
         return reasons[field]
     if field.startswith(("num_beam", "length_penalty", "early_stopping", "num_return", "diversity")):

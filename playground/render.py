@@ -32,6 +32,8 @@ METRIC_ABBREVIATIONS = {
     "num_tokens": "tokens",
     "samples": "n",
     "beam_score": "beam",
+    "acceptance_rate": "accepted",
+    "target_forwards": "forwards",
 }
 
 CSS = """

@@ -24,7 +24,7 @@ import torch
 
 from engine.events import BeamProgress, RunningBeam
 from engine.generate import Engine, RowResult
-from engine.metrics import cell_summary, flat_frame, json_safe, sample_metrics
+from engine.metrics import ASSIST_COLUMNS, assist_metrics, cell_summary, flat_frame, json_safe, sample_metrics
 from engine.models import TokenPieces
 from engine.errors import ParamError, check_whole
 from engine.samplers import mirostat_mu
@@ -40,7 +40,8 @@ from .slots import POLL_SECONDS, RunSlots
 TRACE_TOP_N = 5  # alternatives kept per token and stage (tooltips, the steps plot)
 FRAME_SECONDS = 0.1  # at most ~10 streamed frames a second: the page, not the engine, is the bottleneck
 GRID_METRICS = ("perplexity", "cell_diversity", "distinct_2", "mean_entropy", "repeated_4gram_rate", "num_tokens",
-                "beam_score", "watermark_z", "watermark_p", "watermark_green_fraction", "synthid_score")
+                "beam_score", "watermark_z", "watermark_p", "watermark_green_fraction", "synthid_score",
+                "acceptance_rate", "target_forwards")
 # detection scores shown beside the quality metrics where a run has them (a watermark on)
 WATERMARK_COLUMNS = ("watermark_z", "watermark_p", "synthid_score")
 SAMPLE_COLUMNS = ("num_tokens", "finish_reason", "perplexity", "mean_entropy", "distinct_2", "repeated_4gram_rate",
@@ -232,6 +233,8 @@ def token_views(store: RunStore, run: Run) -> list[list[TokenView]]:
 
 def render_run(store: RunStore, run: Run, color_by: str) -> str:
     footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens"
+               + (f" · {out.target_forwards} forwards, {out.accepted_tokens}/{out.drafted_tokens} drafts accepted"
+                  if out.target_forwards is not None else "")
                + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
                + (f" · group {out.beam_group}" if out.beam_group is not None else "")
                for out in run.generation.rows]
@@ -245,12 +248,14 @@ def sample_table(run: Run) -> pd.DataFrame:
     groups = any(out.beam_group is not None for out in run.generation.rows)  # diverse beams: which group
     scores = [run.generation.watermark_scores(i) for i in range(len(run.generation.rows))]
     marks = [c for c in WATERMARK_COLUMNS if any(c in s for s in scores)]
+    assisted = any(out.target_forwards is not None for out in run.generation.rows)  # prompt lookup's figures
     for label, out, score in zip(run.labels, run.generation.rows, scores):
         metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
         record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score,
-                  "beam_group": out.beam_group, **{c: score.get(c) for c in marks}}
-        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS, *marks,
-                                               *(["beam_group"] if groups else []))})
+                  "beam_group": out.beam_group, **{c: score.get(c) for c in marks}, **assist_metrics(out)}
+        records.append({k: record.get(k) for k in ("output", *SAMPLE_COLUMNS, *marks,
+                                                   *(["beam_group"] if groups else []),
+                                                   *(ASSIST_COLUMNS if assisted else ()))})
     return rounded(pd.DataFrame(records))
 
 
@@ -272,7 +277,8 @@ def sweep_outputs(run: Run, metric: str, scale: str = "clipped",
     if metric not in cells.columns:
         raise ParamError("metric", f"one this sweep has ({', '.join(m for m in GRID_METRICS if m in cells.columns)})", metric)
     shown = [*GRID_METRICS[:3], *(["beam_score"] if "beam_score" in cells.columns else []),
-             *(c for c in WATERMARK_COLUMNS if c in cells.columns)]
+             *(c for c in WATERMARK_COLUMNS if c in cells.columns),
+             *(["acceptance_rate"] if "acceptance_rate" in cells.columns else [])]
     spec = run.sweep.spec
     if scale not in COLOR_SCALES:
         raise ParamError("colour scale", f"one of {list(COLOR_SCALES)}", scale)
@@ -283,7 +289,7 @@ def sweep_outputs(run: Run, metric: str, scale: str = "clipped",
     y_axis = axes[0] if len(axes) > 1 else None
     heatmap = metric_heatmap(cells, metric, x_axis, y_axis, axes[2] if len(axes) > 2 else None, scale)
     table_columns = ["cell", *[f"axis_{a}" for a in axes], "sample", *(["seed"] if spec.independent_seeds else []),
-                     "text", *SAMPLE_COLUMNS, "cell_diversity", *WATERMARK_COLUMNS]
+                     "text", *SAMPLE_COLUMNS, "cell_diversity", *WATERMARK_COLUMNS, *ASSIST_COLUMNS]
     return grid, heatmap, rounded(records[[c for c in table_columns if c in records.columns]])
 
 

@@ -67,7 +67,9 @@ def _reason(field: str) -> str:
                "renormalize_logits": "text-generation-webui's scores are not renormalized; the distribution is the same",
                "max_new_tokens": "a preset holds no length (text-generation-webui sets max_new_tokens per request)",
                "stop": "a preset holds no stop strings", "max_time": "a preset holds no time limit",
-               "token_healing": "text-generation-webui has no token healing"}
+               "token_healing": "text-generation-webui has no token healing",
+               "prompt_lookup_num_tokens": "a preset holds no speed setting (prompt lookup changes no token)",
+               "max_matching_ngram_size": "a preset holds no speed setting (prompt lookup changes no token)"}
     if field in reasons:
         return reasons[field]
     if field.startswith(("num_beam", "length_penalty", "early_stopping", "num_return", "diversity")):
