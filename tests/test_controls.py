@@ -290,8 +290,8 @@ def test_numeric_control_range_is_valid_for_its_field(control):
             changes.update(do_sample=False, diversity_penalty=1.0)
         if control.field == "max_length":  # max_length replaces max_new_tokens, which stays at its default
             changes.update(max_new_tokens=SamplingParams().max_new_tokens)
-        if control.field in ("max_time", "guidance_scale"):  # beam search has no time limit and no guidance
-            changes.update(num_beams=1)
+        if control.field in ("max_time", "guidance_scale", "prompt_lookup_num_tokens", "watermark_bias"):
+            changes.update(num_beams=1)  # beam search has no time limit, no guidance, no drafts
         if control.field == "diversity_penalty":
             if value == 0.0:  # off: fine without groups, refused with them
                 assert base.replace(diversity_penalty=value).diversity_penalty == 0.0
