@@ -272,6 +272,9 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     Knob("length_penalty", float, 1.0, Range(-10.0, 10.0), widget=Widget(B, "slider", "Beam score = sum of log-probs / length^penalty: > 0 favours longer outputs, < 0 shorter.", -2.0, 3.0, 0.1)),
     Knob("early_stopping", object, False, widget=Widget(B, "choice", "Stop when num_beams outputs are done (true), when no beam can do better (false), or only at the length limit (never).", choices=("false", "true", "never"))),
     _long("num_beam_groups", 1, Range(1, 64), Widget(B, "slider", "Diverse beam search (greedy, needs diversity_penalty > 0): split the beams into this many groups that choose in turn; 1 = off.", 1, 8, 1)),
+    # decoding modes ported from transformers 4.x (engine/contrastive.py, engine/constrained_beams.py)
+    Knob("penalty_alpha", float, 0.0, Range(0.0, 1.0), widget=Widget(S, "slider", "Contrastive search (greedy, needs top_k > 1): of the top_k tokens take the one with the best (1 - alpha) x p - alpha x its hidden state's highest cosine similarity to the context's; 0 = off.", 0.0, 1.0, 0.05)),
+    Knob("force_words", object, (), widget=Widget(B, "text", "Constrained beam search (num_beams > 1, greedy): every output must contain these; one per line, alternatives on a line separated by | (each as written and with a leading space).", placeholder="e.g. Paris | London")),
     Knob("order", object, ()),  # the processor order (a list of stage names); its default is DEFAULT_ORDER
 )
 

@@ -25,6 +25,11 @@ class RowResult:
     beam_group: int | None = None
     # adaptive-P rows: each token's probability under the distribution adaptive-P received (its feedback)
     adaptive_probs: list[float] | None = None
+    # contrastive search (engine/contrastive.py): each token's degeneration penalty, its hidden state's highest
+    # cosine similarity to an earlier position's
+    degeneration_penalties: list[float] | None = None
+    # constrained beam search: per force_words entry, whether the output holds it
+    constraints_met: list[bool] | None = None
 
 
 @dataclass
