@@ -231,6 +231,8 @@ def render_run(store: RunStore, run: Run, color_by: str) -> str:
     footers = [f"{out.finish_reason} · {len(out.token_ids)} tokens"
                + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
                + (f" · group {out.beam_group}" if out.beam_group is not None else "")
+               + (f" · forced words met {sum(out.constraints_met)}/{len(out.constraints_met)}"
+                  if out.constraints_met is not None else "")
                for out in run.generation.rows]
     return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers, tooltips=False,
                                                   run_id=run.run_id)
@@ -240,11 +242,14 @@ def sample_table(run: Run) -> pd.DataFrame:
     """One row per output: its label, metrics and finish reason (for the table under the outputs)."""
     records = []
     groups = any(out.beam_group is not None for out in run.generation.rows)  # diverse beams: which group
+    constrained = any(out.constraints_met is not None for out in run.generation.rows)  # force_words met
     for label, out in zip(run.labels, run.generation.rows):
         metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
         record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score,
-                  "beam_group": out.beam_group}
-        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS, *(["beam_group"] if groups else []))})
+                  "beam_group": out.beam_group,
+                  "constraints_met": None if out.constraints_met is None else sum(out.constraints_met)}
+        records.append({k: record[k] for k in ("output", *SAMPLE_COLUMNS, *(["beam_group"] if groups else []),
+                                               *(["constraints_met"] if constrained else []))})
     return rounded(pd.DataFrame(records))
 
 
