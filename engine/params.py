@@ -417,6 +417,8 @@ def _force_words_tuple(value: Any) -> tuple[tuple[str, ...], ...]:
     """force_words: a text (one constraint), or a list whose items are a text (a phrase the output must contain)
     or a list of texts (alternatives: one of them must appear) -> a tuple of constraints, each a tuple of texts."""
     allowed = 'a list of texts and lists of alternative texts, e.g. ["Paris", ["London", "Rome"]]'
+    if isinstance(value, str) and not value.strip():
+        return ()  # a blank text: off (a sweep axis value, an empty box)
     items = (value,) if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ParamError("force_words", allowed, value)

@@ -47,7 +47,7 @@ def test_constrained_beam_search_equals_transformers_4(engine, case):
 def test_the_oracle_outputs_mostly_meet_their_constraints():
     """Most do; the others come from transformers' fallback (fewer beams than returned met them at the end)."""
     met = [contains(seq, ids) for case in CASES for seq in case["sequences"] for ids in case["force_words_ids"]]
-    assert 0.7 * len(met) <= sum(met) < len(met)
+    assert len(met) // 2 <= sum(met) < len(met)
 
 
 def test_configs_of_one_shape_batched_together_equal_each_alone(engine):
@@ -78,14 +78,22 @@ def test_a_sweep_over_force_words_shows_the_constraints_met(engine):
 
 
 def test_phrasal_and_disjunctive_constraints_as_transformers_has_them():
-    state = ConstraintListState([PhrasalConstraint([5, 6, 7]), DisjunctiveConstraint([[1, 2], [3]])])
+    def fresh() -> ConstraintListState:  # as the search makes them: a new state for every sequence
+        return ConstraintListState([PhrasalConstraint([5, 6, 7]), DisjunctiveConstraint([[1, 2], [3]])])
+
+    state = fresh()
     assert sorted(state.advance()) == [1, 3, 5]
     state.reset([9, 5, 6])
     assert state.advance() == [7] and state.get_bank() == 2 and not state.completed
+    state = fresh()
     state.reset([5, 6, 7, 3])
     assert state.completed and state.get_bank() == 6
+    state = fresh()
     state.reset([5, 9, 3])  # the phrase broke off: back to pending; 3 then meets the disjunction
     assert not state.completed and len(state.complete_constraints) == 1
+    state = fresh()
+    state.reset([5, 6, 9, 5])  # a phrase that breaks off starts again from its first token
+    assert state.inprogress_constraint is not None and state.advance() == [6]
     with pytest.raises(ValueError):
         DisjunctiveConstraint([[1, 2], [1]])  # one alternative is the start of another
 
