@@ -25,6 +25,8 @@ class BeamSequence:
     # and the group this hypothesis grew in
     peer_tokens: list[list[int]] | None = None
     group: int | None = None
+    # constrained beam search: per force_words entry, whether the output holds it (one of its spellings)
+    constraints_met: list[bool] | None = None
 
     @classmethod
     def none_possible(cls) -> "BeamSequence":
@@ -32,10 +34,11 @@ class BeamSequence:
 
     @classmethod
     def of(cls, token_ids: list[int], score: float, text: str, stats: torch.Tensor,
-           peer_tokens: list[list[int]] | None = None, group: int | None = None) -> "BeamSequence":
+           peer_tokens: list[list[int]] | None = None, group: int | None = None,
+           constraints_met: list[bool] | None = None) -> "BeamSequence":
         """stats: [n, 3] per token: raw log p, processed log p, raw entropy."""
         return cls(token_ids, score, text, stats[:, 0].tolist(), stats[:, 1].tolist(), stats[:, 2].tolist(),
-                   peer_tokens, group)
+                   peer_tokens, group, constraints_met)
 
 
 @dataclass

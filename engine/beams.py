@@ -39,6 +39,9 @@ def check_batch(configs: Sequence[SamplingParams]) -> None:
         if p.num_beams < 2:
             raise ParamError("num_beams", ">= 2 for beam search", p.num_beams)
         shape = (p.num_beams, p.num_beam_groups, p.max_new_tokens)
+        if bool(p.force_words) != bool(first.force_words):
+            raise ParamError("force_words", "set in every configuration of a beam batch or in none (constrained beam "
+                                            "search is a batch of its own)", list(p.force_words))
         if shape != (first.num_beams, first.num_beam_groups, first.max_new_tokens):
             raise ParamError("num_beams", "the same num_beams, num_beam_groups and max_new_tokens in one beam batch "
                                           f"({first.num_beams}, {first.num_beam_groups}, {first.max_new_tokens})", shape)
@@ -60,12 +63,15 @@ def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequen
                       cancel: threading.Event | None = None) -> BeamSteps:
     """beam_search step by step (for progress). When `cancel` is set, the next step is the last: the beams
     end there as if at max_new_tokens. Configurations with num_beam_groups > 1 run diverse beam search
-    (engine/group_beams.py)."""
+    (engine/group_beams.py), those with force_words constrained beam search (engine/constrained_beams.py)."""
     configs = [p.for_prompt(len(prompt_ids)) for p in configs]  # min_length / max_length count the prompt
     check_batch(configs)
     # each step in the engine's turn, as Engine.stream's: beam batches alternate steps with other runs too
     if configs[0].num_beam_groups > 1:
         return (yield from engine.turns.taking_turns(group_beam_steps(engine, prompt_ids, configs, cancel)))
+    if configs[0].force_words:
+        from .constrained_beams import constrained_beam_steps  # it imports group_beams' Hypotheses
+        return (yield from engine.turns.taking_turns(constrained_beam_steps(engine, prompt_ids, configs, cancel)))
     return (yield from engine.turns.taking_turns(_beam_steps(engine, prompt_ids, configs, cancel)))
 
 

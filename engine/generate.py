@@ -308,6 +308,9 @@ class Engine:
         beams = [p.num_beams for p in params if p.num_beams > 1]
         if beams:
             raise ParamError("num_beams", "1 in this loop (beam configurations run through a sweep)", beams[0])
+        contrastive = [p.penalty_alpha for p in params if p.penalty_alpha > 0]
+        if contrastive:
+            raise ParamError("penalty_alpha", "0 in this loop (contrastive search runs through a sweep)", contrastive[0])
         row_prompts = self.healed_prompts(_row_prompts(prompt_ids, len(params)), params)
         params = [p.for_prompt(len(row_prompt)) for p, row_prompt in zip(params, row_prompts)]
         prompts = self.check_rows(row_prompts, params)

@@ -312,6 +312,9 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     # changes no token, only how many forwards of the model the row takes
     _long("prompt_lookup_num_tokens", 0, Range(0, MAX_DRAFT_TOKENS), Widget(L, "slider", "Prompt lookup decoding (transformers; Saxena 2023): draft up to this many tokens per forward by copying what followed the last n-gram earlier in the prompt or output, and keep the drafts the model itself would choose. Faster on texts that repeat their input; changes no token. 0 = off.", 0, 20, 1)),
     _long("max_matching_ngram_size", 2, Range(1, MAX_MATCHING_NGRAM), Widget(L, "slider", "Prompt lookup: the longest n-gram matched to find a draft (tried from this size down to 1).", 1, 8, 1)),
+    # decoding modes ported from transformers 4.x (engine/contrastive.py, engine/constrained_beams.py)
+    Knob("penalty_alpha", float, 0.0, Range(0.0, 1.0), widget=Widget(S, "slider", "Contrastive search (greedy, needs top_k > 1): of the top_k tokens take the one with the best (1 - alpha) x p - alpha x its hidden state's highest cosine similarity to the context's; 0 = off.", 0.0, 1.0, 0.05)),
+    Knob("force_words", object, (), widget=Widget(B, "text", "Constrained beam search (num_beams > 1, greedy): every output must contain these; one per line, alternatives on a line separated by | (each as written and with a leading space).", placeholder="e.g. Paris | London")),
     Knob("order", object, ()),  # the processor order (a list of stage names); its default is DEFAULT_ORDER
 )
 

@@ -132,6 +132,11 @@ class SamplingParams:
     # assisted decoding (engine/assisted.py): drafts verified exactly, so no token changes; 0 = off
     prompt_lookup_num_tokens: int = 0
     max_matching_ngram_size: int = 2
+    # contrastive search (engine/contrastive.py): greedy, among the top_k tokens; 0 = off
+    penalty_alpha: float = 0.0
+    # constrained beam search (engine/constrained_beams.py): per constraint its texts (alternatives; one text is a
+    # phrase to include); each text as written and with a leading space (tokens.word_variants)
+    force_words: tuple[tuple[str, ...], ...] = ()
     order: tuple[str, ...] = DEFAULT_ORDER
 
     def __post_init__(self) -> None:
@@ -145,6 +150,7 @@ class SamplingParams:
         if self.negative_prompt is None:  # transformers' None: the default unconditional context
             object.__setattr__(self, "negative_prompt", "")
         check_text("negative_prompt", self.negative_prompt, allow_empty=True)
+        object.__setattr__(self, "force_words", _force_words_tuple(self.force_words))
         if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
             raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
         if not (isinstance(self.watermark_seeding_scheme, str) and self.watermark_seeding_scheme in WATERMARK_SCHEMES):
@@ -164,6 +170,7 @@ class SamplingParams:
             raise ParamError("mirostat", "0 (off) or 2 (mirostat v2; mirostat v1 is not supported)", self.mirostat)
         self._check_lengths()
         self._check_beams()
+        self._check_modes()
 
     def _check_lengths(self) -> None:
         """max_length replaces max_new_tokens (one of the two, never a silent choice); the checks that need the
@@ -245,6 +252,38 @@ class SamplingParams:
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 
+    def _check_modes(self) -> None:
+        """Contrastive search and constrained beam search: the combinations transformers 4.x runs (its
+        GenerationConfig.get_generation_mode / validate), the others refused with the reason."""
+        if self.penalty_alpha > 0.0:
+            if self.top_k < 2:
+                raise ParamError("top_k", "> 1 with penalty_alpha > 0 (contrastive search picks among the top_k "
+                                          "tokens)", self.top_k)
+            if not self.greedy:
+                raise ParamError("do_sample", "false with penalty_alpha > 0 (contrastive search does not sample)",
+                                 self.do_sample)
+            if self.num_beams > 1:
+                raise ParamError("num_beams", "1 with penalty_alpha > 0 (contrastive search keeps one sequence)",
+                                 self.num_beams)
+            if self.stop:
+                raise ParamError("stop", "empty with penalty_alpha > 0 (contrastive search has no stop strings here)",
+                                 list(self.stop))
+            if self.token_healing:
+                raise ParamError("token_healing", "false with penalty_alpha > 0 (contrastive search reads the prompt "
+                                                  "as given here)", self.token_healing)
+            if self.max_time:
+                raise ParamError("max_time", "0 with penalty_alpha > 0 (contrastive search has no time limit here)",
+                                 self.max_time)
+        if self.force_words:
+            if self.num_beams < 2:
+                raise ParamError("num_beams", "> 1 with force_words (constrained beam search)", self.num_beams)
+            if not self.greedy:
+                raise ParamError("do_sample", "false with force_words (constrained beam search does not sample)",
+                                 self.do_sample)
+            if self.num_beam_groups > 1:
+                raise ParamError("num_beam_groups", "1 with force_words (constrained beam search has no groups)",
+                                 self.num_beam_groups)
+
     @property
     def greedy(self) -> bool:
         return not self.do_sample or self.temperature == 0.0
@@ -260,6 +299,7 @@ class SamplingParams:
         d["sequence_bias"] = {text: bias for text, bias in self.sequence_bias}
         d["logit_bias"] = {str(token): bias for token, bias in self.logit_bias}
         d["order"] = list(self.order)
+        d["force_words"] = [list(texts) for texts in self.force_words]
         for name in TOKEN_LIST_FIELDS:
             d[name] = list(getattr(self, name))
         d["synthid_keys"] = list(self.synthid_keys)
@@ -353,6 +393,12 @@ class SamplingParams:
                       early_stopping=self.early_stopping, num_return_sequences=self.num_return_sequences)
         if self.num_beam_groups > 1:  # transformers 4.x; transformers 5 needs custom_generate (see group_beams.py)
             kw.update(num_beam_groups=self.num_beam_groups, diversity_penalty=self.diversity_penalty)
+        if self.penalty_alpha > 0:  # transformers 4.x; transformers 5 needs custom_generate (engine/contrastive.py)
+            kw.update(penalty_alpha=self.penalty_alpha, top_k=self.top_k)
+        if self.force_words:  # transformers 4.x; transformers 5 needs custom_generate (engine/constrained_beams.py)
+            if tokenizer is None:
+                raise ParamError("tokenizer", "given to convert the texts of force_words", None)
+            kw["force_words_ids"] = force_words_ids(tokenizer, self.force_words)
         if self.logit_bias:
             kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
         watermarking = self.watermarking_config()
@@ -474,6 +520,45 @@ def _keys_tuple(value: Any) -> tuple[int, ...]:
             key = int(key)
         check_whole("synthid_keys", key, 0, MAX_KEY)
     return tuple(int(key) for key in value)
+def _force_words_tuple(value: Any) -> tuple[tuple[str, ...], ...]:
+    """force_words: a text (one constraint), or a list whose items are a text (a phrase the output must contain)
+    or a list of texts (alternatives: one of them must appear) -> a tuple of constraints, each a tuple of texts."""
+    allowed = 'a list of texts and lists of alternative texts, e.g. ["Paris", ["London", "Rome"]]'
+    if isinstance(value, str) and not value.strip():
+        return ()  # a blank text: off (a sweep axis value, an empty box)
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ParamError("force_words", allowed, value)
+    out = []
+    for item in items:
+        texts = (item,) if isinstance(item, str) else item
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ParamError("force_words", allowed + " (no empty text or list)", item)
+        for text in texts:
+            check_text("force_words", text)
+        out.append(tuple(dict.fromkeys(texts)))
+    return tuple(out)
+
+
+def force_words_ids(tokenizer: Any, force_words: Sequence[Sequence[str]]) -> list[list[int] | list[list[int]]]:
+    """transformers' force_words_ids: per constraint, the token ids of every spelling of its texts (each text as
+    written and with a leading space, as bad_words: tokens.word_variants); one spelling -> a phrase [ids], several
+    -> a disjunctive list [[ids], ...]. Refused when one spelling is the start of another (transformers'
+    DisjunctiveConstraint cannot hold both)."""
+    out: list[list[int] | list[list[int]]] = []
+    for texts in force_words:
+        spellings: list[list[int]] = []
+        for text in texts:
+            spellings += [ids for ids in word_variants(tokenizer, text) if ids not in spellings]
+        if not spellings:
+            raise ParamError("force_words", "texts that have tokens", list(texts))
+        for a in spellings:
+            for b in spellings:
+                if a is not b and b[:len(a)] == a:
+                    raise ParamError("force_words", "alternatives none of whose spellings (as written and with a "
+                                     f"leading space) is the start of another (here {a} starts {b})", list(texts))
+        out.append(spellings[0] if len(spellings) == 1 else spellings)
+    return out
 
 
 def _breakers_tuple(value: Any) -> tuple[str, ...]:

@@ -38,6 +38,11 @@ class RowResult:
     def acceptance_rate(self) -> float | None:
         """Accepted / drafted tokens; None without drafts."""
         return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else None
+    # contrastive search (engine/contrastive.py): each token's degeneration penalty, its hidden state's highest
+    # cosine similarity to an earlier position's
+    degeneration_penalties: list[float] | None = None
+    # constrained beam search: per force_words entry, whether the output holds it
+    constraints_met: list[bool] | None = None
 
 
 @dataclass

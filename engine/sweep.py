@@ -3,6 +3,7 @@
 Sampling and greedy rows decode together in one batched loop (streamed step by step). Beam cells run after
 them, every cell of the same beam width, group count and length in one beam batch (engine/beams.py); a beam cell's rows
 are its num_return_sequences best hypotheses, best first, and its steps stream as BeamProgress (engine/events.py).
+Contrastive rows (penalty_alpha > 0) run last, those of the same top_k and length in one batch (engine/contrastive.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from .beam_results import BeamResult, BeamSequence, BeamSteps
 from .beams import beam_search_steps
+from .contrastive import ContrastiveSteps, contrastive_steps
 from .events import BeamProgress, RunningBeam, StepUpdate, Update
 from .forcing import check_prefix
 from .generate import Engine
@@ -53,6 +55,10 @@ class SweepResult:
                 record["beam_score"] = out.beam_score
             if out.beam_group is not None:
                 record["beam_group"] = out.beam_group
+            if out.constraints_met is not None:  # constrained beam search: how many force_words entries it holds
+                record["constraints_met"] = sum(out.constraints_met)
+            if out.degeneration_penalties:  # contrastive search: the mean over the output's tokens
+                record["degeneration_penalty"] = sum(out.degeneration_penalties) / len(out.degeneration_penalties)
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
             record.update(self.generation.watermark_scores(i, always=green_any))
             record.update(assist_metrics(out))
@@ -96,7 +102,10 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     for cell_rows in beam_batches:
         engine.check(row_prompts[cell_rows[0][0]],
                      [rows[idx[0]].params for idx in cell_rows for _ in range(rows[idx[0]].params.num_beams)])
-    sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1]
+    contrastive_batches = _contrastive_batches(rows)
+    for batch_rows in contrastive_batches:
+        engine.check(row_prompts[batch_rows[0]], [rows[i].params for i in batch_rows])
+    sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1 and r.params.penalty_alpha == 0]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
         for update in engine.stream(prompts_of(sampled), [r.params for r in rows], [r.sample for r in rows],
                                     trace_top_n, cancel, forced=forced):
@@ -123,6 +132,12 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
         batch = yield from _beam_progress(steps, cell_rows)
         for idx, beams in zip(cell_rows, batch):
             results.update(zip(idx, (_beam_row(engine, seq, beams.params, cancel) for seq in beams.sequences)))
+    for batch_rows in contrastive_batches:  # each distinct configuration once; its samples are the same text
+        configs = list(dict.fromkeys(rows[i].params for i in batch_rows))
+        item_of = [configs.index(rows[i].params) for i in batch_rows]
+        steps = contrastive_steps(engine, row_prompts[batch_rows[0]], configs, cancel)
+        outputs = yield from _contrastive_progress(steps, batch_rows, item_of)
+        results.update({i: dataclasses.replace(outputs[item]) for i, item in zip(batch_rows, item_of)})
     generation = GenerationResult(prompt_ids=list(row_prompts[0]), params=[r.params for r in rows],
                                   row_prompt_ids=[list(p) for p in row_prompts] if spec.varies_prompt else None,
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
@@ -150,6 +165,17 @@ def _beam_progress(steps: BeamSteps, cell_rows: list[list[int]]
         yield BeamProgress(progress.step - 1, beams), None
 
 
+def _contrastive_progress(steps: ContrastiveSteps, batch_rows: list[int], item_of: list[int]
+                          ) -> Generator[tuple[BeamProgress, None], None, list[RowResult]]:
+    """A contrastive batch's steps as BeamProgress (each row's output so far); returns the batch's results."""
+    while True:
+        try:
+            step, running = next(steps)
+        except StopIteration as end:
+            return end.value
+        yield BeamProgress(step - 1, {row: running[item] for row, item in zip(batch_rows, item_of)}), None
+
+
 def _beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: threading.Event | None) -> RowResult:
     """A returned hypothesis as an output row: "stop" when it ended with EOS, "cancelled" when the search was
     stopped before it reached max_new_tokens, "no_candidates" when there is none, else "length"."""
@@ -159,28 +185,41 @@ def _beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel:
     if seq.score is None:
         reason = "no_candidates"  # every continuation was removed before a hypothesis finished
     return RowResult(seq.token_ids, seq.text, seq.raw_logprobs, seq.final_logprobs, seq.raw_entropies, reason,
-                     beam_score=seq.score, peer_tokens=seq.peer_tokens, beam_group=seq.group)
+                     beam_score=seq.score, peer_tokens=seq.peer_tokens, beam_group=seq.group,
+                     constraints_met=seq.constraints_met)
 
 
 def progress_steps(rows: list[SweepRow]) -> int:
     """How many progress updates stream_sweep yields at most before its result: the sampling rows' steps, then
     the steps of each beam batch."""
-    sampled = [r.params.max_new_tokens for r in rows if r.params.num_beams == 1]
+    sampled = [r.params.max_new_tokens for r in rows if r.params.num_beams == 1 and r.params.penalty_alpha == 0]
     beams = [rows[cells[0][0]].params.max_new_tokens for cells in _beam_batches(rows)]
-    return max(sampled, default=0) + sum(beams)
+    contrastive = [rows[batch[0]].params.max_new_tokens for batch in _contrastive_batches(rows)]
+    return max(sampled, default=0) + sum(beams) + sum(contrastive)
 
 
 def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:
-    """Beam cells grouped by (prompt, num_beams, num_beam_groups, max_new_tokens): each group one beam batch (a
+    """Beam cells grouped by (prompt, num_beams, num_beam_groups, max_new_tokens, constrained or not): each group one beam batch (a
     beam batch reads one prompt); each cell its row indices."""
     cells: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         if r.params.num_beams > 1:
             cells[r.cell].append(i)
-    groups: dict[tuple[str, str | None, int, int, int], list[list[int]]] = defaultdict(list)
+    groups: dict[tuple[str, str | None, int, int, int, bool], list[list[int]]] = defaultdict(list)
     for idx in cells.values():
         r, p = rows[idx[0]], rows[idx[0]].params
-        groups[(r.prompt, r.system_prompt, p.num_beams, p.num_beam_groups, p.max_new_tokens)].append(idx)
+        groups[(r.prompt, r.system_prompt, p.num_beams, p.num_beam_groups, p.max_new_tokens,
+                bool(p.force_words))].append(idx)
+    return list(groups.values())
+
+
+def _contrastive_batches(rows: list[SweepRow]) -> list[list[int]]:
+    """Contrastive rows (penalty_alpha > 0) grouped by (prompt, top_k, max_new_tokens): each group one batch
+    (engine/contrastive.py); its row indices."""
+    groups: dict[tuple[str, str | None, int, int], list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r.params.penalty_alpha > 0:
+            groups[(r.prompt, r.system_prompt, r.params.top_k, r.params.max_new_tokens)].append(i)
     return list(groups.values())
 
 

@@ -142,6 +142,9 @@ class SweepSpec:
         if (self.prefix or self.first_sample) and any(p.num_beams > 1 for _, p in self.cells()):
             raise ParamError("prefix", "left out with beam search (a forced prefix is for sampled and greedy rows)",
                              "num_beams > 1")
+        if self.prefix and any(p.penalty_alpha > 0 for _, p in self.cells()):
+            raise ParamError("prefix", "left out with contrastive search (a forced prefix is for sampled and greedy "
+                             "rows)", "penalty_alpha > 0")
 
     def cells(self) -> list[tuple[tuple[tuple[str, Any], ...], SamplingParams]]:
         """Cartesian product of the axes, first axis slowest; each with its validated parameters."""

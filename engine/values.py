@@ -15,7 +15,8 @@ from .errors import ParamError
 from .order import DEFAULT_ORDER, ORDER_PRESETS
 from .params import NUMERIC_FIELDS, SamplingParams
 
-STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers", "suppress_tokens", "begin_suppress_tokens"})
+STRING_LIST_FIELDS = frozenset({"stop", "bad_words", "dry_sequence_breakers", "suppress_tokens", "begin_suppress_tokens",
+                                "force_words"})
 MAX_AXIS_VALUES = 64
 RANGE_DECIMALS = 10  # 0.1 + 2 * 0.1 is 0.30000000000000004; rounding shows the 0.3 that was meant
 RANGE_TOLERANCE = 1e-9  # a range includes its stop when the steps land on it within this

@@ -111,6 +111,19 @@ def _parse_bias_lines(field: str, text: str, key: str, example: str) -> dict[str
     return bias
 
 
+def parse_force_words(text: str) -> tuple[tuple[str, ...], ...]:
+    """force_words: one constraint per line, its alternatives separated by | ("Paris | London": either)."""
+    if not isinstance(text, str):
+        raise ParamError("force_words", "one word (or `a | b` alternatives) per line", text)
+    lines = [tuple(w.strip() for w in line.split("|") if w.strip()) for line in text.splitlines()]
+    return tuple(line for line in lines if line)
+
+
+def format_force_words(force_words: Sequence[Sequence[str]]) -> str:
+    """The inverse of parse_force_words."""
+    return "\n".join(" | ".join(texts) for texts in force_words)
+
+
 def format_stop(stop: Sequence[str]) -> str:
     """The inverse of parse_lines: one string per line, a newline inside one shown as the two characters \\n."""
     return "\n".join(s.replace("\n", "\\n") for s in stop)
@@ -140,6 +153,8 @@ def params_from_values(values: Sequence[Any], order: Sequence[str] | None) -> Sa
             value = parse_lines(control.field, value or "")
         elif control.field == "bad_words":
             value = parse_word_list("bad_words", value or "")
+        elif control.field == "force_words":
+            value = parse_force_words(value or "")
         elif control.field in TOKEN_LIST_FIELDS:
             value = parse_token_list(control.field, value or "")
         elif control.field == "sequence_bias":
@@ -170,6 +185,8 @@ def widget_value(field: str, value: Any) -> Any:
         return format_stop(value)
     if field == "bad_words":
         return ", ".join(value)
+    if field == "force_words":
+        return format_force_words(value)
     if field in TOKEN_LIST_FIELDS:
         return format_token_list(value)
     if field == "sequence_bias":

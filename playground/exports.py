@@ -15,7 +15,8 @@ from typing import Any
 
 from engine.knobs import PROCESSORS
 from engine.order import DEFAULT_ORDER
-from engine.params import (NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, TOKEN_LIST_FIELDS, SamplingParams, token_ids, word_variants)
+from engine.params import (NO_TRANSFORMERS_EQUIVALENT, SAMPLER_FIELDS, TOKEN_LIST_FIELDS, SamplingParams,
+                           force_words_ids, token_ids, word_variants)
 from engine.values import changed_params, order_text
 
 from .config import PlaygroundConfig
@@ -30,6 +31,9 @@ _TRANSFORMERS_LACKS = {"order": "transformers applies its processors in a fixed 
 _DEFAULTS = SamplingParams()
 # Where transformers 5's generate() fetches group (diverse) beam search from; 4.x had it in the library.
 GROUP_BEAM_REPO = "transformers-community/group-beam-search"
+# ... and contrastive search and constrained beam search (engine/contrastive.py, engine/constrained_beams.py)
+CONTRASTIVE_REPO = "transformers-community/contrastive-search"
+CONSTRAINED_BEAM_REPO = "transformers-community/constrained-beam-search"
 # OpenAI request fields that carry an engine knob under another name or meaning; the rest go by engine name.
 _OPENAI_STANDARD = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "presence_penalty",
                     "frequency_penalty", "do_sample")
@@ -53,6 +57,7 @@ class TransformersSettings:
     negative_prompt: str = ""
     # transformers' watermarking_config: ("WatermarkingConfig" or "SynthIDTextWatermarkingConfig", its arguments)
     watermarking: tuple[str, dict[str, Any]] | None = None
+    force_words: tuple[tuple[str, ...], ...] = ()  # constrained beam search: texts, token ids with a tokenizer
 
 
 def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
@@ -74,7 +79,7 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     token_lists = tuple((name, getattr(params, name)) for name in TOKEN_LIST_FIELDS
                         if not all(isinstance(item, int) for item in getattr(params, name)))
     expressible = params.replace(**switched_off, order=list(DEFAULT_ORDER), bad_words=[], sequence_bias=[],
-                                 logit_bias={}, negative_prompt="", **{name: [] for name, _ in token_lists})
+                                 logit_bias={}, negative_prompt="", force_words=[], **{name: [] for name, _ in token_lists})
     notes = [] if params.greedy else [
         "transformers draws its own random numbers: the texts differ from the playground's even with the same "
         "seed, but come from the same distributions"]
@@ -94,6 +99,12 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     if params.num_beam_groups > 1:
         notes.append(f"transformers 5 runs diverse beam search from the hub repository {GROUP_BEAM_REPO} "
                      "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
+    if params.penalty_alpha > 0:
+        notes.append(f"transformers 5 runs contrastive search from the hub repository {CONTRASTIVE_REPO} "
+                     "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
+    if params.force_words:
+        notes.append(f"transformers 5 runs constrained beam search from the hub repository {CONSTRAINED_BEAM_REPO} "
+                     "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
     banned, biases = bans_and_biases(params)
     kwargs = expressible.generate_kwargs()
     kwargs.pop("num_return_sequences", None)  # one place for it: TransformersSettings.num_return_sequences
@@ -102,7 +113,7 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
                                 banned_words=banned, biases=biases, token_biases=params.logit_bias,
                                 token_lists=token_lists, left_out=left_out, notes=tuple(notes),
                                 negative_prompt=params.negative_prompt if params.guidance_scale != 1.0 else "",
-                                watermarking=expressible.watermarking_config())
+                                watermarking=expressible.watermarking_config(), force_words=params.force_words)
 
 
 def _plain(value: Any) -> Any:
@@ -143,6 +154,8 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
             data["sequence_bias"] = [[ids, bias] for text, bias in settings.biases
                                      for ids in word_variants(tokenizer, text)]
         data.update((name, token_ids(tokenizer, items)) for name, items in settings.token_lists)
+        if settings.force_words:
+            data["force_words_ids"] = force_words_ids(tokenizer, settings.force_words)
     else:
         needs_ids = "needs a tokenizer to become token ids"
         if settings.banned_words:
@@ -150,6 +163,8 @@ def _generation_config(config: PlaygroundConfig, tokenizer: Any) -> tuple[dict[s
         if settings.biases:
             reasons["sequence_bias"] = {"value": _bias_json(settings.biases), "reason": needs_ids}
         reasons.update((name, {"value": list(items), "reason": needs_ids}) for name, items in settings.token_lists)
+        if settings.force_words:
+            reasons["force_words"] = {"value": [list(texts) for texts in settings.force_words], "reason": needs_ids}
     if settings.negative_prompt:
         reasons["negative_prompt"] = {"value": settings.negative_prompt, "reason": "a generate() argument "
                                       "(negative_prompt_ids), not a GenerationConfig field: the script passes it"}
@@ -315,7 +330,9 @@ def _watermarking_lines(settings: TransformersSettings) -> list[str]:
 
 def _extra_generate_args(params: SamplingParams) -> str:
     return ((", tokenizer=tokenizer" if params.stop else "")
-            + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if params.num_beam_groups > 1 else ""))
+            + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if params.num_beam_groups > 1 else "")
+            + (f", custom_generate={CONTRASTIVE_REPO!r}, trust_remote_code=True" if params.penalty_alpha > 0 else "")
+            + (f", custom_generate={CONSTRAINED_BEAM_REPO!r}, trust_remote_code=True" if params.force_words else ""))
 
 
 def _single_lines(config: PlaygroundConfig, settings: TransformersSettings) -> list[str]:
@@ -380,7 +397,7 @@ def _prompt_lines(config: PlaygroundConfig) -> list[str]:
 
 def _token_id_lines(settings: TransformersSettings) -> list[str]:
     """Banned and biased words become token ids the way the engine makes them (engine.tokens.word_variants)."""
-    if not settings.banned_words and not settings.biases and not settings.token_lists:
+    if not settings.banned_words and not settings.biases and not settings.token_lists and not settings.force_words:
         return []
     lines = ["",
              "def word_variants(text):",
@@ -399,6 +416,11 @@ def _token_id_lines(settings: TransformersSettings) -> list[str]:
         lines.append(f"biases = {[list(pair) for pair in settings.biases]!r}")
         lines.append('kwargs["sequence_bias"] = {tuple(ids): bias for text, bias in biases '
                      "for ids in word_variants(text)}")
+    if settings.force_words:  # per constraint every spelling of its texts: one a phrase, several alternatives
+        lines.append(f"force_words = {[list(texts) for texts in settings.force_words]!r}")
+        lines.append("spellings = [[ids for text in texts for ids in word_variants(text)] for texts in force_words]")
+        lines.append('kwargs["force_words_ids"] = [s[0] if len(s) == 1 else s for s in '
+                     "([ids for i, ids in enumerate(s) if ids not in s[:i]] for s in spellings)]")
     for name, items in settings.token_lists:  # a text stands for every token of each of its spellings
         lines.append(f"kwargs[{name!r}] = list(dict.fromkeys(token for item in {list(items)!r} for token in "
                      "([item] if isinstance(item, int) else [t for ids in word_variants(item) for t in ids])))")

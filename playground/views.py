@@ -237,6 +237,8 @@ def render_run(store: RunStore, run: Run, color_by: str) -> str:
                   if out.target_forwards is not None else "")
                + (f" · beam score {out.beam_score:.4f}" if out.beam_score is not None else "")
                + (f" · group {out.beam_group}" if out.beam_group is not None else "")
+               + (f" · forced words met {sum(out.constraints_met)}/{len(out.constraints_met)}"
+                  if out.constraints_met is not None else "")
                for out in run.generation.rows]
     return prompt_html(run.prompt) + samples_html(token_views(store, run), color_by, run.labels, footers, tooltips=False,
                                                   run_id=run.run_id)
@@ -249,12 +251,15 @@ def sample_table(run: Run) -> pd.DataFrame:
     scores = [run.generation.watermark_scores(i) for i in range(len(run.generation.rows))]
     marks = [c for c in WATERMARK_COLUMNS if any(c in s for s in scores)]
     assisted = any(out.target_forwards is not None for out in run.generation.rows)  # prompt lookup's figures
+    constrained = any(out.constraints_met is not None for out in run.generation.rows)  # force_words met
     for label, out, score in zip(run.labels, run.generation.rows, scores):
         metrics = sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies)
         record = {"output": label, "finish_reason": out.finish_reason, **metrics, "beam_score": out.beam_score,
-                  "beam_group": out.beam_group, **{c: score.get(c) for c in marks}, **assist_metrics(out)}
+                  "beam_group": out.beam_group, **{c: score.get(c) for c in marks}, **assist_metrics(out),
+                  "constraints_met": None if out.constraints_met is None else sum(out.constraints_met)}
         records.append({k: record.get(k) for k in ("output", *SAMPLE_COLUMNS, *marks,
                                                    *(["beam_group"] if groups else []),
+                                                   *(["constraints_met"] if constrained else []),
                                                    *(ASSIST_COLUMNS if assisted else ()))})
     return rounded(pd.DataFrame(records))
 

@@ -292,6 +292,8 @@ def test_numeric_control_range_is_valid_for_its_field(control):
             changes.update(max_new_tokens=SamplingParams().max_new_tokens)
         if control.field in ("max_time", "guidance_scale", "prompt_lookup_num_tokens", "watermark_bias"):
             changes.update(num_beams=1)  # beam search has no time limit, no guidance, no drafts
+        if control.field == "penalty_alpha" and value > 0:  # contrastive search: greedy, no beams, top_k > 1
+            changes.update(do_sample=False, num_beams=1, top_k=4)
         if control.field == "diversity_penalty":
             if value == 0.0:  # off: fine without groups, refused with them
                 assert base.replace(diversity_penalty=value).diversity_penalty == 0.0
@@ -308,7 +310,7 @@ def test_non_numeric_controls_have_the_right_kind():
     assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
                                                            "dry_sequence_breakers", "suppress_tokens",
                                                            "begin_suppress_tokens", "negative_prompt",
-                                                           "synthid_keys"}
+                                                           "synthid_keys", "force_words"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
