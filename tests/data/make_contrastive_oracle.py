@@ -14,13 +14,11 @@ of `model.generate(**params.generate_kwargs())` and, per step, the processed log
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import torch
-import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from transformers4_oracle import generate, load, prompt_ids, write
 
 from engine.params import SamplingParams
 
@@ -42,31 +40,18 @@ CASES = [
 
 
 def main(model_dir: str) -> None:
-    config = AutoConfig.from_pretrained(model_dir)
-    # transformers 5 writes rope_theta inside rope_parameters; 4.x would silently fall back to 10000
-    config.rope_theta = config.rope_parameters["rope_theta"]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config).eval()
-    tok = PreTrainedTokenizerFast.from_pretrained(model_dir)  # the saved class name is transformers 5's
-    pad = tok.eos_token_id
+    model, tok = load(model_dir)
     records = []
     for prompt, raw, fields in CASES:
         params = SamplingParams(do_sample=False, **fields)
-        if raw:
-            ids = tok(prompt)["input_ids"]
-        else:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 **params.generate_kwargs(tok), pad_token_id=pad,
-                                 return_dict_in_generate=True, output_scores=True)
+        ids = prompt_ids(tok, prompt, raw)
+        out = generate(model, tok, ids, params)
         tokens = out.sequences[0, len(ids):].tolist()
         logprobs = [float(torch.log_softmax(s[0].float(), -1)[t]) for s, t in zip(out.scores, tokens)]
         records.append({"prompt": prompt, "raw": raw, "prompt_ids": list(ids), "params": params.to_dict(),
                         "tokens": tokens, "final_logprobs": logprobs, "text": tok.decode(tokens)})
         print(fields, repr(records[-1]["text"][:80]), len(tokens), file=sys.stderr)
-    target = Path(__file__).with_name("contrastive_oracle.json")
-    target.write_text(json.dumps({"transformers": transformers.__version__, "torch": torch.__version__,
-                                  "cases": records}, indent=1) + "\n")
+    write("contrastive_oracle.json", records)
 
 
 if __name__ == "__main__":

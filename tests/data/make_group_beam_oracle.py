@@ -13,13 +13,9 @@ It writes tests/data/group_beam_oracle.json: per case the prompt ids, our Sampli
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-import torch
-import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers4_oracle import beam_sequences, generate, load, prompt_ids, write
 
 from engine.params import SamplingParams
 
@@ -49,35 +45,19 @@ CASES = [
 
 
 def main(model_dir: str) -> None:
-    config = AutoConfig.from_pretrained(model_dir)
-    # transformers 5 writes rope_theta inside rope_parameters; 4.x would silently fall back to 10000
-    config.rope_theta = config.rope_parameters["rope_theta"]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config).eval()
-    tok = PreTrainedTokenizerFast.from_pretrained(model_dir)  # the saved class name is transformers 5's
+    model, tok = load(model_dir)
     pad = tok.eos_token_id
     records = []
     for prompt, raw, fields in CASES:
         params = SamplingParams(do_sample=False, **fields)
-        if raw:
-            ids = tok(prompt)["input_ids"]
-        else:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 **params.generate_kwargs(tok), pad_token_id=pad,
-                                 return_dict_in_generate=True, output_scores=True)
-        sequences = []
-        for row in out.sequences[:, len(ids):].tolist():
-            while row and row[-1] == pad and row.count(pad) > 1:  # padding after the EOS that ended it
-                row.pop()
-            sequences.append(row)
+        ids = prompt_ids(tok, prompt, raw)
+        out = generate(model, tok, ids, params)
+        sequences = beam_sequences(out, len(ids), pad)
         records.append({"prompt": prompt, "raw": raw, "prompt_ids": list(ids), "params": params.to_dict(),
                         "sequences": sequences, "scores": out.sequences_scores.tolist(),
                         "texts": [tok.decode(s, skip_special_tokens=True) for s in sequences]})
         print(fields, [t[:40] for t in records[-1]["texts"]], file=sys.stderr)
-    target = Path(__file__).with_name("group_beam_oracle.json")
-    target.write_text(json.dumps({"transformers": transformers.__version__, "torch": torch.__version__,
-                                  "cases": records}, indent=1) + "\n")
+    write("group_beam_oracle.json", records)
 
 
 if __name__ == "__main__":
