@@ -31,17 +31,20 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 
-from . import generate as loop  # the plain loop's helpers; choose_next looked up there (the sampling audit wraps it)
+from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
+from .events import StepUpdate
 from .forcing import ForcedTokens
 from .order import DEFAULT_ORDER
 from .prefill import decode_tokens, prefill
 from .processors import apply_pipeline, plan_stages
+from .results import GenerationResult
 from .rowstate import DecodeState, RowParams
 from .sampling import row_keys
+from .steps import Endings, Rows, step_update, synced_time, take_forced
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
 
 PAD = 0  # what fills a row's input after its last token; its cache entries are cropped before they are read
@@ -109,10 +112,10 @@ class _Groups:
 
 
 @torch.inference_mode()
-def assisted_decode(engine: "loop.Engine", prompt_ids: Sequence[int] | Sequence[Sequence[int]],
+def assisted_decode(engine: Any, prompt_ids: Sequence[int] | Sequence[Sequence[int]],
                     params: Sequence, sample_indices: Sequence[int] | None, trace_top_n: int,
                     cancel: threading.Event | None, cancel_rows: Callable[[], Collection[int]] | None,
-                    forced: Sequence[Sequence[int]] | None = None) -> Iterator[loop.StepUpdate]:
+                    forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
     """Engine.stream's loop when a row drafts: the same updates and result as the plain loop, in fewer forwards.
 
     An update is yielded per set of rows that chose a token at the same step (several per round)."""
@@ -123,12 +126,12 @@ def assisted_decode(engine: "loop.Engine", prompt_ids: Sequence[int] | Sequence[
     device, batch = loaded.device, len(params)
     max_steps = max(p.max_new_tokens for p in params)
     recorder = TraceRecorder(Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None)
-    endings = loop._Endings(loaded, params)
+    endings = Endings(loaded, params)
     eos = set(loaded.eos_token_ids)
 
-    t0 = loop._synced_time(device)
+    t0 = synced_time(device)
     start = prefill(loaded, row_prompts[:1] if shared else row_prompts, batch)
-    forward_seconds = prefill_seconds = loop._synced_time(device) - t0
+    forward_seconds = prefill_seconds = synced_time(device) - t0
     cache = start.cache
     width = start.state.tokens.shape[1]  # the padded prompt: cache positions before it hold prompts
     groups = _Groups(engine.row_params(params, sample_indices))
@@ -136,7 +139,7 @@ def assisted_decode(engine: "loop.Engine", prompt_ids: Sequence[int] | Sequence[
                  logits=start.logits[i:i + 1]) for i in range(batch)]
     in_cache = list(rows)  # the cache's batch order
     history: list[tuple[torch.Tensor, ...]] = []
-    held: loop.StepUpdate | None = None
+    held: StepUpdate | None = None
     last_step = 0
 
     while True:
@@ -172,9 +175,9 @@ def assisted_decode(engine: "loop.Engine", prompt_ids: Sequence[int] | Sequence[
             inputs.append(r.generated[common - width:] + r.drafts)
         longest = max(len(i) for i in inputs)
         tokens = torch.tensor([i + [PAD] * (longest - len(i)) for i in inputs], device=device)  # [b, T]
-        t0 = loop._synced_time(device)
+        t0 = synced_time(device)
         logits = decode_tokens(loaded.model, tokens, cache)  # [b, T, V]
-        forward_seconds += loop._synced_time(device) - t0
+        forward_seconds += synced_time(device) - t0
         for k, (r, fed) in enumerate(zip(alive, inputs)):
             pending = len(fed) - len(r.drafts)  # tokens before the draft; the last one's logits choose first
             r.logits = logits[k, pending - 1:len(fed)]
@@ -185,7 +188,7 @@ def assisted_decode(engine: "loop.Engine", prompt_ids: Sequence[int] | Sequence[
     results = engine._row_results(history, endings.reasons_of(list(range(batch))), params)
     for row, out in zip(rows, results):
         out.drafted_tokens, out.accepted_tokens, out.target_forwards = row.drafted, row.accepted, row.forwards
-    result = loop.GenerationResult(
+    result = GenerationResult(
         prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params,
         sample_indices=sample_indices, rows=results, trace=recorder.trace, seconds=time.perf_counter() - started,
         forward_seconds=forward_seconds, prefill_seconds=prefill_seconds, trace_seconds=recorder.seconds)
@@ -211,8 +214,8 @@ def _draft(row: _Row, p, forcing: ForcedTokens | None, eos: set[int]) -> list[in
 
 
 def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens | None, recorder: TraceRecorder,
-            endings: "loop._Endings", history: list, cancel: threading.Event | None,
-            cancel_rows: Callable[[], Collection[int]] | None) -> loop.StepUpdate:
+            endings: Endings, history: list, cancel: threading.Event | None,
+            cancel_rows: Callable[[], Collection[int]] | None) -> StepUpdate:
     """One step of the rows in `group` (all at `step`), exactly as the plain loop takes it; then each row either
     accepts its draft at this position and goes on verifying, or ends its round (or its output)."""
     device = group[0].state.tokens.device
@@ -229,11 +232,11 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
     any_empty = bool(empty.any())
     if any_empty:
         scores = torch.where(empty[:, None], logits, scores)
-    chosen = loop.choose_next(scores, params.greedy, row_keys(params.seed, params.sample_index, step))
+    chosen = sampling.choose_next(scores, params.greedy, row_keys(params.seed, params.sample_index, step))
     final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)
     forced_now = forcing.at(ids, step) if forcing is not None else None
     if forced_now is not None:
-        chosen, final_logp, empty = loop._take_forced(forced_now, chosen, final_logp, scores, empty)
+        chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
         any_empty = bool(empty.any())
     raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse
     adaptive_p = state.chosen_adaptive_probs(chosen)
@@ -245,10 +248,10 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
     recorder.record(step, ids, chosen)
     state.append(chosen, final_logp, adaptive_p)
 
-    done = endings.after_step(loop._Rows(ids, params, state), chosen, empty if any_empty else None, cancel,
+    done = endings.after_step(Rows(ids, params, state), chosen, empty if any_empty else None, cancel,
                               cancel_rows)
     finished = ids[done].tolist()
-    update = loop._step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
+    update = step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
 
     tokens, done_list, empty_list = chosen.tolist(), done.tolist(), empty.tolist()
     for k, r in enumerate(group):

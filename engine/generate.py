@@ -33,33 +33,18 @@ from .processors import apply_pipeline, plan_stages
 from .replay import Replay, final_distributions, replay
 from .results import FINISH_REASONS, GenerationResult, RowResult
 from .row_tensors import row_params
-from .rowstate import DecodeState, RowParams
+from .rowstate import RowParams
+from .steps import Endings, Rows, step_update, synced_time, take_forced
 from .watermark import Detector
-from .sampling import choose_next, row_keys  # looked up here at every step: the sampling audit wraps choose_next
-from .stops import cut_at_stop, now, past_time, stop_hits
+from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
+from .sampling import row_keys
+from .stops import cut_at_stop
 from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
 from .turns import Turns
 
 # kept importable from here: the types moved to their own modules
 __all__ = ["Engine", "EngineLimits", "FINISH_REASONS", "GenerationResult", "Replay", "RowResult", "RunningBeam",
            "StepUpdate"]
-
-STOP, CANCELLED, NO_CANDIDATES, TIME = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates", "time"))
-
-
-def _take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: torch.Tensor, scores: torch.Tensor,
-                 empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows with a forced token take it: (chosen [b], its final log-prob [b], rows left with nothing [b]).
-
-    A forced token the processors removed has final log-prob -inf (the settings could not have produced it); a
-    row whose processors removed everything still takes its forced token (scores there are the raw stand-in, so
-    its final log-prob is -inf too) and goes on."""
-    take = forced_now >= 0  # [b]
-    chosen = torch.where(take, forced_now, chosen)
-    logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
-    logp = torch.where(empty, torch.full_like(logp, float("-inf")), logp)
-    return chosen, torch.where(take, logp, final_logp), empty & ~take
-
 
 @dataclass(frozen=True)
 class EngineLimits:
@@ -100,18 +85,6 @@ class EngineLimits:
     def _limit(self, name: str) -> str:
         """Which limit refused, and how to raise it (the caller's hint), else the field that sets it."""
         return self.hints.get(name) or f"EngineLimits.{name}"
-
-
-@dataclass
-class _Rows:
-    """The unfinished rows of a run and everything indexed by them (kept in step as rows leave)."""
-
-    ids: torch.Tensor  # [b] original row index
-    params: RowParams
-    state: DecodeState
-
-    def select(self, keep: torch.Tensor) -> "_Rows":
-        return _Rows(self.ids[keep], self.params.select(keep), self.state.select(keep))
 
 
 class Engine:
@@ -190,18 +163,18 @@ class Engine:
         device, batch = self.loaded.device, len(params)
         max_steps = max(p.max_new_tokens for p in params)
         recorder = TraceRecorder(Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None)
-        endings = _Endings(self.loaded, params)
+        endings = Endings(self.loaded, params)
 
         # Prefill once per distinct prompt, then give every row its own copy of the cache; a guided row's
         # unconditional context joins the batch as a companion row (engine/guidance.py)
         contexts = unconditional_contexts(self.loaded.tokenizer, params, row_prompts, self.loaded.context_length)
         extra = [c for c in contexts if c is not None]
-        t0 = _synced_time(device)
+        t0 = synced_time(device)
         start = prefill(self.loaded, row_prompts[:1] if shared else row_prompts, batch, extra)
-        forward_seconds = prefill_seconds = _synced_time(device) - t0
+        forward_seconds = prefill_seconds = synced_time(device) - t0
         logits, cache = start.logits, start.cache  # logits: [B, V] raw next-token logits
         companions = Companions.start(contexts, start.extra_logits, device)
-        rows = _Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
+        rows = Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
         # per step: (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)
         history: list[tuple[torch.Tensor, ...]] = []
@@ -222,11 +195,11 @@ class Engine:
                 scores = torch.where(empty[:, None], logits, scores)
 
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
-            chosen = choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
+            chosen = sampling.choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
             final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
             forced_now = forcing.at(rows.ids, step) if forcing is not None else None  # [b] or None
             if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
-                chosen, final_logp, empty = _take_forced(forced_now, chosen, final_logp, scores, empty)
+                chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
                 any_empty = bool(empty.any())
             raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse  # [b]
             adaptive_p = rows.state.chosen_adaptive_probs(chosen)  # [b] float64, or None: no adaptive-P row
@@ -241,7 +214,7 @@ class Engine:
             # 3. which rows are done: EOS or a stop string, max_new_tokens, nothing left to sample, or cancelled
             done = endings.after_step(rows, chosen, empty if any_empty else None, cancel, cancel_rows)  # [b]
             finished = rows.ids[done].tolist()
-            update = _step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
+            update = step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
             if len(finished) == len(rows.ids):
                 break
             yield update
@@ -257,12 +230,12 @@ class Engine:
                 rows = rows.select(keep)
                 plans = plan_stages(rows.params)
                 chosen = chosen[keep]
-            t0 = _synced_time(device)
+            t0 = synced_time(device)
             if companions is None:
                 logits = decode_one_token(self.loaded.model, chosen, cache)  # [b, V]
             else:  # one forward: the rows, then their companions fed the same tokens
                 logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
-            forward_seconds += _synced_time(device) - t0
+            forward_seconds += synced_time(device) - t0
 
         if recorder.trace is not None:
             recorder.trace.trim(step + 1)  # the room for steps never taken (rows ended before max_new_tokens) is freed
@@ -368,66 +341,3 @@ def _row_prompts(prompt_ids: Sequence[int] | Sequence[Sequence[int]], rows: int)
     return [list(prompt_ids)] * rows  # type: ignore[arg-type]
 
 
-class _Endings:
-    """When and why each row of a run ends (an index into FINISH_REASONS per row, on the device)."""
-
-    def __init__(self, loaded: LoadedModel, params: list[SamplingParams]):
-        device = loaded.device
-        self.params, self.decode = params, loaded.decode
-        self.with_stops = any(p.stop for p in params)  # else no row's text is ever decoded during the run
-        self.max_new = torch.tensor([p.max_new_tokens for p in params], device=device)  # [B]
-        self.eos = torch.tensor(loaded.eos_token_ids, device=device)
-        self.reasons = torch.zeros(len(params), dtype=torch.long, device=device)  # [B] "length" until told
-        self.max_time = torch.tensor([p.max_time for p in params], dtype=torch.float64, device=device)  # [B]
-        self.timed, self.started = any(p.max_time for p in params), now()
-
-    def after_step(self, rows: _Rows, chosen: torch.Tensor, empty: torch.Tensor | None,
-                   cancel: threading.Event | None, cancel_rows: Callable[[], Collection[int]] | None) -> torch.Tensor:
-        """[b] bool: the rows that end at this step (chosen [b] just appended to rows.state): EOS or a stop string
-        ("stop"), max_new_tokens ("length"), no token left to sample (`empty` [b]: "no_candidates"), the run past
-        max_time ("time"), or cancelled: every row (`cancel`), or the rows `cancel_rows()` names (their consumer
-        went away)."""
-        ids = rows.ids
-        stopped = torch.isin(chosen, self.eos)  # [b]
-        if self.with_stops:
-            stopped = stopped | stop_hits(self.decode, rows.state.tokens, rows.state.step,
-                                          [self.params[i] for i in ids.tolist()])
-        done = stopped | (rows.state.step >= self.max_new[ids])
-        self.reasons[ids[stopped]] = STOP
-        if empty is not None:
-            self.reasons[ids[empty]] = NO_CANDIDATES
-            done = done | empty
-        if self.timed:  # max_time: the run has taken longer than the row allows
-            late = past_time(self.started, self.max_time[ids]) & ~done
-            self.reasons[ids[late]] = TIME
-            done = done | late
-        if cancel is not None and cancel.is_set():
-            self.reasons[ids[~done]] = CANCELLED
-            done = torch.ones_like(done)
-        if cancel_rows is not None and (leaving := cancel_rows()):
-            gone = torch.tensor([i in leaving for i in ids.tolist()], device=ids.device) & ~done
-            self.reasons[ids[gone]] = CANCELLED
-            done = done | gone
-        return done
-
-    def reasons_of(self, rows: Sequence[int]) -> list[str]:
-        """Why each of `rows` (original row indices) ended."""
-        if not rows:
-            return []
-        reasons = self.reasons.tolist()
-        return [FINISH_REASONS[reasons[i]] for i in rows]
-
-
-def _step_update(step: int, emitted: tuple[torch.Tensor, ...], finished: list[int], reasons: list[str],
-                 recorder: TraceRecorder) -> StepUpdate:
-    """The tokens one step emitted (row ids, tokens, raw and final log p) as plain lists, for the consumer."""
-    ids, tokens = emitted[0].tolist(), emitted[1].tolist()
-    raw_logp, final_logp = torch.stack([emitted[2], emitted[3]]).tolist()  # one transfer
-    return StepUpdate(step, ids, tokens, finished, raw_logp, final_logp, recorder.raw_top(step, ids), reasons)
-
-
-def _synced_time(device: torch.device) -> float:
-    """perf_counter once the device has finished its queued work (so a forward's time is its own)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()

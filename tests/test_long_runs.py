@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from engine import generate as generate_module
+from engine import sampling as sampling_module
 from engine.bench.audit_sampling import BANNED, SETTINGS, AuditedChoice, Counts, banned_sequences
 from engine.generate import Engine
 from engine.params import SamplingParams
@@ -25,7 +25,7 @@ def test_every_step_of_a_long_sweep_chooses_a_token_the_processors_kept(tiny) ->
     counts = Counts()
     # every step's choice is checked against that step's final scores themselves (the trace's final-stage
     # probability says the same more coarsely; the property tests check it on shorter runs)
-    with mock.patch.object(generate_module, "choose_next", AuditedChoice(counts)):
+    with mock.patch.object(sampling_module, "choose_next", AuditedChoice(counts)):
         result = engine.generate(engine.encode("Tell me a long story."), params, list(range(ROWS)))
     assert counts.row_steps == ROWS * STEPS >= 20_000
     assert counts.removed_chosen == 0, "a step chose a token the last stage removed"

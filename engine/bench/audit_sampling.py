@@ -23,7 +23,7 @@ from unittest import mock
 
 import torch
 
-from .. import generate as generate_module
+from .. import sampling as sampling_module
 from ..generate import Engine
 from ..models import load_model, tiny_random_model
 from ..params import SamplingParams
@@ -103,7 +103,7 @@ def audit(engine: Engine, row_steps: int, rows: int, steps: int, progress: bool 
     banned = [seq for word in BANNED for seq in word_variants(engine.loaded.tokenizer, word)]
     prompts = [engine.encode(p) for p in PROMPTS]
     batch = 0
-    with mock.patch.object(generate_module, "choose_next", AuditedChoice(counts)):
+    with mock.patch.object(sampling_module, "choose_next", AuditedChoice(counts)):
         while counts.row_steps < row_steps:
             params = [SamplingParams(**SETTINGS[i % len(SETTINGS)], seed=seed_offset + batch * rows + i,
                                      max_new_tokens=steps, min_new_tokens=steps) for i in range(rows)]
