@@ -230,8 +230,9 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
     # transformers' order (all penalties before the samplers: a bias applied after top_k could move the argmax)
     sampling_off = {name: DEFAULTS[name] for spec in PROCESSORS if spec.sampling_only
                     and spec.name not in ("temperature", "top_k") for name in spec.switch_names()}
+    # (the watermarks, after every sampler, bias greedy rows too: they could move the greedy row's argmax)
     top1 = params[0].replace(**sampling_off, do_sample=True, temperature=data.draw(st.floats(0.05, 5)), top_k=1,
-                             order=DEFAULT_ORDER)
+                             order=DEFAULT_ORDER, watermark_bias=0.0, synthid_keys=())
     params = [*params, top1, top1.replace(do_sample=False)]
     prompt_ids = engine.encode(prompt)
     result = engine.generate(prompt_ids, params, list(range(len(params))), trace_top_n=4)
@@ -243,16 +244,23 @@ def test_generations_keep_their_promises(tiny_engine: Engine, params: list[Sampl
         assert all(v is None or math.isfinite(v) for v in sample_metrics(row.token_ids, row.raw_logprobs,
                                                                           row.raw_entropies).values())
         assert bool((trace.chosen_prob[:n, -1, r] > 0).all()), "a chosen token had probability 0 when chosen"
-        banned = [ids for w in p.bad_words for ids in word_variants(tok, w)]
-        assert not banned_in(row.token_ids, banned), f"banned words in {row.text!r}"
-        assert not set(row.token_ids) & set(token_ids(tok, p.suppress_tokens)), "a suppressed token was generated"
-        assert not row.token_ids or row.token_ids[0] not in token_ids(tok, p.begin_suppress_tokens)
         first_forced = token_left_by_forcing(p, first=True, last=p.max_new_tokens == 1)
         if row.token_ids and first_forced is not None:
             assert row.token_ids[0] == first_forced, "the forced first token was not the first"
         last_forced = token_left_by_forcing(p, first=n == 1, last=True)
         if n == p.max_new_tokens and last_forced is not None:
             assert row.token_ids[-1] == last_forced, "the forced last token was not the last"
+        # a forced token wins over the bans (transformers' forcing processors set every other token to -inf,
+        # whatever earlier stages did): the bans hold at every step no forcing stage decided
+        free = list(row.token_ids)
+        if free and first_forced is not None:
+            free[0] = -1
+        if n == p.max_new_tokens and last_forced is not None:
+            free[-1] = -1
+        banned = [ids for w in p.bad_words for ids in word_variants(tok, w)]
+        assert not banned_in(free, banned), f"banned words in {row.text!r}"
+        assert not set(free) & set(token_ids(tok, p.suppress_tokens)), "a suppressed token was generated"
+        assert not free or free[0] not in token_ids(tok, p.begin_suppress_tokens)
     assert result.rows[-2].token_ids == result.rows[-1].token_ids, "top_k = 1 differs from greedy"
     # the exact replay of one (row, step) is what the batch saw (when some row has a token: settings may leave none)
     with_tokens = [i for i, row in enumerate(result.rows) if row.token_ids]

@@ -66,8 +66,9 @@ def test_default_order_places_the_new_samplers() -> None:
     assert order.index("dynatemp") == order.index("temperature") + 1
     assert order.index("typical_p") < order.index("top_n_sigma") < order.index("top_a") < order.index("tfs")
     assert max(order.index(n) for n in ("top_k", "top_p", "min_p", "tfs", "eta_cutoff")) < order.index("xtc")
-    # mirostat, then adaptive-P (it picks the token in its sources), then LogitNormalization last
-    assert order[-3:] == ["mirostat", "adaptive_p", "renormalize"]
+    # mirostat, then adaptive-P (it picks the token in its sources), then the watermarks (transformers applies its
+    # watermarking processor after every other one), then LogitNormalization last
+    assert order[-5:] == ["mirostat", "adaptive_p", "watermark", "synthid", "renormalize"]
     assert tuple(REGISTRY) == DEFAULT_ORDER
 
 
