@@ -140,7 +140,10 @@ KNOBS = st.fixed_dictionaries({}, optional={
 @given(rows=st.lists(st.tuples(KNOBS, st.integers(1, 12), st.integers(1, 4), st.integers(1, 18)), min_size=1, max_size=5),
        text=st.sampled_from(["the cat sat on the mat and the cat sat on the hat", "a b a b a b a b a b", "1 2 3 1 2 3 1 2"]))
 def test_property_assisted_equals_plain(tiny_models, rows, text) -> None:
-    engine = tiny_models[0]
+    # the model spread like a trained one: on the near-uniform one every probability is within a few ulps of the
+    # others, so a top-p boundary or an argmax can be decided by the last bit of the forward, which differs between
+    # a multi-token verification forward and one-token forwards (a token flipped there at step 12 under top_p 0.5)
+    engine = tiny_models[1]
     prompt = engine.encode(text, raw=True)
     params = [SamplingParams(**{**knobs, "min_new_tokens": min(knobs.get("min_new_tokens", 0), length)},
                              max_new_tokens=length) for knobs, _, _, length in rows]
