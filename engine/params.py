@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import ParamError, check_flag, check_text, check_whole
-from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, MAX_KEY, MAX_SEQUENCE_BIAS, MAX_SYNTHID_KEYS, MAX_TOKEN_ID,
-                    NO_TOKEN, PROCESSORS, WATERMARK_HASHING_KEY, WATERMARK_SCHEMES, Range)
+from .errors import ParamError, check_flag, check_text
+from .field_readers import (bias_tuple, breakers_tuple, force_words_tuple, keys_tuple, logit_bias_tuple, str_tuple,
+                            token_tuple)
+from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, NO_TOKEN, PROCESSORS, WATERMARK_HASHING_KEY,
+                    WATERMARK_SCHEMES, Range)
 from .knobs import fmt_number as _fmt
 from .order import DEFAULT_ORDER, normalize_order
 from .tokens import token_ids, word_variants
@@ -141,24 +142,24 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         # Normalise list-ish inputs so that the dataclass stays hashable and JSON round-trips.
-        object.__setattr__(self, "bad_words", _str_tuple("bad_words", self.bad_words))
-        object.__setattr__(self, "stop", _str_tuple("stop", self.stop))
-        object.__setattr__(self, "dry_sequence_breakers", _breakers_tuple(self.dry_sequence_breakers))
-        object.__setattr__(self, "sequence_bias", _bias_tuple(self.sequence_bias))
-        object.__setattr__(self, "logit_bias", _logit_bias_tuple(self.logit_bias))
+        object.__setattr__(self, "bad_words", str_tuple("bad_words", self.bad_words))
+        object.__setattr__(self, "stop", str_tuple("stop", self.stop))
+        object.__setattr__(self, "dry_sequence_breakers", breakers_tuple(self.dry_sequence_breakers))
+        object.__setattr__(self, "sequence_bias", bias_tuple(self.sequence_bias))
+        object.__setattr__(self, "logit_bias", logit_bias_tuple(self.logit_bias))
         object.__setattr__(self, "order", normalize_order(self.order))
         if self.negative_prompt is None:  # transformers' None: the default unconditional context
             object.__setattr__(self, "negative_prompt", "")
         check_text("negative_prompt", self.negative_prompt, allow_empty=True)
-        object.__setattr__(self, "force_words", _force_words_tuple(self.force_words))
+        object.__setattr__(self, "force_words", force_words_tuple(self.force_words))
         if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
             raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
         if not (isinstance(self.watermark_seeding_scheme, str) and self.watermark_seeding_scheme in WATERMARK_SCHEMES):
             raise ParamError("watermark_seeding_scheme", f"one of {', '.join(repr(m) for m in WATERMARK_SCHEMES)}",
                              self.watermark_seeding_scheme)
-        object.__setattr__(self, "synthid_keys", _keys_tuple(self.synthid_keys))
+        object.__setattr__(self, "synthid_keys", keys_tuple(self.synthid_keys))
         for name in TOKEN_LIST_FIELDS:
-            object.__setattr__(self, name, _token_tuple(name, getattr(self, name)))
+            object.__setattr__(self, name, token_tuple(name, getattr(self, name)))
         for name in FORCED_TOKEN_FIELDS:  # transformers' None means off
             if getattr(self, name) is None:
                 object.__setattr__(self, name, NO_TOKEN)
@@ -475,71 +476,6 @@ def _check_number(name: str, value: Any, kind: type, allowed: Range) -> Any:
     return kind(value)
 
 
-def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ParamError(name, "a list of non-empty strings", value)
-    for text in value:
-        check_text(name, text)
-    return tuple(value)
-
-
-def _token_tuple(name: str, value: Any) -> tuple[str | int, ...]:
-    """Texts (non-empty, valid Unicode) and token ids (whole numbers in [0, MAX_TOKEN_ID]; the engine checks them
-    against the model's vocabulary), one of them alone or a list."""
-    items = [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
-    if not isinstance(items, (list, tuple)):
-        raise ParamError(name, f"a list of texts and token ids (whole numbers in [0, {MAX_TOKEN_ID}])", value)
-    for item in items:
-        if isinstance(item, str):
-            check_text(name, item)
-        else:
-            check_whole(name, item, 0, MAX_TOKEN_ID)
-    return tuple(items)
-
-
-def _keys_tuple(value: Any) -> tuple[int, ...]:
-    """SynthID's keys: whole numbers in [0, 2^63 - 1], one per tournament layer (at most MAX_SYNTHID_KEYS); a list,
-    one number, or their text "654, 400, 836" (what --set and the page's box give)."""
-    allowed = (f"a list of at most {MAX_SYNTHID_KEYS} whole numbers in [0, {MAX_KEY}] (e.g. [654, 400, 836]; "
-               f"empty = off)")
-    if isinstance(value, str):
-        parts = [part.strip() for part in value.strip().strip("[]").split(",")]
-        if parts == [""]:
-            return ()
-        if not all(re.fullmatch(r"[0-9]{1,19}", part) for part in parts):
-            raise ParamError("synthid_keys", allowed, value)
-        value = [int(part) for part in parts]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or len(value) > MAX_SYNTHID_KEYS:
-        raise ParamError("synthid_keys", allowed, value)
-    for key in value:
-        if isinstance(key, float) and key.is_integer():
-            key = int(key)
-        check_whole("synthid_keys", key, 0, MAX_KEY)
-    return tuple(int(key) for key in value)
-def _force_words_tuple(value: Any) -> tuple[tuple[str, ...], ...]:
-    """force_words: a text (one constraint), or a list whose items are a text (a phrase the output must contain)
-    or a list of texts (alternatives: one of them must appear) -> a tuple of constraints, each a tuple of texts."""
-    allowed = 'a list of texts and lists of alternative texts, e.g. ["Paris", ["London", "Rome"]]'
-    if isinstance(value, str) and not value.strip():
-        return ()  # a blank text: off (a sweep axis value, an empty box)
-    items = (value,) if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        raise ParamError("force_words", allowed, value)
-    out = []
-    for item in items:
-        texts = (item,) if isinstance(item, str) else item
-        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ParamError("force_words", allowed + " (no empty text or list)", item)
-        for text in texts:
-            check_text("force_words", text)
-        out.append(tuple(dict.fromkeys(texts)))
-    return tuple(out)
-
-
 def force_words_ids(tokenizer: Any, force_words: Sequence[Sequence[str]]) -> list[list[int] | list[list[int]]]:
     """transformers' force_words_ids: per constraint, the token ids of every spelling of its texts (each text as
     written and with a leading space, as bad_words: tokens.word_variants); one spelling -> a phrase [ids], several
@@ -559,51 +495,3 @@ def force_words_ids(tokenizer: Any, force_words: Sequence[Sequence[str]]) -> lis
                                      f"leading space) is the start of another (here {a} starts {b})", list(texts))
         out.append(spellings[0] if len(spellings) == 1 else spellings)
     return out
-
-
-def _breakers_tuple(value: Any) -> tuple[str, ...]:
-    """DRY's sequence breakers: a list of strings, or text-generation-webui's text form of one
-    ('"\\n", ":", "\\"", "*"' or a JSON array), so its settings carry over; any other string is one breaker."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value if value.lstrip().startswith("[") else f"[{value}]")
-        except (ValueError, RecursionError):  # RecursionError: brackets nested too deep are one breaker
-            parsed = None
-        if isinstance(parsed, list) and parsed and all(isinstance(v, str) and v for v in parsed):
-            value = parsed
-    return _str_tuple("dry_sequence_breakers", value)
-
-
-def _bias_tuple(value: Any) -> tuple[tuple[str, float], ...]:
-    allowed = f"a mapping of text -> number in [-{_fmt(MAX_SEQUENCE_BIAS)}, {_fmt(MAX_SEQUENCE_BIAS)}] or -inf (a ban)"
-    items = value.items() if isinstance(value, dict) else value
-    try:
-        pairs = tuple((str(t), float(b)) for t, b in items)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a whole number beyond float64
-        raise ParamError("sequence_bias", allowed, value) from None
-    for text, bias in pairs:
-        check_text("sequence_bias", text)
-        if not (abs(bias) <= MAX_SEQUENCE_BIAS or bias == -math.inf):
-            raise ParamError("sequence_bias", f"biases in [-{_fmt(MAX_SEQUENCE_BIAS)}, {_fmt(MAX_SEQUENCE_BIAS)}] "
-                                              f"or -inf (a ban)", {text: bias})
-    return pairs
-
-
-def _logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
-    """OpenAI's logit_bias: {"token id": bias} (keys may be strings, as JSON requires), bias in [-100, 100]."""
-    allowed = 'a mapping of token id -> number in [-100, 100], e.g. {"50256": -100}'
-    items = value.items() if isinstance(value, dict) else value
-    try:
-        pairs = [(k, b) for k, b in items]
-    except (TypeError, ValueError):
-        raise ParamError("logit_bias", allowed, value) from None
-    out = []
-    for key, bias in pairs:
-        # a key is a token id: ASCII digits only ("²".isdigit() is true, and int() refuses it), at most int64
-        token = int(key) if isinstance(key, str) and re.fullmatch(r"[0-9]{1,19}", key.strip()) else key
-        if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < 2**63:
-            raise ParamError("logit_bias", 'keys that are token ids (whole numbers >= 0, e.g. "50256")', key)
-        if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not -100 <= bias <= 100:
-            raise ParamError("logit_bias", "biases in [-100, 100]", {key: bias})
-        out.append((token, float(bias)))
-    return tuple(out)
