@@ -236,7 +236,7 @@ def _load_pretrained(name: str) -> tuple["PreTrainedModel", "PreTrainedTokenizer
         raise ValueError(f"model: could not load {name!r}: {exc}") from exc
 
 
-def _finish(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", name: str, device: torch.device,
+def finish_loading(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", name: str, device: torch.device,
             dtype: torch.dtype, start: float, from_cache: bool) -> LoadedModel:
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedModel(
@@ -268,7 +268,7 @@ def load_model(name_or_path: str | None = None, device: str | None = None, dtype
             raise ValueError(f"model: could not load {name!r}: {exc}") from exc
     else:
         model, tokenizer, cached = _load_pretrained(name)
-    return _finish(model, tokenizer, name, dev, dt, start, cached)
+    return finish_loading(model, tokenizer, name, dev, dt, start, cached)
 
 
 def _bundled_tokenizer() -> "PreTrainedTokenizerBase":
@@ -306,4 +306,4 @@ def tiny_random_model(vocab_from: LoadedModel | None = None, seed: int = 0, num_
         model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig.from_model_config(config)
     cpu = torch.device("cpu")
-    return _finish(model, tokenizer, "tiny-random", cpu, torch.float32, start, from_cache=False)
+    return finish_loading(model, tokenizer, "tiny-random", cpu, torch.float32, start, from_cache=False)

@@ -2,10 +2,13 @@
 
     python -m engine.bench                 # 36 rows x 64 tokens, median of 3 interleaved repeats
     python -m engine.bench --quick         # 16 tokens, 1 repeat: a smoke test
+    python -m engine.bench --arch llama-8b --grid 4x4 --samples 16   # random 8B weights, 256 rows (GPU)
 
 Same process, same model, same tokens per row (min_new_tokens = max_new_tokens = N). Grid: temperature
 {0.3, 0.7, 1.0} x top_p {0.5, 0.9, 1.0}, --samples per cell. Methods, measured in interleaved order:
   baseline       model.generate(..., num_return_sequences=samples) once per cell, sequentially
+  generate-batch one model.generate(...) of all rows at once, with one cell's settings (temperature 0.7,
+                 top_p 0.9): what transformers' batching gives when every row is alike
   engine         Engine.generate of all rows in one batch, trace off
   engine+trace   the same with trace_top_n > 0
   forward        the floor: prefill once, copy the cache to every row, N-1 decode forwards, nothing else
@@ -27,11 +30,14 @@ import torch
 from ..generate import Engine
 from ..models import LoadedModel, load_model
 from ..params import SamplingParams
+from .archs import ARCHS, random_model
 
 PROMPT = "Explain how blockchain works in simple terms."
-TEMPERATURES = (0.3, 0.7, 1.0)
-TOP_PS = (0.5, 0.9, 1.0)
-METHODS = ("baseline", "engine", "engine+trace", "forward")
+GRIDS = {  # --grid: temperatures x top_ps
+    "3x3": ((0.3, 0.7, 1.0), (0.5, 0.9, 1.0)),  # the reference sweep
+    "4x4": ((0.3, 0.5, 0.7, 1.0), (0.5, 0.8, 0.9, 1.0)),  # with --samples 16: 256 rows
+}
+METHODS = ("baseline", "generate-batch", "engine", "engine+trace", "forward")
 
 
 @dataclass
@@ -41,10 +47,12 @@ class Setup:
     prompt_ids: list[int]
     samples: int
     trace_top_n: int
+    grid: str = "3x3"
 
     @property
     def cells(self) -> list[tuple[float, float]]:
-        return [(t, p) for t in TEMPERATURES for p in TOP_PS]
+        temperatures, top_ps = GRIDS[self.grid]
+        return [(t, p) for t in temperatures for p in top_ps]
 
     @property
     def rows(self) -> int:
@@ -78,6 +86,17 @@ def run_baseline(s: Setup, tokens: int) -> tuple[int, float | None]:
     return total, None
 
 
+def run_generate_batch(s: Setup, tokens: int) -> tuple[int, float | None]:
+    """One transformers generate() call for every row, all with one cell's settings."""
+    model, eos = s.loaded.model, s.loaded.eos_token_ids[0]
+    input_ids = torch.tensor([s.prompt_ids], device=s.loaded.device)
+    torch.manual_seed(0)
+    out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True, temperature=0.7,
+                         top_p=0.9, top_k=0, num_return_sequences=s.rows, min_new_tokens=tokens,
+                         max_new_tokens=tokens, pad_token_id=eos)
+    return out.shape[0] * (out.shape[1] - input_ids.shape[1]), None
+
+
 def run_engine(s: Setup, tokens: int, trace_top_n: int) -> tuple[int, float | None]:
     params = [SamplingParams(temperature=t, top_p=p, min_new_tokens=tokens, max_new_tokens=tokens, seed=0)
               for t, p in s.cells for _ in range(s.samples)]
@@ -104,6 +123,7 @@ def run_forward(s: Setup, tokens: int) -> tuple[int, float | None]:
 def runners(s: Setup) -> dict[str, Callable[[int], tuple[int, float | None]]]:
     return {
         "baseline": lambda n: run_baseline(s, n),
+        "generate-batch": lambda n: run_generate_batch(s, n),
         "engine": lambda n: run_engine(s, n, 0),
         "engine+trace": lambda n: run_engine(s, n, s.trace_top_n),
         "forward": lambda n: run_forward(s, n),
@@ -143,7 +163,8 @@ def summarize(s: Setup, timings: dict[str, Timing], args: argparse.Namespace) ->
         "model": s.loaded.name, "device": str(s.loaded.device), "dtype": str(s.loaded.dtype).removeprefix("torch."),
         "torch": torch.__version__, "transformers": _transformers_version(), "python": platform.python_version(),
         "threads": torch.get_num_threads(), "prompt_tokens": len(s.prompt_ids), "rows": s.rows,
-        "tokens_per_row": args.tokens, "repeats": args.repeats, "trace_top_n": s.trace_top_n,
+        "tokens_per_row": args.tokens, "repeats": args.repeats, "trace_top_n": s.trace_top_n, "grid": s.grid,
+        "gpu": torch.cuda.get_device_name(s.loaded.device) if s.loaded.device.type == "cuda" else None,
         "expected_tokens": expected,
         "methods": {name: {"median_s": med[name], "runs_s": timings[name].seconds, "tokens": timings[name].tokens,
                            "tokens_per_s": tps[name], "x_baseline": tps[name] / tps["baseline"]}
@@ -193,6 +214,13 @@ def log(message: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model name/path (default: the bundled SmolLM2)")
+    ap.add_argument("--arch", default=None, choices=sorted(ARCHS),
+                    help="instead of --model: random weights of these shapes (engine/bench/archs.py), built on the "
+                         "device; needs no download")
+    ap.add_argument("--tokenizer", default=None, metavar="DIR",
+                    help="with --arch: a tokenizer directory (default: the bundled model's tokenizer)")
+    ap.add_argument("--grid", default="3x3", choices=sorted(GRIDS),
+                    help="temperature x top_p grid: 3x3 (the reference) or 4x4 (x --samples 16 = 256 rows)")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per row (min = max)")
@@ -202,6 +230,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
     ap.add_argument("--quick", action="store_true", help="smoke test: --tokens 16 --repeats 1")
     args = ap.parse_args(argv)
+    if args.arch and args.model:
+        ap.error("--arch and --model exclude each other")
+    if args.tokenizer and not args.arch:
+        ap.error("--tokenizer goes with --arch")
     if args.quick:
         args.tokens, args.repeats = 16, 1
     for name in ("tokens", "samples", "repeats", "trace_top_n"):
@@ -215,9 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()  # one generation-config notice per cell would drown the progress lines
     log("loading model")
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    if args.arch:
+        loaded = random_model(args.arch, device=args.device, dtype=args.dtype, tokenizer_dir=args.tokenizer)
+    else:
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     engine = Engine(loaded)
-    setup = Setup(loaded, engine, engine.encode(PROMPT), args.samples, args.trace_top_n)
+    setup = Setup(loaded, engine, engine.encode(PROMPT), args.samples, args.trace_top_n, args.grid)
     log(f"{loaded.name} on {loaded.device} ({loaded.dtype}), {setup.rows} rows x {args.tokens} tokens")
     summary = summarize(setup, measure(setup, args.tokens, args.repeats), args)
     print(report(summary))
