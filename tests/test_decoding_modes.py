@@ -22,6 +22,7 @@ from engine.sweep import run_sweep
 from engine.sweepspec import Axis, SweepSpec
 from pages import open_app, set_text, shot, text_box, wait_done
 from playground.config import PlaygroundConfig
+from playground.presets import load_presets
 from playground.render import sweep_grid_html
 from engine.metrics import cell_summary
 
@@ -176,3 +177,13 @@ def test_a_decoding_mode_axis_in_the_page(page, app_url):
     for name in ("greedy", "beam_search", "contrastive"):
         expect(grid).to_contain_text(f"decoding_mode = {name}")
     shot(page, "sweep-decoding-mode-axis")
+
+
+def test_the_strategies_preset_puts_every_mode_side_by_side():
+    [preset] = [p for p in load_presets() if p.name == "The decoding strategies on one prompt"]
+    spec = preset.config.sweep_spec()
+    assert spec.axes == (Axis(MODE_AXIS, MODE_NAMES),) and len(spec.rows()) == len(MODE_NAMES)
+    by_mode = {dict(values)[MODE_AXIS]: p for values, p in spec.cells()}
+    assert by_mode["greedy"].greedy and not by_mode["sampling"].greedy and by_mode["sampling"].temperature == 0.8
+    assert by_mode["contrastive"].penalty_alpha > 0 and by_mode["diverse_beams"].num_beam_groups == 2
+    assert by_mode["constrained_beams"].force_words == (("storm",),) and by_mode["beam_search"].force_words == ()
