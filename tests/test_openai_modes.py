@@ -8,19 +8,23 @@ give (streaming, logprobs, n beyond the beams) is a 400 naming the field.
 """
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openai import OpenAI
 
-from engine.decoding_modes import MODE_AXIS
+from engine.decoding_modes import MODE_AXIS, MODE_NAMES
 from engine.generate import Engine
 from engine.models import tiny_random_model
 from engine.params import SamplingParams
 from engine.scheduler import BatchScheduler
 from engine.sweep import run_sweep
 from engine.sweepspec import Axis, SweepSpec
+from playground.config import PlaygroundConfig
+from playground.exports import openai_request_json
 from playground.openai_api import openai_router
 
 PROMPT = "The weather today is"
@@ -100,3 +104,15 @@ def test_what_a_searched_answer_cannot_give_is_a_400_naming_the_field(client, bo
         client.completions.create(model="any", prompt=PROMPT, max_tokens=4, stream=stream, extra_body=body)
     assert info.value.status_code == 400 and info.value.body["param"] == param
     assert param in info.value.body["message"]
+
+
+def test_the_pages_openai_export_of_a_mode_sweep_runs_on_v1(client):
+    """Each cell's exported request body (Share & export) is one /v1 request that the server runs."""
+    config = PlaygroundConfig(prompt=PROMPT, raw=True, samples=2, params=BASE.replace(temperature=0.8, max_new_tokens=3),
+                              axes=((MODE_AXIS, ", ".join(MODE_NAMES)),), view="sweep")
+    bodies = json.loads(openai_request_json(config, "any"))
+    assert len(bodies) == len(MODE_NAMES)
+    for name, body in zip(MODE_NAMES, bodies):
+        out = client.completions.create(**{k: body.pop(k) for k in ("model", "prompt", "max_tokens", "n")},
+                                        extra_body=body)
+        assert len(out.choices) == (1 if name == "contrastive" else 2), name  # samples, or the 2 best beams
