@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .decoding_modes import MODE_NAMES
 from .errors import ParamError
 from .params import FIELD_NAMES, from_dict
 
@@ -40,6 +41,10 @@ values:
                      --axis 'prompt="Write a story, please.","Explain how vaccines work."'
                      (prompt and system_prompt are axes too: quote a prompt that holds a comma; with a
                      prompt axis, --prompt may be left out)
+                     --axis decoding_mode=greedy,beam_search,contrastive   (named groups of knobs,
+                     engine/decoding_modes.py: """ + ", ".join(MODE_NAMES) + """;
+                     each cell lays its mode's knobs over the --set values; constrained_beams takes
+                     force_words from them; another axis may not vary a knob a mode decides)
                      At most 3 axes; every cell decodes `--samples` times, all rows in one batch.
   --max-new-tokens / --seed are short for --set max_new_tokens= / --set seed=.
   Seeds: every cell uses the base seed, so sample i of every cell draws the same random numbers and cells
@@ -48,7 +53,7 @@ values:
   Values are never clamped or rounded: one outside its field's range (temperature=-1, top_p=2, top_k=2.7),
   a name given twice with different values, or an unknown name is refused with `error: FIELD: ...` and exit 2.
 
-fields: prompt, system_prompt (axes only), """ + ", ".join(FIELD_NAMES) + """
+fields: prompt, system_prompt, decoding_mode (axes only), """ + ", ".join(FIELD_NAMES) + """
 
 output:
   --out FILE.json     {"spec", "model", ..., "samples": [one record per sample: cell, axis_* values, every

@@ -4,6 +4,7 @@ Sampling and greedy rows decode together in one batched loop (streamed step by s
 them, every cell of the same beam width, group count and length in one beam batch (engine/beams.py); a beam cell's rows
 are its num_return_sequences best hypotheses, best first, and its steps stream as BeamProgress (engine/events.py).
 Contrastive rows (penalty_alpha > 0) run last, those of the same top_k and length in one batch (engine/contrastive.py).
+A decoding_mode axis (engine/decoding_modes.py) only sets each cell's knobs, so its cells take these same routes.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
         steps = beam_search_steps(engine, row_prompts[cell_rows[0][0]], configs, cancel)
         batch = yield from _beam_progress(steps, cell_rows)
         for idx, beams in zip(cell_rows, batch):
-            results.update(zip(idx, (_beam_row(engine, seq, beams.params, cancel) for seq in beams.sequences)))
+            results.update(zip(idx, (beam_row(engine, seq, beams.params, cancel) for seq in beams.sequences)))
     for batch_rows in contrastive_batches:  # each distinct configuration once; its samples are the same text
         configs = list(dict.fromkeys(rows[i].params for i in batch_rows))
         item_of = [configs.index(rows[i].params) for i in batch_rows]
@@ -176,7 +177,7 @@ def _contrastive_progress(steps: ContrastiveSteps, batch_rows: list[int], item_o
         yield BeamProgress(step - 1, {row: running[item] for row, item in zip(batch_rows, item_of)}), None
 
 
-def _beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: threading.Event | None) -> RowResult:
+def beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: threading.Event | None) -> RowResult:
     """A returned hypothesis as an output row: "stop" when it ended with EOS, "cancelled" when the search was
     stopped before it reached max_new_tokens, "no_candidates" when there is none, else "length"."""
     ended = seq.token_ids and seq.token_ids[-1] in engine.loaded.eos_token_ids

@@ -2,6 +2,8 @@
 
 Any SamplingParams field can be an axis (the processor `order` included), and so can the prompt and the system
 prompt (PROMPT_AXES: "story vs explanation x temperature" is one batch; rows with different prompts share it).
+The decoding mode is an axis too (MODE_AXIS "decoding_mode", engine/decoding_modes.py: greedy, sampling, beam
+search, ... side by side in one grid): each cell lays its mode's knobs over the base, then the other axes' values.
 Every cell is validated before any work.
 
 Seeds: by default every cell keeps the base seed, so sample i of every cell draws the same random numbers (coupled
@@ -18,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .decoding_modes import MODE_AXIS, check_axes_with_modes, check_mode_axis, check_mode_params, mode_overrides
 from .errors import ParamError, check_flag, check_text, check_whole
 from .params import FIELD_NAMES, SamplingParams, from_dict
 
@@ -67,6 +70,12 @@ def _check_prompt(name: str, value: Any) -> None:
         raise ParamError(name, "a non-empty string", value)
     check_text(name, value)
 
+def check_mode_combinations(axes: tuple[Axis, ...]) -> None:
+    """With a decoding_mode axis, the other axes may vary only knobs its modes leave to them."""
+    modes = next((a.values for a in axes if a.name == MODE_AXIS), ())
+    check_axes_with_modes(modes, {a.name: a.values for a in axes if a.name not in SPECIAL_AXES})
+
+
 @dataclass(frozen=True)
 class Axis:
     name: str
@@ -88,7 +97,8 @@ class SweepRow:
 MAX_AXES = 3
 MAX_CELLS = 4096
 PROMPT_AXES = ("prompt", "system_prompt")  # axes that change what the rows read, not how they sample
-AXIS_NAMES = (*PROMPT_AXES, *FIELD_NAMES)
+SPECIAL_AXES = (*PROMPT_AXES, MODE_AXIS)  # axes that are not one SamplingParams field
+AXIS_NAMES = (*SPECIAL_AXES, *FIELD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,11 @@ class SweepSpec:
                 raise ParamError(f"axis {axis.name}", "a non-empty list of values", list(axis.values))
             if axis.name in PROMPT_AXES:
                 check_prompt_axis(axis)
+            if axis.name == MODE_AXIS:
+                check_mode_axis(axis.values)
         if len(set(names)) != len(names):
             raise ParamError("axes", "distinct parameter names", names)
+        check_mode_combinations(self.axes)
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ParamError("samples", "a whole number >= 1", self.samples)
         _check_prefixes(self.prefix, self.samples)
@@ -151,11 +164,27 @@ class SweepSpec:
         out = []
         for combo in itertools.product(*(a.values for a in self.axes)):
             values = tuple((a.name, v) for a, v in zip(self.axes, combo))
-            params = self.base.replace(**{name: v for name, v in values if name not in PROMPT_AXES})
+            params = self._cell_params(values)
             if self.independent_seeds:
                 params = params.replace(seed=cell_seed(params.seed, values))
             out.append((values, params))
         return out
+
+    def _cell_params(self, values: tuple[tuple[str, Any], ...]) -> SamplingParams:
+        """The base, its cell's decoding mode laid over it (if any), then the other axes' values: one replace, so
+        only the cell's final parameters are validated. A mode cell's refusal names the cell."""
+        changes = {name: v for name, v in values if name not in SPECIAL_AXES}
+        name = dict(values).get(MODE_AXIS)
+        if name is None:
+            return self.base.replace(**changes)
+        try:
+            params = self.base.replace(**{**mode_overrides(name, self.base), **changes})
+            check_mode_params(name, params)
+        except ParamError as exc:
+            cell = ", ".join(f"{n}={_plain(v)}" for n, v in values if n not in PROMPT_AXES)
+            exc.args = (f"{exc} (in the cell {cell})",)
+            raise
+        return params
 
     def rows(self) -> list[SweepRow]:
         """Every cell's rows: `samples` samples, or for a beam cell its num_return_sequences best beams."""

@@ -17,7 +17,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from engine.forcing import check_prefix
 from engine.errors import ParamError, check_flag, check_whole
 from engine.params import FIELD_NAMES, SamplingParams, from_dict
-from engine.sweepspec import AXIS_NAMES, MAX_AXES, PROMPT_AXES, Axis, SweepSpec, check_prompt_axis
+from engine.decoding_modes import MODE_AXIS, check_mode_axis, mode_overrides
+from engine.sweepspec import (AXIS_NAMES, MAX_AXES, PROMPT_AXES, SPECIAL_AXES, Axis, SweepSpec, check_mode_combinations,
+                              check_prompt_axis)
 from engine.values import changed_params, format_value, parse_axis_values, parse_value
 
 VIEWS = ("generate", "sweep", "distributions")
@@ -139,9 +141,16 @@ class PlaygroundConfig:
             axis = Axis(name, parse_axis_values(name, text))
             if name in PROMPT_AXES:
                 check_prompt_axis(axis)
-            for value in axis.values if name not in PROMPT_AXES else ():  # linear, unlike SweepSpec's full grid
-                self.params.replace(**{name: value})
+            if name == MODE_AXIS:
+                check_mode_axis(axis.values)
             parsed.append(axis)
+        check_mode_combinations(tuple(parsed))
+        modes = next((a.values for a in parsed if a.name == MODE_AXIS), ())
+        for axis in parsed:  # linear, unlike SweepSpec's full grid: each value on the base (or each mode's cell)
+            for value in axis.values if axis.name not in SPECIAL_AXES else ():
+                for mode in modes or (None,):
+                    changes = mode_overrides(mode, self.params) if mode else {}
+                    self.params.replace(**{**changes, axis.name: value})
         return tuple(parsed)
 
     def sweep_spec(self) -> SweepSpec:

@@ -451,8 +451,10 @@ def _openai_body(config: PlaygroundConfig, model_name: str) -> dict[str, Any]:
     else:
         system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
         body["messages"] = [*system, {"role": "user", "content": config.prompt}]
+    searched = params.num_beams > 1 or params.penalty_alpha > 0  # /v1's n: the best beams; contrastive gives one
     body.update(temperature=0.0 if params.greedy else params.temperature, top_p=params.top_p,
-                max_tokens=params.max_new_tokens, n=config.samples, seed=params.seed)
+                max_tokens=params.max_new_tokens, n=params.num_return_sequences if searched else config.samples,
+                seed=params.seed)
     if params.stop:
         body["stop"] = list(params.stop)
     body.update(presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty)

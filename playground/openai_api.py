@@ -28,6 +28,7 @@ from engine.scoring import TokenScores, score_tokens
 from engine.stops import sendable_length
 
 from .errors import log_bad_input, report_fault
+from .openai_search import check_search, search_params, search_response, searches
 from .openai_request import (MAX_IGNORED_SHOWN, WAIT_SECONDS, ParsedRequest, RequestError, error_response,
                              parse_request, read_body)
 
@@ -183,6 +184,12 @@ class OpenAIRoutes:
     async def answer(self, request: Request, chat: bool) -> Response:
         try:
             parsed = parse_request(await read_body(request), chat, self.engine)
+            if searches(parsed.params):  # beam or contrastive search: answered whole (playground/openai_search.py)
+                params = search_params(parsed)
+                self._refused_as_request_error(parsed, lambda: check_search(self.engine, parsed, params))
+                headers = {"X-Ignored-Fields": _header_list(parsed.ignored)} if parsed.ignored else {}
+                return await search_response(self.engine, self.model_id, parsed, params, headers,
+                                             openai_finish_reason)
             whole = not chat and (parsed.echo or len(parsed.prompts) > 1)  # echo, or a batch of prompts
             jobs = self._submit_each(parsed) if whole else [self._submit(parsed)]
         except RequestError as exc:

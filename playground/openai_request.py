@@ -202,9 +202,6 @@ def parse_request(body: Any, chat: bool, engine: Engine) -> ParsedRequest:
     if chat and params.token_healing:
         raise RequestError("token_healing: must be false in a chat request (healing reads the prompt back as plain "
                            "text, which would drop the chat template's markers; use /v1/completions)", "token_healing")
-    if params.num_beams > 1:
-        raise RequestError(f"num_beams: must be 1 on this endpoint (beam search runs in the page and in /sweep), "
-                           f"got {params.num_beams}", "num_beams")
     return ParsedRequest(chat, prompts[0][0], params, n, stream, include_usage, top_logprobs, ignored,
                          [ids for ids, _ in prompts], echo, [text for _, text in prompts], max_tokens)
 

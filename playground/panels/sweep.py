@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.decoding_modes import MODE_AXIS, MODE_HELP, MODE_NAMES
 from engine.errors import ParamError
 from engine.sweepspec import AXIS_NAMES, MAX_AXES
 
@@ -46,7 +47,9 @@ def build_sweep() -> SweepPanel:
     """The Sweep tab (call inside the page's gr.Tabs)."""
     with gr.Tab("Sweep", id="sweep") as tab:
         gr.Markdown("Up to three axes over any parameter. Values: `0.2, 0.9`, ranges `0.1:0.9:0.2`, "
-                    "orders `temperature>min_p, min_p>temperature`. Every cell x sample runs as one batch.")
+                    "orders `temperature>min_p, min_p>temperature`. Every cell x sample runs as one batch. "
+                    "The axis `decoding_mode` puts whole strategies side by side (its values: "
+                    f"{', '.join(MODE_NAMES)}): {MODE_HELP}.")
         axis_names, axis_values = [], []
         for i in range(MAX_AXES):
             with gr.Row():
@@ -116,6 +119,13 @@ def wire_sweep(page: PageContext, panel: SweepPanel, dist_sliders: tuple[gr.Slid
         run_sweep, inputs_kwargs={**page.form.widgets, "heatmap_metric": panel.metric, "heatmap_scale": panel.scale},
         outputs=outputs, preprocess=False, show_progress="hidden", **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(sweeping, panel.stop))
+
+    def mode_values(name: str, text: str) -> Any:
+        """Choosing decoding_mode for an empty axis fills in every mode's name (edit the list as you like)."""
+        return ", ".join(MODE_NAMES) if name == MODE_AXIS and not (text or "").strip() else gr.skip()
+
+    for name_box, values_box in zip(panel.axis_names, panel.axis_values):
+        name_box.input(mode_values, [name_box, values_box], values_box, queue=False, **PRIVATE)
     panel.stop.click(stop_run, None, None, queue=False, **PRIVATE)
 
     @user_errors
