@@ -64,6 +64,16 @@ def test_sizes_benchmark_writes_its_table(tmp_path):
     [summary] = json.loads((tmp_path / "summaries.json").read_text())
     assert summary["rows"] == 9 and summary["expected_tokens"] == 27
     assert all(m["tokens"] == 27 for m in summary["methods"].values())
-    assert summary["invariance"]["equal_rows"] == 1  # fp32 on a CPU: a cell alone equals itself in the sweep
+    assert summary["invariance"]["equal_rows"] == 9  # fp32 on a CPU: every cell alone equals itself in the sweep
     table = (tmp_path / "table.md").read_text()
     assert "| smollm2-135m (0.13 B) | 9 |" in table
+
+
+def test_invariance_benchmark_compares_every_cell_alone_with_the_sweep(capsys):
+    import json
+
+    from engine.bench import invariance
+
+    assert invariance.main(["--samples", "1", "--tokens", "3"]) == 0  # the bundled model at fp32
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 9 and report["equal_rows"] == 9 and report["first_difference_step"] == [None] * 9

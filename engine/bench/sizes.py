@@ -7,8 +7,8 @@ For each architecture of engine/bench/archs.py (built on the device, nothing dow
 (GRID:SAMPLES; default the reference 3x3:4 = 36 rows and 4x4:16 = 256 rows), the methods of engine/bench/reference.py
 are measured interleaved: transformers generate() once per cell, one generate() batch, the engine with the trace
 off and on, and the bare forwards. Also per architecture:
-  invariance  the first cell's rows decoded alone equal the same rows inside the sweep, token for token (at the
-              dtype in use: matrix kernels may change with the batch size)
+  invariance  every cell decoded alone equals the same cell inside the sweep, token for token (at the dtype in
+              use: matrix kernels may change with the batch size)
   memory      peak device memory of the largest engine run, and the KV-cache bytes per row per token
 After each sweep, every number so far is written to OUT/summaries.json and a Markdown table to OUT/table.md.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from ..generate import Engine
-from ..params import SamplingParams
 from .archs import ARCHS, kv_bytes_per_token, random_model
+from .invariance import first_differences
 from .reference import PROMPT, GRIDS, Setup, log, measure, report, summarize
 
 
@@ -59,17 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def batch_invariance(setup: Setup, tokens: int) -> dict:
-    """The first cell's rows alone vs inside the whole sweep: equal token ids per row?"""
-    params = [SamplingParams(temperature=t, top_p=p, min_new_tokens=tokens, max_new_tokens=tokens, seed=0)
-              for t, p in setup.cells for _ in range(setup.samples)]
-    samples = [i for _ in setup.cells for i in range(setup.samples)]
-    whole = setup.engine.generate(setup.prompt_ids, params, sample_indices=samples)
-    alone = setup.engine.generate(setup.prompt_ids, params[:setup.samples], sample_indices=samples[:setup.samples])
-    rows = []
-    for a, w in zip(alone.rows, whole.rows):
-        differ = [i for i, (x, y) in enumerate(zip(a.token_ids, w.token_ids)) if x != y]
-        rows.append(differ[0] if differ else None)
-    return {"rows": len(rows), "equal_rows": sum(r is None for r in rows), "first_difference_step": rows}
+    """Every cell decoded alone vs inside the whole sweep: equal token ids per row? (engine/bench/invariance.py)"""
+    firsts = first_differences(setup.engine, setup.prompt_ids, setup.cells, setup.samples, tokens)
+    return {"rows": len(firsts), "equal_rows": sum(f is None for f in firsts), "first_difference_step": firsts}
 
 
 def memory(arch: str, loaded) -> dict:
