@@ -126,6 +126,6 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
         if settings.model_picker is not None:
-            wire_model_picker(page, settings.model_picker, intro)
+            wire_model_picker(page, demo, settings.model_picker, intro)
         demo.api_parameters = register_api(engine, store, slots)
     return demo

@@ -55,16 +55,15 @@ def loading_html(name: str) -> str:
 def build_model_picker(model: LoadedModel) -> ModelPicker:
     """The "Model" group (call inside the settings column)."""
     with gr.Accordion("Model", open=False, elem_id="model-group"):
-        with gr.Row(equal_height=True):
-            name = gr.Textbox("", label="Model", placeholder=DEFAULT_MODEL, info=MODEL_INFO, elem_id="model-name",
-                              scale=4)
-            load = gr.Button("Load", elem_id="model-load", scale=1, min_width=80)
+        name = gr.Textbox("", label="Model", placeholder=DEFAULT_MODEL, info=MODEL_INFO, elem_id="model-name")
+        load = gr.Button("Load", elem_id="model-load", size="sm")
         status = gr.HTML(loaded_html(model), elem_id="model-status", css_template=CSS)
     return ModelPicker(name, load, status)
 
 
-def wire_model_picker(page: PageContext, picker: ModelPicker, intro: gr.Markdown) -> None:
-    """Load swaps the engine's model for later runs; the kept runs go (their replays need the model they ran on)."""
+def wire_model_picker(page: PageContext, demo: gr.Blocks, picker: ModelPicker, intro: gr.Markdown) -> None:
+    """Load swaps the engine's model for later runs; the kept runs go (their replays need the model they ran on).
+    A page opened later says which model is loaded now (the page was built with the first one)."""
     engine = page.engine
     if not isinstance(engine, SwitchableEngine):
         raise TypeError("the model picker needs the page's engine as an engine.switching.SwitchableEngine")
@@ -88,3 +87,5 @@ def wire_model_picker(page: PageContext, picker: ModelPicker, intro: gr.Markdown
                       concurrency_limit=1, concurrency_id="model-load", **PRIVATE)
     picker.name.submit(load, picker.name, [picker.status, picker.load, intro], show_progress="hidden",
                        concurrency_limit=1, concurrency_id="model-load", **PRIVATE)
+    demo.load(lambda: (loaded_html(engine.loaded), intro_text(engine.loaded)), None, [picker.status, intro],
+              show_progress="hidden", **PRIVATE)
