@@ -113,7 +113,7 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     @user_errors
     @page.device_scope
     def run_generate(request: gr.Request, **settings: Any):
-        chat_on, turns = settings.pop("chat_on"), settings.pop("chat_messages")
+        chat_on, turns = settings.pop("chat_on", False), settings.pop("chat_messages", None)  # not sent: off
 
         def spec() -> tuple[SweepSpec, str, None]:
             config = config_from_form(settings)
