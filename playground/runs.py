@@ -104,9 +104,8 @@ class RunStore:
         """Keep a finished run. `pieces` (the text of each token, per row) when the caller already split them
         while streaming; rows without them (a sweep, beam rows) are split here. `parent`: the run and output it
         was branched from. `engine`: the one it ran on (the page's model may have been switched meanwhile)."""
-        loaded = (engine or self.engine).loaded
         pieces = [streamed if streamed is not None and len(streamed) == len(row.token_ids)
-                  else loaded.pieces(row.token_ids)
+                  else (engine or self.engine).loaded.pieces(row.token_ids)
                   for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
         run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec, parent, engine=engine)
         if generation.seconds > 0 and generation.generated_tokens:

@@ -62,9 +62,10 @@ def build_chat() -> ChatPanel:
 def turns_html(messages: list[dict[str, str]]) -> str:
     if not messages:
         return '<div class="dp-status">No turns yet: add a user message below.</div>'
+    empty = "<i>(empty: the model writes it)</i>"
     rows = "".join(f'<li data-role="{html.escape(m["role"])}"><b>{html.escape(m["role"])}</b>: '
-                   f'<span class="dp-chat-text" style="white-space: pre-wrap">{html.escape(m["content"]) or "<i>(empty: the model writes it)</i>"}</span></li>'
-                   for m in messages)
+                   f'<span class="dp-chat-text" style="white-space: pre-wrap">{html.escape(m["content"]) or empty}'
+                   f'</span></li>' for m in messages)
     return f'<ol class="dp-chat" aria-label="conversation">{rows}</ol>'
 
 

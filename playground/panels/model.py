@@ -42,8 +42,9 @@ def intro_text(model: LoadedModel) -> str:
 
 def loaded_html(model: LoadedModel, seconds: float | None = None) -> str:
     took = f", loaded in {seconds:.1f} s; later runs use it" if seconds is not None else ""
-    return (f'<div class="dp-status" role="status" style="overflow-wrap: anywhere">Loaded: <b>{html.escape(model.name)}</b> on '
-            f'{html.escape(model.device.type)} ({html.escape(str(model.dtype).removeprefix("torch."))}){took}</div>')
+    dtype = str(model.dtype).removeprefix("torch.")
+    return (f'<div class="dp-status" role="status" style="overflow-wrap: anywhere">Loaded: '
+            f'<b>{html.escape(model.name)}</b> on {html.escape(model.device.type)} ({html.escape(dtype)}){took}</div>')
 
 
 def loading_html(name: str) -> str:

@@ -145,7 +145,8 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset],
         gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
         gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
     return SettingsPanel(prompt, knobs, run, stop, run_estimate, mode, samples, system, preset, preset_info, order,
-                         reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove, picker)
+                         reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove,
+                         picker)
 
 
 def knob_widget(control: Any, value: Any) -> gr.components.Component:
