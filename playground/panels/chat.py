@@ -124,7 +124,7 @@ def show(messages: list[dict[str, str]], editing: int | None = None) -> tuple:
 
 def wire_chat(panel: ChatPanel, store: RunStore) -> Callable[..., tuple]:
     """The editor's events; returns the handler that adds a finished chat run's reply (inputs: chat on, the run's
-    id, the turns; outputs: shown_components)."""
+    id, the turns, the system prompt; outputs: shown_components)."""
     shown = shown_components(panel)
 
     @user_errors
@@ -158,10 +158,16 @@ def wire_chat(panel: ChatPanel, store: RunStore) -> Callable[..., tuple]:
     panel.delete.click(delete, [panel.turn, panel.messages], shown, **PRIVATE)
     panel.clear.click(lambda: show([]), None, shown, **PRIVATE)
 
-    def append_reply(enabled: bool, run_id: Any, messages: list[dict[str, str]]) -> tuple:
-        """After a chat run: the first output's text is the assistant's turn (continued, or a new one)."""
+    def append_reply(enabled: bool, run_id: Any, messages: list[dict[str, str]], system_prompt: Any) -> tuple:
+        """After a chat run: the first output's text is the assistant's turn (continued, or a new one). Only for
+        the run of this conversation (a run stopped while queued leaves the view on an earlier run)."""
         run = store.find(run_id) if enabled and isinstance(run_id, str) and run_id else None
-        if run is None or not messages:
+        try:
+            ours = run is not None and run.prompt == chat_prompt((run.engine or store.engine).loaded, system_prompt,
+                                                                 messages)
+        except ParamError:
+            ours = False
+        if not ours:
             return tuple(gr.skip() for _ in shown)
         return show(with_reply(messages, run.generation.rows[0].text))
 

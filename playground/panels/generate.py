@@ -170,7 +170,8 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
         run_generate, inputs_kwargs={**page.form.widgets, "chat_on": chat.enabled, "chat_messages": chat.messages},
         outputs=outputs, preprocess=False, show_progress="hidden", **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
-    generating.success(append_reply, [chat.enabled, page.run_id, chat.messages], shown_components(chat), **PRIVATE)
+    generating.success(append_reply, [chat.enabled, page.run_id, chat.messages, page.form.widgets["system_prompt"]],
+                       shown_components(chat), **PRIVATE)
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
     branch_event = branch.click(
         starting("Branching: the kept tokens, then the new choice ..."), None, started, queue=False, **PRIVATE).then(
