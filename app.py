@@ -3,6 +3,7 @@
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
     python app.py --max-rows 64 --max-new-tokens 512 --run-slots 2      # a hosted Space's limits (or $PLAYGROUND_*)
+    python app.py --no-model-picker    # a hosted Space: visitors load no other model (or $PLAYGROUND_NO_MODEL_PICKER=1)
 
 `app.app` is the FastAPI application: the page at /, the OpenAI-compatible API at /v1/... beside it (for a host
 that runs its own ASGI server: `uvicorn app:app`). `app.demo` is the page (a gr.Blocks, what a hosted Space looks
@@ -56,6 +57,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                     help="port (default 7860)")
     ap.add_argument("--share", action="store_true", help="also create a public share link")
+    ap.add_argument("--no-model-picker", action="store_true",
+                    default=os.environ.get("PLAYGROUND_NO_MODEL_PICKER", "").lower() in ("1", "true", "yes"),
+                    help="hide the page's model picker (Settings > Model), as a hosted Space should: visitors "
+                         "then cannot load other models into the server; default $PLAYGROUND_NO_MODEL_PICKER")
     for flag, env, bounds in LIMITS:
         ap.add_argument(flag, type=whole_at_least_one(flag, env), default=os.environ.get(env) or None, metavar="N",
                         help=f"{bounds}; default ${env}")
@@ -114,7 +119,8 @@ def build(model: str | None = None) -> Any:
 
     scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
     args = parse_args([])
-    return build_page(server_engine(model, args), device_scope=scope, **run_slots(args))
+    return build_page(server_engine(model, args), device_scope=scope, model_picker=not args.no_model_picker,
+                      **run_slots(args))
 
 
 def run_slots(args: argparse.Namespace) -> dict[str, int]:
@@ -144,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
     demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
-                                            scope, **run_slots(args))
+                                            scope, model_picker=not args.no_model_picker, **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
           f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:

@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -230,10 +231,30 @@ def _load_pretrained(name: str) -> tuple["PreTrainedModel", "PreTrainedTokenizer
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
     if looks_local and not Path(name).expanduser().is_dir():
         raise ValueError(f"model: could not load {name!r}: no such directory")
+    if not looks_local and not Path(name).expanduser().is_dir():
+        try:  # a hub id already in the local Hugging Face cache: no network needed (nor waited for)
+            return (AutoModelForCausalLM.from_pretrained(name, local_files_only=True),
+                    AutoTokenizer.from_pretrained(name, local_files_only=True), False)
+        except Exception:
+            if not hub_reachable():  # offline, the hub's client retries for ~25 s before it says so
+                raise ValueError(f"model: could not load {name!r}: it is not a local directory, not in the local "
+                                 f"Hugging Face cache, and the hub (huggingface.co) cannot be reached from here "
+                                 f"(offline?)") from None
     try:
         return AutoModelForCausalLM.from_pretrained(name), AutoTokenizer.from_pretrained(name), False
     except Exception as exc:
         raise ValueError(f"model: could not load {name!r}: {exc}") from exc
+
+
+def hub_reachable(host: str = "huggingface.co") -> bool:
+    """Whether the hub's name resolves (a machine without a network, or one set to stay offline, says no at once)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 def finish_loading(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", name: str, device: torch.device,

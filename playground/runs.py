@@ -51,6 +51,7 @@ class Run:
     spec: SweepSpec | None = None  # what was run (a branch is built from it)
     parent: BranchLink | None = None  # set for a branch (or an edit) of another run's output
     number: int = 0  # 1, 2, ... in the order runs were kept (a short name in the branch tree)
+    engine: Engine | None = None  # the engine it ran on, when not the store's current one (replays need its model)
 
     @property
     def row_count(self) -> int:
@@ -99,14 +100,14 @@ class RunStore:
 
     def add(self, kind: str, prompt: str, generation: GenerationResult, labels: list[str],
             sweep: SweepResult | None = None, pieces: list[list[str]] | None = None,
-            spec: SweepSpec | None = None, parent: BranchLink | None = None) -> Run:
+            spec: SweepSpec | None = None, parent: BranchLink | None = None, engine: Engine | None = None) -> Run:
         """Keep a finished run. `pieces` (the text of each token, per row) when the caller already split them
         while streaming; rows without them (a sweep, beam rows) are split here. `parent`: the run and output it
-        was branched from."""
+        was branched from. `engine`: the one it ran on (the page's model may have been switched meanwhile)."""
         pieces = [streamed if streamed is not None and len(streamed) == len(row.token_ids)
-                  else self.engine.loaded.pieces(row.token_ids)
+                  else (engine or self.engine).loaded.pieces(row.token_ids)
                   for row, streamed in zip(generation.rows, pieces or [None] * len(generation.rows))]
-        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec, parent)
+        run = Run(uuid.uuid4().hex[:12], kind, prompt, generation, labels, pieces, sweep, spec, parent, engine=engine)
         if generation.seconds > 0 and generation.generated_tokens:
             self.tokens_per_second = generation.generated_tokens / generation.seconds  # for the next estimate
         with self._lock:
@@ -118,6 +119,12 @@ class RunStore:
                 for key in [key for key in self._replays if key[0] == dropped]:
                     del self._replays[key]
         return run
+
+    def clear(self) -> None:
+        """Forget every kept run and replay (the page's model was replaced: they belong to the old one)."""
+        with self._lock:
+            self._runs.clear()
+            self._replays.clear()
 
     @property
     def nbytes(self) -> int:
@@ -153,7 +160,7 @@ class RunStore:
             if cached is not None:
                 self._replays.move_to_end(key)
         if cached is None:
-            cached = self.engine.replay(run.generation, row, step)
+            cached = (run.engine or self.engine).replay(run.generation, row, step)
             with self._lock:
                 self._replays[key] = cached
                 while len(self._replays) > self.REPLAYS:

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute
 
 from engine.generate import Engine
 from engine.models import BUNDLED_NAME
+from engine.switching import switchable
 
 from .api import register_api
 from .config import PlaygroundConfig
@@ -21,6 +22,7 @@ from .panels.common import PRIVATE, PageContext
 from .panels.distributions import build_distributions, wire_distributions
 from .panels.form import AXIS_NAMES, AXIS_TEXTS, Form
 from .panels.generate import build_generate, wire_generate
+from .panels.model import intro_text, wire_model_picker
 from .panels.settings import DEFAULT_PROMPT, build_settings, estimator, wire_estimates, wire_loading
 from .panels.score import build_score, wire_score
 from .panels.share import build_share, wire_share
@@ -72,30 +74,30 @@ class Page(gr.Blocks):
 
 def build_demo(engine: Engine, presets: list[Preset] | None = None,
                device_scope: Callable[[Callable], Callable] = lambda fn: fn,
-               routes: Sequence[BaseRoute] = (), run_slots: int = DEFAULT_RUN_SLOTS) -> Page:
+               routes: Sequence[BaseRoute] = (), run_slots: int = DEFAULT_RUN_SLOTS, model_picker: bool = True) -> Page:
     """The whole page for one loaded engine. Nothing is built at import time.
 
     presets: defaults to examples/*.json. device_scope wraps every handler that runs the model (a hosted
     Space passes `spaces.GPU`, which lends a GPU for the duration of the call). routes: served beside the page
     (see Page). run_slots: page and API runs going at once (they share the engine step by step); the others
-    wait in line, telling their place.
+    wait in line, telling their place. model_picker: Settings' "Model" group, which loads another model into the
+    engine (off on a hosted Space).
     """
+    engine = switchable(engine)  # the page's model picker replaces its model; runs pin the one they start on
     store = RunStore(engine)
     slots = RunSlots(run_slots)
     presets = load_presets() if presets is None else presets
     model = engine.loaded
-    # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
-    hub_id = BUNDLED_HUB_ID if model.name == BUNDLED_NAME else model.name
+
+    def hub_id() -> str:
+        # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
+        return BUNDLED_HUB_ID if engine.loaded.name == BUNDLED_NAME else engine.loaded.name
 
     with Page(title="Decoding Playground", routes=routes) as demo:
-        gr.Markdown(
-            f"## Decoding Playground\n"
-            f"What each decoding parameter does: **Generate** streams samples coloured by probability, **Sweep** "
-            f"runs a grid of settings as one batch, **Distributions** shows the next-token distribution after every "
-            f"processor. Model `{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')}).",
-            elem_id="intro")
+        intro = gr.Markdown(intro_text(model), elem_id="intro")
         with gr.Row(equal_height=False):
-            settings = build_settings(PlaygroundConfig(prompt=DEFAULT_PROMPT), presets)
+            settings = build_settings(PlaygroundConfig(prompt=DEFAULT_PROMPT), presets,
+                                      model if model_picker else None)
             with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
                     generate, sweep, dists = build_generate(), build_sweep(), build_distributions()
@@ -123,5 +125,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         wire_score(page, score)
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
+        if settings.model_picker is not None:
+            wire_model_picker(page, demo, settings.model_picker, intro)
         demo.api_parameters = register_api(engine, store, slots)
     return demo

@@ -30,6 +30,7 @@ from engine.errors import ParamError, check_whole
 from engine.samplers import mirostat_mu
 from engine.sweepspec import SweepSpec
 from engine.sweep import progress_steps, stream_sweep
+from engine.switching import current_engine
 from engine.trace import stage_stats
 
 from .plots import COLOR_SCALES, distribution_figure, format_value, metric_heatmap, shorten, steps_figure
@@ -91,6 +92,7 @@ def stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, colo
     A run over the engine's limits is refused (ParamError) before it queues. `parent`: the run and output
     this one branches from (kept with the run: the branch tree).
     """
+    engine = current_engine(engine)  # the model it starts on, to the end (the page's picker may switch meanwhile)
     engine.limits.check([row.params for row in spec.rows()])  # no waiting in line only to be refused
     if slots is None:
         yield from _stream_run(engine, store, spec, kind, color_by, stop, lambda progress: None, parent)
@@ -143,7 +145,7 @@ def _stream_run(engine: Engine, store: RunStore, spec: SweepSpec, kind: str, col
                 streamed = ([[v.text for v in views[i]] if r.params.num_beams == 1 else None for i, r in enumerate(rows)]
                             if kind == "generate" else None)
                 run = store.add(kind, spec.prompt, result.generation, labels, result if kind == "sweep" else None, streamed,
-                                spec, parent)
+                                spec, parent, engine)
                 yield Frame(render_run(store, run, color_by), run_status(run), 1.0, run)
                 return
             now = time.perf_counter()

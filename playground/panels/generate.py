@@ -11,6 +11,7 @@ import gradio as gr
 
 from engine.errors import ParamError
 from engine.sweepspec import SweepSpec
+from engine.switching import current_engine
 
 from .. import branching, views
 from ..config import whole_number
@@ -21,6 +22,7 @@ from ..runs import BranchLink, Run
 from ..slots import concurrency
 from .common import (PRIVATE, TOKEN_POPUP_BOX_JS, TOKEN_POPUP_JS, TREE_CLICK_JS, PageContext, disarm_after,
                      index_sliders, session)
+from .chat import ChatPanel, build_chat, chat_prompt, shown_components, wire_chat
 from .form import config_from_form
 
 NO_RUN = ParamError("output", "an output of a finished run (run Generate or a sweep first)", None)
@@ -40,11 +42,13 @@ class GeneratePanel:
     edit_text: gr.Textbox
     edit_run: gr.Button
     pick: gr.State  # the alternative picked in the popup ({run, sample, step, token}), for the branch it starts
+    chat: ChatPanel  # chat mode: the conversation Run continues
 
 
 def build_generate() -> GeneratePanel:
     """The Generate tab (call inside the page's gr.Tabs)."""
     with gr.Tab("Generate", id="generate") as tab:
+        chat = build_chat()
         status = gr.HTML(status_html("Press Run. Click any token for its alternatives; continue with one to branch."),
                          elem_id="generate-status", css_template=CSS)
         tokens = gr.HTML("", elem_id="tokens", js_on_load=TOKEN_POPUP_JS, css_template=CSS)
@@ -65,7 +69,7 @@ def build_generate() -> GeneratePanel:
             edit_run = gr.Button("Continue from my edit", elem_id="edit-run")
         pick = gr.State(None)
     return GeneratePanel(tab, status, tokens, popup, tree, color_by, sample_table, edit_output, edit_load, edit_text,
-                         edit_run, pick)
+                         edit_run, pick, chat)
 
 
 def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop: gr.Button,
@@ -109,8 +113,13 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
     @user_errors
     @page.device_scope
     def run_generate(request: gr.Request, **settings: Any):
+        chat_on, turns = settings.pop("chat_on", False), settings.pop("chat_messages", None)  # not sent: off
+
         def spec() -> tuple[SweepSpec, str, None]:
             config = config_from_form(settings)
+            if chat_on:  # the conversation through the chat template, as the raw prompt (engine.chat)
+                prompt = chat_prompt(current_engine(engine).loaded, config.system_prompt, turns or [])
+                config = config.replace(prompt=prompt, raw=True, system_prompt="")
             return dataclasses.replace(config, axes=()).sweep_spec(), config.color_by, None
         yield from stream_into_view(spec, request)
 
@@ -155,10 +164,14 @@ def wire_generate(page: PageContext, panel: GeneratePanel, run: gr.Button, stop:
 
     started = [page.tabs, page.view, stop, panel.status]
     # Run shows the Generate view and arms Stop for the length of the run (Stop is idle otherwise)
+    chat = panel.chat
+    append_reply = wire_chat(chat, store)
     generating = run.click(starting("Starting: reading the prompt ..."), None, started, queue=False, **PRIVATE).then(
-        run_generate, inputs_kwargs=page.form.widgets, outputs=outputs, preprocess=False, show_progress="hidden",
-        **concurrency(page.slots), **PRIVATE)
+        run_generate, inputs_kwargs={**page.form.widgets, "chat_on": chat.enabled, "chat_messages": chat.messages},
+        outputs=outputs, preprocess=False, show_progress="hidden", **concurrency(page.slots), **PRIVATE)
     page.refresh_estimates(disarm_after(generating, stop))
+    generating.success(append_reply, [chat.enabled, page.run_id, chat.messages, page.form.widgets["system_prompt"]],
+                       shown_components(chat), **PRIVATE)
     stop.click(stop_run, None, None, queue=False, **PRIVATE)
     branch_event = branch.click(
         starting("Branching: the kept tokens, then the new choice ..."), None, started, queue=False, **PRIVATE).then(

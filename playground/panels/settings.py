@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import gradio as gr
 
 from engine.errors import ParamError
+from engine.models import LoadedModel
 from engine.order import DEFAULT_ORDER, ORDER_PRESETS
 from engine.params import NUMERIC_FIELDS
 
@@ -25,6 +26,7 @@ from ..render import CSS, estimate_html
 from ..runs import RunStore
 from .common import PRIVATE, PageContext
 from .form import PREFIX_INFO, PREFIX_LABEL, config_from_form
+from .model import ModelPicker, build_model_picker
 
 ESSENTIALS = ("temperature", "max_new_tokens")
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -87,14 +89,17 @@ class SettingsPanel:
     prefix_ids: gr.State  # a branch's exact token ids ([] = none)
     first_sample: gr.State  # the first sample's index (a branch of sample 3 is sample 3 alone)
     prefix_remove: gr.Button
+    model_picker: ModelPicker | None = None  # "Model": load another model (hidden on a hosted Space)
 
     def knobs_in_order(self) -> dict[str, gr.components.Component]:
         """The knobs in CONTROLS order, whatever the layout (the order the form names them in)."""
         return {c.field: self.knobs[c.field] for c in CONTROLS}
 
 
-def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> SettingsPanel:
-    """The left column (call inside the page's row)."""
+def build_settings(defaults: PlaygroundConfig, presets: list[Preset],
+                   picker_model: LoadedModel | None = None) -> SettingsPanel:
+    """The left column (call inside the page's row). `picker_model`: the loaded model, to show the model picker
+    (None: no picker)."""
     with gr.Column(scale=1, min_width=340, elem_id="settings"):
         # the first screen: prompt, the two knobs a newcomer moves first, and Run (also on a phone)
         prompt = gr.Textbox(defaults.prompt, label="Prompt", lines=3, elem_id="prompt",
@@ -124,6 +129,7 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
         preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
                              info="Load an experiment: prompt, parameters and axes.")
         preset_info = gr.Markdown("", elem_id="preset-info")
+        picker = build_model_picker(picker_model) if picker_model is not None else None
         for group in GROUPS:
             with gr.Accordion(group, open=group == "Sampling"):
                 for control in (c for c in CONTROLS if c.group == group and c.field not in ESSENTIALS):
@@ -139,7 +145,8 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
         gr.HTML("", elem_id="keep-typed", js_on_load=KEEP_TYPED_JS)  # nothing to see: installs the listener
         gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
     return SettingsPanel(prompt, knobs, run, stop, run_estimate, mode, samples, system, preset, preset_info, order,
-                         reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove)
+                         reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove,
+                         picker)
 
 
 def knob_widget(control: Any, value: Any) -> gr.components.Component:
@@ -191,9 +198,9 @@ def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, prese
     the order's reset."""
     by_name = {p.name: p for p in presets}
     outputs = [panel.preset_info, *page.form.components, page.tabs, panel.prefix_group]
-    model = page.engine.loaded
 
     def shown(note: str, config: PlaygroundConfig) -> dict:
+        model = page.engine.loaded  # at each call: the model picker may have replaced it
         # a forced start must fit the loaded model (its vocabulary, max_new_tokens once tokenized)
         check_prefix_tokens(config, model.vocab_size,
                             lambda text: model.tokenizer.encode(text, add_special_tokens=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import html
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -115,9 +115,9 @@ def build_share() -> SharePanel:
                       webui_import, webui_load, preset)
 
 
-def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
-    """Copy link and opening the tab fill the link and the exports (`hub_id`: the model the exports name)."""
-    model = page.engine.loaded
+def wire_share(page: PageContext, panel: SharePanel, hub_id: Callable[[], str]) -> None:
+    """Copy link and opening the tab fill the link and the exports (`hub_id()`: the model the exports name; the
+    loaded model is read at each call, as the page's model picker may replace it)."""
     outputs = [panel.query, panel.python_code, panel.generation_json, panel.openai_json, panel.note,
                panel.export_notes, panel.preset, panel.source, panel.llamacpp_json, panel.webui_yaml,
                panel.sillytavern_json]
@@ -138,8 +138,8 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
             config = branch
         else:
             source = "This link reproduces the settings" + (" with their forced start." if config.forced else ".")
-        query = config.to_query()
-        yield ("?" + query if query else "", generate_snippet(config, hub_id),
+        query, model = config.to_query(), page.engine.loaded
+        yield ("?" + query if query else "", generate_snippet(config, hub_id()),
                generation_config_json(config, model.tokenizer), openai_request_json(config, model.name), "",
                export_notes_text(config, model.tokenizer), preset_json(config), source, request_json(config),
                preset_yaml(config), sillytavern_preset_json(config))
@@ -156,7 +156,7 @@ def wire_share(page: PageContext, panel: SharePanel, hub_id: str) -> None:
     @user_errors
     def load_webui(**settings: Any):
         text = settings.pop("webui_text") or ""
-        config, notes = read_preset(text, config_from_form(settings), model.eos_token_ids)
+        config, notes = read_preset(text, config_from_form(settings), page.engine.loaded.eos_token_ids)
         lines = ["Settings loaded from the preset (DRY and order as text-generation-webui runs them)."]
         lines += notes or ["Every key has an equivalent here."]
         note = '<div class="dp-status" role="status">' + "<br>".join(html.escape(n) for n in lines) + "</div>"
