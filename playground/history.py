@@ -58,12 +58,11 @@ def remember(history: Any, run: Run, limit: int = HISTORY_SIZE, now: datetime | 
 def table(history: list[dict[str, Any]], store: RunStore, current: str = "") -> pd.DataFrame:
     """The history as the page shows it, newest first; `current`: the run the page shows now."""
     records = [{"run": item["number"], "time (UTC)": item["time"], "kind": item["kind"], "prompt": item["prompt"],
-                "settings": item["settings"], "outputs": item["outputs"], "tokens": item["tokens"],
-                "tokens/s": item["tokens_per_s"],
-                "": "shown" if item["run_id"] == current else
+                "settings": item["settings"], "outputs": item["outputs"], "tokens/s": item["tokens_per_s"],
+                "now": "shown" if item["run_id"] == current else
                     ("" if store.find(item["run_id"]) is not None else "dropped by the server")}
                for item in reversed(history)]
-    columns = ["run", "time (UTC)", "kind", "prompt", "settings", "outputs", "tokens", "tokens/s", ""]
+    columns = ["run", "time (UTC)", "kind", "prompt", "settings", "outputs", "tokens/s", "now"]
     return pd.DataFrame(records, columns=columns)
 
 

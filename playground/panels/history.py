@@ -64,13 +64,14 @@ def build_history() -> HistoryPanel:
                                  info="Where the earlier output's settings run on the current output's context.")
             compare = gr.Button("Compare", elem_id="history-compare")
             divergence_caption = gr.HTML("", elem_id="history-divergence-caption")
+            # the plot and tables appear with the first comparison (empty, they said nothing)
             divergence_plot = gr.Plot(label="Where the two outputs part: their final distributions, step by step",
-                                      elem_id="history-divergence-plot")
+                                      elem_id="history-divergence-plot", visible=False)
             divergence_table = gr.Dataframe(label="Per shared step (up to the first fork)", interactive=False,
-                                            elem_id="history-divergence-table")
+                                            elem_id="history-divergence-table", visible=False)
             compare_caption = gr.HTML("", elem_id="history-compare-caption")
             compare_table = gr.Dataframe(label="The earlier output's settings on this context, stage by stage",
-                                         interactive=False, elem_id="history-compare-table")
+                                         interactive=False, elem_id="history-compare-table", visible=False)
     return HistoryPanel(tab, intro, entries, table, earlier, reopen, status, outputs, current_output, earlier_output,
                         step, compare, compare_caption, compare_table, divergence_caption, divergence_plot,
                         divergence_table)
@@ -91,7 +92,7 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel, dist_s
 
     page.run_id.change(record, [panel.entries, page.run_id, panel.earlier], listing, show_progress="hidden",
                        **PRIVATE)
-    demo.load(lambda: INTRO.format(capacity=store.capacity), None, panel.intro, **PRIVATE)
+    demo.load(lambda: INTRO.format(capacity=store.capacity), None, panel.intro, show_progress="hidden", **PRIVATE)
 
     @user_errors
     def reopen(entries: Any, chosen: Any):
@@ -100,7 +101,7 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel, dist_s
                 status_html(f"Showing run {run.number} again: " + views.run_status(run)))
 
     panel.reopen.click(reopen, [panel.entries, panel.earlier],
-                       [page.run_id, *dist_sliders, panel.outputs, panel.status], **PRIVATE)
+                       [page.run_id, *dist_sliders, panel.outputs, panel.status], show_progress="hidden", **PRIVATE)
 
     @user_errors
     @page.device_scope
@@ -114,9 +115,10 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel, dist_s
         parted = comparing.divergence(store, run, row, other, other_run=earlier)
         shown = comparing.compare(store, run, row, whole_number("step", step, text=True), other, other_run=earlier)
         return (html.escape(f"Run {run.number} (current) vs run {earlier.number}: " + parted.caption),
-                parted.figure, parted.table, html.escape(shown.caption), shown.table)
+                gr.Plot(parted.figure, visible=True), gr.Dataframe(parted.table, visible=True),
+                html.escape(shown.caption), gr.Dataframe(shown.table, visible=True))
 
     panel.compare.click(compare, [panel.entries, page.run_id, panel.earlier, panel.current_output,
                                   panel.earlier_output, panel.step],
                         [panel.divergence_caption, panel.divergence_plot, panel.divergence_table,
-                         panel.compare_caption, panel.compare_table], **PRIVATE)
+                         panel.compare_caption, panel.compare_table], show_progress="hidden", **PRIVATE)

@@ -113,11 +113,11 @@ def wire_my_presets(page: PageContext, demo: gr.Blocks, panel: MyPresetsPanel, m
 
     form = page.form.widgets
     with_menu = [panel.saved, menu, panel.note, panel.name]
-    demo.load(menu_update, panel.saved, menu, **PRIVATE)
+    demo.load(menu_update, panel.saved, menu, show_progress="hidden", **PRIVATE)
     panel.save.click(save, inputs_kwargs={**form, "saved": panel.saved, "preset_name": panel.name},
-                     outputs=with_menu, preprocess=False, **PRIVATE)
-    menu.input(pick, [panel.saved, menu], [*fill_outputs, panel.name, panel.note], **PRIVATE)
-    panel.delete.click(delete, [panel.saved, menu], [panel.saved, menu, panel.note], **PRIVATE)
+                     outputs=with_menu, preprocess=False, show_progress="hidden", **PRIVATE)
+    menu.input(pick, [panel.saved, menu], [*fill_outputs, panel.name, panel.note], show_progress="hidden", **PRIVATE)
+    panel.delete.click(delete, [panel.saved, menu], [panel.saved, menu, panel.note], show_progress="hidden", **PRIVATE)
     panel.download.click(download, inputs_kwargs={**form, "preset_name": panel.name},
-                         outputs=[panel.file, panel.note], preprocess=False, **PRIVATE)
-    panel.upload.upload(load_file, panel.upload, [*fill_outputs, panel.name, panel.note], **PRIVATE)
+                         outputs=[panel.file, panel.note], preprocess=False, show_progress="hidden", **PRIVATE)
+    panel.upload.upload(load_file, panel.upload, [*fill_outputs, panel.name, panel.note], show_progress="hidden", **PRIVATE)

@@ -124,8 +124,8 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset]) -> Setting
                                 info="Outputs to generate (per cell in a sweep).", elem_id="samples",
                                 elem_classes=[KEEP_TYPED])
         system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
-        preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
-                             info="Load an experiment: prompt, parameters and axes.")
+        preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset", elem_id="preset",
+                             info="Load an experiment: prompt, parameters and axes (yours: saved below).")
         preset_info = gr.Markdown("", elem_id="preset-info")
         mine = build_my_presets()  # save, delete, download and load the person's own presets
         for group in GROUPS:
