@@ -20,7 +20,8 @@ NOW = datetime(2026, 11, 30, 19, 0, tzinfo=timezone.utc)
 
 def test_a_saved_preset_is_a_preset_file_object_holding_every_setting():
     entry = my_presets.saved_preset("  Rivers  ", CONFIG, NOW)
-    assert entry["name"] == "Rivers" and entry["description"] == "Saved from the Decoding Playground on 2026-11-30 19:00 UTC."
+    assert entry["name"] == "Rivers"
+    assert entry["description"] == "Saved from the Decoding Playground on 2026-11-30 19:00 UTC."
     assert Preset.from_dict(entry).config == CONFIG  # knobs, axes, prompt: all of it
     assert entry == json.loads(preset_json(CONFIG, entry["name"], entry["description"]))  # the Share tab's JSON
 

@@ -77,7 +77,8 @@ def build_history() -> HistoryPanel:
                         divergence_table)
 
 
-def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel, dist_sliders: tuple[gr.Slider, gr.Slider]) -> None:
+def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel,
+                 dist_sliders: tuple[gr.Slider, gr.Slider]) -> None:
     """Every run the page shows (page.run_id changes) joins the list; Reopen and Compare."""
     store = page.store
     listing = [panel.entries, panel.table, panel.earlier]

@@ -120,4 +120,5 @@ def wire_my_presets(page: PageContext, demo: gr.Blocks, panel: MyPresetsPanel, m
     panel.delete.click(delete, [panel.saved, menu], [panel.saved, menu, panel.note], show_progress="hidden", **PRIVATE)
     panel.download.click(download, inputs_kwargs={**form, "preset_name": panel.name},
                          outputs=[panel.file, panel.note], preprocess=False, show_progress="hidden", **PRIVATE)
-    panel.upload.upload(load_file, panel.upload, [*fill_outputs, panel.name, panel.note], show_progress="hidden", **PRIVATE)
+    panel.upload.upload(load_file, panel.upload, [*fill_outputs, panel.name, panel.note], show_progress="hidden",
+                        **PRIVATE)
