@@ -157,6 +157,11 @@ def test_runs_join_the_history_reopen_and_compare(browser, app_url):
         offered = page.locator("#history-run input").input_value()  # the run before the current one
         assert offered.startswith("run ") and "sweep" in offered, offered
 
+        set_number(page, "history-earlier-output", "5")  # the sweep has outputs 0 and 1
+        page.locator("#history-compare").click()
+        expect(page.locator("#history-divergence-caption")).to_contain_text(
+            "compare with: must be an output index in [0, 1], got 5", timeout=RUN_SECONDS)
+        expect(page.locator("#history-divergence-table")).to_be_hidden()
         # the current run's output 0 (temperature 1.7) vs the earlier sweep's output 1 (temperature 1.4)
         set_number(page, "history-earlier-output", "1")
         page.locator("#history-compare").click()

@@ -13,7 +13,7 @@ from engine.errors import ParamError
 from .. import comparing, history, views
 from ..config import whole_number
 from ..errors import user_errors
-from ..render import CSS, status_html
+from ..render import CSS, error_html, status_html
 from .common import PRIVATE, PageContext, index_sliders
 
 INTRO = (f"The last {history.HISTORY_SIZE} runs of this browser tab (Generate, Sweep, branches), newest first; "
@@ -63,7 +63,7 @@ def build_history() -> HistoryPanel:
                 step = gr.Number(0, label="step", precision=0, minimum=0, elem_id="history-step",
                                  info="Where the earlier output's settings run on the current output's context.")
             compare = gr.Button("Compare", elem_id="history-compare")
-            divergence_caption = gr.HTML("", elem_id="history-divergence-caption")
+            divergence_caption = gr.HTML("", elem_id="history-divergence-caption", css_template=CSS)
             # the plot and tables appear with the first comparison (empty, they said nothing)
             divergence_plot = gr.Plot(label="Where the two outputs part: their final distributions, step by step",
                                       elem_id="history-divergence-plot", visible=False)
@@ -107,19 +107,31 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel,
     @user_errors
     @page.device_scope
     def compare(entries: Any, current: str, chosen: Any, row: Any, other: Any, step: Any):
-        if not current:
-            raise ParamError("current run", "a finished run (run Generate or a sweep first)", None)
-        run = store.get(current)
-        earlier = history.kept_run(store, entries or [], chosen)
-        row = whole_number("current run's output", row, text=True)
-        other = whole_number("earlier run's output", other, text=True)
-        parted = comparing.divergence(store, run, row, other, other_run=earlier)
-        shown = comparing.compare(store, run, row, whole_number("step", step, text=True), other, other_run=earlier)
-        return (html.escape(f"Run {run.number} (current) vs run {earlier.number}: " + parted.caption),
-                gr.Plot(parted.figure, visible=True), gr.Dataframe(parted.table, visible=True),
-                html.escape(shown.caption), gr.Dataframe(shown.table, visible=True))
+        try:
+            if not current:
+                raise ParamError("current run", "a finished run (run Generate or a sweep first)", None)
+            run = store.get(current)
+            earlier = history.kept_run(store, entries or [], chosen)
+            row = whole_number("current run's output", row, text=True)
+            other = whole_number("earlier run's output", other, text=True)
+            parted = comparing.divergence(store, run, row, other, other_run=earlier)
+            shown = comparing.compare(store, run, row, whole_number("step", step, text=True), other,
+                                      other_run=earlier)
+        except ParamError as exc:  # said in the caption (it stays), then once as a toast
+            yield {panel.divergence_caption: error_html(str(exc))}
+            raise
+        yield {panel.divergence_caption: html.escape(f"Run {run.number} (current) vs run {earlier.number}: "
+                                                     + parted.caption),
+               panel.divergence_plot: gr.Plot(parted.figure, visible=True),
+               panel.divergence_table: gr.Dataframe(parted.table, visible=True),
+               panel.compare_caption: html.escape(shown.caption),
+               panel.compare_table: gr.Dataframe(shown.table, visible=True)}
 
-    panel.compare.click(compare, [panel.entries, page.run_id, panel.earlier, panel.current_output,
-                                  panel.earlier_output, panel.step],
-                        [panel.divergence_caption, panel.divergence_plot, panel.divergence_table,
-                         panel.compare_caption, panel.compare_table], show_progress="hidden", **PRIVATE)
+    # the replays take a moment: a line says so at once (no progress overlay: a failed comparison is one line and
+    # one toast, not an error pill on every output)
+    compared = [panel.divergence_caption, panel.divergence_plot, panel.divergence_table, panel.compare_caption,
+                panel.compare_table]
+    panel.compare.click(lambda: status_html("Comparing: replaying both outputs ..."), None, panel.divergence_caption,
+                        queue=False, **PRIVATE).then(
+        compare, [panel.entries, page.run_id, panel.earlier, panel.current_output, panel.earlier_output, panel.step],
+        compared, show_progress="hidden", **PRIVATE)
