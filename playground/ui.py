@@ -22,8 +22,11 @@ from .panels.common import PRIVATE, PageContext
 from .panels.distributions import build_distributions, wire_distributions
 from .panels.form import AXIS_NAMES, AXIS_TEXTS, Form
 from .panels.generate import build_generate, wire_generate
+from .panels.history import build_history, wire_history
 from .panels.model import intro_text, wire_model_picker
-from .panels.settings import DEFAULT_PROMPT, build_settings, estimator, wire_estimates, wire_loading
+from .panels.my_presets import wire_my_presets
+from .panels.settings import (DEFAULT_PROMPT, build_settings, config_updates, estimator, loading_outputs,
+                              wire_estimates, wire_loading)
 from .panels.score import build_score, wire_score
 from .panels.share import build_share, wire_share
 from .panels.sweep import build_sweep, wire_sweep
@@ -101,7 +104,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
             with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
                     generate, sweep, dists = build_generate(), build_sweep(), build_distributions()
-                    score, share = build_score(), build_share()
+                    score, share, runs = build_score(), build_share(), build_history()
         run_id = gr.State("")  # the run the Distributions view shows
         view = gr.State("generate")
         form = Form({"prompt": settings.prompt, "mode": settings.mode, "system_prompt": settings.system,
@@ -127,5 +130,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         wire_loading(page, demo, settings, presets)
         if settings.model_picker is not None:
             wire_model_picker(page, demo, settings.model_picker, intro)
+        wire_my_presets(page, demo, settings.mine, settings.preset, presets,
+                        lambda note, config: config_updates(page, settings, note, config),
+                        loading_outputs(page, settings))
+        wire_history(page, demo, runs, dist_sliders)
         demo.api_parameters = register_api(engine, store, slots)
     return demo

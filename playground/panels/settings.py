@@ -21,12 +21,14 @@ from .. import views
 from ..config import PlaygroundConfig, check_prefix_tokens
 from ..controls import CONTROLS, EARLY_STOPPING_CHOICES, GROUPS, ORDER_INFO, widget_value
 from ..errors import log_bad_input, user_errors
+from ..my_presets import MINE
 from ..presets import Preset
 from ..render import CSS, estimate_html
 from ..runs import RunStore
 from .common import PRIVATE, PageContext
 from .form import PREFIX_INFO, PREFIX_LABEL, config_from_form
 from .model import ModelPicker, build_model_picker
+from .my_presets import MyPresetsPanel, build_my_presets
 
 ESSENTIALS = ("temperature", "max_new_tokens")
 DEFAULT_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -89,6 +91,7 @@ class SettingsPanel:
     prefix_ids: gr.State  # a branch's exact token ids ([] = none)
     first_sample: gr.State  # the first sample's index (a branch of sample 3 is sample 3 alone)
     prefix_remove: gr.Button
+    mine: MyPresetsPanel
     model_picker: ModelPicker | None = None  # "Model": load another model (hidden on a hosted Space)
 
     def knobs_in_order(self) -> dict[str, gr.components.Component]:
@@ -126,10 +129,11 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset],
                                 info="Outputs to generate (per cell in a sweep).", elem_id="samples",
                                 elem_classes=[KEEP_TYPED])
         system = gr.Textbox(defaults.system_prompt, label="System prompt (chat mode)", lines=1)
-        preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset",
-                             info="Load an experiment: prompt, parameters and axes.")
+        preset = gr.Dropdown([p.name for p in presets], value=None, label="Preset", elem_id="preset",
+                             info="Load an experiment: prompt, parameters and axes (yours: saved below).")
         preset_info = gr.Markdown("", elem_id="preset-info")
         picker = build_model_picker(picker_model) if picker_model is not None else None
+        mine = build_my_presets()  # save, delete, download and load the person's own presets
         for group in GROUPS:
             with gr.Accordion(group, open=group == "Sampling"):
                 for control in (c for c in CONTROLS if c.group == group and c.field not in ESSENTIALS):
@@ -146,7 +150,7 @@ def build_settings(defaults: PlaygroundConfig, presets: list[Preset],
         gr.HTML("", elem_id="run-keys", js_on_load=RUN_KEYS_JS)  # the same: Ctrl+Enter runs
     return SettingsPanel(prompt, knobs, run, stop, run_estimate, mode, samples, system, preset, preset_info, order,
                          reset_order, order_preset, prefix_group, prefix, prefix_ids, first_sample, prefix_remove,
-                         picker)
+                         mine, picker)
 
 
 def knob_widget(control: Any, value: Any) -> gr.components.Component:
@@ -193,24 +197,33 @@ def wire_estimates(page: PageContext, demo: gr.Blocks, triggers: list[gr.compone
               show_progress="hidden", **PRIVATE)
 
 
+def loading_outputs(page: PageContext, panel: SettingsPanel) -> list[gr.components.Component]:
+    """What filling the settings from elsewhere changes (config_updates' keys)."""
+    return [panel.preset_info, *page.form.components, page.tabs, panel.prefix_group]
+
+
+def config_updates(page: PageContext, panel: SettingsPanel, note: str, config: PlaygroundConfig) -> dict:
+    """The settings filled with `config` (a preset, a link, a file), `note` under the preset menu."""
+    model = page.engine.loaded
+    # a forced start must fit the loaded model (its vocabulary, max_new_tokens once tokenized)
+    check_prefix_tokens(config, model.vocab_size, lambda text: model.tokenizer.encode(text, add_special_tokens=False))
+    return {panel.preset_info: note, **page.form.updates(config, lambda ids: model.decode(list(ids))),
+            page.tabs: gr.Tabs(selected=config.view if config.view in VIEWS else "generate"),
+            panel.prefix_group: gr.Column(visible=bool(config.forced))}
+
+
 def wire_loading(page: PageContext, demo: gr.Blocks, panel: SettingsPanel, presets: list[Preset]) -> None:
     """Settings from elsewhere: a preset picked, a share link opened (its query); the forced prefix's removal and
     the order's reset."""
     by_name = {p.name: p for p in presets}
-    outputs = [panel.preset_info, *page.form.components, page.tabs, panel.prefix_group]
+    outputs = loading_outputs(page, panel)
 
     def shown(note: str, config: PlaygroundConfig) -> dict:
-        model = page.engine.loaded  # at each call: the model picker may have replaced it
-        # a forced start must fit the loaded model (its vocabulary, max_new_tokens once tokenized)
-        check_prefix_tokens(config, model.vocab_size,
-                            lambda text: model.tokenizer.encode(text, add_special_tokens=False))
-        return {panel.preset_info: note, **page.form.updates(config, lambda ids: model.decode(list(ids))),
-                page.tabs: gr.Tabs(selected=config.view if config.view in VIEWS else "generate"),
-                panel.prefix_group: gr.Column(visible=bool(config.forced))}
+        return config_updates(page, panel, note, config)
 
     @user_errors
     def load_preset(name: str):
-        if not name:
+        if not name or name.startswith(MINE):  # one of the person's own presets: playground.panels.my_presets
             return gr.skip()
         chosen = by_name.get(name)
         if chosen is None:
