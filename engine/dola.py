@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,6 @@ from . import sampling  # sampling.choose_next looked up at every step, as the s
 from .dola_rules import candidate_layers
 from .errors import ParamError
 from .events import RunningBeam
-from .generate import Engine
 from .models import LoadedModel
 from .params import SamplingParams
 from .processors import apply_pipeline, plan_stages
@@ -45,6 +44,9 @@ from .results import RowResult
 from .rowstate import DecodeState
 from .sampling import row_keys
 from .steps import Endings, Rows
+
+if TYPE_CHECKING:  # engine/generate.py imports engine/replay.py, which imports this module
+    from .generate import Engine
 
 # What dola_steps yields after each step (per row, its output so far) and returns.
 DolaSteps = Generator[tuple[int, list[RunningBeam]], None, list[RowResult]]
@@ -118,6 +120,20 @@ def contrast(final_logits: torch.Tensor, premature: torch.Tensor, allowed: torch
     picked = js.masked_fill(~allowed, float("-inf")).argmax(dim=-1)  # [n] the first of equal ones, as 4.55
     base = premature[picked, torch.arange(final_logits.shape[0], device=final_logits.device)]  # [n, V]
     return relative_top_contrast(final_logits, base), picked
+
+
+def dola_logits(loaded: LoadedModel, ids: torch.Tensor, dola_layers: str | tuple[int, ...], keep: int
+                ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """One forward of ids [1, L] -> at its last `keep` positions: the final layer's logits [keep, V] float32, the
+    DoLa scores [keep, V] and the premature layer of each (a replay of DoLa steps: engine/replay.py)."""
+    final_layer, tied, lm_head = model_layers(loaded)
+    layers = candidate_layers(dola_layers, final_layer, tied)
+    out = loaded.model(input_ids=ids, output_hidden_states=True, logits_to_keep=keep)
+    final = out.logits[0].float()  # [keep, V]
+    premature = torch.stack([lm_head(out.hidden_states[layer][0, -keep:, :]) for layer in layers])  # [U, keep, V]
+    allowed = torch.ones(keep, len(layers), dtype=torch.bool, device=final.device)
+    scores, picked = contrast(final, premature, allowed)
+    return final, scores, [layers[i] for i in picked.tolist()]
 
 
 def dola_decode(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
