@@ -17,8 +17,11 @@ transformers 5 moved DoLa out of the library; this is a port of transformers 4.5
   - the processors run on the contrasted scores (transformers' logits_processor), then greedy takes the argmax
     and a sampled row samples from them (the engine's counter-based noise: a row's draw depends only on its seed,
     sample index and step, so a sampled DoLa row does not reproduce torch.multinomial's draw);
-  - one difference, on purpose: 4.55 picks one premature layer for its whole batch (the JS divergence averaged
-    over the batch); here each row picks its own, which is what 4.55 does for a batch of one.
+  - two differences, on purpose: 4.55 picks one premature layer for its whole batch (the JS divergence averaged
+    over the batch), here each row picks its own, which is what 4.55 does for a batch of one; and when the
+    processors remove every token the contrast kept (it keeps only those with p >= 0.1 x the top p, so a
+    no-repeat n-gram ban can empty it), 4.55's argmax of all -inf takes token 0 and goes on, while the row here
+    ends with finish_reason "no_candidates", as every loop of the engine does.
 Tokens and per-step scores equal transformers 4.55's `generate(dola_layers=...)` (tests/test_dola.py, against
 outputs recorded with it: tests/data/make_dola_oracle.py).
 
