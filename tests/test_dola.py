@@ -223,3 +223,14 @@ def test_stop_ends_a_dola_batch_after_the_next_step(engine):
         next(steps)
     (row,) = end.value.value
     assert row.token_ids == case["tokens"][:2] and row.finish_reason == "cancelled"
+
+
+@pytest.mark.parametrize("value", ["high", (16, 18)])
+def test_share_links_and_the_page_box_carry_dola_layers(value):
+    from playground.config import PlaygroundConfig
+    from playground.controls import params_from_values, values_from_params
+
+    params = SamplingParams(do_sample=False, repetition_penalty=1.2, dola_layers=value)
+    config = PlaygroundConfig(prompt="Hi", params=params)
+    assert PlaygroundConfig.from_query(config.to_query()).params == params
+    assert params_from_values(values_from_params(params), list(params.order)) == params
