@@ -234,3 +234,29 @@ def test_share_links_and_the_page_box_carry_dola_layers(value):
     config = PlaygroundConfig(prompt="Hi", params=params)
     assert PlaygroundConfig.from_query(config.to_query()).params == params
     assert params_from_values(values_from_params(params), list(params.order)) == params
+
+
+def test_the_distributions_view_names_each_steps_premature_layer(tiny):
+    """On a tiny random model (2 layers, tied embeddings): a DoLa row through the page's run, its Distributions
+    view (caption, stages) and the /distribution JSON say which layer the step contrasted with."""
+    from engine.generate import Engine
+    from engine.sweepspec import SweepSpec
+    from playground.runs import RunStore
+    from playground.views import distribution, distribution_json, stream_run
+
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    params = SamplingParams(dola_layers=[0, 1], repetition_penalty=1.2, temperature=0.7, seed=2, max_new_tokens=4)
+    run = None
+    for frame in stream_run(engine, store, SweepSpec("one two", params, raw=True), "generate"):
+        run = frame.run or run
+    layers = run.generation.rows[0].premature_layers
+    assert len(layers) == len(run.generation.rows[0].token_ids) and set(layers) <= {0, 1}
+    view = distribution(store, run, 0, 1)
+    assert f"final layer - layer {layers[1]}" in view.caption
+    assert list(view.table["stage"])[:2] == ["raw", f"dola (layer {layers[1]})"]
+    data = distribution_json(store, run, 0, 1)
+    assert data["premature_layer"] == layers[1]
+    assert [s["stage"] for s in data["stages"]][:2] == ["raw", f"dola (layer {layers[1]})"]
+    with pytest.raises(ParamError, match=r"^dola_layers: .*\[0, 1\]"):  # this model has 2 layers
+        next(dola_steps(engine, engine.encode("one", raw=True), [params.replace(dola_layers=[2])]))
