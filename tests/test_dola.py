@@ -260,3 +260,13 @@ def test_the_distributions_view_names_each_steps_premature_layer(tiny):
     assert [s["stage"] for s in data["stages"]][:2] == ["raw", f"dola (layer {layers[1]})"]
     with pytest.raises(ParamError, match=r"^dola_layers: .*\[0, 1\]"):  # this model has 2 layers
         next(dola_steps(engine, engine.encode("one", raw=True), [params.replace(dola_layers=[2])]))
+
+
+def test_the_transformers_snippet_runs_dola_from_its_hub_repository():
+    from playground.config import PlaygroundConfig
+    from playground.exports import DOLA_REPO, generate_snippet
+
+    params = SamplingParams(do_sample=False, repetition_penalty=1.2, dola_layers=(16, 18))
+    code = generate_snippet(PlaygroundConfig(prompt="Hi", params=params), "some/model")
+    assert f"custom_generate={DOLA_REPO!r}, trust_remote_code=True" in code
+    assert "dola_layers=[16, 18]," in code
