@@ -270,3 +270,14 @@ def test_the_transformers_snippet_runs_dola_from_its_hub_repository():
     code = generate_snippet(PlaygroundConfig(prompt="Hi", params=params), "some/model")
     assert f"custom_generate={DOLA_REPO!r}, trust_remote_code=True" in code
     assert "dola_layers=[16, 18]," in code
+
+
+def test_a_sweep_refuses_bad_dola_rows_before_any_work(engine):
+    from engine.sweep import run_sweep
+    from engine.sweepspec import Axis, SweepSpec
+
+    base = SamplingParams(do_sample=False, max_new_tokens=2)
+    with pytest.raises(ParamError, match=r"^dola_layers: .*\[0, 29\]"):  # the high cell is fine, [40] is not
+        run_sweep(engine, SweepSpec("Hi", base, (Axis("dola_layers", ("high", (40,))),)))
+    with pytest.raises(ParamError, match="^prefix: "):
+        run_sweep(engine, SweepSpec("Hi", base.replace(dola_layers="high"), prefix=("The",)))
