@@ -59,11 +59,15 @@ BASE_FILTER_VALUE = -1e-3  # ... and the premature layer's score of the others
 
 def model_layers(loaded: LoadedModel) -> tuple[int, bool, Any]:
     """(number of layers, tied word embeddings, lm_head) of the model, or a ParamError when DoLa cannot read
-    them (as transformers 4.55 refuses encoder-decoder models and models without output embeddings)."""
+    them (as transformers 4.55 refuses encoder-decoder models, stateful ones and models without output
+    embeddings)."""
     model = loaded.model
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     layers = getattr(config, "num_hidden_layers", None)
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if getattr(model, "_is_stateful", False):
+        raise ParamError("dola_layers", "empty for this model (DoLa was not designed for stateful models, such as "
+                                        f"{type(model).__name__}; transformers 4.55 refuses them too)", "set")
     if getattr(model.config, "is_encoder_decoder", False) or not isinstance(layers, int) or lm_head is None:
         raise ParamError("dola_layers", "empty for this model (DoLa needs a decoder-only model whose layer count "
                                         "and lm_head are readable)", "set")
