@@ -57,7 +57,7 @@ RELATIVE_TOP = 0.1  # transformers' _relative_top_filter: keep tokens with p >= 
 BASE_FILTER_VALUE = -1e-3  # ... and the premature layer's score of the others
 
 
-def model_layers(loaded: LoadedModel) -> tuple[int, bool, Any]:
+def model_layers(loaded: LoadedModel, value: Any = "set") -> tuple[int, bool, Any]:
     """(number of layers, tied word embeddings, lm_head) of the model, or a ParamError when DoLa cannot read
     them (as transformers 4.55 refuses encoder-decoder models, stateful ones and models without output
     embeddings)."""
@@ -67,17 +67,17 @@ def model_layers(loaded: LoadedModel) -> tuple[int, bool, Any]:
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if getattr(model, "_is_stateful", False):
         raise ParamError("dola_layers", "empty for this model (DoLa was not designed for stateful models, such as "
-                                        f"{type(model).__name__}; transformers 4.55 refuses them too)", "set")
+                                        f"{type(model).__name__}; transformers 4.55 refuses them too)", value)
     if getattr(model.config, "is_encoder_decoder", False) or not isinstance(layers, int) or lm_head is None:
         raise ParamError("dola_layers", "empty for this model (DoLa needs a decoder-only model whose layer count "
-                                        "and lm_head are readable)", "set")
+                                        "and lm_head are readable)", value)
     return layers, bool(getattr(model.config, "tie_word_embeddings", False)), lm_head
 
 
 def layer_table(loaded: LoadedModel, configs: Sequence[SamplingParams]) -> tuple[list[int], torch.Tensor]:
     """The candidate layers of every row together (in the order they are first named) and [B, U] bool: which of
     them are each row's. Refuses rows without dola_layers and layer numbers beyond the model's."""
-    final_layer, tied, _ = model_layers(loaded)
+    final_layer, tied, _ = model_layers(loaded, configs[0].dola_layers if configs else "set")
     per_row = []
     for p in configs:
         if not p.dola_layers:
