@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import ParamError, check_text, check_whole
-from .knobs import MAX_KEY, MAX_SEQUENCE_BIAS, MAX_SYNTHID_KEYS, MAX_TOKEN_ID
+from .knobs import DOLA_PRESETS, MAX_KEY, MAX_LAYER, MAX_SEQUENCE_BIAS, MAX_SYNTHID_KEYS, MAX_TOKEN_ID
 from .knobs import fmt_number as _fmt
+from .tokens import word_variants
 
 
 def str_tuple(name: str, value: Any) -> tuple[str, ...]:
@@ -124,3 +125,48 @@ def logit_bias_tuple(value: Any) -> tuple[tuple[int, float], ...]:
             raise ParamError("logit_bias", "biases in [-100, 100]", {key: bias})
         out.append((token, float(bias)))
     return tuple(out)
+
+
+def dola_layers_value(value: Any) -> str | tuple[int, ...]:
+    """dola_layers: "" (off; None too), "low", "high", or layer numbers: a list, one number, or their text
+    "16, 18" / "[16, 18]" (what --set and the page's box give) -> "", "low", "high" or a tuple of distinct ints."""
+    allowed = (f'"low", "high", or a list of layer numbers in [0, {MAX_LAYER}] (e.g. [16, 18]; the model\'s own '
+               f'layer count is checked when the run starts); empty = off')
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", *DOLA_PRESETS):
+            return text
+        parts = [part.strip() for part in text.strip("[]").split(",")]
+        if not all(re.fullmatch(r"[0-9]{1,5}", part) for part in parts):
+            raise ParamError("dola_layers", allowed, value)
+        value = [int(part) for part in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ParamError("dola_layers", allowed, value)
+    for layer in value:
+        check_whole("dola_layers", layer, 0, MAX_LAYER)
+    return tuple(dict.fromkeys(int(layer) for layer in value))  # a layer named twice is one candidate
+
+
+def force_words_ids(tokenizer: Any, force_words: Sequence[Sequence[str]]) -> list[list[int] | list[list[int]]]:
+    """transformers' force_words_ids: per constraint, the token ids of every spelling of its texts (each text as
+    written and with a leading space, as bad_words: tokens.word_variants); one spelling -> a phrase [ids], several
+    -> a disjunctive list [[ids], ...]. Refused when one spelling is the start of another (transformers'
+    DisjunctiveConstraint cannot hold both)."""
+    out: list[list[int] | list[list[int]]] = []
+    for texts in force_words:
+        spellings: list[list[int]] = []
+        for text in texts:
+            spellings += [ids for ids in word_variants(tokenizer, text) if ids not in spellings]
+        if not spellings:
+            raise ParamError("force_words", "texts that have tokens", list(texts))
+        for a in spellings:
+            for b in spellings:
+                if a is not b and b[:len(a)] == a:
+                    raise ParamError("force_words", "alternatives none of whose spellings (as written and with a "
+                                     f"leading space) is the start of another (here {a} starts {b})", list(texts))
+        out.append(spellings[0] if len(spellings) == 1 else spellings)
+    return out

@@ -284,6 +284,9 @@ class Engine:
         contrastive = [p.penalty_alpha for p in params if p.penalty_alpha > 0]
         if contrastive:
             raise ParamError("penalty_alpha", "0 in this loop (contrastive search runs through a sweep)", contrastive[0])
+        dola = [p.dola_layers for p in params if p.dola_layers]
+        if dola:
+            raise ParamError("dola_layers", "empty in this loop (DoLa runs through a sweep: engine/dola.py)", dola[0])
         row_prompts = self.healed_prompts(_row_prompts(prompt_ids, len(params)), params)
         params = [p.for_prompt(len(row_prompt)) for p, row_prompt in zip(params, row_prompts)]
         prompts = self.check_rows(row_prompts, params)

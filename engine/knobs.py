@@ -42,6 +42,8 @@ WATERMARK_SCHEMES: tuple[str, ...] = ("lefthash", "selfhash")
 WATERMARK_HASHING_KEY = 15485863  # transformers' default hashing_key (the millionth prime)
 MAX_SYNTHID_KEYS = 64  # SynthID's depth: one key per tournament layer
 MAX_KEY = 2**63 - 1  # hashing keys, SynthID keys and seeds are int64
+MAX_LAYER = 10_000  # dola_layers: a layer number above any model's; the engine checks it against the model's layers
+DOLA_PRESETS: tuple[str, ...] = ("low", "high")  # transformers 4.55's named sets of DoLa's candidate layers
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,8 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     _long("max_matching_ngram_size", 2, Range(1, MAX_MATCHING_NGRAM), Widget(L, "slider", "Prompt lookup: the longest n-gram matched to find a draft (tried from this size down to 1).", 1, 8, 1)),
     # decoding modes ported from transformers 4.x (engine/contrastive.py, engine/constrained_beams.py)
     Knob("penalty_alpha", float, 0.0, Range(0.0, 1.0), widget=Widget(S, "slider", "Contrastive search (greedy, needs top_k > 1): of the top_k tokens take the one with the best (1 - alpha) x p - alpha x its hidden state's highest cosine similarity to the context's; 0 = off.", 0.0, 1.0, 0.05)),
+    # DoLa (engine/dola.py): contrast the final layer with an earlier one; "" = off
+    Knob("dola_layers", object, "", widget=Widget(S, "text", "DoLa (Chuang et al. 2023; transformers 4.55's dola_layers): the next-token scores are log p(final layer) - log p(premature layer), the premature layer being the candidate whose distribution differs most from the final one (Jensen-Shannon divergence) at that step; candidates: low = the lower half of the layers, high = the upper half, or layer numbers (0 = the embeddings), e.g. 16, 18; empty = off. Greedy or sampled, no beams, no contrastive search. transformers recommends repetition_penalty 1.2 with it (not set for you).", placeholder="low, high or e.g. 16, 18")),
     Knob("force_words", object, (), widget=Widget(B, "text", "Constrained beam search (num_beams > 1, greedy): every output must contain these; one per line, alternatives on a line separated by | (each as written and with a leading space).", placeholder="e.g. Paris | London")),
     Knob("order", object, ()),  # the processor order (a list of stage names); its default is DEFAULT_ORDER
 )

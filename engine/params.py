@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import ParamError, check_flag, check_text
-from .field_readers import (bias_tuple, breakers_tuple, force_words_tuple, keys_tuple, logit_bias_tuple, str_tuple,
-                            token_tuple)
+from .dola_rules import check_dola_modes
+from .field_readers import (bias_tuple, breakers_tuple, dola_layers_value, force_words_ids, force_words_tuple,
+                            keys_tuple, logit_bias_tuple, str_tuple, token_tuple)
 from .knobs import (DRY_MODES, DRY_SEQUENCE_BREAKERS, KNOBS, NO_TOKEN, PROCESSORS, WATERMARK_HASHING_KEY,
                     WATERMARK_SCHEMES, Range)
 from .knobs import fmt_number as _fmt
@@ -138,6 +139,7 @@ class SamplingParams:
     # constrained beam search (engine/constrained_beams.py): per constraint its texts (alternatives; one text is a
     # phrase to include); each text as written and with a leading space (tokens.word_variants)
     force_words: tuple[tuple[str, ...], ...] = ()
+    dola_layers: str | tuple[int, ...] = ""  # DoLa (engine/dola.py): "low", "high" or layer numbers; "" = off
     order: tuple[str, ...] = DEFAULT_ORDER
 
     def __post_init__(self) -> None:
@@ -152,6 +154,7 @@ class SamplingParams:
             object.__setattr__(self, "negative_prompt", "")
         check_text("negative_prompt", self.negative_prompt, allow_empty=True)
         object.__setattr__(self, "force_words", force_words_tuple(self.force_words))
+        object.__setattr__(self, "dola_layers", dola_layers_value(self.dola_layers))
         if not (isinstance(self.dry_mode, str) and self.dry_mode in DRY_MODES):
             raise ParamError("dry_mode", f"one of {', '.join(repr(m) for m in DRY_MODES)}", self.dry_mode)
         if not (isinstance(self.watermark_seeding_scheme, str) and self.watermark_seeding_scheme in WATERMARK_SCHEMES):
@@ -172,6 +175,7 @@ class SamplingParams:
         self._check_lengths()
         self._check_beams()
         self._check_modes()
+        check_dola_modes(self)
 
     def _check_lengths(self) -> None:
         """max_length replaces max_new_tokens (one of the two, never a silent choice); the checks that need the
@@ -304,6 +308,7 @@ class SamplingParams:
         for name in TOKEN_LIST_FIELDS:
             d[name] = list(getattr(self, name))
         d["synthid_keys"] = list(self.synthid_keys)
+        d["dola_layers"] = self.dola_layers if isinstance(self.dola_layers, str) else list(self.dola_layers)
         return d
 
     def to_json(self) -> str:
@@ -400,6 +405,8 @@ class SamplingParams:
             if tokenizer is None:
                 raise ParamError("tokenizer", "given to convert the texts of force_words", None)
             kw["force_words_ids"] = force_words_ids(tokenizer, self.force_words)
+        if self.dola_layers:  # transformers 4.x; transformers 5 needs custom_generate (engine/dola.py)
+            kw["dola_layers"] = self.to_dict()["dola_layers"]
         if self.logit_bias:
             kw["sequence_bias"] = {(token,): bias for token, bias in self.logit_bias}
         watermarking = self.watermarking_config()
@@ -474,24 +481,3 @@ def _check_number(name: str, value: Any, kind: type, allowed: Range) -> Any:
     if isinstance(value, float) and not math.isfinite(value) or not allowed.contains(value):
         raise ParamError(name, allowed.describe("a whole number" if kind is int else "a number"), value)
     return kind(value)
-
-
-def force_words_ids(tokenizer: Any, force_words: Sequence[Sequence[str]]) -> list[list[int] | list[list[int]]]:
-    """transformers' force_words_ids: per constraint, the token ids of every spelling of its texts (each text as
-    written and with a leading space, as bad_words: tokens.word_variants); one spelling -> a phrase [ids], several
-    -> a disjunctive list [[ids], ...]. Refused when one spelling is the start of another (transformers'
-    DisjunctiveConstraint cannot hold both)."""
-    out: list[list[int] | list[list[int]]] = []
-    for texts in force_words:
-        spellings: list[list[int]] = []
-        for text in texts:
-            spellings += [ids for ids in word_variants(tokenizer, text) if ids not in spellings]
-        if not spellings:
-            raise ParamError("force_words", "texts that have tokens", list(texts))
-        for a in spellings:
-            for b in spellings:
-                if a is not b and b[:len(a)] == a:
-                    raise ParamError("force_words", "alternatives none of whose spellings (as written and with a "
-                                     f"leading space) is the start of another (here {a} starts {b})", list(texts))
-        out.append(spellings[0] if len(spellings) == 1 else spellings)
-    return out

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from .models import LoadedModel
+from .dola import dola_logits
 from .errors import ParamError
 from .guidance import unconditional_context
 from .params import SamplingParams
@@ -32,6 +33,9 @@ class Replay:
     # next-token distribution: the negative prompt, or the prompt's last token, then the row's tokens so far);
     # None without guidance
     unconditional: torch.Tensor | None = None
+    # DoLa: the premature layer this step contrasted the final layer with (its stage is "dola (layer k)": the
+    # contrast, before the processors); None without dola_layers
+    premature_layer: int | None = None
 
 
 @torch.inference_mode()
@@ -47,12 +51,19 @@ def replay(loaded: LoadedModel, result: GenerationResult, row: int, step: int,
     params = params if params is not None else result.params[row]
     prompt = torch.tensor([result.prompt_of(row)], device=device)  # [1, P]
     generated = torch.tensor([out.token_ids[:step]], dtype=torch.long, device=device)  # [1, step]
-    logits = loaded.model(input_ids=torch.cat([prompt, generated], dim=1), logits_to_keep=1).logits[:, -1, :].float()
-    uncond = _unconditional_logits(loaded, result, row, params, step, 1)  # [1, V] or None
+    ids = torch.cat([prompt, generated], dim=1)  # [1, P + step]
     stages: list[torch.Tensor] = []
+    names, layer = ["raw", *params.order], None
+    if params.dola_layers:  # the final layer's distribution, then the DoLa contrast is the processors' input
+        raw, logits, (layer,) = dola_logits(loaded, ids, params.dola_layers, 1)
+        stages.append(raw.softmax(-1)[0])
+        names.insert(1, f"dola (layer {layer})")
+    else:
+        logits = loaded.model(input_ids=ids, logits_to_keep=1).logits[:, -1, :].float()
+    uncond = _unconditional_logits(loaded, result, row, params, step, 1)  # [1, V] or None
     _run_stages(loaded, result, row, step, logits, params, lambda scores: stages.append(scores.softmax(-1)[0]), uncond)
-    return Replay(["raw", *params.order], torch.stack(stages).cpu(), out.token_ids[step],
-                  None if uncond is None else uncond.softmax(-1)[0].cpu())
+    return Replay(names, torch.stack(stages).cpu(), out.token_ids[step],
+                  None if uncond is None else uncond.softmax(-1)[0].cpu(), layer)
 
 
 @torch.inference_mode()
@@ -70,7 +81,10 @@ def final_distributions(loaded: LoadedModel, result: GenerationResult, row: int,
     device = loaded.device
     prompt = result.prompt_of(row)
     ids = torch.tensor([prompt + out.token_ids[:steps - 1]], device=device)  # [1, P + steps - 1]
-    logits = loaded.model(input_ids=ids, logits_to_keep=steps).logits[0].float()  # [steps, V]
+    if result.params[row].dola_layers:  # DoLa: the processors' input is each step's contrast
+        logits = dola_logits(loaded, ids, result.params[row].dola_layers, steps)[1]
+    else:
+        logits = loaded.model(input_ids=ids, logits_to_keep=steps).logits[0].float()  # [steps, V]
     uncond = _unconditional_logits(loaded, result, row, result.params[row], steps - 1, steps)  # [steps, V] or None
     finals: list[torch.Tensor] = []
     for step in range(steps):

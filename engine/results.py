@@ -43,6 +43,8 @@ class RowResult:
     degeneration_penalties: list[float] | None = None
     # constrained beam search: per force_words entry, whether the output holds it
     constraints_met: list[bool] | None = None
+    # DoLa (engine/dola.py): per token, the premature layer its step contrasted the final layer with
+    premature_layers: list[int] | None = None
 
 
 @dataclass

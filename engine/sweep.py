@@ -3,7 +3,8 @@
 Sampling and greedy rows decode together in one batched loop (streamed step by step). Beam cells run after
 them, every cell of the same beam width, group count and length in one beam batch (engine/beams.py); a beam cell's rows
 are its num_return_sequences best hypotheses, best first, and its steps stream as BeamProgress (engine/events.py).
-Contrastive rows (penalty_alpha > 0) run last, those of the same top_k and length in one batch (engine/contrastive.py).
+Contrastive rows (penalty_alpha > 0) run next, those of the same top_k and length in one batch (engine/contrastive.py),
+and DoLa rows (dola_layers) last, those of the same prompt in one batch (engine/dola.py).
 A decoding_mode axis (engine/decoding_modes.py) only sets each cell's knobs, so its cells take these same routes.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ import pandas as pd
 from .beam_results import BeamResult, BeamSequence, BeamSteps
 from .beams import beam_search_steps
 from .contrastive import ContrastiveSteps, contrastive_steps
+from .dola import dola_steps, layer_table
+from .errors import ParamError
 from .events import BeamProgress, RunningBeam, StepUpdate, Update
 from .forcing import check_prefix
 from .generate import Engine
@@ -60,6 +63,8 @@ class SweepResult:
                 record["constraints_met"] = sum(out.constraints_met)
             if out.degeneration_penalties:  # contrastive search: the mean over the output's tokens
                 record["degeneration_penalty"] = sum(out.degeneration_penalties) / len(out.degeneration_penalties)
+            if out.premature_layers is not None:  # DoLa: the layer each step contrasted with
+                record["premature_layers"] = out.premature_layers
             record.update(sample_metrics(out.token_ids, out.raw_logprobs, out.raw_entropies))
             record.update(self.generation.watermark_scores(i, always=green_any))
             record.update(assist_metrics(out))
@@ -106,7 +111,14 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
     contrastive_batches = _contrastive_batches(rows)
     for batch_rows in contrastive_batches:
         engine.check(row_prompts[batch_rows[0]], [rows[i].params for i in batch_rows])
-    sampled = [i for i, r in enumerate(rows) if r.params.num_beams == 1 and r.params.penalty_alpha == 0]
+    dola_batches = _dola_batches(rows)
+    for batch_rows in dola_batches:  # the layers too: each row's against the model's
+        engine.check(row_prompts[batch_rows[0]], [rows[i].params for i in batch_rows])
+        layer_table(engine.loaded, [rows[i].params for i in batch_rows])
+    if dola_batches and forced is not None:
+        raise ParamError("prefix", "empty with dola_layers (a DoLa row starts from the prompt here)",
+                         list(spec.prefix))
+    sampled = [i for i, r in enumerate(rows) if _sampling_loop(r)]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
         for update in engine.stream(prompts_of(sampled), [r.params for r in rows], [r.sample for r in rows],
                                     trace_top_n, cancel, forced=forced):
@@ -139,6 +151,14 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
         steps = contrastive_steps(engine, row_prompts[batch_rows[0]], configs, cancel)
         outputs = yield from _contrastive_progress(steps, batch_rows, item_of)
         results.update({i: dataclasses.replace(outputs[item]) for i, item in zip(batch_rows, item_of)})
+    for batch_rows in dola_batches:  # each distinct (configuration, sample) once: a greedy row's samples are one
+        keys = [(rows[i].params, 0 if rows[i].params.greedy else rows[i].sample) for i in batch_rows]
+        distinct = list(dict.fromkeys(keys))
+        item_of = [distinct.index(key) for key in keys]
+        steps = dola_steps(engine, row_prompts[batch_rows[0]], [p for p, _ in distinct], [s for _, s in distinct],
+                           cancel)
+        outputs = yield from _contrastive_progress(steps, batch_rows, item_of)
+        results.update({i: dataclasses.replace(outputs[item]) for i, item in zip(batch_rows, item_of)})
     generation = GenerationResult(prompt_ids=list(row_prompts[0]), params=[r.params for r in rows],
                                   row_prompt_ids=[list(p) for p in row_prompts] if spec.varies_prompt else None,
                                   sample_indices=[r.sample for r in rows], rows=[results[i] for i in range(len(rows))],
@@ -168,7 +188,7 @@ def _beam_progress(steps: BeamSteps, cell_rows: list[list[int]]
 
 def _contrastive_progress(steps: ContrastiveSteps, batch_rows: list[int], item_of: list[int]
                           ) -> Generator[tuple[BeamProgress, None], None, list[RowResult]]:
-    """A contrastive batch's steps as BeamProgress (each row's output so far); returns the batch's results."""
+    """A contrastive (or DoLa) batch's steps as BeamProgress (each row's output so far); returns its results."""
     while True:
         try:
             step, running = next(steps)
@@ -193,10 +213,25 @@ def beam_row(engine: Engine, seq: BeamSequence, params: SamplingParams, cancel: 
 def progress_steps(rows: list[SweepRow]) -> int:
     """How many progress updates stream_sweep yields at most before its result: the sampling rows' steps, then
     the steps of each beam batch."""
-    sampled = [r.params.max_new_tokens for r in rows if r.params.num_beams == 1 and r.params.penalty_alpha == 0]
+    sampled = [r.params.max_new_tokens for r in rows if _sampling_loop(r)]
     beams = [rows[cells[0][0]].params.max_new_tokens for cells in _beam_batches(rows)]
     contrastive = [rows[batch[0]].params.max_new_tokens for batch in _contrastive_batches(rows)]
-    return max(sampled, default=0) + sum(beams) + sum(contrastive)
+    dola = [max(rows[i].params.max_new_tokens for i in batch) for batch in _dola_batches(rows)]
+    return max(sampled, default=0) + sum(beams) + sum(contrastive) + sum(dola)
+
+
+def _sampling_loop(row: SweepRow) -> bool:
+    """Whether a row decodes in the batched sampling loop (not beams, contrastive search or DoLa)."""
+    return row.params.num_beams == 1 and row.params.penalty_alpha == 0 and not row.params.dola_layers
+
+
+def _dola_batches(rows: list[SweepRow]) -> list[list[int]]:
+    """DoLa rows (dola_layers set) grouped by prompt: each group one batch (engine/dola.py); its row indices."""
+    groups: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r.params.dola_layers:
+            groups[(r.prompt, r.system_prompt)].append(i)
+    return list(groups.values())
 
 
 def _beam_batches(rows: list[SweepRow]) -> list[list[list[int]]]:

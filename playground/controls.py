@@ -197,6 +197,8 @@ def widget_value(field: str, value: Any) -> Any:
         return {False: "false", True: "true", "never": "never"}[value]
     if field == "synthid_keys":  # "654, 400, 836" (SamplingParams reads the text back)
         return ", ".join(str(key) for key in value)
+    if field == "dola_layers":  # "high" or "16, 18" (SamplingParams reads the text back)
+        return value if isinstance(value, str) else ", ".join(str(layer) for layer in value)
     return value
 
 

@@ -33,6 +33,7 @@ _DEFAULTS = SamplingParams()
 GROUP_BEAM_REPO = "transformers-community/group-beam-search"
 # ... and contrastive search and constrained beam search (engine/contrastive.py, engine/constrained_beams.py)
 CONTRASTIVE_REPO = "transformers-community/contrastive-search"
+DOLA_REPO = "transformers-community/dola"  # DoLa (dola_layers) in transformers 5
 CONSTRAINED_BEAM_REPO = "transformers-community/constrained-beam-search"
 # OpenAI request fields that carry an engine knob under another name or meaning; the rest go by engine name.
 _OPENAI_STANDARD = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "presence_penalty",
@@ -102,6 +103,9 @@ def transformers_settings(config: PlaygroundConfig) -> TransformersSettings:
     if params.penalty_alpha > 0:
         notes.append(f"transformers 5 runs contrastive search from the hub repository {CONTRASTIVE_REPO} "
                      "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
+    if params.dola_layers:
+        notes.append(f"transformers 5 runs DoLa from the hub repository {DOLA_REPO} (custom_generate=..., "
+                     "trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
     if params.force_words:
         notes.append(f"transformers 5 runs constrained beam search from the hub repository {CONSTRAINED_BEAM_REPO} "
                      "(custom_generate=..., trust_remote_code=True); transformers 4.x up to 4.55 has it built in")
@@ -332,7 +336,8 @@ def _extra_generate_args(params: SamplingParams) -> str:
     return ((", tokenizer=tokenizer" if params.stop else "")
             + (f", custom_generate={GROUP_BEAM_REPO!r}, trust_remote_code=True" if params.num_beam_groups > 1 else "")
             + (f", custom_generate={CONTRASTIVE_REPO!r}, trust_remote_code=True" if params.penalty_alpha > 0 else "")
-            + (f", custom_generate={CONSTRAINED_BEAM_REPO!r}, trust_remote_code=True" if params.force_words else ""))
+            + (f", custom_generate={CONSTRAINED_BEAM_REPO!r}, trust_remote_code=True" if params.force_words else "")
+            + (f", custom_generate={DOLA_REPO!r}, trust_remote_code=True" if params.dola_layers else ""))
 
 
 def _single_lines(config: PlaygroundConfig, settings: TransformersSettings) -> list[str]:

@@ -369,6 +369,9 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
         caption += (" · earlier beam groups chose " + ", ".join(
             f"“{label(t)}”" + (f" x{n}" if n > 1 else "") for t, n in peers.items())
             + f" at this step (diversity_penalty {params.diversity_penalty:g} per choice)")
+    if replay.premature_layer is not None:  # DoLa: the layer this step contrasted the final layer with
+        caption += (f" · DoLa ({_dola_text(params.dola_layers)}): final layer - layer {replay.premature_layer}"
+                    + (f" (per step: {', '.join(map(str, out.premature_layers))})" if out.premature_layers else ""))
     guidance = guidance_stages(replay)
     if guidance is not None:
         names, probs = guidance
@@ -378,6 +381,10 @@ def distribution(store: RunStore, run: Run, row: int, step: int, top_n: int = 20
                             distribution_figure(names, probs, replay.chosen, label, top_n, collapse_unchanged=False),
                             stage_table(stage_stats(probs, replay.chosen), names))
     return Distribution(caption, figure, stage_table(stats, replay.stage_names), steps)
+
+
+def _dola_text(dola_layers: str | tuple[int, ...]) -> str:
+    return dola_layers if isinstance(dola_layers, str) else "layers " + ", ".join(map(str, dola_layers))
 
 
 GUIDANCE_STAGES = ["unconditional", "raw (conditional)", "after guidance"]
@@ -407,6 +414,7 @@ def distribution_json(store: RunStore, run: Run, row: int, step: int, top_n: int
                       "chosen": {"id": replay.chosen, "text": label(replay.chosen)},
                       **_peer_json(run.generation.rows[row], step, label),
                       **_unconditional_json(replay, top_n, label),
+                      **({} if replay.premature_layer is None else {"premature_layer": replay.premature_layer}),
                       "stages": [{"stage": name, **s} for name, s in zip(replay.stage_names, stats)],
                       "top_tokens": top})
 
