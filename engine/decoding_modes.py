@@ -10,7 +10,7 @@ decoding_mode axis runs the base parameters with its mode's knobs laid over them
   - another axis may vary a mode knob only where the mode lets it (its own BASE knobs and its `tunable` ones, such
     as num_beams for beam search or top_k for contrastive search); elsewhere the combination is refused, naming
     the axis, its values and the mode, before any work.
-Adding a mode (e.g. DoLa with `dola_layers`) is one entry in MODES: the other modes then switch its knob off.
+Adding a mode is one entry in MODES (DoLa was: `dola_layers`): the other modes then switch its knob off.
 """
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ MODES: tuple[DecodingMode, ...] = (
     DecodingMode("constrained_beams", "beam search with 4 beams whose outputs hold the base's force_words",
                  {"do_sample": False, "num_beams": 4, "force_words": BASE, "num_return_sequences": BASE},
                  tunable=("num_beams",), check=_constrained),
+    DecodingMode("dola", "DoLa, greedy: the final layer contrasted with the premature layer of the 'high' half "
+                 "that differs most (transformers recommends repetition_penalty 1.2: set it in the base)",
+                 {"do_sample": False, "dola_layers": "high"}, tunable=("dola_layers",)),
 )
 MODES_BY_NAME: dict[str, DecodingMode] = {m.name: m for m in MODES}
 MODE_NAMES: tuple[str, ...] = tuple(MODES_BY_NAME)

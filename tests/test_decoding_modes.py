@@ -1,5 +1,5 @@
-"""The decoding_mode sweep axis: greedy, sampling, beam search, diverse beams, contrastive search and constrained
-beams side by side in one sweep, one grid (engine/decoding_modes.py).
+"""The decoding_mode sweep axis: greedy, sampling, beam search, diverse beams, contrastive search, constrained
+beams and DoLa side by side in one sweep, one grid (engine/decoding_modes.py).
 
 Each mode's cell in a mixed sweep must equal that mode's configuration run alone, token for token; records, the
 grid, the exports, share links, presets and the command line carry the mode's name; a bad name or a combination
@@ -48,7 +48,7 @@ def test_each_mode_in_a_mixed_sweep_equals_its_row_alone(spread, mixed):
     records = mixed.records()
     assert [r["axis_decoding_mode"] for r in records] == [
         "greedy", "greedy", "sampling", "sampling", "beam_search", "diverse_beams", "contrastive", "contrastive",
-        "constrained_beams"]  # samples per cell; a beam cell's rows are its num_return_sequences (1) beams
+        "constrained_beams", "dola", "dola"]  # samples per cell; a beam cell's rows are its num_return_sequences (1) beams
     for name in MODE_NAMES:
         alone = run_sweep(spread, SweepSpec(PROMPT, mode_params(name, BASE), samples=2)).records()
         mine = [r for r in records if r["axis_decoding_mode"] == name]
@@ -62,6 +62,7 @@ def test_each_mode_in_a_mixed_sweep_equals_its_row_alone(spread, mixed):
     assert "beam_score" in by_mode["beam_search"] and by_mode["diverse_beams"]["beam_group"] == 0
     assert by_mode["contrastive"]["degeneration_penalty"] is not None
     assert "constraints_met" in by_mode["constrained_beams"] and "constraints_met" not in by_mode["beam_search"]
+    assert by_mode["dola"]["premature_layers"] and by_mode["greedy"].get("premature_layers") is None
     sampled = [r["token_ids"] for r in records if r["axis_decoding_mode"] == "sampling"]
     assert sampled[0] != sampled[1]  # two samples of the sampling cell draw different noise
 
