@@ -28,7 +28,7 @@ from playground.exports import openai_request_json
 from playground.openai_api import openai_router
 
 PROMPT = "The weather today is"
-MODES = ("beam_search", "diverse_beams", "contrastive", "constrained_beams")
+MODES = ("beam_search", "diverse_beams", "contrastive", "constrained_beams", "dola")
 # the sweep's base: greedy, with the force_words constrained beams read (a base with them is a constrained search)
 BASE = SamplingParams(do_sample=False, num_beams=4, num_return_sequences=2, force_words=(("rain",),),
                       max_new_tokens=5)
@@ -64,12 +64,13 @@ KNOBS = {  # what a client sends for each mode (the engine's names, in extra_bod
     "diverse_beams": {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0, "do_sample": False},
     "contrastive": {"penalty_alpha": 0.6, "top_k": 4, "do_sample": False},
     "constrained_beams": {"num_beams": 4, "do_sample": False, "force_words": [["rain"]]},
+    "dola": {"dola_layers": "high", "do_sample": False},
 }
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_completions_search_like_the_sweep(client, swept, mode):
-    n = 1 if mode == "contrastive" else 2
+    n = 1 if mode in ("contrastive", "dola") else 2
     out = client.completions.create(model="any", prompt=PROMPT, max_tokens=5, n=n, extra_body=KNOBS[mode])
     assert [c.text for c in out.choices] == swept[mode]
     assert [c.index for c in out.choices] == list(range(n))
@@ -90,6 +91,9 @@ def test_chat_completions_run_contrastive_and_constrained_search(spread, client)
 @pytest.mark.parametrize("body, param", [  # (each case's own dict: "stream" is taken out of it)
     ({"stream": True, **KNOBS["contrastive"]}, "stream"),
     ({"stream": True, **KNOBS["constrained_beams"]}, "stream"),
+    ({"stream": True, **KNOBS["dola"]}, "stream"),
+    ({"logprobs": 2, **KNOBS["dola"]}, "logprobs"),
+    ({"dola_layers": "7", "do_sample": False}, "dola_layers"),  # the tiny model has 2 layers
     ({"logprobs": 2, **KNOBS["beam_search"]}, "logprobs"),
     ({"n": 5, **KNOBS["beam_search"]}, "n"),
     ({"n": 2, **KNOBS["contrastive"]}, "n"),
@@ -116,3 +120,12 @@ def test_the_pages_openai_export_of_a_mode_sweep_runs_on_v1(client):
         out = client.completions.create(**{k: body.pop(k) for k in ("model", "prompt", "max_tokens", "n")},
                                         extra_body=body)
         assert len(out.choices) == (1 if name == "contrastive" else 2), name  # samples, or the 2 best beams
+
+
+def test_dola_samples_on_v1_are_the_sweeps_samples(spread, client):
+    """Sampled DoLa: the n choices are samples 0..n-1 of the same configuration, as a sweep's samples are."""
+    knobs = {"dola_layers": "low", "temperature": 0.9, "seed": 7}
+    out = client.completions.create(model="any", prompt=PROMPT, max_tokens=5, n=3, extra_body=knobs)
+    spec = SweepSpec(PROMPT, SamplingParams(dola_layers="low", temperature=0.9, seed=7, max_new_tokens=5), samples=3,
+                     raw=True)
+    assert [c.text for c in out.choices] == [r["text"] for r in run_sweep(spread, spec).records()]
