@@ -47,7 +47,10 @@ def build_history() -> HistoryPanel:
     with gr.Tab("History", id="history") as tab:
         intro = gr.Markdown(INTRO.format(capacity="32"), elem_id="history-intro")
         entries = gr.State([])
-        table = gr.Dataframe(label="Runs", interactive=False, wrap=True, elem_id="history-table")
+        # widths per column (run, time, kind, prompt, settings, outputs, tokens/s, now): a number column keeps its
+        # header on one line instead of breaking it letter by letter
+        table = gr.Dataframe(label="Runs", interactive=False, wrap=True, elem_id="history-table",
+                             column_widths=["6%", "12%", "12%", "13%", "25%", "11%", "11%", "10%"])
         with gr.Row(equal_height=True):
             earlier = gr.Dropdown([], value=None, label="Earlier run", elem_id="history-run", scale=3,
                                   info="Reopen it, or compare the current run with it.")
