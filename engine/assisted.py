@@ -269,11 +269,12 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
         if not empty_list[k]:
             r.generated.append(tokens[k])
             r.text.append(tokens[k])
+        accepted = not empty_list[k] and r.at < len(r.drafts) and tokens[k] == r.drafts[r.at]
+        r.accepted += accepted  # a draft that ends the row (end-of-text, a stop string) counts as accepted too
         if done_list[k]:
             r.finished, r.verifying = True, False
-        elif r.at < len(r.drafts) and tokens[k] == r.drafts[r.at]:
+        elif accepted:
             r.at += 1
-            r.accepted += 1
             r.valid += 1  # the accepted draft's cache entry was computed from the right prefix
         else:
             r.verifying = False
