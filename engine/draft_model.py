@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -34,14 +35,19 @@ def draft_model_for(engine: Any, name: str) -> LoadedModel:
         draft = target  # the target drafting for itself: the same weights, its own caches
     elif name in engine.draft_models:
         draft = engine.draft_models[name]
+        if isinstance(draft, ParamError):  # a hub id that did not load: its retries take a minute, paid once
+            raise draft
     else:
         dtype = str(target.dtype).removeprefix("torch.")
         try:
             draft = load_model(name, device=str(target.device), dtype=dtype)
         except Exception as exc:  # a missing directory, a hub id out of reach, a config that is not a causal LM
             reason = str(exc).removeprefix("model: ").splitlines()[0] if str(exc) else type(exc).__name__
-            raise ParamError("assistant_model", f"a model id or local directory that loads (empty = off; here: "
-                             f"{reason})", name) from None
+            error = ParamError("assistant_model", f"a model id or local directory that loads (empty = off; here: "
+                               f"{reason})", name)
+            if not Path(name).expanduser().exists():  # a path may be written later; a hub id stays out of reach
+                engine.draft_models[name] = error
+            raise error from None
         engine.draft_models[name] = draft
     check_same_tokenizer(target, draft, name)
     return draft

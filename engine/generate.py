@@ -94,7 +94,7 @@ class Engine:
         self.loaded = loaded
         self.limits = limits
         self.turns = Turns()  # concurrent runs (page, API, /v1 batches) alternate steps, first come first served
-        self.draft_models: dict[str, LoadedModel] = {}  # assisted decoding's draft models by name (draft_model.py)
+        self.draft_models: dict[str, LoadedModel | ParamError] = {}  # draft models by name (draft_model.py)
 
     # -- inputs ------------------------------------------------------------------------------------------
 

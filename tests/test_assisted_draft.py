@@ -92,6 +92,22 @@ def test_unloadable_draft_is_refused_by_name(tiny, tmp_path) -> None:
             tiny.generate(prompt, [SamplingParams(assistant_model=missing, max_new_tokens=4)])
 
 
+def test_a_hub_id_that_does_not_load_is_tried_once(tiny, monkeypatch) -> None:
+    calls = []
+
+    def unreachable(name, **kwargs):
+        calls.append(name)
+        raise ValueError(f"model: could not load {name!r}: We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(draft_model, "load_model", unreachable)
+    prompt = tiny.encode("one two three", raw=True)
+    for _ in range(2):
+        with pytest.raises(ParamError, match=r"^assistant_model: .*here: could not load 'org/absent': We couldn't "
+                                             r"connect to 'https://huggingface.co'\), got 'org/absent'"):
+            tiny.generate(prompt, [SamplingParams(assistant_model="org/absent", max_new_tokens=4)])
+    assert calls == ["org/absent"]
+
+
 @pytest.mark.parametrize("which, how", [("bigger", r"49153 tokens against the target's 49152"),
                                         ("swapped", r"token '(the|and)' is id \d+ there, \d+ in the target")])
 def test_a_draft_with_another_tokenizer_is_refused_before_any_work(tiny, foreign, which, how, monkeypatch) -> None:
