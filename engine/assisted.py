@@ -1,4 +1,5 @@
-"""Assisted decoding that changes no token: prompt lookup drafts, verified against the row's own choices.
+"""Assisted decoding that changes no token: drafts (prompt lookup's or a draft model's), verified against the row's
+own choices.
 
 A row's next token is fixed by its prefix: its processors read only its tokens so far, and its noise is a pure
 function of (seed, sample index, step, token) (engine/sampling.py). So a drafted token can be checked exactly:
@@ -7,8 +8,10 @@ it is accepted when it is the very token plain decoding would choose at that ste
 Drafts come from the row's own text, as transformers' prompt lookup decoding does (PromptLookupCandidateGenerator;
 Saxena 2023, "Prompt Lookup Decoding"): the last n-gram of prompt + output (n from max_matching_ngram_size down
 to 1) is searched for from the start, and the tokens that followed its first earlier occurrence are the draft
-(at most prompt_lookup_num_tokens, cut before an end-of-text token and at the row's length). A row with forced
-first tokens (a branch) drafts those.
+(at most prompt_lookup_num_tokens, cut before an end-of-text token and at the row's length). Or from a draft
+model (assistant_model, engine/draft_model.py): its greedy continuation of the row's text, num_assistant_tokens
+long (cut at the row's length, ended by an end-of-text token). A row with forced first tokens (a branch) drafts
+those.
 
 One round is one forward of the model over every unfinished row: the row's tokens that the cache does not hold
 yet, then its draft, right-padded to the longest row. Then, at each drafted position in turn, the row's whole
@@ -37,6 +40,7 @@ import torch
 
 from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
 from .events import StepUpdate
+from .draft_model import DraftRows
 from .forcing import ForcedTokens
 from .order import DEFAULT_ORDER
 from .prefill import decode_tokens, prefill
@@ -128,6 +132,7 @@ def assisted_decode(engine: Any, prompt_ids: Sequence[int] | Sequence[Sequence[i
     recorder = TraceRecorder(Trace(batch, max_steps, 1 + len(DEFAULT_ORDER), trace_top_n) if trace_top_n > 0 else None)
     endings = Endings(loaded, params)
     eos = set(loaded.eos_token_ids)
+    drafters = DraftRows(engine, params) if DraftRows.wanted(params) else None  # loaded and checked before any work
 
     t0 = synced_time(device)
     start = prefill(loaded, row_prompts[:1] if shared else row_prompts, batch)
@@ -169,7 +174,7 @@ def assisted_decode(engine: Any, prompt_ids: Sequence[int] | Sequence[Sequence[i
             cache.crop(common)
         inputs = []
         for r in alive:
-            r.drafts = _draft(r, params[r.id], forcing, eos)
+            r.drafts = _draft(r, params[r.id], forcing, eos, drafters)
             r.drafted += len(r.drafts)
             r.forwards += 1
             inputs.append(r.generated[common - width:] + r.drafts)
@@ -196,16 +201,21 @@ def assisted_decode(engine: Any, prompt_ids: Sequence[int] | Sequence[Sequence[i
     yield dataclasses.replace(held, result=result)
 
 
-def _draft(row: _Row, p, forcing: ForcedTokens | None, eos: set[int]) -> list[int]:
-    """The row's draft for this round: its forced tokens while it has some, else the prompt lookup; never past
-    the row's length (the round's own choice comes after the drafts) nor past an end-of-text token."""
-    room = min(p.prompt_lookup_num_tokens, p.max_new_tokens - len(row.generated) - 1)
+def _draft(row: _Row, p, forcing: ForcedTokens | None, eos: set[int], drafters: DraftRows | None) -> list[int]:
+    """The row's draft for this round: its forced tokens while it has some, else the draft model's or the prompt
+    lookup's; never past the row's length (the round's own choice comes after the drafts) nor past an end-of-text
+    token."""
+    per_round = p.num_assistant_tokens if p.assistant_model else p.prompt_lookup_num_tokens
+    room = min(per_round, p.max_new_tokens - len(row.generated) - 1)
     if room <= 0:
         return []
     step = len(row.generated)
     if forcing is not None and step < forcing.tokens.shape[1] and int(forcing.tokens[row.id, step]) >= 0:
         ahead = forcing.tokens[row.id, step:step + room].tolist()
         return ahead[:ahead.index(-1)] if -1 in ahead else ahead
+    if p.assistant_model:
+        assert drafters is not None
+        return drafters.draft(row.id, p.assistant_model, row.text, room, eos)
     draft = lookup_draft(row.text, room, p.max_matching_ngram_size)
     for k, token in enumerate(draft):
         if token in eos:
@@ -259,11 +269,12 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
         if not empty_list[k]:
             r.generated.append(tokens[k])
             r.text.append(tokens[k])
+        accepted = not empty_list[k] and r.at < len(r.drafts) and tokens[k] == r.drafts[r.at]
+        r.accepted += accepted  # a draft that ends the row (end-of-text, a stop string) counts as accepted too
         if done_list[k]:
             r.finished, r.verifying = True, False
-        elif r.at < len(r.drafts) and tokens[k] == r.drafts[r.at]:
+        elif accepted:
             r.at += 1
-            r.accepted += 1
             r.valid += 1  # the accepted draft's cache entry was computed from the right prefix
         else:
             r.verifying = False

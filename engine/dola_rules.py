@@ -23,6 +23,9 @@ def check_dola_modes(p: Any) -> None:
     if p.prompt_lookup_num_tokens:
         raise ParamError("prompt_lookup_num_tokens", f"0 {why}: transformers 4.55 would ignore dola_layers in "
                          "assisted decoding", p.prompt_lookup_num_tokens)
+    if p.assistant_model:
+        raise ParamError("assistant_model", f"empty {why}: transformers 4.55 would ignore dola_layers in assisted "
+                         "decoding", p.assistant_model)
     if p.guidance_scale != 1.0:
         raise ParamError("guidance_scale", "1 (off) with dola_layers (the unconditional context of classifier-free "
                          "guidance would need a layer contrast of its own; not ported)", p.guidance_scale)

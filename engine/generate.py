@@ -94,6 +94,7 @@ class Engine:
         self.loaded = loaded
         self.limits = limits
         self.turns = Turns()  # concurrent runs (page, API, /v1 batches) alternate steps, first come first served
+        self.draft_models: dict[str, LoadedModel | ParamError] = {}  # draft models by name (draft_model.py)
 
     # -- inputs ------------------------------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class Engine:
                 cancel_rows: Callable[[], Collection[int]] | None,
                 forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
         """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
-        if any(p.prompt_lookup_num_tokens for p in params):  # drafts verified exactly: engine/assisted.py
+        if any(p.prompt_lookup_num_tokens or p.assistant_model for p in params):  # drafts verified: engine/assisted.py
             from .assisted import assisted_decode
             yield from assisted_decode(self, prompt_ids, params, sample_indices, trace_top_n, cancel, cancel_rows,
                                        forced)

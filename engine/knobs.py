@@ -27,7 +27,7 @@ MAX_TOKEN_ID = MAX_TOP_K - 1  # above any vocabulary; the engine refuses ids bey
 MAX_LENGTH = 100_000  # min_length / max_length (prompt-inclusive) and max_new_tokens
 MAX_TIME = 86_400.0  # max_time: a day, in seconds
 MAX_GUIDANCE_SCALE = 100.0  # guidance_scale x (a difference of log-probs) stays far inside float32
-MAX_DRAFT_TOKENS = 128  # prompt_lookup_num_tokens: tokens drafted per round
+MAX_DRAFT_TOKENS = 128  # prompt_lookup_num_tokens / num_assistant_tokens: tokens drafted per round
 MAX_MATCHING_NGRAM = 32  # max_matching_ngram_size
 MAX_SEQUENCE_BIAS = 1e9  # |bias| of sequence_bias (-inf bans); OpenAI's logit_bias keeps its [-100, 100]
 # text-generation-webui's default DRY sequence breakers: a repeat never extends across these.
@@ -314,6 +314,10 @@ GENERATION_KNOBS: tuple[Knob, ...] = (
     # changes no token, only how many forwards of the model the row takes
     _long("prompt_lookup_num_tokens", 0, Range(0, MAX_DRAFT_TOKENS), Widget(L, "slider", "Prompt lookup decoding (transformers; Saxena 2023): draft up to this many tokens per forward by copying what followed the last n-gram earlier in the prompt or output, and keep the drafts the model itself would choose. Faster on texts that repeat their input; changes no token. 0 = off.", 0, 20, 1)),
     _long("max_matching_ngram_size", 2, Range(1, MAX_MATCHING_NGRAM), Widget(L, "slider", "Prompt lookup: the longest n-gram matched to find a draft (tried from this size down to 1).", 1, 8, 1)),
+    # assisted decoding with a draft model (engine/draft_model.py): a smaller model with the same tokenizer drafts
+    # greedily, and the row keeps the drafts it would have chosen itself; changes no token either
+    Knob("assistant_model", object, "", widget=Widget(L, "text", "Assisted decoding (transformers' assistant_model): a draft model with the same tokenizer (a model id or local directory) drafts num_assistant_tokens tokens greedily per round, and the row keeps those it would choose itself. Changes no token; empty = off.", placeholder="e.g. HuggingFaceTB/SmolLM2-135M-Instruct")),
+    _long("num_assistant_tokens", 20, Range(1, MAX_DRAFT_TOKENS), Widget(L, "slider", "Assisted decoding: tokens the draft model drafts per round (transformers' num_assistant_tokens, a fixed count).", 1, 40, 1)),
     # decoding modes ported from transformers 4.x (engine/contrastive.py, engine/constrained_beams.py)
     Knob("penalty_alpha", float, 0.0, Range(0.0, 1.0), widget=Widget(S, "slider", "Contrastive search (greedy, needs top_k > 1): of the top_k tokens take the one with the best (1 - alpha) x p - alpha x its hidden state's highest cosine similarity to the context's; 0 = off.", 0.0, 1.0, 0.05)),
     # DoLa (engine/dola.py): contrast the final layer with an earlier one; "" = off

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .assist_checks import check_assisted
 from .errors import ParamError, check_flag, check_text
 from .dola_rules import check_dola_modes
 from .field_readers import (bias_tuple, breakers_tuple, dola_layers_value, force_words_ids, force_words_tuple,
@@ -134,6 +135,8 @@ class SamplingParams:
     # assisted decoding (engine/assisted.py): drafts verified exactly, so no token changes; 0 = off
     prompt_lookup_num_tokens: int = 0
     max_matching_ngram_size: int = 2
+    assistant_model: str = ""  # a draft model (id or local directory) whose drafts are verified; "" = off
+    num_assistant_tokens: int = 20  # tokens the draft model drafts per round (transformers' default)
     # contrastive search (engine/contrastive.py): greedy, among the top_k tokens; 0 = off
     penalty_alpha: float = 0.0
     # constrained beam search (engine/constrained_beams.py): per constraint its texts (alternatives; one text is a
@@ -176,6 +179,7 @@ class SamplingParams:
         self._check_beams()
         self._check_modes()
         check_dola_modes(self)
+        check_assisted(self)
 
     def _check_lengths(self) -> None:
         """max_length replaces max_new_tokens (one of the two, never a silent choice); the checks that need the
@@ -250,10 +254,6 @@ class SamplingParams:
         if self.num_beams > 1 and self.synthid_keys:  # transformers' SynthID state would not follow the beams
             raise ParamError("synthid_keys", "empty with num_beams > 1 (SynthID keeps a context per sequence, which "
                                              "beam search reorders)", list(self.synthid_keys))
-        if self.num_beams > 1 and self.prompt_lookup_num_tokens:
-            raise ParamError("prompt_lookup_num_tokens", "0 with num_beams > 1 (drafts are verified against one "
-                             "row's own choice at each step; beam search keeps several and reorders them)",
-                             self.prompt_lookup_num_tokens)
         if self.num_beams > 1 and self.max_time:
             raise ParamError("max_time", "0 with num_beams > 1 (beam search has no time limit here)", self.max_time)
 

@@ -67,7 +67,11 @@ def _reason(field: str) -> str:
                "prompt_lookup_num_tokens": "llama.cpp's server drafts with its own settings (speculative.*); "
                                            "prompt lookup changes no token",
                "max_matching_ngram_size": "llama.cpp's server drafts with its own settings (speculative.*); "
-                                          "prompt lookup changes no token"}
+                                          "prompt lookup changes no token",
+               "assistant_model": "llama.cpp's server loads its draft model at start (--model-draft); "
+                                  "a draft model changes no token",
+               "num_assistant_tokens": "llama.cpp's server drafts with its own settings (speculative.n_max); "
+                                       "a draft model changes no token"}
     if field in reasons:
         return reasons[field]
     if field.startswith(("num_beam", "length_penalty", "early_stopping", "num_return", "diversity")):

@@ -69,7 +69,9 @@ def _reason(field: str) -> str:
                "stop": "a preset holds no stop strings", "max_time": "a preset holds no time limit",
                "token_healing": "text-generation-webui has no token healing",
                "prompt_lookup_num_tokens": "a preset holds no speed setting (prompt lookup changes no token)",
-               "max_matching_ngram_size": "a preset holds no speed setting (prompt lookup changes no token)"}
+               "max_matching_ngram_size": "a preset holds no speed setting (prompt lookup changes no token)",
+               "assistant_model": "a preset holds no speed setting (a draft model changes no token)",
+               "num_assistant_tokens": "a preset holds no speed setting (a draft model changes no token)"}
     if field in reasons:
         return reasons[field]
     if field.startswith(("num_beam", "length_penalty", "early_stopping", "num_return", "diversity")):

@@ -310,7 +310,8 @@ def test_non_numeric_controls_have_the_right_kind():
     assert {f for f, k in kinds.items() if k == "text"} == {"stop", "bad_words", "sequence_bias", "logit_bias",
                                                            "dry_sequence_breakers", "suppress_tokens",
                                                            "begin_suppress_tokens", "negative_prompt",
-                                                           "synthid_keys", "force_words", "dola_layers"}
+                                                           "synthid_keys", "force_words", "dola_layers",
+                                                           "assistant_model"}
     defaults = {f.name: f.default for f in dataclasses.fields(SamplingParams)}
     for field, kind in kinds.items():
         if kind in ("slider", "number"):
