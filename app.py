@@ -59,8 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--share", action="store_true", help="also create a public share link")
     ap.add_argument("--no-model-picker", action="store_true",
                     default=os.environ.get("PLAYGROUND_NO_MODEL_PICKER", "").lower() in ("1", "true", "yes"),
-                    help="hide the page's model picker (Settings > Model), as a hosted Space should: visitors "
-                         "then cannot load other models into the server; default $PLAYGROUND_NO_MODEL_PICKER")
+                    help="hide the page's model picker (Settings > Model) and refuse draft models other than the "
+                         "bundled one (assistant_model), as a hosted Space should: visitors then cannot load other "
+                         "models into the server; default $PLAYGROUND_NO_MODEL_PICKER")
     for flag, env, bounds in LIMITS:
         ap.add_argument(flag, type=whole_at_least_one(flag, env), default=os.environ.get(env) or None, metavar="N",
                         help=f"{bounds}; default ${env}")
@@ -78,7 +79,8 @@ def engine_limits(args: argparse.Namespace) -> Any:
         hints[name] = f"this server's {name}; raise it with {flag} or ${env}"
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
-    return EngineLimits(**given, hints=hints)
+    hints["other_models"] = "started with --no-model-picker or $PLAYGROUND_NO_MODEL_PICKER"
+    return EngineLimits(**given, other_models=not args.no_model_picker, hints=hints)
 
 
 def gpu_scope() -> Callable[[Callable], Callable]:

@@ -24,7 +24,7 @@ from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
 from .guidance import Companions, unconditional_contexts
 from .healing import heal_prompt
-from .models import LoadedModel
+from .models import DEFAULT_MODEL, LoadedModel
 from .errors import ParamError
 from .order import DEFAULT_ORDER
 from .params import SamplingParams, check_vocabulary
@@ -58,6 +58,9 @@ class EngineLimits:
     max_rows: int = 512
     max_total_tokens: int = 131_072  # sum over rows of max_new_tokens
     max_new_tokens: int = 100_000  # per row (the knob's own range ends here too)
+    # whether a request may name a draft model (assistant_model) other than the bundled one: each name loads a model
+    # into the server, so a hosted server (app.py --no-model-picker) turns it off
+    other_models: bool = True
     hints: Mapping[str, str] = field(default_factory=dict, compare=False)  # limit name -> how to raise it
 
     def __post_init__(self) -> None:
@@ -77,6 +80,11 @@ class EngineLimits:
         if longest > self.max_new_tokens:
             raise ParamError("max_new_tokens", f"at most {self.max_new_tokens} new tokens per row "
                                                f"({self._limit('max_new_tokens')})", longest)
+        if not self.other_models:
+            named = next((p.assistant_model for p in params if p.assistant_model not in ("", DEFAULT_MODEL)), None)
+            if named is not None:
+                raise ParamError("assistant_model", f"empty or \"{DEFAULT_MODEL}\" on this server (it loads no other "
+                                 f"models: {self.hints.get('other_models') or 'EngineLimits.other_models'})", named)
         total = sum(p.max_new_tokens for p in params)
         if total > self.max_total_tokens:
             raise ParamError("max_new_tokens", f"at most {self.max_total_tokens} new tokens in all, rows x "

@@ -24,7 +24,8 @@ from playground.server import launch_app
 
 from conftest import free_port
 
-LIMIT_FLAGS = ["--max-rows", "4", "--max-new-tokens", "64", "--max-total-tokens", "100", "--run-slots", "1"]
+LIMIT_FLAGS = ["--max-rows", "4", "--max-new-tokens", "64", "--max-total-tokens", "100", "--run-slots", "1",
+               "--no-model-picker"]
 FAULT = "secret detail: /srv/weights shape [4, 9]"  # what a fault's text may hold, never the client's to read
 ID = re.compile(r"internal error \(id ([0-9a-f]{8})\); the server log has the details")
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}
@@ -169,6 +170,21 @@ def test_the_page_refuses_a_run_over_the_limits(server, broken, handler, status_
         for status in page_run(server.demo, handler, config, status_id):
             statuses.append(status)
     assert "rows: must be at most 4 rows" in statuses[-1] and broken == []
+
+
+def test_a_hosted_server_loads_no_draft_model_a_request_names(server, broken, tmp_path):
+    """--no-model-picker: assistant_model may not make the server load a model (a hub id, a local directory)."""
+    for name in ("someone/big-model", str(tmp_path)):
+        response = server.v1.post("/chat/completions", json={**CHAT, "assistant_model": name})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "assistant_model" and "--no-model-picker" in error["message"], error
+        assert name in error["message"]
+    with pytest.raises(Exception, match="assistant_model: must be empty or"):
+        server.client.predict("Hi", {"max_new_tokens": 2, "assistant_model": "someone/big-model"}, 1,
+                              api_name="/generate")
+    assert broken == []  # refused before any work
+    assert app_module.engine_limits(app_module.parse_args([])).other_models  # the default: any model
 
 
 def test_limits_come_from_the_environment(monkeypatch):
