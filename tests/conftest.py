@@ -1,5 +1,6 @@
 """Shared fixtures. Loading the bundled model is the slow part, so it is loaded once per session."""
 
+import contextlib
 import os
 
 import pytest
@@ -64,18 +65,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(bundled):
-    """The whole app (page + /v1 API) on the bundled model, launched once in this process on a free port."""
+@contextlib.contextmanager
+def launched_app(loaded: LoadedModel):
+    """The whole app (page + /v1 API) on `loaded`, launched in this process on a free port; yields its URL."""
     from engine.generate import Engine
     from playground.server import launch_app
 
     port = free_port()
-    demo, _, _ = launch_app(Engine(bundled), "127.0.0.1", port)
+    demo, _, _ = launch_app(Engine(loaded), "127.0.0.1", port)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(bundled):
+    """The whole app on the bundled model, launched once for the session."""
+    with launched_app(bundled) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

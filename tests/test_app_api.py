@@ -243,3 +243,15 @@ def test_the_run_store_is_bounded(engine):
     for _ in range(5):
         last = store.add("generate", "Hi", big, ["x"] * 8)
     assert store.nbytes <= 2_000_000 and store.get(last.run_id) is last and 1 <= len(store) < 4
+
+
+def test_the_public_endpoints_keep_their_names(tiny):
+    """The page's own events never take a script endpoint's name (a page handler named `compare` once pushed the
+    public /compare to compare_1, and scripts calling /compare got the page's handler)."""
+    from engine.generate import Engine
+    from playground.server import build_page
+
+    demo = build_page(Engine(tiny))
+    named = {fn.api_name: fn.fn for fn in demo.fns.values()}
+    for name in ("generate", "sweep", "distribution", "compare"):
+        assert named[name].__module__ == "playground.api" and named[name].__name__ == name, name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import free_port
+from conftest import launched_app
 from engine.chat import chat_prompt_ids
 from engine.generate import Engine
 from engine.models import load_model, tiny_random_model
@@ -22,15 +22,9 @@ GREEDY = "?temperature=0&max_new_tokens=10&min_new_tokens=10&samples=1&system=Yo
 
 @pytest.fixture(scope="module")
 def chat_app(bundled):
-    """The whole app on the bundled model, for this module alone."""
-    from playground.server import launch_app
-
-    port = free_port()
-    demo, _, _ = launch_app(Engine(bundled), "127.0.0.1", port)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    """The whole app on the bundled model, for this module alone (its model picker replaces the model)."""
+    with launched_app(bundled) as url:
+        yield url
 
 
 # The loading state may last a fraction of a second (the hub is not reachable here, which is known at once): a

@@ -109,7 +109,8 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel,
 
     @user_errors
     @page.device_scope
-    def compare(entries: Any, current: str, chosen: Any, row: Any, other: Any, step: Any):
+    def compare_with_earlier(entries: Any, current: str, chosen: Any, row: Any, other: Any, step: Any):
+        # (not named `compare`: the page's events would take that name from the public /compare endpoint)
         try:
             if not current:
                 raise ParamError("current run", "a finished run (run Generate or a sweep first)", None)
@@ -136,5 +137,6 @@ def wire_history(page: PageContext, demo: gr.Blocks, panel: HistoryPanel,
                 panel.compare_table]
     panel.compare.click(lambda: status_html("Comparing: replaying both outputs ..."), None, panel.divergence_caption,
                         queue=False, **PRIVATE).then(
-        compare, [panel.entries, page.run_id, panel.earlier, panel.current_output, panel.earlier_output, panel.step],
+        compare_with_earlier,
+        [panel.entries, page.run_id, panel.earlier, panel.current_output, panel.earlier_output, panel.step],
         compared, show_progress="hidden", **PRIVATE)
