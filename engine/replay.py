@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from .models import LoadedModel
-from .dola import dola_logits
+from .dola_contrast import dola_logits
 from .errors import ParamError
 from .guidance import unconditional_context
 from .params import SamplingParams

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.dola import contrast, dola_decode, dola_steps, relative_top_contrast
+from engine.dola import dola_decode, dola_steps
+from engine.dola_contrast import contrast, relative_top_contrast
 from engine.dola_rules import candidate_layers
 from engine.errors import ParamError
 from engine.params import SamplingParams, from_dict
