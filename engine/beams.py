@@ -25,6 +25,7 @@ from .errors import ParamError
 from .params import SamplingParams
 from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
+from .steps import run_to_end
 
 # the result types moved to engine/beam_results.py; kept importable from here
 __all__ = ["BeamResult", "BeamSequence", "BeamStep", "BeamSteps", "NEG", "beam_search", "beam_search_steps",
@@ -51,12 +52,7 @@ def beam_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[Sam
                 cancel: threading.Event | None = None) -> list[BeamResult]:
     """Decode every configuration (all with the same num_beams, num_beam_groups and max_new_tokens) as one batch
     of b*W rows; each result holds its num_return_sequences best hypotheses, best first."""
-    steps = beam_search_steps(engine, prompt_ids, configs, cancel)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as end:
-            return end.value
+    return run_to_end(beam_search_steps(engine, prompt_ids, configs, cancel))
 
 
 def beam_search_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],

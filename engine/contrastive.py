@@ -42,6 +42,7 @@ from .params import SamplingParams
 from .processors import apply_pipeline, plan_stages
 from .results import RowResult
 from .rowstate import DecodeState
+from .steps import run_to_end
 
 # What contrastive_steps yields after each step (per configuration, its output so far) and returns.
 ContrastiveSteps = Generator[tuple[int, list[RunningBeam]], None, list[RowResult]]
@@ -63,12 +64,7 @@ def check_batch(configs: Sequence[SamplingParams], vocab_size: int) -> None:
 def contrastive_search(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
                        cancel: threading.Event | None = None) -> list[RowResult]:
     """Decode every configuration (same top_k and max_new_tokens) as one batch; one RowResult each."""
-    steps = contrastive_steps(engine, prompt_ids, configs, cancel)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as end:
-            return end.value
+    return run_to_end(contrastive_steps(engine, prompt_ids, configs, cancel))
 
 
 def contrastive_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],

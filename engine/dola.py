@@ -44,7 +44,7 @@ from .processors import apply_pipeline, plan_stages
 from .results import RowResult
 from .rowstate import DecodeState
 from .sampling import row_keys
-from .steps import Endings, Rows
+from .steps import Endings, Rows, run_to_end
 
 if TYPE_CHECKING:
     from .generate import Engine
@@ -56,12 +56,7 @@ DolaSteps = Generator[tuple[int, list[RunningBeam]], None, list[RowResult]]
 def dola_decode(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],
                 sample_indices: Sequence[int] | None = None, cancel: threading.Event | None = None) -> list[RowResult]:
     """Decode every row (dola_layers set) as one batch; one RowResult each."""
-    steps = dola_steps(engine, prompt_ids, configs, sample_indices, cancel)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as end:
-            return end.value
+    return run_to_end(dola_steps(engine, prompt_ids, configs, sample_indices, cancel))
 
 
 def dola_steps(engine: Engine, prompt_ids: Sequence[int], configs: Sequence[SamplingParams],

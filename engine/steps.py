@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection, Generator, Sequence, TypeVar
 
 import torch
 
@@ -110,3 +110,16 @@ def synced_time(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+Result = TypeVar("Result")
+
+
+def run_to_end(steps: Generator[object, None, Result]) -> Result:
+    """Drive a step-by-step search (beam, contrastive, DoLa) to its end, dropping the progress it yields; its
+    return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
