@@ -13,6 +13,7 @@ returns and streams), replay.py (one step again at full vocabulary), beams.py (b
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .events import RunningBeam, StepUpdate
 from .forcing import ForcedTokens
 from .guidance import Companions, unconditional_contexts
 from .healing import heal_prompt
+from .joining import Admit, check_joinable, join
 from .models import DEFAULT_MODEL, LoadedModel
 from .errors import ParamError
 from .order import DEFAULT_ORDER
@@ -141,7 +143,7 @@ class Engine:
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
                cancel_rows: Callable[[], Collection[int]] | None = None,
-               forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
+               forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None) -> Iterator[StepUpdate]:
         """Decode every row together, yielding the tokens of each step; the last update carries the result.
 
         prompt_ids: one prompt for every row, or one per row (rows with different prompts share the batch:
@@ -150,17 +152,21 @@ class Engine:
         only: `cancel_rows()` is asked once per step for the row indices to end now.
         forced: per row, tokens it takes at its first steps instead of sampling (a branch: engine/forcing.py);
         they are decoded as steps of the row, so the noise stream stays aligned with an unforced run.
+        admit: asked once per step boundary for rows that join the batch now (continuous batching:
+        engine/joining.py); they take the next row indices, and the result lists them after the first rows.
         Each step is taken in the engine's turn (engine/turns.py): runs streaming at the same time alternate steps.
         """
         return self.turns.taking_turns(self._decode(prompt_ids, params, sample_indices, trace_top_n, cancel,
-                                                    cancel_rows, forced))
+                                                    cancel_rows, forced, admit))
 
     @torch.inference_mode()
     def _decode(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                 sample_indices: Sequence[int] | None, trace_top_n: int, cancel: threading.Event | None,
                 cancel_rows: Callable[[], Collection[int]] | None,
-                forced: Sequence[Sequence[int]] | None = None) -> Iterator[StepUpdate]:
+                forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None) -> Iterator[StepUpdate]:
         """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
+        if admit is not None:
+            check_joinable(params, trace_top_n, forced)
         if any(p.prompt_lookup_num_tokens or p.assistant_model for p in params):  # drafts verified: engine/assisted.py
             from .assisted import assisted_decode
             yield from assisted_decode(self, prompt_ids, params, sample_indices, trace_top_n, cancel, cancel_rows,
@@ -189,7 +195,7 @@ class Engine:
         history: list[tuple[torch.Tensor, ...]] = []
 
         step = 0
-        for step in range(max_steps):
+        for step in itertools.count():  # every row ends by its own max_new_tokens (joined rows count from their own start)
             # 1. every row's processors, in its own order; the trace summarises each stage that changed
             raw_lse, raw_entropy = log_normalizer_and_entropy(logits)  # [b], [b]
             recorder.start_step(logits)
@@ -204,7 +210,9 @@ class Engine:
                 scores = torch.where(empty[:, None], logits, scores)
 
             # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
-            chosen = sampling.choose_next(scores, rows.params.greedy, row_keys(rows.params.seed, rows.params.sample_index, step))  # [b]
+            # each row's own step keys its noise (a row that joined mid-run counts from its first step)
+            keys = row_keys(rows.params.seed, rows.params.sample_index, rows.state.row_step)  # [b]
+            chosen = sampling.choose_next(scores, rows.params.greedy, keys)  # [b]
             final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
             forced_now = forcing.at(rows.ids, step) if forcing is not None else None  # [b] or None
             if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
@@ -244,13 +252,19 @@ class Engine:
                 logits = decode_one_token(self.loaded.model, chosen, cache)  # [b, V]
             else:  # one forward: the rows, then their companions fed the same tokens
                 logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
+            # 5. rows joining now (continuous batching): their prompt prefilled alone, their rows appended
+            for joining in (admit() if admit is not None else ()):
+                rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings)
+                plans = plan_stages(rows.params)
+                params, sample_indices = params + joined, sample_indices + list(joining.sample_indices)
+                row_prompts, shared = row_prompts + [prompt] * len(joined), False
             forward_seconds += synced_time(device) - t0
 
         if recorder.trace is not None:
             recorder.trace.trim(step + 1)  # the room for steps never taken (rows ended before max_new_tokens) is freed
         result = GenerationResult(
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params,
-            sample_indices=sample_indices, rows=self._row_results(history, endings.reasons_of(list(range(batch))), params),
+            sample_indices=sample_indices, rows=self._row_results(history, endings.reasons_of(list(range(len(params)))), params),
             trace=recorder.trace, seconds=time.perf_counter() - started, forward_seconds=forward_seconds,
             prefill_seconds=prefill_seconds, trace_seconds=recorder.seconds, detector=self.detector)
         yield dataclasses.replace(update, result=result)

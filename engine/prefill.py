@@ -29,6 +29,32 @@ class RowCache:
         if self.attention_mask is not None:
             self.attention_mask, self.next_positions = self.attention_mask[rows], self.next_positions[rows]
 
+    def joined(self, new: "RowCache") -> "RowCache":
+        """These rows, then `new`'s (rows that join a running batch: engine/joining.py), in one cache: the shorter
+        side is left-padded with zeros, the mask hides the padding and each row keeps its own positions, as for
+        prompts of different lengths (prefill)."""
+        length = max(self.kv.get_seq_length(), new.kv.get_seq_length())
+        mask = torch.cat([_pad_positions(self.mask(), length), _pad_positions(new.mask(), length)])  # [B + n, L]
+        positions = torch.cat([self.positions(), new.positions()])  # [B + n]
+        for layer, other in zip(self.kv.layers, new.kv.layers):  # the cache object of these rows, filled in place
+            layer.keys = torch.cat([_pad_positions(layer.keys, length), _pad_positions(other.keys, length)])
+            layer.values = torch.cat([_pad_positions(layer.values, length), _pad_positions(other.values, length)])
+        return RowCache(self.kv, mask, positions)
+
+    def mask(self) -> torch.Tensor:
+        """[B, L] the attention mask (all ones when the rows share a prompt: no padding)."""
+        if self.attention_mask is not None:
+            return self.attention_mask
+        keys = self.kv.layers[0].keys  # [B, heads, L, dim]
+        return torch.ones(keys.shape[0], keys.shape[-2], dtype=torch.long, device=keys.device)
+
+    def positions(self) -> torch.Tensor:
+        """[B] position of each row's next token."""
+        if self.next_positions is not None:
+            return self.next_positions
+        keys = self.kv.layers[0].keys  # [B, heads, L, dim]
+        return torch.full((keys.shape[0],), keys.shape[-2], dtype=torch.long, device=keys.device)
+
     def crop(self, length: int) -> None:
         """Keep the first `length` positions of every row (assisted decoding drops rejected drafts and padding)."""
         removed = self.kv.get_seq_length() - length
@@ -103,6 +129,16 @@ def _left_padded(caches: list, length: int) -> object:
         layer.keys = torch.cat([torch.nn.functional.pad(part.keys, (0, 0, p, 0)) for part, p in zip(parts, pad)])
         layer.values = torch.cat([torch.nn.functional.pad(part.values, (0, 0, p, 0)) for part, p in zip(parts, pad)])
     return merged
+
+
+def _pad_positions(t: torch.Tensor, length: int) -> torch.Tensor:
+    """Left-pad the positions axis with zeros to `length`: keys / values [B, heads, L, dim] (dim -2) or a mask
+    [B, L] (dim -1)."""
+    axis_from_end = 2 if t.dim() == 4 else 1
+    missing = length - t.shape[-axis_from_end]
+    if missing == 0:
+        return t
+    return torch.nn.functional.pad(t, (0, 0) * (axis_from_end - 1) + (missing, 0))
 
 
 def decode_one_token(model: torch.nn.Module, tokens: torch.Tensor, cache: RowCache) -> torch.Tensor:

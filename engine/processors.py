@@ -22,7 +22,7 @@ import torch
 from . import samplers, watermark as wm
 from .knobs import KNOBS, PROCESSORS, ProcessorSpec
 from .order import DEFAULT_ORDER
-from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet
+from .rowstate import NEG_INF, BiasTable, DecodeState, RowParams, TokenSet, as_column
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def no_repeat_ngram(scores: torch.Tensor, state: DecodeState, rows: RowParams) -
 
 
 def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
-    too_short = (state.step < rows.min_new_tokens)[:, None]  # [B, 1]
+    too_short = (state.row_step < rows.min_new_tokens)[:, None]  # [B, 1]
     return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
 
 
@@ -124,13 +124,13 @@ def forced_bos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> tor
     """transformers' ForcedBOSTokenLogitsProcessor: at the first new token every score is -inf but that of
     forced_bos_token_id, which is 0. (transformers fires when the decoder's input is one token long, i.e. at the
     first new token of an encoder-decoder model; here it is the first new token of any model.)"""
-    return _forced(scores, rows.forced_bos_token_id, state.step == 0)
+    return _forced(scores, rows.forced_bos_token_id, as_column(state.row_step == 0))
 
 
 def forced_eos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     """transformers' ForcedEOSTokenLogitsProcessor: at the token that reaches max_length (prompt + max_new_tokens),
     i.e. the row's last new token, every score is -inf but that of forced_eos_token_id, which is 0."""
-    last = (state.step == rows.max_new_tokens - 1)[:, None]  # [B, 1]
+    last = (state.row_step == rows.max_new_tokens - 1)[:, None]  # [B, 1]
     return _forced(scores, rows.forced_eos_token_id, last)
 
 
@@ -148,15 +148,16 @@ def suppress_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -
 def begin_suppress_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     """transformers' SuppressTokensAtBeginLogitsProcessor with begin_index = the prompt's length: the listed tokens
     are -inf at the first new token only."""
-    if state.step != 0:
+    first = as_column(state.row_step == 0)  # [B, 1] or a bool (the rows started together)
+    if first is False:
         return scores
-    return scores.masked_fill(rows.begin_suppress_tokens.mask(scores.shape[1]), NEG_INF)
+    return scores.masked_fill(rows.begin_suppress_tokens.mask(scores.shape[1]) & first, NEG_INF)
 
 
 def exponential_decay(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     """transformers' ExponentialDecayLengthPenalty: past `start` new tokens, each end-of-text logit s becomes
     s + |s| x (factor^(step - start) - 1) (factor^n in float64, as Python's pow, then float32)."""
-    past = (state.step - rows.exponential_decay_start)[:, None]  # [B, 1] tokens past the start
+    past = (state.row_step - rows.exponential_decay_start)[:, None]  # [B, 1] tokens past the start
     growth = (rows.exponential_decay_factor ** past.clamp(min=0) - 1).to(scores.dtype)  # [B, 1]
     penalty = scores.abs() * growth
     penalized = scores + torch.where(torch.isfinite(scores), penalty, 0.0)

@@ -273,6 +273,9 @@ class DecodeState:
     # [B, V] float32: classifier-free guidance's input, the raw next-token logits of each row's unconditional
     # companion at this step (rows without guidance: anything finite, never read). Set before the processors run.
     unconditional_logits: torch.Tensor | None = field(default=None)
+    # [B] long: the batch step at which each row took its first step, for rows that joined a running batch
+    # (engine/joining.py); None when every row started together (the common case: no per-row work)
+    begun: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.surprise_bits is None:
@@ -284,6 +287,12 @@ class DecodeState:
     def step(self) -> int:
         """Number of tokens generated so far."""
         return self.tokens.shape[1] - self.prompt_len
+
+    @property
+    def row_step(self) -> int | torch.Tensor:
+        """Tokens each row has generated so far: an int when the rows started together, else [B] long (a row that
+        joined a running batch counts from its own first step, so it decodes as it would alone)."""
+        return self.step if self.begun is None else self.step - self.begun
 
     @staticmethod
     def start(prompt: torch.Tensor, vocab_size: int, generated: torch.Tensor | None = None,
@@ -337,4 +346,34 @@ class DecodeState:
 
     def select(self, keep: torch.Tensor) -> "DecodeState":
         return DecodeState(self.tokens[keep], self.prompt_len, self.seen[keep], self.counts[keep],
-                           self.surprise_bits[keep], adaptive_probs=self.adaptive_probs[keep])
+                           self.surprise_bits[keep], adaptive_probs=self.adaptive_probs[keep],
+                           begun=None if self.begun is None else self.begun[keep])
+
+    def joined(self, new: "DecodeState") -> "DecodeState":
+        """These rows, then `new`'s rows (their prompts only: engine/joining.py) starting their first step now.
+
+        Both sides are left-padded with -1 to one width, with the new rows' prompts ending at the last column, so
+        every row's newest tokens stay at the end (where stop strings, n-grams, DRY and sequence biases look)."""
+        assert new.step == 0, "joining rows have generated nothing yet"
+        width = max(self.tokens.shape[1], new.tokens.shape[1])
+        pad = width - self.tokens.shape[1]
+        now = torch.full((new.tokens.shape[0],), self.step, dtype=torch.long, device=self.tokens.device)  # [n]
+        begun = self.begun if self.begun is not None else torch.zeros_like(self.surprise_bits, dtype=torch.long)
+        return DecodeState(
+            torch.cat([_left_pad(self.tokens, width), _left_pad(new.tokens, width)]), self.prompt_len + pad,
+            torch.cat([self.seen, new.seen]), torch.cat([self.counts, new.counts]),
+            torch.cat([self.surprise_bits, new.surprise_bits]),
+            # adaptive-P never joins; its columns stay rectangular with zeros for the steps before a row began
+            adaptive_probs=torch.cat([self.adaptive_probs, torch.zeros(
+                new.tokens.shape[0], self.adaptive_probs.shape[1], dtype=torch.float64, device=now.device)]),
+            begun=torch.cat([begun, now]))
+
+
+def as_column(value: int | bool | torch.Tensor) -> int | bool | torch.Tensor:
+    """A per-row value [B] as a column [B, 1] to broadcast against [B, V]; a value shared by every row as it is."""
+    return value[:, None] if isinstance(value, torch.Tensor) else value
+
+
+def _left_pad(tokens: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, L] -> [B, width], left-padded with -1 (the padding no processor counts)."""
+    return torch.nn.functional.pad(tokens, (width - tokens.shape[1], 0), value=-1)

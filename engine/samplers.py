@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .rowstate import NEG_INF, DecodeState, RowParams
+from .rowstate import NEG_INF, DecodeState, RowParams, as_column
 from .sampling import XTC_STREAM, row_keys, row_uniform
 
 DRY_MAX_MATCH = 50  # text-generation-webui stops extending a match at 50 tokens (base^length would overflow)
@@ -204,7 +204,7 @@ def xtc(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tens
     stream of its own, so it is reproducible and independent of the token draw. Among equally likely tokens
     at the threshold's bottom, the lowest token id stays.
     """
-    act = row_uniform(row_keys(rows.seed, rows.sample_index, state.step), XTC_STREAM) < rows.xtc_probability  # [B]
+    act = row_uniform(row_keys(rows.seed, rows.sample_index, state.row_step), XTC_STREAM) < rows.xtc_probability  # [B]
     probs = scores.softmax(dim=-1)
     above = (probs >= rows.xtc_threshold) & (scores > NEG_INF)  # [B, V]; a removed token is no candidate (threshold 0)
     least = torch.where(above, probs, math.inf).argmin(dim=-1, keepdim=True)  # [B, 1]
@@ -232,7 +232,7 @@ def mirostat(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch
     and renormalised one, as in llama.cpp); DecodeState sums it, so mu = 2 tau - eta * (sum - steps * tau).
     """
     tau, eta = rows.mirostat_tau, rows.mirostat_eta  # [B, 1] float64
-    mu = (2 * tau - eta * (state.surprise_bits[:, None] - state.step * tau)).to(scores.dtype)  # [B, 1]
+    mu = (2 * tau - eta * (state.surprise_bits[:, None] - as_column(state.row_step) * tau)).to(scores.dtype)  # [B, 1]
     surprise = -torch.log_softmax(scores, dim=-1) / math.log(2)  # [B, V] bits
     remove = surprise > mu
     remove.scatter_(1, scores.argmax(dim=-1, keepdim=True), False)  # keep at least the top token

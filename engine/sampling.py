@@ -33,8 +33,9 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def row_keys(seeds: torch.Tensor, sample_indices: torch.Tensor, step: int) -> torch.Tensor:
-    """One 32-bit key per row from (seed, sample index, step). seeds, sample_indices: [B] long -> [B] int32."""
+def row_keys(seeds: torch.Tensor, sample_indices: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """One 32-bit key per row from (seed, sample index, step). seeds, sample_indices: [B] long, step: one for
+    every row or [B] long (each row's own: rows that joined a running batch) -> [B] int32."""
     seeds = seeds.to(torch.long)
     key = hash32((seeds & _MASK32) ^ hash32((seeds >> 32) & _MASK32))
     key = hash32(key ^ (sample_indices.to(torch.long) & _MASK32))

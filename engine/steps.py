@@ -60,6 +60,15 @@ class Endings:
         self.max_time = torch.tensor([p.max_time for p in params], dtype=torch.float64, device=device)  # [B]
         self.timed, self.started = any(p.max_time for p in params), now()
 
+    def extend(self, params: list[SamplingParams]) -> None:
+        """Rows joining the run (engine/joining.py) take the next row indices; max_time never joins (the run's clock)."""
+        device = self.max_new.device
+        self.params = self.params + params
+        self.with_stops = self.with_stops or any(p.stop for p in params)
+        self.max_new = torch.cat([self.max_new, torch.tensor([p.max_new_tokens for p in params], device=device)])
+        self.reasons = torch.cat([self.reasons, torch.zeros(len(params), dtype=torch.long, device=device)])
+        self.max_time = torch.cat([self.max_time, torch.zeros(len(params), dtype=torch.float64, device=device)])
+
     def after_step(self, rows: Rows, chosen: torch.Tensor, empty: torch.Tensor | None,
                    cancel: threading.Event | None, cancel_rows: Callable[[], Collection[int]] | None) -> torch.Tensor:
         """[b] bool: the rows that end at this step (chosen [b] just appended to rows.state): EOS or a stop string
@@ -69,9 +78,9 @@ class Endings:
         ids = rows.ids
         stopped = torch.isin(chosen, self.eos)  # [b]
         if self.with_stops:
-            stopped = stopped | stop_hits(self.decode, rows.state.tokens, rows.state.step,
+            stopped = stopped | stop_hits(self.decode, rows.state.tokens, rows.state.row_step,
                                           [self.params[i] for i in ids.tolist()])
-        done = stopped | (rows.state.step >= self.max_new[ids])
+        done = stopped | (rows.state.row_step >= self.max_new[ids])
         self.reasons[ids[stopped]] = STOP
         if empty is not None:
             self.reasons[ids[empty]] = NO_CANDIDATES

@@ -50,17 +50,19 @@ def tail_tokens(stops: Sequence[str]) -> int:
     return max(len(s) for s in stops) + 2
 
 
-def stop_hits(decode: Callable[[list[int]], str], tokens: torch.Tensor, generated: int,
+def stop_hits(decode: Callable[[list[int]], str], tokens: torch.Tensor, generated: int | torch.Tensor,
               params: Sequence[SamplingParams]) -> torch.Tensor:
     """[b] bool: the rows whose text now holds one of their stop strings.
 
-    tokens: [b, L] every row's prompt and generated tokens, the last `generated` of them generated;
-    params: each row's configuration. Only rows with stop strings, once past min_new_tokens, are decoded."""
+    tokens: [b, L] every row's prompt and generated tokens, the last `generated` of them generated (one count for
+    every row, or [b]: each row's own); params: each row's configuration. Only rows with stop strings, once past
+    min_new_tokens, are decoded."""
     hits = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-    for row, p in enumerate(params):
-        if not p.stop or generated < p.min_new_tokens:
+    counts = generated.tolist() if isinstance(generated, torch.Tensor) else [generated] * len(params)
+    for row, (p, made) in enumerate(zip(params, counts)):
+        if not p.stop or made < p.min_new_tokens:
             continue
-        tail = decode(tokens[row, -min(generated, tail_tokens(p.stop)):].tolist())
+        tail = decode(tokens[row, -min(made, tail_tokens(p.stop)):].tolist())
         hits[row] = any(s in tail for s in p.stop)
     return hits
 
