@@ -20,16 +20,15 @@ SynthID) or the run's clock (max_time) start a batch of their own instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
+from .models import LoadedModel
 from .params import SamplingParams
 from .prefill import RowCache, prefill
+from .rowstate import RowParams
 from .steps import Endings, Rows
-
-if TYPE_CHECKING:  # the engine imports this module
-    from .generate import Engine
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,16 @@ class Joining:
 
 
 Admit = Callable[[], Sequence[Joining]]  # asked once per step boundary: the rows joining now (usually none)
+
+
+class JoiningEngine(Protocol):
+    """What a join needs of the engine (engine/generate.py's Engine, which imports this module)."""
+
+    loaded: LoadedModel
+
+    def healed_prompts(self, row_prompts: list[list[int]], params: Sequence[SamplingParams]) -> list[list[int]]: ...
+
+    def row_params(self, params: Sequence[SamplingParams], sample_indices: Sequence[int] | None = None) -> RowParams: ...
 
 
 def joinable(p: SamplingParams) -> bool:
@@ -58,7 +67,7 @@ def check_joinable(params: Sequence[SamplingParams], trace_top_n: int, forced: o
                          "tokens (engine/joining.py: joinable)")
 
 
-def join(engine: "Engine", joining: Joining, rows: Rows, cache: RowCache, logits: torch.Tensor, endings: Endings
+def join(engine: JoiningEngine, joining: Joining, rows: Rows, cache: RowCache, logits: torch.Tensor, endings: Endings
          ) -> tuple[Rows, RowCache, torch.Tensor, list[int], list[SamplingParams]]:
     """Prefill `joining`'s prompt alone and append its n rows to the batch, whose next-token logits [b, V] were
     just computed -> (rows, cache, logits [b + n, V], the prompt as decoded (healed if asked), the rows' params).

@@ -1,0 +1,137 @@
+"""Continuous batching: rows that join a running batch between steps (engine/joining.py, engine/scheduler.py).
+
+A seeded row returns exactly the tokens it returns alone, whichever step it joins at, and the running rows are
+unchanged by the join; the scheduler hands a job that arrives while a batch decodes to that batch, within the
+engine's limits, and a joined job can be cancelled like any other."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from engine.generate import Engine, EngineLimits
+from engine.joining import Joining
+from engine.models import tiny_random_model
+from engine.params import SamplingParams
+from engine.scheduler import BatchScheduler, ChoiceDone, JobDone, TokenEvent
+
+
+def run_with_joins(engine: Engine, prompt: list[int], params: list[SamplingParams], indices: list[int],
+                   joins: dict[int, list[Joining]]) -> list[list[int]]:
+    """Stream one batch; before step k + 1 the rows of joins[k] join it -> every row's tokens, in row order."""
+    boundaries = iter(range(10**9))
+
+    def admit() -> list[Joining]:
+        return joins.get(next(boundaries), [])
+
+    tokens: dict[int, list[int]] = {}
+    result = None
+    for update in engine.stream(prompt, params, indices, admit=admit):
+        for row, token in zip(update.rows, update.tokens):
+            tokens.setdefault(row, []).append(token)
+        result = update.result
+    assert result is not None
+    assert [r.token_ids for r in result.rows] == [tokens.get(i, []) for i in range(len(result.rows))]
+    return [r.token_ids for r in result.rows]
+
+
+def alone(engine: Engine, prompt: list[int], params: list[SamplingParams], indices: list[int]) -> list[list[int]]:
+    return [r.token_ids for r in engine.generate(prompt, params, indices).rows]
+
+
+# -- the engine, on the bundled model ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine(bundled) -> Engine:
+    return Engine(bundled)
+
+
+RUNNING = [SamplingParams(temperature=0.8, top_p=0.9, seed=11, max_new_tokens=24, min_new_tokens=24),
+           SamplingParams(temperature=0, max_new_tokens=10)]
+JOINERS = {
+    "sampled, penalties, stop": [SamplingParams(temperature=0.9, top_k=40, seed=7, max_new_tokens=14,
+                                                min_new_tokens=6, repetition_penalty=1.3, presence_penalty=0.4,
+                                                frequency_penalty=0.3, no_repeat_ngram_size=2, stop=(" the end",))],
+    "two samples, min_p, XTC": [SamplingParams(temperature=1.1, min_p=0.05, xtc_probability=0.5, xtc_threshold=0.05,
+                                               seed=3, max_new_tokens=12, min_new_tokens=12)] * 2,
+    "greedy, begin_suppress, forced_eos": [SamplingParams(temperature=0, max_new_tokens=9, begin_suppress_tokens=(" I",),
+                                                          forced_eos_token_id=2, exponential_decay_factor=1.3,
+                                                          exponential_decay_start=3)],
+    "mirostat": [SamplingParams(temperature=1.0, mirostat=2, mirostat_tau=3.0, seed=5, max_new_tokens=12)],
+}
+
+
+@pytest.mark.parametrize("k", [0, 4, 15])
+@pytest.mark.parametrize("joiner", list(JOINERS))
+@pytest.mark.parametrize("text", ["Hi", "Write a long and careful explanation of why the sky is blue, for a child."])
+def test_a_row_joining_at_step_k_returns_its_alone_tokens(engine, k, joiner, text):
+    """Joiners with a prompt shorter and longer than the running batch's; the running rows are unchanged."""
+    running_prompt = engine.encode("Tell me a story about a cat.")
+    prompt, params = engine.encode(text), JOINERS[joiner]
+    indices = list(range(4, 4 + len(params)))
+    joined = run_with_joins(engine, running_prompt, RUNNING, [0, 1], {k: [Joining(prompt, params, indices)]})
+    assert joined[:2] == alone(engine, running_prompt, RUNNING, [0, 1])  # the running rows, unchanged
+    assert joined[2:] == alone(engine, prompt, params, indices)
+
+
+def test_several_jobs_joining_at_different_steps(engine):
+    running_prompt = engine.encode("Name three rivers.")
+    a = Joining(engine.encode("What is a prime number?"), [SamplingParams(temperature=0.7, seed=1, max_new_tokens=8)], [0])
+    b = Joining(engine.encode("Why?"), [SamplingParams(temperature=1.0, seed=2, max_new_tokens=20)] * 2, [0, 1])
+    c = Joining(engine.encode("Say yes."), [SamplingParams(temperature=0, max_new_tokens=5)], [0])
+    joined = run_with_joins(engine, running_prompt, RUNNING, [0, 1], {2: [a], 6: [b, c]})
+    assert joined == (alone(engine, running_prompt, RUNNING, [0, 1]) + alone(engine, a.prompt_ids, a.params, [0])
+                      + alone(engine, b.prompt_ids, b.params, [0, 1]) + alone(engine, c.prompt_ids, c.params, [0]))
+
+
+def test_a_batch_with_a_trace_or_other_modes_takes_no_joining_rows(engine):
+    prompt = engine.encode("Hi")
+    with pytest.raises(ValueError, match="joinable"):
+        next(iter(engine.stream(prompt, RUNNING, [0, 1], trace_top_n=5, admit=lambda: [])))
+    with pytest.raises(ValueError, match="joinable"):
+        next(iter(engine.stream(prompt, [SamplingParams(encoder_repetition_penalty=1.2)], admit=lambda: [])))
+
+
+# -- a property over random arrival steps and settings, on a tiny model -----------------------------------------
+
+WORDS = ["a", "b c", "d e f g", "hello there friend", "x y z w v u t s"]
+KNOBS = st.fixed_dictionaries({"seed": st.integers(0, 2**31), "max_new_tokens": st.integers(1, 12)}, optional={
+    "temperature": st.sampled_from([0.0, 0.5, 1.0, 1.5]), "top_k": st.sampled_from([0, 5, 50]),
+    "top_p": st.sampled_from([1.0, 0.7]), "min_new_tokens": st.integers(0, 12),
+    "repetition_penalty": st.sampled_from([1.0, 1.4]), "frequency_penalty": st.sampled_from([0.0, 0.5]),
+    "no_repeat_ngram_size": st.sampled_from([0, 2]), "xtc_probability": st.sampled_from([0.0, 0.7]),
+    "mirostat": st.sampled_from([0, 2]), "dry_multiplier": st.sampled_from([0.0, 0.8])})
+JOB = st.tuples(st.sampled_from(WORDS), st.lists(KNOBS, min_size=1, max_size=3))
+
+
+@pytest.fixture(scope="module")
+def spread() -> Engine:
+    """A tiny random model whose logits spread like a trained model's (no near-ties decided by rounding)."""
+    return Engine(tiny_random_model(init_std=1.0))
+
+
+def as_params(knobs: list[dict]) -> list[SamplingParams]:
+    return [SamplingParams(**{**k, "min_new_tokens": min(k.get("min_new_tokens", 0), k["max_new_tokens"])})
+            for k in knobs]
+
+
+@given(first=JOB, arrivals=st.lists(st.tuples(st.integers(0, 14), JOB), min_size=1, max_size=3))
+def test_property_joined_rows_equal_each_job_alone(spread, first, arrivals):
+    engine = spread
+    (prompt, params), later = _job(engine, first), [(step, _job(engine, job)) for step, job in arrivals]
+    joins: dict[int, list[Joining]] = {}
+    for step, (p, ps) in later:
+        joins.setdefault(step, []).append(Joining(p, ps, list(range(len(ps)))))
+    joined = run_with_joins(engine, prompt, params, list(range(len(params))), joins)
+    assert joined[:len(params)] == alone(engine, prompt, params, list(range(len(params))))
+    at = len(params)
+    for _, (p, ps) in sorted(later, key=lambda pair: pair[0]):  # stable: the order the loop admits them
+        if at == len(joined):  # the batch had ended before this job's step: it never joined
+            break
+        assert joined[at:at + len(ps)] == alone(engine, p, ps, list(range(len(ps))))
+        at += len(ps)
+    assert at == len(joined)
+
+
+def _job(engine: Engine, job: tuple[str, list[dict]]) -> tuple[list[int], list[SamplingParams]]:
+    return engine.encode(job[0], raw=True), as_params(job[1])
