@@ -385,7 +385,9 @@ def plan_stages(rows: RowParams) -> list[StagePlan]:
 def _run(step: PlannedStep, scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     if step.rows is None:
         return step.processor.apply(scores, state, rows)
-    if step.row_params is not None:  # stateless: compute the selected rows only
+    # stateless: compute the selected rows only (not once rows joined mid-run: XTC's noise reads each row's own
+    # step, a [B] tensor over every row)
+    if step.row_params is not None and state.begun is None:
         return scores.index_copy(0, step.rows, step.processor.apply(scores[step.rows], state, step.row_params))
     mask = torch.zeros(scores.shape[0], 1, dtype=torch.bool, device=scores.device)
     mask[step.rows] = True
