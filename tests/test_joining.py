@@ -149,3 +149,99 @@ def test_property_joined_rows_equal_each_job_alone(spread, first, arrivals):
 
 def _job(engine: Engine, job: tuple[str, list[dict]]) -> tuple[list[int], list[SamplingParams]]:
     return engine.encode(job[0], raw=True), as_params(job[1])
+
+
+# -- the scheduler: a job arriving while a batch decodes joins it -----------------------------------------------
+
+def collect(job, seen=()):
+    """Every event of a job -> (its choices in order, JobDone); the streamed tokens add up to each choice's."""
+    events = [*seen, *job.events(timeout=120)]
+    assert isinstance(events[-1], JobDone), events[-1]
+    done = {e.choice: e for e in events if isinstance(e, ChoiceDone)}
+    for choice, finished in done.items():
+        assert [e.token_id for e in events if isinstance(e, TokenEvent) and e.choice == choice] == finished.token_ids
+    return [done[c] for c in sorted(done)], events[-1]
+
+
+def started(job):
+    """The job's first event, once its batch decodes."""
+    first = next(job.events(timeout=120))
+    assert isinstance(first, TokenEvent)
+    return first
+
+
+LONG_ROW = [SamplingParams(temperature=1.0, seed=4, max_new_tokens=300, min_new_tokens=300)]
+SHORT_ROWS = [SamplingParams(temperature=0.9, top_k=20, seed=5, max_new_tokens=8, min_new_tokens=8)] * 2
+
+
+def test_a_job_arriving_while_a_batch_decodes_joins_it_and_returns_its_alone_tokens(tiny):
+    engine = Engine(tiny)
+    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
+    prompt, other = engine.encode("a b c", raw=True), engine.encode("one two three four five", raw=True)
+    running = scheduler.submit(prompt, LONG_ROW)
+    first = started(running)
+    choices, done = collect(scheduler.submit(other, SHORT_ROWS))
+    assert done.batch_rows == 3  # it joined the running batch: 1 row there + its own 2
+    assert [c.token_ids for c in choices] == alone(engine, other, SHORT_ROWS, [0, 1])
+    running.cancel()
+    long_choices, long_done = collect(running, [first])
+    assert long_choices[0].finish_reason == "cancelled"
+    # the running row's tokens so far are its alone tokens: the join changed nothing for it
+    assert long_choices[0].token_ids == alone(engine, prompt, LONG_ROW, [0])[0][:len(long_choices[0].token_ids)]
+    scheduler.close()
+
+
+def test_a_joined_job_can_be_cancelled_and_the_batch_goes_on(tiny):
+    engine = Engine(tiny)
+    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
+    prompt = engine.encode("a b c", raw=True)
+    keep = [SamplingParams(temperature=1.0, seed=9, max_new_tokens=60, min_new_tokens=60)]
+    kept = scheduler.submit(prompt, keep)
+    first = started(kept)
+    joined = scheduler.submit(prompt, LONG_ROW)
+    joined_first = started(joined)
+    assert joined.batch_rows == 2
+    joined.cancel()
+    choices, _ = collect(joined, [joined_first])
+    assert choices[0].finish_reason == "cancelled" and len(choices[0].token_ids) < 300
+    kept_choices, _ = collect(kept, [first])
+    assert kept_choices[0].token_ids == alone(engine, prompt, keep, [0])[0]
+    scheduler.close()
+
+
+@pytest.mark.parametrize("limits", [EngineLimits(max_rows=2), EngineLimits(max_total_tokens=305)])
+def test_a_job_that_does_not_fit_the_running_batch_starts_its_own(tiny, limits):
+    """EngineLimits bound the rows (and new tokens) decoding together: a job over what the running batch has left
+    does not join it."""
+    engine = Engine(tiny, limits)
+    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
+    prompt = engine.encode("a b c", raw=True)
+    running = scheduler.submit(prompt, LONG_ROW)
+    first = started(running)
+    choices, done = collect(scheduler.submit(prompt, SHORT_ROWS))
+    assert done.batch_rows == 2  # a batch of its own
+    assert [c.token_ids for c in choices] == alone(engine, prompt, SHORT_ROWS, [0, 1])
+    one = [SamplingParams(temperature=0, max_new_tokens=4)]
+    _, done = collect(scheduler.submit(prompt, one))  # fits: 1 + 1 rows, 300 + 4 tokens
+    assert done.batch_rows == 2
+    running.cancel()
+    collect(running, [first])
+    scheduler.close()
+
+
+def test_jobs_with_logprobs_or_other_modes_start_beside_the_running_batch(tiny):
+    engine = Engine(tiny)
+    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
+    prompt = engine.encode("a b c", raw=True)
+    running = scheduler.submit(prompt, LONG_ROW)
+    first = started(running)
+    _, done = collect(scheduler.submit(prompt, SHORT_ROWS, top_logprobs=2))
+    assert done.batch_rows == 2
+    for other_mode in ({"prompt_lookup_num_tokens": 3}, {"guidance_scale": 1.5}, {"encoder_repetition_penalty": 1.3}):
+        mode_rows = [SamplingParams(seed=2, max_new_tokens=4, **other_mode)]
+        choices, done = collect(scheduler.submit(prompt, mode_rows))
+        assert done.batch_rows == 1
+        assert choices[0].token_ids == alone(engine, prompt, mode_rows, [0])[0]
+    running.cancel()
+    collect(running, [first])
+    scheduler.close()

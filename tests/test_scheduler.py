@@ -66,9 +66,11 @@ def test_cancelled_job_leaves_and_neighbour_is_unaffected(tiny, scheduler):
     assert kept_choices[0].token_ids == engine.generate(prompt, keep, [0]).rows[0].token_ids
 
 
-def test_a_request_arriving_during_a_long_batch_starts_beside_it(tiny, scheduler):
-    """A job that misses a running batch's window forms the next batch, which decodes beside the running one
-    (their steps alternate): it ends long before the long batch and returns its solo-run tokens."""
+def test_a_request_arriving_during_a_long_batch_starts_beside_it(tiny):
+    """Without joining (join=False; with it, tests/test_joining.py), a job that misses a running batch's window
+    forms the next batch, which decodes beside the running one (their steps alternate): it ends long before the
+    long batch and returns its solo-run tokens."""
+    scheduler = BatchScheduler(Engine(tiny), window_seconds=0.5, max_wait_seconds=1.0, join=False)
     engine = scheduler.engine
     prompt = engine.encode("a b c", raw=True)
     long = [SamplingParams(temperature=1.0, seed=4, max_new_tokens=400, min_new_tokens=400)]
@@ -84,6 +86,7 @@ def test_a_request_arriving_during_a_long_batch_starts_beside_it(tiny, scheduler
     assert sum(isinstance(e, TokenEvent) for e in streamed) < 400
     running.cancel()
     collect(running, streamed)
+    scheduler.close()
 
 
 def test_bad_request_is_refused_at_submit(tiny, scheduler):
