@@ -62,6 +62,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="hide the page's model picker (Settings > Model) and refuse draft models other than the "
                          "bundled one (assistant_model), as a hosted Space should: visitors then cannot load other "
                          "models into the server; default $PLAYGROUND_NO_MODEL_PICKER")
+    ap.add_argument("--no-join", action="store_true",
+                    default=os.environ.get("PLAYGROUND_NO_JOIN", "").lower() in ("1", "true", "yes"),
+                    help="/v1: a request arriving while a batch decodes forms the next batch beside it instead of "
+                         "joining the running batch at its next step (continuous batching, the default); for "
+                         "measuring the difference; default $PLAYGROUND_NO_JOIN")
     for flag, env, bounds in LIMITS:
         ap.add_argument(flag, type=whole_at_least_one(flag, env), default=os.environ.get(env) or None, metavar="N",
                         help=f"{bounds}; default ${env}")
@@ -122,7 +127,7 @@ def build(model: str | None = None) -> Any:
     scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
     args = parse_args([])
     return build_page(server_engine(model, args), device_scope=scope, model_picker=not args.no_model_picker,
-                      **run_slots(args))
+                      join=not args.no_join, **run_slots(args))
 
 
 def run_slots(args: argparse.Namespace) -> dict[str, int]:
@@ -152,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
     demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
-                                            scope, model_picker=not args.no_model_picker, **run_slots(args))
+                                            scope, model_picker=not args.no_model_picker, join=not args.no_join,
+                                            **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
           f"OpenAI-compatible API at {local_url}v1", flush=True)
     if share_url:

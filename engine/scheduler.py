@@ -17,7 +17,7 @@ events arrive as its rows decode; a job ends as soon as its own rows are done, a
 Continuous batching: a job arriving while a batch decodes JOINS that batch at its next step (engine/joining.py:
 its prompt prefilled alone, its rows merged into the running batch), as long as the batch's rows and new tokens
 (the rows still running, plus the job's) stay within the engine's max_rows and max_total_tokens; a job that does
-not fit waits for rows to leave. Joining applies to plain sampling and greedy jobs without logprobs (what /v1 and
+not fit starts the next batch beside it, as below. Joining applies to plain sampling and greedy jobs without logprobs (what /v1 and
 the page's Generate send), joining batches of such jobs. The other modes (beams, contrastive, DoLa, assisted or
 prompt-lookup drafts, guidance, encoder_repetition_penalty, adaptive-P, SynthID, max_time, top_logprobs) and
 `join=False` keep the earlier way: jobs arriving while a batch runs form the next batch, which starts at once

@@ -1,7 +1,7 @@
 """OpenAI-compatible endpoints on the app's own server: GET /v1/models, POST /v1/chat/completions, /v1/completions.
 
-Requests go through one BatchScheduler, so requests that arrive together decode in one engine batch (see
-engine/scheduler.py). Every SamplingParams knob is accepted as an extension field by its engine name. Any
+Requests go through one BatchScheduler, so requests that arrive together decode in one engine batch, and one
+arriving while a batch decodes joins it at its next step (see engine/scheduler.py). Every SamplingParams knob is accepted as an extension field by its engine name. Any
 model name maps to the loaded model. Logprobs are those of the model's raw (unprocessed) distribution.
 Bad input gets OpenAI-style error JSON (400, or 413 over a limit), never a 500; a real fault gets a 500 with an
 id that finds its traceback in the server log (playground/errors.py), never the fault's own text.

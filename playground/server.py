@@ -29,12 +29,13 @@ from .ui import Page, build_demo
 
 
 def build_page(engine: Engine, device_scope: Callable[[Callable], Callable] = lambda fn: fn,
-               run_slots: int = DEFAULT_RUN_SLOTS, model_picker: bool = True) -> Page:
+               run_slots: int = DEFAULT_RUN_SLOTS, model_picker: bool = True, join: bool = True) -> Page:
     """The page, with the /v1 routes of the same engine to serve beside it. run_slots: page and API runs going at
     once (playground/slots.py); /v1's batches take turns on the engine beside them (engine/turns.py).
-    model_picker: the page may load another model (engine.switching: /v1 follows it too)."""
+    model_picker: the page may load another model (engine.switching: /v1 follows it too). join: a /v1 request
+    arriving while a batch decodes joins it at its next step (engine/scheduler.py); False: it forms the next batch."""
     engine = switchable(engine)
-    router = openai_router(engine, BatchScheduler(engine))
+    router = openai_router(engine, BatchScheduler(engine, join=join))
     return build_demo(engine, device_scope=device_scope, routes=router.routes, run_slots=run_slots,
                       model_picker=model_picker)
 
@@ -55,9 +56,10 @@ def create_app(demo: Page) -> FastAPI:
 
 def launch_app(engine: Engine, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
                device_scope: Callable[[Callable], Callable] = lambda fn: fn,
-               run_slots: int = DEFAULT_RUN_SLOTS, model_picker: bool = True) -> tuple[gr.Blocks, str, str | None]:
+               run_slots: int = DEFAULT_RUN_SLOTS, model_picker: bool = True,
+               join: bool = True) -> tuple[gr.Blocks, str, str | None]:
     """Build the page and launch it without blocking, /v1/... beside it. Returns (demo, url, share url)."""
-    demo = build_page(engine, device_scope, run_slots, model_picker)
+    demo = build_page(engine, device_scope, run_slots, model_picker, join)
     _, local_url, share_url = demo.launch(server_name=host, server_port=port, share=share,
                                           prevent_thread_lock=True, quiet=True)
     return demo, local_url, share_url

@@ -5,6 +5,11 @@ then streams chat completions over real HTTP: one client alone, then 8 clients
 started together (same prompt, different seeds: one engine batch), then 8 clients with 8 different prompts
 (consecutive batches). Prints, per scenario, the median time to first token, the median total time per request
 and the total generated tokens per second over the scenario's wall time.
+
+`--arrivals`: continuous batching instead. 8 clients with 8 prompts arriving 200 ms apart, measured side by side
+on two apps started together, the default one (a request joins the running batch at its next step) and one with
+--no-join (it forms the next batch beside the running one), runs interleaved; prints p50 / p95 time to first
+token, the median time per request and the total tokens per second, with the ratios.
 """
 from __future__ import annotations
 
@@ -65,14 +70,48 @@ def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
             "batch_rows": statistics.median(r[3] for r in results)}
 
 
+def staggered(url: str, prompts: list[str], max_tokens: int, gap: float) -> dict[str, float]:
+    """Client i starts `gap` x i seconds after the first -> p50 / p95 time to first token, median time per
+    request, tokens per second from the first start to the last end."""
+    results: list[tuple[float, float, int, int]] = [None] * len(prompts)  # type: ignore[list-item]
+
+    def client(i: int) -> None:
+        time.sleep(gap * i)
+        results[i] = stream_once(url, prompts[i], seed=i, max_tokens=max_tokens)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    ttft = [r[0] * 1000 for r in results]
+    return {"ttft_p50_ms": percentile(ttft, 50), "ttft_p95_ms": percentile(ttft, 95),
+            "latency_s": statistics.median(r[1] for r in results),
+            "tokens_per_s": sum(r[2] for r in results) / wall, "batch_rows": max(r[3] for r in results)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, interpolated linearly between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m engine.bench.api", description=__doc__.splitlines()[0])
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default=None, help="passed to app.py --model (default: the app's own default)")
+    ap.add_argument("--arrivals", action="store_true",
+                    help="8 clients arriving --gap seconds apart, joining vs --no-join side by side (see above)")
+    ap.add_argument("--gap", type=float, default=0.2, help="seconds between arrivals with --arrivals (default 0.2)")
     args = ap.parse_args()
     try:
-        measure(args)
+        measure_arrivals(args) if args.arrivals else measure(args)
     except AppNotServing as exc:
         sys.exit(f"error: {exc}")
 
@@ -91,6 +130,30 @@ def measure(args: argparse.Namespace) -> None:
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(f"{name:26} {med['ttft_ms']:>9.0f} ms {med['latency_s']:>10.2f} s {med['tokens_per_s']:>15.1f} "
                   f"{med['batch_rows']:>11.0f}")
+
+
+
+def measure_arrivals(args: argparse.Namespace) -> None:
+    """Both apps up at once; each repeat runs the scenario on one, then the other (the order alternates)."""
+    with running_app(args.model) as joining, running_app(args.model, flags=["--no-join"]) as beside:
+        urls = {"joining (default)": joining, "--no-join": beside}
+        for url in urls.values():
+            stream_once(url, PROMPTS[0], 0, 4)  # warm-up
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+        for repeat in range(args.repeats):
+            for name in (list(urls) if repeat % 2 == 0 else list(urls)[::-1]):
+                runs[name].append(staggered(urls[name], PROMPTS, args.max_tokens, args.gap))
+        print(f"8 clients, 8 prompts, arriving {args.gap * 1000:.0f} ms apart, {args.max_tokens} tokens each, "
+              f"medians of {args.repeats} interleaved runs")
+        print(f"{'server':18} {'TTFT p50':>10} {'TTFT p95':>10} {'per request':>12} {'tokens/s (all)':>15} "
+              f"{'max batch rows':>15}")
+        med = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in runs.items()}
+        for name, m in med.items():
+            print(f"{name:18} {m['ttft_p50_ms']:>7.0f} ms {m['ttft_p95_ms']:>7.0f} ms {m['latency_s']:>10.2f} s "
+                  f"{m['tokens_per_s']:>15.1f} {m['batch_rows']:>15.0f}")
+        j, b = med["joining (default)"], med["--no-join"]
+        print(f"ratio joining / --no-join: TTFT p50 {j['ttft_p50_ms'] / b['ttft_p50_ms']:.2f}, p95 "
+              f"{j['ttft_p95_ms'] / b['ttft_p95_ms']:.2f}, tokens/s {j['tokens_per_s'] / b['tokens_per_s']:.2f}")
 
 
 if __name__ == "__main__":

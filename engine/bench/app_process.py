@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Sequence
 
 import httpx
 
@@ -37,21 +37,22 @@ class RunningApp:
 
 
 @contextmanager
-def running_app(model: str | None = None, start_timeout: float = 600) -> Iterator[str]:
+def running_app(model: str | None = None, start_timeout: float = 600, flags: Sequence[str] = ()) -> Iterator[str]:
     """Start `python app.py` on a free port, wait until its page and its /v1 API both answer, yield its URL
-    ("http://127.0.0.1:N/"), and stop it afterwards."""
-    with app_process(model, start_timeout) as app:
+    ("http://127.0.0.1:N/"), and stop it afterwards. flags: more of app.py's flags (e.g. --no-join)."""
+    with app_process(model, start_timeout, flags) as app:
         yield app.url
 
 
 @contextmanager
-def app_process(model: str | None = None, start_timeout: float = 600) -> Iterator[RunningApp]:
+def app_process(model: str | None = None, start_timeout: float = 600, flags: Sequence[str] = ()) -> Iterator[RunningApp]:
     """running_app, yielding the URL and the process id. The app's own output goes to a temporary log, shown
     when the app does not come up."""
     port = free_port()
     command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
     if model:
         command += ["--model", model]
+    command += list(flags)
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryFile("w+") as log:
         started = time.perf_counter()
