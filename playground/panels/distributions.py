@@ -103,6 +103,7 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         step = min(whole_number("step", step, text=True), last)
         shown = views.distribution(store, run, sample, step, whole_number("tokens shown", top, text=True))
         choices = branching.branch_choices(store, run, sample, step)
+        store.prefetch(run, sample, step + 1)  # the step an arrow key (or "play along") shows next
         return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
                 gr.Slider(maximum=max(last, 1), value=step),
                 gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]),
