@@ -95,7 +95,6 @@ class RunStore:
         self._replays: "OrderedDict[tuple[str, int, int], Replay]" = OrderedDict()  # least recently used first
         self._stop_flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._prefetching = threading.Lock()  # held while a background replay runs (one at a time)
         self._count = 0  # runs kept so far (numbers them)
         self.tokens_per_second: float | None = None  # the last run's speed (None before any run)
 
@@ -167,29 +166,6 @@ class RunStore:
                 while len(self._replays) > self.REPLAYS:
                     self._replays.popitem(last=False)
         return cached
-
-    def prefetch(self, run: Run, row: int, step: int) -> None:
-        """Replay (row, step) in the background unless it is cached or another prefetch is under way: the step a
-        slider moved by one arrow key shows next, whose replay is then ready (the view's move costs the figures
-        only). Out-of-range steps are ignored; a failure only means no prefetch (the move replays it itself)."""
-        length = len(run.generation.rows[row].token_ids) if 0 <= row < run.row_count else 0
-        if not 0 <= step < length or not self._prefetching.acquire(blocking=False):
-            return
-        with self._lock:
-            cached = (run.run_id, row, step) in self._replays
-        if cached:
-            self._prefetching.release()
-            return
-
-        def replay() -> None:
-            try:
-                self.replay(run, row, step)
-            except Exception:  # noqa: BLE001 - speculative work: the real request replays and reports
-                pass
-            finally:
-                self._prefetching.release()
-
-        threading.Thread(target=replay, name="replay-prefetch", daemon=True).start()
 
     # -- Stop ----------------------------------------------------------------------------------------------
 
