@@ -26,8 +26,16 @@ class ShownDistributions:
         self._kept: "OrderedDict[Key, views.Distribution]" = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
         self._building = threading.Lock()  # held while a background build runs (one at a time)
+        self._pending: tuple[Key, threading.Event] | None = None  # that build's key, set when it is done
 
     def get(self, run: Run, row: int, step: int, top: int) -> views.Distribution:
+        key = (run.run_id, row, step, top)
+        pending = self._pending
+        if pending is not None and pending[0] == key:  # being built ahead: wait for it rather than build it twice
+            pending[1].wait(timeout=60)
+        return self._kept_or_built(run, row, step, top)
+
+    def _kept_or_built(self, run: Run, row: int, step: int, top: int) -> views.Distribution:
         key = (run.run_id, row, step, top)
         with self._lock:
             shown = self._kept.get(key)
@@ -52,12 +60,17 @@ class ShownDistributions:
         if not 0 <= step < length or self.is_kept(run, row, step, top) or not self._building.acquire(blocking=False):
             return
 
+        done = threading.Event()
+
         def build() -> None:
             try:
-                self.get(run, row, step, top)
+                self._kept_or_built(run, row, step, top)  # not get(): that would wait for this very build
             except Exception:  # noqa: BLE001 - work done ahead: the move itself builds it and reports any error
                 pass
             finally:
+                self._pending = None
+                done.set()
                 self._building.release()
 
+        self._pending = ((run.run_id, row, step, top), done)
         threading.Thread(target=build, name="distribution-prefetch", daemon=True).start()

@@ -60,3 +60,14 @@ def test_nothing_is_built_outside_the_output_and_at_most_size_views_are_kept(tin
     for step in range(5):
         shown.get(run, 0, step, 20)
     assert [shown.is_kept(run, 0, step, 20) for step in range(5)] == [False, False, True, True, True]
+
+
+def test_a_move_to_the_step_being_built_ahead_waits_for_it_and_gets_the_same_view(tiny) -> None:
+    engine = Engine(tiny)
+    store = RunStore(engine)
+    run = finished_run(store, engine)
+    shown = ShownDistributions(store)
+    shown.prefetch(run, 0, 2, 20)
+    during = shown.get(run, 0, 2, 20)  # at once: the build ahead is (most likely) still under way
+    assert shown.get(run, 0, 2, 20) is during  # one view: built once, not twice
+    assert wait_kept(shown, run, 0, 2, 20) and not shown._building.locked()
