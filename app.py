@@ -149,9 +149,17 @@ def __getattr__(name: str) -> Any:
     return _built[name]
 
 
+def without_ipython() -> None:
+    """Gradio imports IPython (~0.3 s on a 2-core CPU) for its notebook magics, and its launch() asks IPython whether
+    it runs in a notebook; `python app.py` never does. Marking IPython absent (as Python's import system reads a None
+    entry) makes both find out at once. Not done when IPython is already loaded (e.g. `%run app.py` in IPython)."""
+    sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     args = parse_args(argv)
+    without_ipython()
     from playground.server import launch_app
 
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .cached_weights import load_cached_causal_lm
 from .errors import ParamError, check_text
 
 if TYPE_CHECKING:
@@ -210,7 +211,8 @@ def _load_gguf(gguf: Path, cache_dir: Path) -> tuple["PreTrainedModel", "PreTrai
     entry = cache_dir / _cache_key(gguf)
     if (entry / _WEIGHTS_FILE).exists():
         try:
-            return AutoModelForCausalLM.from_pretrained(entry), AutoTokenizer.from_pretrained(entry), True
+            model = load_cached_causal_lm(entry, _WEIGHTS_FILE) or AutoModelForCausalLM.from_pretrained(entry)
+            return model, AutoTokenizer.from_pretrained(entry), True
         except Exception as exc:  # a corrupt cache must not block use: rebuild it from the GGUF
             warnings.warn(f"model: ignoring unreadable cache {entry}: {exc}")
             shutil.rmtree(entry, ignore_errors=True)

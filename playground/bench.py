@@ -9,6 +9,9 @@ The other benchmarks live in engine/bench/; this one stays beside the view it ti
 Gradio event whose run id is in the page session's state, so there is no HTTP call from outside that does this
 work (the public /distribution endpoint returns the same distributions as JSON, without figures or tables);
 timing it over HTTP would mean replaying the page's own protocol, or timing something cheaper.
+
+`--browser` times the same move as a person perceives it instead: in Chromium, from the slider's input event to
+the redrawn figure (playground/bench_browser.py), on `python app.py` started for it or on running apps (--url).
 """
 from __future__ import annotations
 
@@ -36,7 +39,16 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="HF id or local dir (default: the bundled model)")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--browser", action="store_true", help="time slider moves in Chromium (3 x 48 tokens)")
+    ap.add_argument("--url", action="append", default=[], help="with --browser: a running app (repeatable: "
+                                                                "moves alternate between them)")
+    ap.add_argument("--moves", type=int, default=20, help="with --browser: step-slider moves per app")
     args = ap.parse_args()
+    if args.browser:
+        from .bench_browser import run as run_in_browser
+
+        run_in_browser(args.url, args.moves)
+        return
 
     engine = Engine(load_model(args.model))
     store = RunStore(engine)

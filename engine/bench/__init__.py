@@ -6,8 +6,10 @@
     python -m engine.bench.audit_sampling     every step of long sweeps checked for removed tokens chosen
     python -m engine.bench.api                the OpenAI-compatible API's latency and throughput, over HTTP on
                                               the app started as its own process (`python app.py --port N`)
+    python -m engine.bench.startup            seconds from starting `python app.py` to its printed URL
 
 The Distributions view's latency stays in the UI package (`python -m playground.bench`): it times the server
 work of one slider move, which is a page-only event whose run lives in the page session's state, so it has no
-HTTP form to call from outside (the public /distribution endpoint returns JSON without the figures).
+HTTP form to call from outside (the public /distribution endpoint returns JSON without the figures); its
+`--browser` mode times the same move in Chromium.
 """

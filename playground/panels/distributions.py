@@ -10,9 +10,10 @@ import gradio as gr
 
 from engine.errors import ParamError
 
-from .. import branching, comparing, views
+from .. import branching, comparing
 from ..config import whole_number
 from ..errors import user_errors
+from ..shown_cache import ShownDistributions
 from .common import PRIVATE, PageContext
 
 
@@ -87,6 +88,7 @@ def build_distributions() -> DistributionsPanel:
 def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables: tuple[gr.HTML, ...]) -> None:
     """The sliders and the tab show a distribution; a click on a token in any of `clickables` opens its own."""
     store = page.store
+    shown_views = ShownDistributions(store)
     inputs = [page.run_id, panel.sample, panel.step, panel.top]
     outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step, panel.branch_token,
                panel.guidance_plot, panel.guidance_table]
@@ -101,8 +103,10 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         sample = min(whole_number("output", sample, text=True), run.row_count - 1)
         last = len(run.generation.rows[sample].token_ids) - 1
         step = min(whole_number("step", step, text=True), last)
-        shown = views.distribution(store, run, sample, step, whole_number("tokens shown", top, text=True))
+        top = whole_number("tokens shown", top, text=True)
+        shown = shown_views.get(run, sample, step, top)
         choices = branching.branch_choices(store, run, sample, step)
+        shown_views.prefetch(run, sample, step + 1, top)  # the step an arrow key shows next
         return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
                 gr.Slider(maximum=max(last, 1), value=step),
                 gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]),
