@@ -57,18 +57,39 @@ def hash32_int32(x: torch.Tensor) -> torch.Tensor:
     return _hash32_int32_(x.clone())
 
 
-def _hash32_int32_(x: torch.Tensor) -> torch.Tensor:
-    """hash32_int32 in place on x (int32), which the caller owns: one pass fewer than copying it first."""
+_ROUNDS = ((16, 0xFFFF, 0x7FEB352D), (15, 0x1FFFF, 0x846CA68B - (1 << 32)), (16, 0xFFFF, 1))  # (shift, mask, mul)
+
+
+def _hash32_int32_(x: torch.Tensor, premixed: bool = False) -> torch.Tensor:
+    """hash32_int32 in place on x (int32), which the caller owns: one pass fewer than copying it first.
+    premixed: x already holds y ^ (y >>> 16) for the value y to hash (the first xor-shift done)."""
     shifted = torch.empty_like(x)
-    for shift, mask, multiplier in ((16, 0xFFFF, 0x7FEB352D), (15, 0x1FFFF, 0x846CA68B - (1 << 32)), (16, 0xFFFF, 1)):
-        torch.bitwise_right_shift(x, shift, out=shifted)
-        x ^= shifted.bitwise_and_(mask)
+    for r, (shift, mask, multiplier) in enumerate(_ROUNDS):
+        if not (premixed and r == 0):
+            torch.bitwise_right_shift(x, shift, out=shifted)
+            x ^= shifted.bitwise_and_(mask)
         if multiplier != 1:
             x *= multiplier
     return x
 
 
+def _xorshift16(x: torch.Tensor) -> torch.Tensor:
+    """x ^ (x >>> 16) on int32 (a logical shift: the arithmetic one, masked)."""
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
 _TOKEN_HASHES: dict[tuple[int, torch.device], torch.Tensor] = {}
+_TOKEN_PREMIXED: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _token_premixed(vocab_size: int, device: torch.device) -> torch.Tensor:
+    """[V] int32: each token's hash h with the first xor-shift of hash32 applied, h ^ (h >>> 16), once per
+    vocabulary. The shift distributes over xor, (k ^ h) >>> 16 == (k >>> 16) ^ (h >>> 16), so the first round of
+    hash32(k ^ h) is _xorshift16(k) ^ _xorshift16(h): a [B] and a [V] part instead of three passes over [B, V]."""
+    key = (vocab_size, device)
+    if key not in _TOKEN_PREMIXED:
+        _TOKEN_PREMIXED[key] = _xorshift16(_token_hashes(vocab_size, device))
+    return _TOKEN_PREMIXED[key]
 
 
 def _token_hashes(vocab_size: int, device: torch.device) -> torch.Tensor:
@@ -93,8 +114,9 @@ def bits_to_uniform(bits: torch.Tensor) -> torch.Tensor:
 
 def uniform_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Uniform numbers in (0, 1), [B, V] float32, one per (row key, token id). keys: [B] int32."""
-    mixed = keys[:, None] ^ _token_hashes(vocab_size, keys.device)[None, :]  # [B, V] int32, a fresh tensor
-    return bits_to_uniform(_hash32_int32_(mixed))  # [B, V]
+    # hash32_int32(keys[:, None] ^ token hashes), its first xor-shift done on the [B] and [V] parts apart
+    mixed = _xorshift16(keys)[:, None] ^ _token_premixed(vocab_size, keys.device)[None, :]  # [B, V] int32, fresh
+    return bits_to_uniform(_hash32_int32_(mixed, premixed=True))  # [B, V]
 
 
 def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
