@@ -150,14 +150,20 @@ def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) 
     (temperature is already inside the scores as a processor). A token whose score is -inf (or NaN) is never
     chosen, by either path, whatever the noise; a row with nothing left is the caller's to handle.
     """
-    removed = (scores > float("-inf")).logical_not_()  # [B, V] removed tokens (-inf), and NaN should one ever come
     any_greedy, all_greedy = torch.stack([greedy.any(), greedy.all()]).tolist()  # one transfer
     if any_greedy:  # (a batch with no greedy row skips this argmax: the where below would drop it anyway)
-        chosen = scores.masked_fill(removed, float("-inf")).argmax(dim=-1)
+        chosen = _removed_stay_removed(scores.clone()).argmax(dim=-1)
         if all_greedy:
             return chosen
     # 1. perturb every score with the row's Gumbel noise (finite for every bit pattern): scores - (-noise)
     perturbed = torch.sub(scores, _log_neg_log(uniform_noise(keys, scores.shape[1])))  # [B, V]
-    # 2. a removed token stays removed whatever its noise: mask after adding, so no NaN or +inf can reach argmax
-    sampled = perturbed.masked_fill_(removed, float("-inf")).argmax(dim=-1)
+    # 2. a removed token stays removed whatever its noise: -inf plus finite noise is -inf, and a NaN is made -inf
+    # after adding, so no NaN can reach argmax (which would take it for the largest)
+    sampled = _removed_stay_removed(perturbed).argmax(dim=-1)
     return torch.where(greedy, chosen, sampled) if any_greedy else sampled
+
+
+def _removed_stay_removed(scores: torch.Tensor) -> torch.Tensor:
+    """In place: NaN -> -inf, every other value as it is (one pass: what masking the tokens that are not > -inf
+    with -inf does)."""
+    return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
