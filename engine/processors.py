@@ -117,7 +117,25 @@ def no_repeat_ngram(scores: torch.Tensor, state: DecodeState, rows: RowParams) -
 
 def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     too_short = (state.row_step < rows.min_new_tokens)[:, None]  # [B, 1]
-    return torch.where(too_short & rows.eos_mask[None, :], NEG_INF, scores)
+    # only the end-of-text columns change: one copy of the scores instead of a [B, V] mask and a where over them
+    eos = _eos_ids(rows.eos_mask)  # [E]
+    out = scores.clone()
+    out[:, eos] = torch.where(too_short, NEG_INF, scores[:, eos])  # [B, E]
+    return out
+
+
+# (the last eos_mask seen, its token ids): a run keeps one mask for all its steps; one tuple, swapped whole, so
+# runs of two models taking turns never read one's mask with the other's ids
+_EOS_IDS: list[tuple[torch.Tensor, torch.Tensor] | None] = [None]
+
+
+def _eos_ids(eos_mask: torch.Tensor) -> torch.Tensor:
+    """[V] bool -> the ids [E] where it is True, found once per mask (no device-to-host wait at every step)."""
+    cached = _EOS_IDS[0]
+    if cached is None or cached[0] is not eos_mask:
+        cached = (eos_mask, eos_mask.nonzero()[:, 0])
+        _EOS_IDS[0] = cached
+    return cached[1]
 
 
 def forced_bos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
@@ -205,24 +223,40 @@ def top_p(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Te
     """
     threshold = (1 - rows.top_p).to(scores.dtype)  # float64 arithmetic then float32, like a Python float
     probs = scores.softmax(dim=-1)
-    k = min(_TOP_P_CANDIDATES, scores.shape[1])
-    top_probs, top_ids = probs.topk(k, dim=-1)  # [B, k] descending
-    top64 = top_probs.double()
-    mass_up_to = (probs.double().sum(-1, keepdim=True) - (top64.cumsum(-1) - top64)).to(scores.dtype)
-    remove_top = mass_up_to <= threshold  # [B, k]; monotone: kept tokens form a prefix
-    remove_top[:, 0] = False  # keep at least one token
-    kept = (~remove_top).sum(-1)  # [B]
-    boundary = kept.clamp(max=k - 1)
-    tie = top_probs.gather(1, (kept - 1)[:, None])[:, 0] == top_probs.gather(1, boundary[:, None])[:, 0]
-    exact = remove_top[:, -1] & ~tie  # the cut is inside the candidates and not between equal tokens
-    remove = torch.ones_like(scores, dtype=torch.bool).scatter(1, top_ids, remove_top)
+    total = probs.double().sum(-1, keepdim=True)  # [B, 1]
+    # the fewest candidates first (a top-32 costs a third of a top-256); a row whose cut lies beyond them tries more.
+    # The candidates' order and cumulative sums are prefixes of any larger topk's, so the cut is the same
+    remove, exact = _top_p_cut(probs, total, threshold, _TOP_P_CANDIDATES[0])
+    slow = None
+    for k in _TOP_P_CANDIDATES[1:]:
+        if bool(exact.all()):
+            break
+        slow = (~exact).nonzero()[:, 0] if slow is None else slow[~exact]
+        remove[slow], exact = _top_p_cut(probs[slow], total[slow], threshold[slow], k)
     if not bool(exact.all()):
-        slow = (~exact).nonzero()[:, 0]
+        slow = (~exact).nonzero()[:, 0] if slow is None else slow[~exact]
         remove[slow] = _top_p_full_sort(scores[slow], threshold[slow])
     return scores.masked_fill(remove, NEG_INF)
 
 
-_TOP_P_CANDIDATES = 256
+_TOP_P_CANDIDATES = (32, 256)
+
+
+def _top_p_cut(probs: torch.Tensor, total: torch.Tensor, threshold: torch.Tensor, k: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """top_p's cut among the k most likely tokens: probs [b, V], total [b, 1] their float64 sum, threshold [b, 1]
+    -> (remove [b, V], exact [b]: the cut is inside the candidates and not between two equal tokens)."""
+    k = min(k, probs.shape[1])
+    top_probs, top_ids = probs.topk(k, dim=-1)  # [b, k] descending
+    top64 = top_probs.double()
+    mass_up_to = (total - (top64.cumsum(-1) - top64)).to(probs.dtype)
+    remove_top = mass_up_to <= threshold  # [b, k]; monotone: kept tokens form a prefix
+    remove_top[:, 0] = False  # keep at least one token
+    kept = (~remove_top).sum(-1)  # [b]
+    boundary = kept.clamp(max=k - 1)
+    tie = top_probs.gather(1, (kept - 1)[:, None])[:, 0] == top_probs.gather(1, boundary[:, None])[:, 0]
+    exact = remove_top[:, -1] & ~tie
+    return torch.ones_like(probs, dtype=torch.bool).scatter_(1, top_ids, remove_top), exact
 
 
 def _top_p_full_sort(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -357,6 +391,18 @@ class PlannedStep:
 @dataclass(frozen=True)
 class StagePlan:
     steps: tuple[PlannedStep, ...]
+    # [b] the row indices the stage may change (its processors are on there); None: any row. A row outside it leaves
+    # the stage with exactly its input scores, so the trace summarises only these rows again
+    changed: torch.Tensor | None = None
+
+    def __bool__(self) -> bool:
+        """Whether the stage runs anything at all."""
+        return bool(self.steps)
+
+
+# Processors that leave a row's scores exactly as they are at their off value, so running them on every row (one
+# pass) equals running them on the rows that use them only (a gather, the pass, and a copy back): x / 1.0 == x
+_IDENTITY_WHEN_OFF = frozenset({"temperature"})
 
 
 def plan_stages(rows: RowParams) -> list[StagePlan]:
@@ -367,18 +413,24 @@ def plan_stages(rows: RowParams) -> list[StagePlan]:
     (penalties, mirostat) run on all rows and are masked.
     """
     plans = []
+    active: dict[str, torch.Tensor] = {}  # processor name -> [B] bool, once per plan rather than once per stage
     for s in range(rows.order.shape[1]):
         steps = []
+        changed = torch.zeros_like(rows.greedy)  # [B]
         for code in torch.unique(rows.order[:, s]).tolist():
             processor = REGISTRY[DEFAULT_ORDER[code]]
-            mask = (rows.order[:, s] == code) & processor.active(rows)
-            if bool(mask.all()):
+            if processor.name not in active:
+                active[processor.name] = processor.active(rows)
+            here = rows.order[:, s] == code  # [B]
+            mask = here & active[processor.name]
+            changed |= mask
+            if bool(mask.all()) or (processor.name in _IDENTITY_WHEN_OFF and bool(here.all()) and bool(mask.any())):
                 steps.append(PlannedStep(processor))
             elif bool(mask.any()):
                 index = mask.nonzero()[:, 0]
                 subset = rows.select(index) if processor.spec.sampling_only and not processor.per_row_state else None
                 steps.append(PlannedStep(processor, index, subset))
-        plans.append(StagePlan(tuple(steps)))
+        plans.append(StagePlan(tuple(steps), None if bool(changed.all()) else changed.nonzero()[:, 0]))
     return plans
 
 
@@ -394,8 +446,8 @@ def _run(step: PlannedStep, scores: torch.Tensor, state: DecodeState, rows: RowP
     return torch.where(mask, step.processor.apply(scores, state, rows), scores)
 
 
-# on_stage(stage index, scores after it, whether it changed anything for any row)
-StageCallback = Callable[[int, torch.Tensor, bool], None]
+# on_stage(stage index, scores after it, the stage's plan: false when it ran nothing, .changed the rows it may change)
+StageCallback = Callable[[int, torch.Tensor, StagePlan], None]
 
 
 def apply_pipeline(scores: torch.Tensor, state: DecodeState, rows: RowParams,
@@ -405,5 +457,5 @@ def apply_pipeline(scores: torch.Tensor, state: DecodeState, rows: RowParams,
         for step in plan.steps:
             scores = _run(step, scores, state, rows)
         if on_stage is not None:
-            on_stage(s, scores, bool(plan.steps))
+            on_stage(s, scores, plan)
     return scores

@@ -55,17 +55,42 @@ def hash32_int32(x: torch.Tensor) -> torch.Tensor:
     place on one copy with one scratch tensor rather than a fresh [B, V] temporary per operation (the speed-up
     was not measured reliably on a busy machine; the engine benchmark is the place to confirm it).
     """
-    x = x.clone()
+    return _hash32_int32_(x.clone())
+
+
+_ROUNDS = ((16, 0xFFFF, 0x7FEB352D), (15, 0x1FFFF, 0x846CA68B - (1 << 32)), (16, 0xFFFF, 1))  # (shift, mask, mul)
+
+
+def _hash32_int32_(x: torch.Tensor, premixed: bool = False) -> torch.Tensor:
+    """hash32_int32 in place on x (int32), which the caller owns: one pass fewer than copying it first.
+    premixed: x already holds y ^ (y >>> 16) for the value y to hash (the first xor-shift done)."""
     shifted = torch.empty_like(x)
-    for shift, mask, multiplier in ((16, 0xFFFF, 0x7FEB352D), (15, 0x1FFFF, 0x846CA68B - (1 << 32)), (16, 0xFFFF, 1)):
-        torch.bitwise_right_shift(x, shift, out=shifted)
-        x ^= shifted.bitwise_and_(mask)
+    for r, (shift, mask, multiplier) in enumerate(_ROUNDS):
+        if not (premixed and r == 0):
+            torch.bitwise_right_shift(x, shift, out=shifted)
+            x ^= shifted.bitwise_and_(mask)
         if multiplier != 1:
             x *= multiplier
     return x
 
 
+def _xorshift16(x: torch.Tensor) -> torch.Tensor:
+    """x ^ (x >>> 16) on int32 (a logical shift: the arithmetic one, masked)."""
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
 _TOKEN_HASHES: dict[tuple[int, torch.device], torch.Tensor] = {}
+_TOKEN_PREMIXED: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _token_premixed(vocab_size: int, device: torch.device) -> torch.Tensor:
+    """[V] int32: each token's hash h with the first xor-shift of hash32 applied, h ^ (h >>> 16), once per
+    vocabulary. The shift distributes over xor, (k ^ h) >>> 16 == (k >>> 16) ^ (h >>> 16), so the first round of
+    hash32(k ^ h) is _xorshift16(k) ^ _xorshift16(h): a [B] and a [V] part instead of three passes over [B, V]."""
+    key = (vocab_size, device)
+    if key not in _TOKEN_PREMIXED:
+        _TOKEN_PREMIXED[key] = _xorshift16(_token_hashes(vocab_size, device))
+    return _TOKEN_PREMIXED[key]
 
 
 def _token_hashes(vocab_size: int, device: torch.device) -> torch.Tensor:
@@ -84,17 +109,26 @@ def bits_to_uniform(bits: torch.Tensor) -> torch.Tensor:
     -log(-log u) is always finite. (With 24 bits, 2**24 - 0.5 rounds up to 2**24: u = 1 and +inf noise, which
     made that token win whatever its probability; tests check all 2**24 patterns.)
     """
-    return (((bits >> 9) & 0x7FFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
+    # the same operations as (((bits >> 9) & 0x7FFFFF).float() + 0.5) * 2**-23, in place after the first two
+    return ((bits >> 9).bitwise_and_(0x7FFFFF).to(torch.float32).add_(0.5)).mul_(1.0 / (1 << 23))
 
 
 def uniform_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Uniform numbers in (0, 1), [B, V] float32, one per (row key, token id). keys: [B] int32."""
-    return bits_to_uniform(hash32_int32(keys[:, None] ^ _token_hashes(vocab_size, keys.device)[None, :]))  # [B, V]
+    # hash32_int32(keys[:, None] ^ token hashes), its first xor-shift done on the [B] and [V] parts apart
+    mixed = _xorshift16(keys)[:, None] ^ _token_premixed(vocab_size, keys.device)[None, :]  # [B, V] int32, fresh
+    return bits_to_uniform(_hash32_int32_(mixed, premixed=True))  # [B, V]
 
 
 def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Standard Gumbel noise [B, V]: -log(-log(u))."""
-    return uniform_noise(keys, vocab_size).log_().neg_().log_().neg_()
+    return _log_neg_log(uniform_noise(keys, vocab_size)).neg_()
+
+
+def _log_neg_log(u: torch.Tensor) -> torch.Tensor:
+    """log(-log(u)) in place on u [B, V]: minus the Gumbel noise (subtracting it adds the noise, bit for bit, since
+    a - b is a + (-b) in IEEE arithmetic, and saves the negation pass)."""
+    return u.log_().neg_().log_()
 
 
 XTC_STREAM = 0x58544331  # "XTC1": the stream of XTC's per-row, per-step decision
@@ -117,12 +151,20 @@ def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) 
     (temperature is already inside the scores as a processor). A token whose score is -inf (or NaN) is never
     chosen, by either path, whatever the noise; a row with nothing left is the caller's to handle.
     """
-    removed = ~(scores > float("-inf"))  # [B, V] removed tokens (-inf), and NaN should a processor ever emit one
-    chosen = scores.masked_fill(removed, float("-inf")).argmax(dim=-1)
-    if bool(greedy.all()):
-        return chosen
-    # 1. perturb every score with the row's Gumbel noise (finite for every bit pattern)
-    perturbed = scores + gumbel_noise(keys, scores.shape[1])  # [B, V]
-    # 2. a removed token stays removed whatever its noise: mask after adding, so no NaN or +inf can reach argmax
-    sampled = perturbed.masked_fill_(removed, float("-inf")).argmax(dim=-1)
-    return torch.where(greedy, chosen, sampled)
+    any_greedy, all_greedy = torch.stack([greedy.any(), greedy.all()]).tolist()  # one transfer
+    if any_greedy:  # (a batch with no greedy row skips this argmax: the where below would drop it anyway)
+        chosen = _removed_stay_removed(scores.clone()).argmax(dim=-1)
+        if all_greedy:
+            return chosen
+    # 1. perturb every score with the row's Gumbel noise (finite for every bit pattern): scores - (-noise)
+    perturbed = torch.sub(scores, _log_neg_log(uniform_noise(keys, scores.shape[1])))  # [B, V]
+    # 2. a removed token stays removed whatever its noise: -inf plus finite noise is -inf, and a NaN is made -inf
+    # after adding, so no NaN can reach argmax (which would take it for the largest)
+    sampled = _removed_stay_removed(perturbed).argmax(dim=-1)
+    return torch.where(greedy, chosen, sampled) if any_greedy else sampled
+
+
+def _removed_stay_removed(scores: torch.Tensor) -> torch.Tensor:
+    """In place: NaN -> -inf, every other value as it is (one pass: what masking the tokens that are not > -inf
+    with -inf does)."""
+    return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .processors import StagePlan
+
 
 @dataclass
 class StageSummary:
@@ -28,9 +30,20 @@ def summarize(scores: torch.Tensor, top_n: int) -> StageSummary:
     """Entropy, support size and top-N of softmax(scores). scores: [B, V] (may hold -inf)."""
     log_probs = torch.log_softmax(scores, dim=-1)
     probs = log_probs.exp()
-    entropy = -torch.where(probs > 0, probs * log_probs, 0.0).sum(-1)
+    alive = probs > 0  # [B, V], once for the entropy and the support
+    entropy = -torch.where(alive, probs * log_probs, 0.0).sum(-1)
     top_probs, top_ids = torch.topk(probs, top_n, dim=-1)
-    return StageSummary(entropy, (probs > 0).sum(-1), top_ids, top_probs, log_probs)
+    return StageSummary(entropy, alive.sum(-1), top_ids, top_probs, log_probs)
+
+
+def summarize_rows(previous: StageSummary, scores: torch.Tensor, rows: torch.Tensor, top_n: int) -> StageSummary:
+    """The summary of scores [B, V] when only the rows `rows` [b] differ from those `previous` summarises: those
+    rows are summarised again, the others copied (every summary is computed row by row, so this is the summary of
+    the whole batch, bit for bit, at a fraction of the passes over [B, V])."""
+    part = summarize(scores[rows], top_n)
+    return StageSummary(*(whole.index_copy(0, rows, new) for whole, new in zip(
+        (previous.entropy, previous.support, previous.top_ids, previous.top_probs, previous.log_probs),
+        (part.entropy, part.support, part.top_ids, part.top_probs, part.log_probs))))
 
 
 def log_normalizer_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,11 +132,19 @@ class TraceRecorder:
             self._stages = [summarize(logits, self.trace.top_n)]
             self.seconds += time.perf_counter() - started
 
-    def on_stage(self, _: int, scores: torch.Tensor, changed: bool) -> None:
-        """apply_pipeline's callback after each stage: a stage that changed nothing repeats the one before."""
+    def on_stage(self, _: int, scores: torch.Tensor, plan: StagePlan) -> None:
+        """apply_pipeline's callback after each stage: a stage that changed nothing repeats the one before, one that
+        changed some rows only summarises those again."""
         if self.trace is not None:
             started = time.perf_counter()
-            self._stages.append(summarize(scores, self.trace.top_n) if changed else self._stages[-1])
+            previous = self._stages[-1]
+            if not plan:
+                summary = previous
+            elif plan.changed is None:
+                summary = summarize(scores, self.trace.top_n)
+            else:
+                summary = summarize_rows(previous, scores, plan.changed, self.trace.top_n)
+            self._stages.append(summary)
             self.seconds += time.perf_counter() - started
 
     def record(self, step: int, row_ids: torch.Tensor, chosen: torch.Tensor) -> None:

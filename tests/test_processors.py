@@ -260,10 +260,12 @@ def test_a_row_in_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
         assert_same_scores(together[row], alone[0], f"{p} (row {row})")
 
 
-@pytest.mark.parametrize("candidates", [1, 3, 40, V])
+@pytest.mark.parametrize("candidates", [(1,), (3,), (40,), (V,), (1, 3), (3, 40, V)])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_top_p_fast_path_and_fallback_both_match_transformers(monkeypatch, candidates: int, seed: int) -> None:
-    """top_p decides most cuts from a topk of candidates; a cut outside them, or between tied tokens, re-sorts."""
+def test_top_p_fast_path_and_fallback_both_match_transformers(monkeypatch, candidates: tuple[int, ...],
+                                                              seed: int) -> None:
+    """top_p decides most cuts from a topk of candidates, then more candidates for the rows whose cut lies beyond
+    them; a cut outside the last, or between tied tokens, re-sorts."""
     import engine.processors as processors
     monkeypatch.setattr(processors, "_TOP_P_CANDIDATES", candidates)
     test_scalar_processors_match_transformers("top_p", seed, 5)
