@@ -152,6 +152,7 @@ def pick_device(device: str | None = None) -> torch.device:
 # Arm's BF16 extension. Without them torch emulates bf16 through fp32, and bf16 gains only memory traffic.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ENV = "PLAYGROUND_DTYPE"  # the dtype when none is given (app, command line, load_model())
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -176,8 +177,12 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
     """`auto` (or None): bf16 on a GPU that has it (else fp16), bf16 on a CPU that computes it natively, else fp32.
 
     On a CPU without native bf16 (AVX2 only, say) fp32 stays the default: the batch-invariance promise (a cell alone
-    equals the same cell inside a sweep) is tested at fp32."""
-    if dtype is None or dtype == "auto":
+    equals the same cell inside a sweep) is tested at fp32. None means $PLAYGROUND_DTYPE if set, else auto: the
+    test suite sets it to float32, so the app and the command line it starts as processes load what its oracles
+    were recorded at."""
+    if dtype is None:
+        dtype = os.environ.get(DTYPE_ENV) or "auto"
+    if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "cpu" and cpu_has_native_bf16():

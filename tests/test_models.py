@@ -94,7 +94,7 @@ def test_tiny_random_model_seeded_and_rng_neutral(bundled: LoadedModel) -> None:
 def test_pick_device_and_dtype() -> None:
     cpu = pick_device("cpu")
     assert cpu == torch.device("cpu")
-    assert pick_dtype(cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert pick_dtype(cpu, "auto") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert pick_dtype(cpu, "bfloat16") == torch.bfloat16
     with pytest.raises(ValueError, match=r"^dtype:"):
         pick_dtype(cpu, "int8")
@@ -120,9 +120,12 @@ def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path, mo
         path.write_text(cpuinfo)
     assert cpu_has_native_bf16(cpu_flags(path)) is native
     monkeypatch.setattr(models, "cpu_flags", lambda: cpu_flags(path))
+    monkeypatch.delenv("PLAYGROUND_DTYPE", raising=False)
     cpu = torch.device("cpu")
     expected = torch.bfloat16 if native else torch.float32
     assert pick_dtype(cpu) == pick_dtype(cpu, "auto") == expected
+    monkeypatch.setenv("PLAYGROUND_DTYPE", "float16")  # no dtype given: the environment's (the tests set float32)
+    assert pick_dtype(cpu) == torch.float16 and pick_dtype(cpu, "auto") == expected
     assert pick_dtype(cpu, "float32") == torch.float32 and pick_dtype(cpu, "bfloat16") == torch.bfloat16
 
 
