@@ -3,6 +3,7 @@
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
     python app.py --max-rows 64 --max-new-tokens 512 --run-slots 2      # a hosted Space's limits (or $PLAYGROUND_*)
+    python app.py --dtype bfloat16      # the weights' dtype (default auto: bf16 where the hardware computes it natively)
     python app.py --no-model-picker    # a hosted Space: visitors load no other model (or $PLAYGROUND_NO_MODEL_PICKER=1)
 
 `app.app` is the FastAPI application: the page at /, the OpenAI-compatible API at /v1/... beside it (for a host
@@ -47,11 +48,26 @@ def whole_at_least_one(flag: str, env: str) -> Callable[[str], int]:
     return parse
 
 
+# engine.models.DTYPE_NAMES, spelled here so that parsing the flags imports no torch (tests/test_models.py checks)
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+
+
+def dtype_name(text: str) -> str:
+    """argparse's type for --dtype: refused naming the allowed values (and the variable that may have set it)."""
+    if text not in DTYPE_NAMES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPE_NAMES)} (--dtype or $PLAYGROUND_DTYPE), "
+                                         f"got {text!r}")
+    return text
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python app.py", description="Decoding Playground web app.")
     ap.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or None, metavar="ID_OR_DIR",
                     help="HF id, local directory or .gguf file (default: $PLAYGROUND_MODEL, else the bundled "
                          "SmolLM2-135M-Instruct)")
+    ap.add_argument("--dtype", default=os.environ.get("PLAYGROUND_DTYPE") or "auto", type=dtype_name,
+                    help="weights' dtype: auto (bf16 on a GPU or a CPU with native bf16, else fp32), float32, "
+                         "bfloat16, float16; default $PLAYGROUND_DTYPE, else auto")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
@@ -97,14 +113,14 @@ def gpu_scope() -> Callable[[Callable], Callable]:
     return spaces.GPU
 
 
-def load_engine(model: str | None = None) -> Any:
+def load_engine(model: str | None = None, dtype: str = "auto") -> Any:
     """Load the model (exits with a readable message if it cannot be loaded)."""
     from engine.generate import Engine
     from engine.models import load_model
 
     print(f"loading model {model or 'bundled'} ...", file=sys.stderr, flush=True)
     try:
-        loaded = load_model(model)
+        loaded = load_model(model, dtype=dtype)
     except (RuntimeError, ValueError, OSError) as exc:
         sys.exit(f"error: {exc}")
     print(f"{loaded.name} on {loaded.device} ({loaded.dtype}), loaded in {loaded.load_seconds:.1f} s",
@@ -114,7 +130,7 @@ def load_engine(model: str | None = None) -> Any:
 
 def server_engine(model: str | None, args: argparse.Namespace) -> Any:
     """The loaded engine with the server's limits (the flags, else the environment, else the engine's defaults)."""
-    engine = load_engine(model)
+    engine = load_engine(model, args.dtype)
     engine.limits = engine_limits(args)
     return engine
 

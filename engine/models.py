@@ -149,13 +149,48 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
+# CPU feature flags (/proc/cpuinfo) that mean bf16 matrix products run natively: x86's AVX512-BF16 and AMX-BF16,
+# Arm's BF16 extension. Without them torch emulates bf16 through fp32, and bf16 gains only memory traffic.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ENV = "PLAYGROUND_DTYPE"  # the dtype when none is given (app, command line, load_model())
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (x86 "flags", Arm "Features"); empty where the file does not exist (macOS, Windows)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return frozenset(flags)
+
+
+def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    return bool(NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags))
+
+
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
-    if dtype is None or dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32  # half precision matmuls on CPU are slow and lossy
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """`auto` (or None): bf16 on a GPU that has it (else fp16), bf16 on a CPU that computes it natively, else fp32.
+
+    On a CPU without native bf16 (AVX2 only, say) fp32 stays the default: the batch-invariance promise (a cell alone
+    equals the same cell inside a sweep) is tested at fp32. None means $PLAYGROUND_DTYPE if set, else auto: the
+    test suite sets it to float32, so the app and the command line it starts as processes load what its oracles
+    were recorded at."""
+    if dtype is None:
+        dtype = os.environ.get(DTYPE_ENV) or "auto"
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32  # emulated bf16: maybe faster, but not the dtype the exactness tests use
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype: expected one of auto, float32, bfloat16, float16, got {dtype!r}")
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     return _DTYPES[dtype]
 
 

@@ -8,6 +8,11 @@ from hypothesis import settings
 
 from engine.models import LoadedModel, load_model, tiny_random_model
 
+# The oracles (transformers' outputs, recorded token ids) and the batch-invariance promise are fp32's. `auto` picks
+# bf16 on a CPU with native bf16, so pin fp32 for everything the tests load, the app and command-line processes
+# they start included (load_model() without a dtype reads $PLAYGROUND_DTYPE).
+os.environ.setdefault("PLAYGROUND_DTYPE", "float32")
+
 # Hypothesis profiles: "ci" (the default) keeps the property and fuzz tests to about a minute each;
 # HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py tests/test_fuzz_api.py runs many more.
 settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True)
@@ -48,7 +53,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session")
 def bundled() -> LoadedModel:
-    return load_model()
+    """The bundled model at fp32, whatever the machine's default (`auto` picks bf16 on a CPU with native bf16): the
+    oracles (transformers' outputs, recorded token ids) and the batch-invariance tests are fp32's."""
+    return load_model(dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from engine.models import (
-    BUNDLED_NAME, LoadedModel, load_model, pick_device, pick_dtype, tiny_random_model,
+    BUNDLED_NAME, DTYPE_NAMES, LoadedModel, cpu_flags, cpu_has_native_bf16, load_model, pick_device, pick_dtype,
+    tiny_random_model,
 )
 
 PROMPT = "Name three colours."
@@ -93,7 +94,7 @@ def test_tiny_random_model_seeded_and_rng_neutral(bundled: LoadedModel) -> None:
 def test_pick_device_and_dtype() -> None:
     cpu = pick_device("cpu")
     assert cpu == torch.device("cpu")
-    assert pick_dtype(cpu) == torch.float32
+    assert pick_dtype(cpu, "auto") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert pick_dtype(cpu, "bfloat16") == torch.bfloat16
     with pytest.raises(ValueError, match=r"^dtype:"):
         pick_dtype(cpu, "int8")
@@ -101,3 +102,43 @@ def test_pick_device_and_dtype() -> None:
         assert pick_device() == cpu
         with pytest.raises(ValueError, match=r"^device:"):
             pick_device("cuda")
+
+
+X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n"
+X86_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [(X86_AVX2, False), (X86_BF16, True), (ARM_BF16, True), (None, False)])
+def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch, cpuinfo, native):
+    """`auto` on a CPU: bf16 with AVX512-BF16 / AMX-BF16 (x86) or BF16 (Arm), fp32 on AVX2 or without /proc/cpuinfo;
+    an explicit dtype always wins."""
+    import engine.models as models
+
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert cpu_has_native_bf16(cpu_flags(path)) is native
+    monkeypatch.setattr(models, "cpu_flags", lambda: cpu_flags(path))
+    monkeypatch.delenv("PLAYGROUND_DTYPE", raising=False)
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if native else torch.float32
+    assert pick_dtype(cpu) == pick_dtype(cpu, "auto") == expected
+    monkeypatch.setenv("PLAYGROUND_DTYPE", "float16")  # no dtype given: the environment's (the tests set float32)
+    assert pick_dtype(cpu) == torch.float16 and pick_dtype(cpu, "auto") == expected
+    assert pick_dtype(cpu, "float32") == torch.float32 and pick_dtype(cpu, "bfloat16") == torch.bfloat16
+
+
+def test_app_dtype_flag_parses_without_torch_and_refuses_unknown_names(monkeypatch, capsys):
+    import app
+
+    assert app.DTYPE_NAMES == DTYPE_NAMES  # spelled twice so that parsing the flags imports no torch
+    monkeypatch.delenv("PLAYGROUND_DTYPE", raising=False)
+    assert app.parse_args([]).dtype == "auto"
+    assert app.parse_args(["--dtype", "bfloat16"]).dtype == "bfloat16"
+    monkeypatch.setenv("PLAYGROUND_DTYPE", "float32")
+    assert app.parse_args([]).dtype == "float32"
+    with pytest.raises(SystemExit):
+        app.parse_args(["--dtype", "int8"])
+    assert "expected one of auto, float32, bfloat16, float16 (--dtype or $PLAYGROUND_DTYPE), got 'int8'" in (
+        capsys.readouterr().err)

@@ -1,7 +1,8 @@
 """Benchmarks and audits: each a module with its own command line (none is imported by the library).
 
-    python -m engine.bench                    the reference benchmark: the engine vs transformers' generate()
-                                              and the bare model forwards (reference.py)
+    python -m engine.bench                    the reference benchmark: the engine vs transformers' generate(),
+                                              llama.cpp (when llama_cpp is importable) and the bare model
+                                              forwards (reference.py, llamacpp_peer.py)
     python -m engine.bench.beams              batched beam configurations vs one generate() per configuration
     python -m engine.bench.audit_sampling     every step of long sweeps checked for removed tokens chosen
     python -m engine.bench.api                the OpenAI-compatible API's latency and throughput, over HTTP on

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name/path (default: the bundled SmolLM2)")
     ap.add_argument("--arch", default=None, choices=sorted(ARCHS), help="instead of --model: random weights")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on cuda, fp32 on cpu)")
+    ap.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16 (default: $PLAYGROUND_DTYPE, else auto)")
     ap.add_argument("--grid", default="3x3", choices=sorted(GRIDS))
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=48)
