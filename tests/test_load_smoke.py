@@ -26,7 +26,9 @@ def test_the_load_test_runs_tiny_without_errors():
     assert together["seeded"] >= 1 and together["seeded_mismatches"] == 0
     assert 0 < together["short_p50_s"] <= together["short_p95_s"] and together["long_run_s"] > 0
     leaving = summary["disconnect"]
-    assert leaving["error"] is None and leaving["next_batch_rows"] == 1
+    # the first request after leaving may join the abandoned run's batch (rows join running batches) before the
+    # server has noticed the client left; the next one must find that row gone, and run alone
+    assert leaving["error"] is None and leaving["next_batch_rows"] in (1, 2) and leaving["later_batch_rows"] == 1
     # had the abandoned run kept decoding, the next request would have waited for all its 48 steps
     assert leaving["delay_s"] < leaving["abandoned_max_tokens"] * leaving["step_s"] / 2
     series = summary["memory"]["rss_series"]

@@ -19,6 +19,7 @@ import statistics
 import sys
 import threading
 import time
+from typing import Callable
 
 import httpx
 
@@ -49,6 +50,17 @@ def stream_once(url: str, prompt: str, seed: int, max_tokens: int) -> tuple[floa
     return first or 0.0, time.perf_counter() - started, tokens, batch_rows
 
 
+def run_clients(client: Callable[[int], None], count: int) -> float:
+    """Run client(0) ... client(count - 1) in threads at once; the wall seconds until the last one ends."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
     results: list[tuple[float, float, int, int]] = [None] * len(prompts)  # type: ignore[list-item]
     barrier = threading.Barrier(len(prompts))
@@ -57,13 +69,7 @@ def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
         barrier.wait()
         results[i] = stream_once(url, prompts[i], seed=i, max_tokens=max_tokens)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(client, len(prompts))
     return {"clients": len(prompts), "ttft_ms": statistics.median(r[0] for r in results) * 1000,
             "latency_s": statistics.median(r[1] for r in results), "tokens": sum(r[2] for r in results),
             "tokens_per_s": sum(r[2] for r in results) / wall, "wall_s": wall,
@@ -79,13 +85,7 @@ def staggered(url: str, prompts: list[str], max_tokens: int, gap: float) -> dict
         time.sleep(gap * i)
         results[i] = stream_once(url, prompts[i], seed=i, max_tokens=max_tokens)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(client, len(prompts))
     ttft = [r[0] * 1000 for r in results]
     return {"ttft_p50_ms": percentile(ttft, 50), "ttft_p95_ms": percentile(ttft, 95),
             "latency_s": statistics.median(r[1] for r in results),

@@ -64,12 +64,17 @@ def app_process(model: str | None = None, start_timeout: float = 600, flags: Seq
                   flush=True)
             yield RunningApp(url, process.pid)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate, give it 30 s to exit cleanly, then kill."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_serving(process: subprocess.Popen, url: str, timeout: float, log: IO[str]) -> None:

@@ -114,12 +114,15 @@ def disconnect(url: str, args: argparse.Namespace) -> dict[str, Any]:
     probe = Request("chat", PROMPTS[0], args.short_tokens, False, 3)
     alone = sorted(send(url, probe).seconds for _ in range(3))[1]  # the median of three on an idle server
     first_chunk = first_chunk_then_leave(url, "Tell me a long story.", args.long_tokens * 4)
-    after = send(url, probe)
+    after = send(url, probe)  # may join the abandoned run's batch before the server has seen the client leave
+    # by now the abandoned row must have left (it had most of its tokens to go): a probe alone in its batch
+    later = send(url, probe)
     return {"abandoned_max_tokens": args.long_tokens * 4, "first_chunk_s": round(first_chunk, 3),
             "idle_request_s": round(alone, 3), "request_after_leaving_s": round(after.seconds, 3),
             "delay_s": round(after.seconds - alone, 3), "step_s": round(alone / args.short_tokens, 4),
             "delay_steps": round((after.seconds - alone) / (alone / args.short_tokens), 1),
-            "next_batch_rows": after.batch_rows, "error": after.error}
+            "next_batch_rows": after.batch_rows, "later_batch_rows": later.batch_rows,
+            "error": after.error or later.error}
 
 
 def memory(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:

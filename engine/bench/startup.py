@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from .app_process import ROOT, free_port
+from .app_process import ROOT, free_port, stop_process
 
 URL_LINE = "Decoding Playground running at"
 
@@ -48,12 +48,7 @@ def time_to_url(model: str | None = None, root: Path = ROOT, timeout: float = 30
             time.sleep(0.05)  # the model is still loading: poll again
         raise RuntimeError(f"/v1/models did not answer 200 within {timeout:.0f} s")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def main() -> None:
