@@ -28,7 +28,7 @@ def app_module(bundled):
     from engine.generate import Engine
 
     saved = (app.load_engine, dict(app._built))
-    app.load_engine = lambda model=None: Engine(bundled)
+    app.load_engine = lambda model=None, dtype="auto": Engine(bundled)
     app._built.clear()
     yield app
     app.load_engine = saved[0]
