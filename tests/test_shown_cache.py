@@ -32,11 +32,15 @@ def wait_kept(shown: ShownDistributions, run, row: int, step: int, top: int, sec
     return False
 
 
-def test_a_view_built_ahead_equals_the_one_built_on_request(tiny) -> None:
+def shown_of_a_finished_run(tiny) -> tuple[Engine, object, ShownDistributions]:
+    """(the engine, a finished run in a fresh store, the views of that store)."""
     engine = Engine(tiny)
     store = RunStore(engine)
-    run = finished_run(store, engine)
-    shown = ShownDistributions(store)
+    return engine, finished_run(store, engine), ShownDistributions(store)
+
+
+def test_a_view_built_ahead_equals_the_one_built_on_request(tiny) -> None:
+    engine, run, shown = shown_of_a_finished_run(tiny)
     shown.prefetch(run, 1, 3, 7)
     assert wait_kept(shown, run, 1, 3, 7)
     ahead = shown.get(run, 1, 3, 7)
@@ -48,10 +52,7 @@ def test_a_view_built_ahead_equals_the_one_built_on_request(tiny) -> None:
 
 
 def test_nothing_is_built_outside_the_output_and_at_most_size_views_are_kept(tiny) -> None:
-    engine = Engine(tiny)
-    store = RunStore(engine)
-    run = finished_run(store, engine)
-    shown = ShownDistributions(store)
+    engine, run, shown = shown_of_a_finished_run(tiny)
     last = len(run.generation.rows[0].token_ids) - 1
     shown.prefetch(run, 0, last + 1, 20)  # past the last step (the slider at its end)
     shown.prefetch(run, 5, 0, 20)  # no such output
@@ -63,10 +64,7 @@ def test_nothing_is_built_outside_the_output_and_at_most_size_views_are_kept(tin
 
 
 def test_a_move_to_the_step_being_built_ahead_waits_for_it_and_gets_the_same_view(tiny) -> None:
-    engine = Engine(tiny)
-    store = RunStore(engine)
-    run = finished_run(store, engine)
-    shown = ShownDistributions(store)
+    engine, run, shown = shown_of_a_finished_run(tiny)
     shown.prefetch(run, 0, 2, 20)
     during = shown.get(run, 0, 2, 20)  # at once: the build ahead is (most likely) still under way
     assert shown.get(run, 0, 2, 20) is during  # one view: built once, not twice
