@@ -118,24 +118,10 @@ def no_repeat_ngram(scores: torch.Tensor, state: DecodeState, rows: RowParams) -
 def min_new_tokens(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:
     too_short = (state.row_step < rows.min_new_tokens)[:, None]  # [B, 1]
     # only the end-of-text columns change: one copy of the scores instead of a [B, V] mask and a where over them
-    eos = _eos_ids(rows.eos_mask)  # [E]
+    eos = rows.eos_ids  # [E]
     out = scores.clone()
     out[:, eos] = torch.where(too_short, NEG_INF, scores[:, eos])  # [B, E]
     return out
-
-
-# (the last eos_mask seen, its token ids): a run keeps one mask for all its steps; one tuple, swapped whole, so
-# runs of two models taking turns never read one's mask with the other's ids
-_EOS_IDS: list[tuple[torch.Tensor, torch.Tensor] | None] = [None]
-
-
-def _eos_ids(eos_mask: torch.Tensor) -> torch.Tensor:
-    """[V] bool -> the ids [E] where it is True, found once per mask (no device-to-host wait at every step)."""
-    cached = _EOS_IDS[0]
-    if cached is None or cached[0] is not eos_mask:
-        cached = (eos_mask, eos_mask.nonzero()[:, 0])
-        _EOS_IDS[0] = cached
-    return cached[1]
 
 
 def forced_bos(scores: torch.Tensor, state: DecodeState, rows: RowParams) -> torch.Tensor:

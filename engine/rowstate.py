@@ -152,6 +152,7 @@ class RowParams:
     greedy: torch.Tensor  # [B] bool
     knobs: dict[str, torch.Tensor]  # field -> its row tensor, as engine/knobs.py declares it
     eos_mask: torch.Tensor  # [V] bool
+    eos_ids: torch.Tensor  # [E] long: the same ids, listed (a processor that writes only their columns)
     sequence_bias: BiasTable  # sequence_bias and logit_bias together
     bad_words: BiasTable
     suppress_tokens: TokenSet
@@ -196,6 +197,7 @@ class RowParams:
             greedy=torch.tensor([p.greedy for p in params], dtype=torch.bool, device=device),
             knobs=knob_tensors(params, device),
             eos_mask=eos_mask,
+            eos_ids=eos_mask.nonzero()[:, 0],
             sequence_bias=BiasTable.build(sequence_bias or no_bias, vocab_size, device),
             bad_words=BiasTable.build(
                 [[(ids, NEG_INF) for ids in row] for row in bad_words] if bad_words else no_bias, vocab_size, device),
@@ -224,7 +226,7 @@ class RowParams:
         changes: dict = {"knobs": {name: value[keep] for name, value in self.knobs.items()}}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("eos_mask", "knobs"):
+            if f.name in ("eos_mask", "eos_ids", "knobs"):
                 continue
             changes[f.name] = (value.select(keep) if isinstance(value, (BiasTable, TokenSet, RestartTable, SynthIDTable))
                                else value[keep])
