@@ -10,7 +10,7 @@ from engine.processors import REGISTRY, apply_pipeline, plan_stages
 from engine.rowstate import DecodeState, RowParams
 from engine.sampling import _as_int32, _token_hashes, bits_to_uniform, choose_next, hash32, row_keys, uniform_noise
 from engine.trace import summarize, summarize_rows
-from synthetic import EOS, PROMPT_LEN, V, random_logits, random_tokens
+from synthetic import B, EOS, PROMPT_LEN, V, random_logits, random_tokens
 
 
 def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -83,3 +83,72 @@ def test_sampling_never_picks_a_removed_or_nan_token_and_greedy_rows_take_the_ar
             chosen = choose_next(scores, torch.tensor(greedy), keys).tolist()
             assert all(c in (1, 2) for c in chosen), (greedy, chosen)
             assert all(c == 1 for c, g in zip(chosen, greedy) if g)
+
+
+# -- the same promises over random inputs (hypothesis): a rare input where a shortcut's bits differ fails here --
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from transformers import TopPLogitsWarper  # noqa: E402
+
+MODEL_V = 49_152  # the bundled model's vocabulary: top_p's 32 / 256 candidates against a full-size sort
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), spread=st.sampled_from([0.3, 1.0, 3.0, 8.0, 30.0]),
+       top_p=st.lists(st.sampled_from([1e-9, 0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999]), min_size=1, max_size=4),
+       ties=st.booleans())
+def test_top_p_with_its_candidate_shortcut_equals_transformers_bit_for_bit(seed, spread, top_p, ties) -> None:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(len(top_p), MODEL_V, generator=g) * spread  # flat to peaked: the cut at any depth
+    if ties:  # equal probabilities around the top, where the full sort's tie order decides
+        logits[:, 1:40] = logits[:, :1]
+    params = [SamplingParams(top_p=p) for p in top_p]
+    rows = RowParams.build(params, EOS, MODEL_V)
+    state = DecodeState.start(torch.zeros(len(top_p), 1, dtype=torch.long), MODEL_V)
+    before = logits.clone()
+    ours = REGISTRY["top_p"].apply(logits, state, rows)
+    assert torch.equal(logits, before)  # never in place
+    for row, p in enumerate(top_p):
+        expected = TopPLogitsWarper(p)(None, logits[row:row + 1].clone())
+        assert bits_equal(ours[row:row + 1], expected), (row, p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), changed=st.sets(st.integers(0, 7), min_size=1, max_size=8),
+       top_n=st.integers(1, 20), removed=st.integers(0, 499))
+def test_a_summary_of_random_changed_rows_equals_the_whole_batchs(seed, changed, top_n, removed) -> None:
+    before = random_logits(seed % 1000)  # [B, V]
+    rows = torch.tensor(sorted(changed))
+    g = torch.Generator().manual_seed(seed)
+    after = before.clone()
+    after[rows] = after[rows] / torch.empty(len(rows), 1).uniform_(0.2, 3.0, generator=g)
+    after[rows, :removed] = float("-inf")
+    whole, shortcut = summarize(after, top_n), summarize_rows(summarize(before, top_n), after, rows, top_n)
+    for name in ("entropy", "support", "top_ids", "top_probs", "log_probs"):
+        assert bits_equal(getattr(shortcut, name), getattr(whole, name)), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds=st.lists(st.integers(-2**62, 2**62), min_size=1, max_size=6), step=st.integers(0, 2**20),
+       index=st.integers(0, 1000))
+def test_split_hash_noise_equals_the_reference_for_random_keys(seeds, step, index) -> None:
+    keys = row_keys(torch.tensor(seeds), torch.full((len(seeds),), index), step)  # [b] int32
+    tokens = _token_hashes(MODEL_V, keys.device).to(torch.long) & 0xFFFFFFFF  # [V]
+    expected = bits_to_uniform(_as_int32(hash32((keys.to(torch.long)[:, None] & 0xFFFFFFFF) ^ tokens[None, :])))
+    assert bits_equal(uniform_noise(keys, MODEL_V), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(minimums=st.lists(st.integers(0, 6), min_size=B, max_size=B), generated=st.integers(0, 5),
+       seed=st.integers(0, 999))
+def test_min_new_tokens_equals_the_whole_vocabulary_mask_for_random_rows(minimums, generated, seed) -> None:
+    params = [SamplingParams(min_new_tokens=m) for m in minimums]
+    tokens = random_tokens(seed, PROMPT_LEN + generated, alphabet=40)
+    rows = RowParams.build(params, EOS, V)
+    state = DecodeState.start(tokens[:, :PROMPT_LEN], V, generated=tokens[:, PROMPT_LEN:])
+    logits = random_logits(seed)
+    eos_mask = torch.zeros(V, dtype=torch.bool)
+    eos_mask[EOS] = True
+    too_short = torch.tensor([generated < m for m in minimums])[:, None]
+    expected = torch.where(too_short & eos_mask[None, :], float("-inf"), logits)  # the plain [B, V] computation
+    assert bits_equal(REGISTRY["min_new_tokens"].apply(logits, state, rows), expected)
