@@ -83,3 +83,24 @@ def test_the_benchmark_names_the_missing_module_and_goes_on(monkeypatch, capsys)
     out, err = capsys.readouterr()
     assert llamacpp_peer.missing_line() in out.splitlines() and llamacpp_peer.missing_line() in err
     assert "| engine |" in out and "| llama.cpp |" not in out
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("exit 0", None),
+    ("kill -ILL $$", "a 2-row probe in a child process failed: it died of SIGILL (an instruction this CPU lacks"),
+    ("echo 'OSError: libllama.so: cannot open' >&2; exit 3",
+     "failed: it exited with status 3: OSError: libllama.so: cannot open"),
+])
+def test_a_crashing_llamacpp_library_is_probed_in_a_child_process(tmp_path, monkeypatch, script, expected):
+    """A llama.cpp wheel built for another CPU dies of SIGILL inside llama_decode: the benchmark probes it in a
+    child process (here a stand-in interpreter that behaves like the three outcomes) and prints why, instead of
+    dying with it."""
+    child = tmp_path / "python"
+    child.write_text(f"#!/bin/bash\n{script}\n")
+    child.chmod(0o755)
+    monkeypatch.setattr(llamacpp_peer.sys, "executable", str(child))
+    failure = llamacpp_peer.probe_failure(tmp_path / "m.gguf", [1, 2, 3], 2)
+    if expected is None:
+        assert failure is None
+    else:
+        assert failure is not None and failure.startswith("llama.cpp: not measured (") and expected in failure

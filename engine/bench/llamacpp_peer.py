@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,28 @@ def missing_line() -> str:
     """The one line the benchmark prints when the peer cannot run."""
     return (f"llama.cpp: not measured (module {MODULE!r} not importable; pip install llama-cpp-python, "
             f"or the wheel in ../shared/wheels/)")
+
+
+def probe_failure(gguf: Path, prompt_ids: list[int], n_threads: int, timeout: float = 300.0) -> str | None:
+    """Run two rows of two tokens in a child process first: a library built for another CPU dies of an illegal
+    instruction (SIGILL) inside llama_decode, which would take the whole benchmark down. None when it worked, else
+    the line the benchmark prints instead of the column."""
+    command = [sys.executable, "-m", __name__, str(gguf), ",".join(map(str, prompt_ids)), str(n_threads)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"llama.cpp: not measured (a 2-row probe in a child process took over {timeout:.0f} s)"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        why = f"it died of {signal.Signals(-done.returncode).name}"
+        if done.returncode == -signal.SIGILL:
+            why += (" (an instruction this CPU lacks: a wheel built for another CPU; build it here with "
+                    "`pip install --no-binary llama-cpp-python llama-cpp-python`)")
+    else:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        why = f"it exited with status {done.returncode}: {last}"
+    return f"llama.cpp: not measured (a 2-row probe in a child process failed: {why})"
 
 
 def _quiet(llama: Any) -> None:
@@ -132,3 +157,10 @@ class LlamaCppPeer:
         llama.llama_batch_free(self.batch)
         llama.llama_free(self.ctx)
         llama.llama_model_free(self.model)
+
+
+if __name__ == "__main__":  # the probe's child: python -m engine.bench.llamacpp_peer FILE.gguf 1,2,3 THREADS
+    _gguf, _ids, _threads = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], int(sys.argv[3])
+    _peer = LlamaCppPeer(Path(_gguf), 2, len(_ids), 2, _threads)
+    assert _peer.run(_ids, [(1.0, 0.9), (0.7, 1.0)], 2) == 4
+    _peer.close()

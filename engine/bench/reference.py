@@ -310,6 +310,9 @@ def llamacpp_runner(args: argparse.Namespace, s: Setup) -> tuple["llamacpp_peer.
     if not llamacpp_peer.available():
         return None, llamacpp_peer.missing_line()
     gguf = Path(args.model).expanduser() if args.model else bundled_gguf_path()
+    failure = llamacpp_peer.probe_failure(gguf, s.prompt_ids, torch.get_num_threads())
+    if failure is not None:
+        return None, failure
     log(f"llama.cpp on {gguf.name}, {s.rows} sequences, {torch.get_num_threads()} threads")
     return llamacpp_peer.LlamaCppPeer(gguf, s.rows, len(s.prompt_ids), args.tokens, torch.get_num_threads()), None
 
