@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .batch_invariant import needs_two_rows, use_two_row_linears
 from .cached_weights import load_cached_causal_lm
 from .errors import ParamError, check_text
 
@@ -297,6 +298,8 @@ def hub_reachable(host: str = "huggingface.co") -> bool:
 def finish_loading(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", name: str, device: torch.device,
             dtype: torch.dtype, start: float, from_cache: bool) -> LoadedModel:
     model = model.to(device=device, dtype=dtype).eval()
+    if needs_two_rows(device, dtype):  # a row's logits the same alone as in a batch (engine/batch_invariant.py)
+        use_two_row_linears(model)
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype,
         eos_token_ids=_eos_ids(model, tokenizer),

@@ -8,10 +8,13 @@ from hypothesis import settings
 
 from engine.models import LoadedModel, load_model, tiny_random_model
 
-# The oracles (transformers' outputs, recorded token ids) and the batch-invariance promise are fp32's. `auto` picks
-# bf16 on a CPU with native bf16, so pin fp32 for everything the tests load, the app and command-line processes
-# they start included (load_model() without a dtype reads $PLAYGROUND_DTYPE).
-os.environ.setdefault("PLAYGROUND_DTYPE", "float32")
+# The recorded oracles (token ids written down from transformers) and the batch-invariance promise are fp32's.
+# `auto` picks bf16 on a CPU with native bf16, so the suite pins fp32 for everything it loads, the app and
+# command-line processes it starts included (load_model() without a dtype reads $PLAYGROUND_DTYPE).
+# PLAYGROUND_TEST_DTYPE=auto (or bfloat16) runs the suite at that dtype instead: the default-dtype lane of README's
+# "Run the tests"; the tests whose oracle is a recording made at fp32 skip there, saying so (`fp32_oracle`).
+TEST_DTYPE = os.environ.get("PLAYGROUND_TEST_DTYPE", "float32")
+os.environ.setdefault("PLAYGROUND_DTYPE", TEST_DTYPE)
 
 # Hypothesis profiles: "ci" (the default) keeps the property and fuzz tests to about a minute each;
 # HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py tests/test_fuzz_api.py runs many more.
@@ -54,8 +57,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(scope="session")
 def bundled() -> LoadedModel:
     """The bundled model at fp32, whatever the machine's default (`auto` picks bf16 on a CPU with native bf16): the
-    oracles (transformers' outputs, recorded token ids) and the batch-invariance tests are fp32's."""
-    return load_model(dtype="float32")
+    recorded oracles and the batch-invariance tests are fp32's. At $PLAYGROUND_TEST_DTYPE when that is set."""
+    return load_model(dtype=TEST_DTYPE)
 
 
 @pytest.fixture(scope="session")
