@@ -3,7 +3,7 @@
     python app.py                      # the bundled SmolLM2-135M-Instruct on http://127.0.0.1:7860
     python app.py --model DIR_OR_ID --port 8000 --share
     python app.py --max-rows 64 --max-new-tokens 512 --run-slots 2      # a hosted Space's limits (or $PLAYGROUND_*)
-    python app.py --dtype bfloat16      # the weights' dtype (default auto: bf16 where the hardware computes it natively)
+    python app.py --dtype bfloat16      # the weights' dtype (default auto: bf16 on a GPU, fp32 on a CPU)
     python app.py --no-model-picker    # a hosted Space: visitors load no other model (or $PLAYGROUND_NO_MODEL_PICKER=1)
 
 `app.app` is the FastAPI application: the page at /, the OpenAI-compatible API at /v1/... beside it (for a host
@@ -66,7 +66,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="HF id, local directory or .gguf file (default: $PLAYGROUND_MODEL, else the bundled "
                          "SmolLM2-135M-Instruct)")
     ap.add_argument("--dtype", default=os.environ.get("PLAYGROUND_DTYPE") or "auto", type=dtype_name,
-                    help="weights' dtype: auto (bf16 on a GPU or a CPU with native bf16, else fp32), float32, "
+                    help="weights' dtype: auto (bf16 on a GPU, fp32 on a CPU), float32, "
                          "bfloat16, float16; default $PLAYGROUND_DTYPE, else auto")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")

@@ -8,11 +8,11 @@ from hypothesis import settings
 
 from engine.models import LoadedModel, load_model, tiny_random_model
 
-# The recorded oracles (token ids written down from transformers) and the batch-invariance promise are fp32's.
-# `auto` picks bf16 on a CPU with native bf16, so the suite pins fp32 for everything it loads, the app and
-# command-line processes it starts included (load_model() without a dtype reads $PLAYGROUND_DTYPE).
-# PLAYGROUND_TEST_DTYPE=auto (or bfloat16) runs the suite at that dtype instead: the default-dtype lane of README's
-# "Run the tests"; the tests whose oracle is a recording made at fp32 skip there, saying so (`fp32_oracle`).
+# The recorded oracles (token ids written down from transformers) and the batch-invariance promises are fp32's,
+# the default on a CPU; the suite pins fp32 for everything it loads, the app and command-line processes it starts
+# included (load_model() without a dtype reads $PLAYGROUND_DTYPE), so it tests the same on a machine where `auto`
+# means another dtype (a GPU). PLAYGROUND_TEST_DTYPE=bfloat16 runs it at that dtype instead, to measure which
+# promises hold there (README, "Model and dtype").
 TEST_DTYPE = os.environ.get("PLAYGROUND_TEST_DTYPE", "float32")
 os.environ.setdefault("PLAYGROUND_DTYPE", TEST_DTYPE)
 
@@ -56,8 +56,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session")
 def bundled() -> LoadedModel:
-    """The bundled model at fp32, whatever the machine's default (`auto` picks bf16 on a CPU with native bf16): the
-    recorded oracles and the batch-invariance tests are fp32's. At $PLAYGROUND_TEST_DTYPE when that is set."""
+    """The bundled model at fp32 (the recorded oracles and the batch-invariance tests are fp32's), or at
+    $PLAYGROUND_TEST_DTYPE when that is set."""
     return load_model(dtype=TEST_DTYPE)
 
 

@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 
 from ..generate import Engine
-from ..models import LoadedModel, bundled_gguf_path, load_model
+from ..models import LoadedModel, bundled_gguf_path, cpu_has_native_bf16, load_model
 from ..params import SamplingParams
 from . import llamacpp_peer
 from .archs import ARCHS, random_model
@@ -181,6 +181,7 @@ def summarize(s: Setup, timings: dict[str, Timing], args: argparse.Namespace) ->
         "threads": torch.get_num_threads(), "prompt_tokens": len(s.prompt_ids), "rows": s.rows,
         "tokens_per_row": args.tokens, "repeats": args.repeats, "trace_top_n": s.trace_top_n, "grid": s.grid,
         "gpu": torch.cuda.get_device_name(s.loaded.device) if s.loaded.device.type == "cuda" else None,
+        "native_bf16": cpu_has_native_bf16() if s.loaded.device.type == "cpu" else None,
         "llamacpp": _llamacpp_version() if s.peer is not None else None, "llamacpp_note": s.peer_note,
     } | figures(timings, s.rows * args.tokens)
 
@@ -245,7 +246,8 @@ def report(summary: dict) -> str:
         + (f"; WARNING token counts differ from {summary['expected_tokens']}: {bad}" if bad else ""),
         "runs (s): " + "; ".join(f"{n} " + "/".join(f"{x:.2f}" for x in m[n]["runs_s"]) for n in m),
         f"model {summary['model']}, device {summary['device']}, dtype {summary['dtype']}, torch {summary['torch']}, "
-        f"transformers {summary['transformers']}, python {summary['python']}, threads {summary['threads']}",
+        f"transformers {summary['transformers']}, python {summary['python']}, threads {summary['threads']}"
+        + ("" if summary.get("native_bf16") is None else f", native bf16 {'yes' if summary['native_bf16'] else 'no'}"),
         f"command: {summary['command']}",
     ])
 
@@ -276,7 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="temperature x top_p grid: 3x3 (the reference) or 4x4 (x --samples 16 = 256 rows)")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                    help="weights' dtype (default auto: bf16 on a GPU or a CPU with native bf16, else fp32)")
+                    help="weights' dtype (default auto: bf16 on a GPU, fp32 on a CPU)")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per row (min = max)")
     ap.add_argument("--samples", type=int, default=4, help="samples per grid cell")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved measured runs per method")
