@@ -135,6 +135,21 @@ def server_engine(model: str | None, args: argparse.Namespace) -> Any:
     return engine
 
 
+def loading_engine(model: str | None, args: argparse.Namespace) -> Any:
+    """server_engine's engine, loading in a thread from now on: the page is built and served meanwhile (every use
+    of the engine waits for the model). If the model cannot be loaded, the process exits as load_engine does: the
+    message on stderr, status 1."""
+    from engine.models import model_name
+    from engine.switching import SwitchableEngine
+
+    def failed(exc: Exception) -> None:
+        message = str(exc)
+        print(message if message.startswith("error: ") else f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(1)  # from the loading thread: sys.exit would end only the thread
+
+    return SwitchableEngine.loading(model_name(model), lambda: server_engine(model, args), failed)
+
+
 def build(model: str | None = None) -> Any:
     """The page, the /v1 routes of the same engine in it (served beside it however it is served); limits and run
     slots from the environment (a host that imports the module passes no flags)."""
@@ -180,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
-    demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
+    demo, local_url, share_url = launch_app(loading_engine(args.model, args), args.host, args.port, args.share,
                                             scope, model_picker=not args.no_model_picker, join=not args.no_join,
                                             **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "
