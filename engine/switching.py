@@ -69,6 +69,11 @@ class SwitchableEngine:
         return self._ready.wait(timeout)
 
     @property
+    def loaded_now(self) -> LoadedModel | None:
+        """The current model without waiting: None while the first one loads (or if it could not load)."""
+        return self._current.loaded if self._current is not None else None
+
+    @property
     def current(self) -> Engine:
         self._ready.wait()
         if self._current is None:

@@ -90,7 +90,7 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
     store = RunStore(engine)
     slots = RunSlots(run_slots)
     presets = load_presets() if presets is None else presets
-    model = engine.loaded if engine.ready else None  # None: still loading (app.py loads it while the page is built)
+    model = engine.loaded_now  # None: still loading (app.py loads it while the page is built)
 
     def hub_id() -> str:
         # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
