@@ -138,3 +138,18 @@ def test_app_py_exits_with_the_message_when_the_model_cannot_load(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert f"error: model: could not load {str(missing)!r}: no such GGUF file" in done.stderr, done.stderr
+
+
+def test_gradio_without_its_stub_writer_still_makes_components(tmp_path):
+    """app.py skips Gradio's import-time .pyi regeneration: components, their events and a new component class
+    (made by the same metaclass) are as before, and no stub is written for the new class."""
+    (tmp_path / "mine.py").write_text("import gradio as gr\n\nclass Mine(gr.Textbox):\n    EVENTS = ['change']\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import app; app.without_gradio_stub_writer()\n"
+            "import gradio as gr, gradio.component_meta as meta, mine\n"
+            "assert meta.create_or_modify_pyi(mine.Mine, 'Mine', ['change']) is None\n"
+            "box = mine.Mine('x'); assert box.value == 'x' and callable(box.change) and callable(gr.Slider.release)\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert not (tmp_path / "mine.pyi").exists()  # without the hook Gradio writes one beside mine.py
