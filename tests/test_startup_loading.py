@@ -153,3 +153,25 @@ def test_gradio_without_its_stub_writer_still_makes_components(tmp_path):
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert not (tmp_path / "mine.pyi").exists()  # without the hook Gradio writes one beside mine.py
+
+
+def test_a_page_opened_while_the_model_loads_says_so_then_runs(browser, launched_loading):
+    """In a browser: the intro says the model is loading; once it has loaded it names the model's device and
+    dtype, and Run streams tokens."""
+    from playwright.sync_api import expect
+
+    from pages import open_app, wait_done
+
+    url, release = launched_loading
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        open_app(page, url)
+        expect(page.locator("#intro")).to_contain_text("SmolLM2-135M-Instruct: loading ...")
+        release.set()
+        expect(page.locator("#intro")).to_contain_text("SmolLM2-135M-Instruct on cpu", timeout=60_000)
+        page.locator("#run").click()
+        wait_done(page, "generate-status")
+        expect(page.locator("#tokens .dp-sample").first).to_be_visible()
+    finally:
+        context.close()
