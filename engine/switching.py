@@ -77,7 +77,7 @@ class SwitchableEngine:
     def current(self) -> Engine:
         self._ready.wait()
         if self._current is None:
-            raise ModelLoadError(f"model: could not load {self.model_name!r}: {self._failed}")
+            raise load_error(self) or ModelLoadError("unreachable: ready without a model or a failure")
         return self._current
 
     def switch(self, loaded: LoadedModel) -> Engine:
@@ -110,6 +110,13 @@ def current_engine(engine: Any) -> Engine:
 def model_name(engine: Any) -> str:
     """The model's name without waiting for a model still loading (SwitchableEngine.loading)."""
     return engine.model_name if isinstance(engine, SwitchableEngine) else engine.loaded.name
+
+
+def load_error(engine: Any) -> ModelLoadError | None:
+    """Why a loading engine's first model could not be loaded; None once loaded (or for any other engine)."""
+    if isinstance(engine, SwitchableEngine) and engine.ready and engine.loaded_now is None:
+        return ModelLoadError(f"model: could not load {engine.model_name!r}: {engine._failed}")
+    return None
 
 
 async def until_loaded(engine: Any) -> None:

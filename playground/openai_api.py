@@ -26,7 +26,7 @@ from engine.errors import ParamError
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 from engine.scoring import TokenScores, score_tokens
 from engine.stops import sendable_length
-from engine.switching import ModelLoadError, model_name, until_loaded
+from engine.switching import load_error, model_name, until_loaded
 
 from .errors import log_bad_input, report_fault
 from .openai_search import check_search, search_params, search_response, searches
@@ -165,11 +165,8 @@ class OpenAIRoutes:
         """Every route answers once the model has loaded (waiting meanwhile, the event loop free); None then, or
         a 503 saying why the model could not be loaded."""
         await until_loaded(self.engine)
-        try:
-            self.engine.limits  # noqa: B018  (raises ModelLoadError if the load failed)
-        except ModelLoadError as exc:
-            return error_response(str(exc), None, 503)
-        return None
+        failed = load_error(self.engine)
+        return error_response(str(failed), None, 503) if failed is not None else None
 
     async def list_models(self) -> Response:
         return await self._unloaded() or JSONResponse({"object": "list", "data": [self._model()]})
