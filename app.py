@@ -135,9 +135,25 @@ def server_engine(model: str | None, args: argparse.Namespace) -> Any:
     return engine
 
 
+def loading_engine(model: str | None, args: argparse.Namespace) -> Any:
+    """server_engine's engine, loading in a thread from now on: the page is built and served meanwhile (every use
+    of the engine waits for the model). If the model cannot be loaded, the process exits as load_engine does: the
+    message on stderr, status 1."""
+    from engine.models import model_name
+    from engine.switching import SwitchableEngine
+
+    def failed(exc: Exception) -> None:
+        message = str(exc)
+        print(message if message.startswith("error: ") else f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(1)  # from the loading thread: sys.exit would end only the thread
+
+    return SwitchableEngine.loading(model_name(model), lambda: server_engine(model, args), failed)
+
+
 def build(model: str | None = None) -> Any:
     """The page, the /v1 routes of the same engine in it (served beside it however it is served); limits and run
     slots from the environment (a host that imports the module passes no flags)."""
+    without_gradio_stub_writer()
     from playground.server import build_page
 
     scope = gpu_scope()  # first: the `spaces` package wants to be imported before torch touches a GPU
@@ -172,15 +188,51 @@ def without_ipython() -> None:
     sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
 
 
+class _NoStubWriter:
+    """A meta-path finder that loads gradio.component_meta as usual, then makes its create_or_modify_pyi a no-op.
+
+    Gradio's ComponentMeta calls create_or_modify_pyi for every component class it defines at import: it reads the
+    class's source file, parses it with ast, renders the type-stub template (Jinja) and compares it with the .pyi
+    beside it, writing it when it differs. It keeps the stubs of Gradio's own source tree in step while Gradio is
+    developed; an installed Gradio ships them, and nothing reads them at run time. It was about 35% of importing
+    gradio (8.4-11.1 s before, 5.1-7.2 s after, three runs each at load 10 on 2 cores)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "gradio.component_meta":
+            return None
+        import importlib.machinery
+
+        sys.meta_path.remove(self)  # once: the real finder from here on
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_skip(module: Any) -> None:
+            exec_module(module)
+            if hasattr(module, "create_or_modify_pyi"):
+                module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+        spec.loader.exec_module = exec_then_skip  # type: ignore[method-assign]
+        return spec
+
+
+def without_gradio_stub_writer() -> None:
+    """Install _NoStubWriter before gradio is first imported (not at all once it is: its classes are made)."""
+    if "gradio.component_meta" not in sys.modules and not any(isinstance(f, _NoStubWriter) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoStubWriter())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     args = parse_args(argv)
     without_ipython()
+    without_gradio_stub_writer()
     from playground.server import launch_app
 
     # the page's own launch(), /v1 beside it: see playground/server.py for why launch() rather than uvicorn
     scope = gpu_scope()
-    demo, local_url, share_url = launch_app(server_engine(args.model, args), args.host, args.port, args.share,
+    demo, local_url, share_url = launch_app(loading_engine(args.model, args), args.host, args.port, args.share,
                                             scope, model_picker=not args.no_model_picker, join=not args.no_join,
                                             **run_slots(args))
     print(f"Decoding Playground running at {local_url} (started in {time.perf_counter() - started:.1f} s); "

@@ -307,6 +307,12 @@ def finish_loading(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase
     )
 
 
+def model_name(name_or_path: str | None = None) -> str:
+    """The name load_model(name_or_path) gives its LoadedModel, known without loading it."""
+    name = name_or_path or DEFAULT_MODEL
+    return BUNDLED_NAME if name == DEFAULT_MODEL else name
+
+
 def load_model(name_or_path: str | None = None, device: str | None = None, dtype: str | None = None,
                cache_dir: Path | None = None) -> LoadedModel:
     start = time.perf_counter()
@@ -316,7 +322,7 @@ def load_model(name_or_path: str | None = None, device: str | None = None, dtype
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if name == DEFAULT_MODEL:
         model, tokenizer, cached = _load_gguf(bundled_gguf_path(), cache)
-        name = BUNDLED_NAME
+        name = model_name(name)
     elif name.endswith(".gguf"):
         gguf = Path(name).expanduser()
         if not gguf.is_file():

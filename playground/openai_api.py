@@ -26,6 +26,7 @@ from engine.errors import ParamError
 from engine.scheduler import BatchScheduler, ChoiceDone, Job, JobDone, JobError, TokenEvent
 from engine.scoring import TokenScores, score_tokens
 from engine.stops import sendable_length
+from engine.switching import load_error, model_name, until_loaded
 
 from .errors import log_bad_input, report_fault
 from .openai_search import check_search, search_params, search_response, searches
@@ -154,17 +155,24 @@ class OpenAIRoutes:
 
     def __init__(self, engine: Engine, scheduler: BatchScheduler):
         self.engine, self.scheduler = engine, scheduler
-        self.model_id = engine.loaded.name
+        self.model_id = model_name(engine)  # not waiting for a model still loading (app.py loads it in a thread)
         self.created_at = int(time.time())
 
     def _model(self) -> dict:
         return {"id": self.model_id, "object": "model", "created": self.created_at, "owned_by": "decoding-playground"}
 
-    async def list_models(self) -> dict:
-        return {"object": "list", "data": [self._model()]}
+    async def _unloaded(self) -> Response | None:
+        """Every route answers once the model has loaded (waiting meanwhile, the event loop free); None then, or
+        a 503 saying why the model could not be loaded."""
+        await until_loaded(self.engine)
+        failed = load_error(self.engine)
+        return error_response(str(failed), None, 503) if failed is not None else None
+
+    async def list_models(self) -> Response:
+        return await self._unloaded() or JSONResponse({"object": "list", "data": [self._model()]})
 
     async def get_model(self, name: str) -> Response:
-        return JSONResponse(self._model())  # any name maps to the loaded model, as in requests
+        return await self._unloaded() or JSONResponse(self._model())  # any name maps to the loaded model
 
     async def chat_completions(self, request: Request) -> Response:
         return await self.handle(request, chat=True)
@@ -177,7 +185,7 @@ class OpenAIRoutes:
         id (its traceback in the server log under that id), never the fault's own text."""
         where = request.url.path
         try:
-            return await self.answer(request, chat)
+            return await self._unloaded() or await self.answer(request, chat)
         except Exception as exc:
             return fault_response(exc, where)
 

@@ -23,7 +23,7 @@ from .panels.distributions import build_distributions, wire_distributions
 from .panels.form import AXIS_NAMES, AXIS_TEXTS, Form
 from .panels.generate import build_generate, wire_generate
 from .panels.history import build_history, wire_history
-from .panels.model import intro_text, wire_model_picker
+from .panels.model import intro_text, loading_intro, wire_model_picker
 from .panels.my_presets import wire_my_presets
 from .panels.settings import (DEFAULT_PROMPT, build_settings, config_updates, estimator, loading_outputs,
                               wire_estimates, wire_loading)
@@ -90,17 +90,17 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
     store = RunStore(engine)
     slots = RunSlots(run_slots)
     presets = load_presets() if presets is None else presets
-    model = engine.loaded
+    model = engine.loaded_now  # None: still loading (app.py loads it while the page is built)
 
     def hub_id() -> str:
         # exports name a model transformers can fetch: the bundled GGUF is a quantized SmolLM2-135M-Instruct
         return BUNDLED_HUB_ID if engine.loaded.name == BUNDLED_NAME else engine.loaded.name
 
     with Page(title="Decoding Playground", routes=routes) as demo:
-        intro = gr.Markdown(intro_text(model), elem_id="intro")
+        intro = gr.Markdown(intro_text(model) if model else loading_intro(engine.model_name), elem_id="intro")
         with gr.Row(equal_height=False):
             settings = build_settings(PlaygroundConfig(prompt=DEFAULT_PROMPT), presets,
-                                      model if model_picker else None)
+                                      (model or engine.model_name) if model_picker else None)
             with gr.Column(scale=2, elem_id="views"):
                 with gr.Tabs(selected="generate") as tabs:
                     generate, sweep, dists = build_generate(), build_sweep(), build_distributions()
@@ -129,7 +129,9 @@ def build_demo(engine: Engine, presets: list[Preset] | None = None,
         wire_share(page, share, hub_id)
         wire_loading(page, demo, settings, presets)
         if settings.model_picker is not None:
-            wire_model_picker(page, demo, settings.model_picker, intro)
+            wire_model_picker(page, demo, settings.model_picker, intro)  # its demo.load also updates the intro
+        elif model is None:  # a page opened while the model loads says which once it has (the wait is demo.load's)
+            demo.load(lambda: intro_text(engine.loaded), None, intro, show_progress="hidden", **PRIVATE)
         wire_my_presets(page, demo, settings.mine, settings.preset, presets,
                         lambda note, config: config_updates(page, settings, note, config),
                         loading_outputs(page, settings))

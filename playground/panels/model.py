@@ -33,11 +33,17 @@ def model_summary(model: LoadedModel) -> str:
     return f"`{model.name}` on {model.device.type} ({str(model.dtype).removeprefix('torch.')})"
 
 
-def intro_text(model: LoadedModel) -> str:
+def intro_text(model: LoadedModel | None, loading: str = "") -> str:
     return (f"## Decoding Playground\n"
             f"What each decoding parameter does: **Generate** streams samples coloured by probability, **Sweep** "
             f"runs a grid of settings as one batch, **Distributions** shows the next-token distribution after every "
-            f"processor. Model {model_summary(model)}.")
+            f"processor. Model " + (model_summary(model) if model is not None else f"`{loading}`: loading ...") + ".")
+
+
+def loading_intro(name: str) -> str:
+    """The intro of a page served while its first model still loads (app.py): the page's demo.load puts
+    intro_text in its place once the model is there."""
+    return intro_text(None, name)
 
 
 def loaded_html(model: LoadedModel, seconds: float | None = None) -> str:
@@ -53,12 +59,13 @@ def loading_html(name: str) -> str:
             f'<progress class="dp-model-progress" aria-label="loading the model"></progress></div>')
 
 
-def build_model_picker(model: LoadedModel) -> ModelPicker:
-    """The "Model" group (call inside the settings column)."""
+def build_model_picker(model: LoadedModel | str) -> ModelPicker:
+    """The "Model" group (call inside the settings column). `model`: the loaded model, or the name of the one
+    still loading (its status then says so until the page's demo.load finds it loaded)."""
     with gr.Accordion("Model", open=False, elem_id="model-group"):
         name = gr.Textbox("", label="Model", placeholder=DEFAULT_MODEL, info=MODEL_INFO, elem_id="model-name")
         load = gr.Button("Load", elem_id="model-load", size="sm")
-        status = gr.HTML(loaded_html(model), elem_id="model-status", css_template=CSS)
+        status = gr.HTML(loading_html(model) if isinstance(model, str) else loaded_html(model), elem_id="model-status", css_template=CSS)
     return ModelPicker(name, load, status)
 
 

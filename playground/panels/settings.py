@@ -100,7 +100,7 @@ class SettingsPanel:
 
 
 def build_settings(defaults: PlaygroundConfig, presets: list[Preset],
-                   picker_model: LoadedModel | None = None) -> SettingsPanel:
+                   picker_model: LoadedModel | str | None = None) -> SettingsPanel:
     """The left column (call inside the page's row). `picker_model`: the loaded model, to show the model picker
     (None: no picker)."""
     with gr.Column(scale=1, min_width=340, elem_id="settings"):
