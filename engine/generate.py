@@ -153,7 +153,8 @@ class Engine:
         forced: per row, tokens it takes at its first steps instead of sampling (a branch: engine/forcing.py);
         they are decoded as steps of the row, so the noise stream stays aligned with an unforced run.
         admit: asked once per step boundary for rows that join the batch now (continuous batching:
-        engine/joining.py); they take the next row indices, and the result lists them after the first rows.
+        engine/joining.py); they take the next row indices, and the result lists them after the first rows. With a
+        trace, joining rows ask for the same trace_top_n and get trace rows indexed by their own steps.
         Each step is taken in the engine's turn (engine/turns.py): runs streaming at the same time alternate steps.
         """
         return self.turns.taking_turns(self._decode(prompt_ids, params, sample_indices, trace_top_n, cancel,
@@ -166,7 +167,7 @@ class Engine:
                 forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None) -> Iterator[StepUpdate]:
         """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
         if admit is not None:
-            check_joinable(params, trace_top_n, forced)
+            check_joinable(params, forced)
         if any(p.prompt_lookup_num_tokens or p.assistant_model for p in params):  # drafts verified: engine/assisted.py
             from .assisted import assisted_decode
             yield from assisted_decode(self, prompt_ids, params, sample_indices, trace_top_n, cancel, cancel_rows,
@@ -254,14 +255,15 @@ class Engine:
                 logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
             # 5. rows joining now (continuous batching): their prompt prefilled alone, their rows appended
             for joining in (admit() if admit is not None else ()):
-                rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings)
+                rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings, trace_top_n)
+                recorder.add_rows(len(joined), step + 1, max(p.max_new_tokens for p in joined))  # their step 0: the next
                 plans = plan_stages(rows.params)
                 params, sample_indices = params + joined, sample_indices + list(joining.sample_indices)
                 row_prompts, shared = row_prompts + [prompt] * len(joined), False
             forward_seconds += synced_time(device) - t0
 
         if recorder.trace is not None:
-            recorder.trace.trim(step + 1)  # the room for steps never taken (rows ended before max_new_tokens) is freed
+            recorder.trace.trim(recorder.steps_recorded)  # room for steps never taken (rows ended early) is freed
         result = GenerationResult(
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params,
             sample_indices=sample_indices, rows=self._row_results(history, endings.reasons_of(list(range(len(params)))), params),
