@@ -31,6 +31,7 @@ class SwitchableEngine:
             old = self._current
             new = Engine(loaded, old.limits)
             new.turns = old.turns  # one queue of steps for both models: the machine is one
+            new.shared.join = old.shared.join  # runs join batches of their own model only, as the server says
             object.__setattr__(self, "_current", new)
         return new
 

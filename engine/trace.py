@@ -123,6 +123,15 @@ class Trace:
         for name in self.FIELDS:
             setattr(self, name, getattr(self, name)[:steps].clone())
 
+    def rows_of(self, first: int, rows: int, steps: int) -> "Trace":
+        """A copy of rows first .. first + rows - 1 and their first `steps` steps (one request's rows of a batch
+        that rows joined: engine/row_groups.py)."""
+        part = Trace.__new__(Trace)
+        part.top_n = self.top_n
+        for name in self.FIELDS:
+            setattr(part, name, getattr(self, name)[:steps, :, first:first + rows].clone())
+        return part
+
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.FIELDS)
