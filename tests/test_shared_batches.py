@@ -173,3 +173,43 @@ def test_property_runs_sharing_a_batch_each_equal_alone(spread, first, later):  
     for stream, head, (prompt, params) in zip(streams, heads, runs):
         _, result = collect([*head, *stream])
         assert_same_run(result, alone(engine, prompt, params, list(range(len(params))), 3)[1])
+
+
+# -- the page: runs stored from a shared batch look like the runs alone ------------------------------------------
+
+def test_page_runs_that_shared_a_batch_are_stored_as_alone_and_replay_and_branch_as_alone(engine):
+    """Two Generate runs through playground.views.stream_run (what the page's Generate button runs), the second
+    started while the first streams: the stored runs (tokens, texts, pieces, trace) and their Distributions
+    replays and branches are those of each run alone (joining off)."""
+    from playground.branching import branch_run
+    from playground.runs import RunStore
+    from playground.views import distribution_json, stream_run
+
+    first_spec = SweepSpec(prompt="Tell me a story about a cat.", base=FIRST[0], samples=2)
+    second_spec = SweepSpec(prompt="Why is the sky blue?", base=SECOND[0], samples=2)
+    store = RunStore(engine)
+    started = engine.shared.started
+    first = stream_run(engine, store, first_spec, "generate")
+    head = next(first)
+    assert head.run is None  # still streaming when the second arrives
+    second = [frame.run for frame in stream_run(engine, store, second_spec, "generate")][-1]
+    first_run = [frame.run for frame in first][-1]
+    assert engine.shared.started == started + 1  # one batch for both
+    engine.shared.join = False
+    try:
+        alone_runs = [[frame.run for frame in stream_run(engine, store, spec, "generate")][-1]
+                      for spec in (first_spec, second_spec)]
+    finally:
+        engine.shared.join = True
+    assert engine.shared.started == started + 1  # joining off: neither went through a shared batch
+    for joined, by_itself in zip((first_run, second), alone_runs):
+        assert joined is not None and by_itself is not None
+        assert (joined.kind, joined.prompt, joined.labels, joined.pieces) == (
+            by_itself.kind, by_itself.prompt, by_itself.labels, by_itself.pieces)
+        assert_same_run(joined.generation, by_itself.generation)
+        for row, step in ((0, 0), (1, 5)):  # the Distributions view's replay: exact, from the tokens
+            assert distribution_json(store, joined, row, step) == {
+                **distribution_json(store, by_itself, row, step), "run_id": joined.run_id}
+    spec, link = branch_run(store, second, 0, 3, second.generation.rows[0].token_ids[3])
+    branch = [frame.run for frame in stream_run(engine, store, spec, "generate", parent=link)][-1]
+    assert branch.generation.rows[0].token_ids == second.generation.rows[0].token_ids  # the same token taken again
