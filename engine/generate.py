@@ -199,7 +199,7 @@ class Engine:
         companions = Companions.start(contexts, start.extra_logits, device)
         rows = Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
-        groups = RowGroups(row_prompts, params, sample_indices, started) if group_results else None
+        groups = RowGroups(row_prompts, params, sample_indices, started, prefill_seconds) if group_results else None
         # per step: (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)
         history: list[tuple[torch.Tensor, ...]] = []
 
@@ -266,10 +266,12 @@ class Engine:
                 logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
             # 5. rows joining now (continuous batching): their prompt prefilled alone, their rows appended
             for joining in (admit() if admit is not None else ()):
+                joined_at = synced_time(device)
                 rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings, trace_top_n)
                 recorder.add_rows(len(joined), step + 1, max(p.max_new_tokens for p in joined))  # their step 0: the next
-                if groups is not None:
-                    groups.add(prompt, joined, joining.sample_indices, forward_seconds + synced_time(device) - t0, recorder)
+                if groups is not None:  # its forwards count from its prefill (the join) on, as alone
+                    groups.add(prompt, joined, joining.sample_indices, joined_at, forward_seconds + joined_at - t0,
+                               synced_time(device) - joined_at, recorder)
                 plans = plan_stages(rows.params)
                 params, sample_indices = params + joined, sample_indices + list(joining.sample_indices)
                 row_prompts, shared = row_prompts + [prompt] * len(joined), False

@@ -43,6 +43,7 @@ class RowGroup:
     started: float  # perf_counter when it started (or joined)
     forward_before: float  # the batch's forward seconds before it joined
     trace_before: float  # ... and its trace seconds
+    prefill_seconds: float = 0.0  # its prompt's prefill (its share of the forwards is from there on)
     left: int = 0  # rows still running
 
     def __post_init__(self) -> None:
@@ -56,15 +57,18 @@ class RowGroups:
     """The groups of one batch, in row order; `ended` says which end at a step and builds their results."""
 
     def __init__(self, prompts: list[list[int]], params: Sequence[SamplingParams], sample_indices: Sequence[int],
-                 started: float):
-        self.groups = [RowGroup(0, list(prompts), list(params), list(sample_indices), started, 0.0, 0.0)]
+                 started: float, prefill_seconds: float):
+        self.groups = [RowGroup(0, list(prompts), list(params), list(sample_indices), started, 0.0, 0.0,
+                                prefill_seconds)]
 
     def add(self, prompt: list[int], params: Sequence[SamplingParams], sample_indices: Sequence[int],
-            forward_seconds: float, recorder: TraceRecorder) -> None:
-        """A Joining's rows, appended after every row so far (as engine/joining.py's join numbers them)."""
+            started: float, forward_seconds: float, prefill_seconds: float, recorder: TraceRecorder) -> None:
+        """A Joining's rows, appended after every row so far (as engine/joining.py's join numbers them), that
+        started joining at `started` (perf_counter), when the batch's forwards had taken `forward_seconds`; its
+        prefill took `prefill_seconds`."""
         last = self.groups[-1]
         self.groups.append(RowGroup(last.first + len(last.params), [prompt] * len(params), list(params),
-                                    list(sample_indices), time.perf_counter(), forward_seconds, recorder.seconds))
+                                    list(sample_indices), started, forward_seconds, recorder.seconds, prefill_seconds))
 
     def ended(self, finished: list[int], engine: GroupEngine, history: list[tuple[torch.Tensor, ...]],
               reasons: list[str], recorder: TraceRecorder, forward_seconds: float
@@ -97,5 +101,5 @@ class RowGroups:
         return GenerationResult(
             prompt_ids=list(group.prompts[0]), row_prompt_ids=None if shared else group.prompts, params=group.params,
             sample_indices=group.sample_indices, rows=rows, trace=trace, seconds=time.perf_counter() - group.started,
-            forward_seconds=forward_seconds - group.forward_before, trace_seconds=recorder.seconds - group.trace_before,
-            detector=engine.detector)
+            forward_seconds=forward_seconds - group.forward_before, prefill_seconds=group.prefill_seconds,
+            trace_seconds=recorder.seconds - group.trace_before, detector=engine.detector)
