@@ -167,13 +167,13 @@ class SharedBatches:
                 arrived, batch.inbox = batch.inbox, []
             joining = []
             for run in arrived:
-                if run.cancelled:  # gone before it started: its share of the budget is freed
+                if run.cancel.is_set():  # its consumer left before it started: its share of the budget is freed
                     self._leave(batch, run.params)
                     run.updates.put(_END)
                     continue
                 last = batch.runs[-1]
                 run.first_row, run.first_step = last.first_row + len(last.params), batch.last_step + 1
-                batch.runs.append(run)
+                batch.runs.append(run)  # one stopped meanwhile still starts: its rows end at once, as alone
                 joining.append(Joining(run.prompt_ids, run.params, run.sample_indices, run.trace_top_n))
             return joining
 

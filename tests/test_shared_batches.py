@@ -213,3 +213,23 @@ def test_page_runs_that_shared_a_batch_are_stored_as_alone_and_replay_and_branch
     spec, link = branch_run(store, second, 0, 3, second.generation.rows[0].token_ids[3])
     branch = [frame.run for frame in stream_run(engine, store, spec, "generate", parent=link)][-1]
     assert branch.generation.rows[0].token_ids == second.generation.rows[0].token_ids  # the same token taken again
+
+
+def test_a_run_stopped_before_it_joins_ends_as_a_stopped_run_alone(spread):  # noqa: F811
+    """Stop pressed before the batch admits the run: it still ends with a result, its rows "cancelled" after their
+    first token, as engine.stream gives a run whose cancel is set before it starts."""
+    engine = spread
+    prompt = engine.encode("a b c", raw=True)
+    started = engine.shared.started
+    running = engine.shared.stream(prompt, [SamplingParams(seed=1, max_new_tokens=2000, min_new_tokens=2000)], [0], 3)
+    head = [next(running)]
+    stop = threading.Event()
+    stop.set()
+    params = [SamplingParams(seed=2, max_new_tokens=9)] * 2
+    _, stopped = collect(engine.shared.stream(prompt, params, [0, 1], 3, stop))
+    assert engine.shared.started == started + 1  # it joined the running batch
+    _, by_itself = collect(engine.stream(prompt, params, [0, 1], 3, stop))
+    assert [r.finish_reason for r in stopped.rows] == ["cancelled"] * 2
+    assert_same_run(stopped, by_itself)
+    running.close()
+    assert len(head) == 1
