@@ -80,9 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          "models into the server; default $PLAYGROUND_NO_MODEL_PICKER")
     ap.add_argument("--no-join", action="store_true",
                     default=os.environ.get("PLAYGROUND_NO_JOIN", "").lower() in ("1", "true", "yes"),
-                    help="/v1: a request arriving while a batch decodes forms the next batch beside it instead of "
-                         "joining the running batch at its next step (continuous batching, the default); for "
-                         "measuring the difference; default $PLAYGROUND_NO_JOIN")
+                    help="/v1 and the page: a request or run arriving while a batch decodes forms a batch of its "
+                         "own beside it instead of joining the running batch at its next step (continuous "
+                         "batching, the default); for measuring the difference; default $PLAYGROUND_NO_JOIN")
     for flag, env, bounds in LIMITS:
         ap.add_argument(flag, type=whole_at_least_one(flag, env), default=os.environ.get(env) or None, metavar="N",
                         help=f"{bounds}; default ${env}")

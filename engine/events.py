@@ -20,6 +20,9 @@ class StepUpdate:
     raw_top: list[list[tuple[int, float]]]  # per entry: the raw model's top-N (id, log p); empty without a trace
     finish_reasons: list[str]  # per entry of `finished`: "stop", "length", "cancelled" or "no_candidates"
     result: GenerationResult | None = None  # set on the last update only
+    # with Engine.stream(group_results=True): (group, its own result) for each request whose last rows ended at
+    # this step (group 0: the first rows, then each admitted Joining's; engine/row_groups.py)
+    group_results: tuple[tuple[int, GenerationResult], ...] = ()
 
 
 @dataclass

@@ -34,7 +34,9 @@ from .prefill import decode_one_token, prefill
 from .processors import apply_pipeline, plan_stages
 from .replay import Replay, final_distributions, replay
 from .results import FINISH_REASONS, GenerationResult, RowResult
+from .row_groups import RowGroups
 from .row_tensors import row_params
+from .shared_batches import SharedBatches
 from .rowstate import RowParams
 from .steps import Endings, Rows, step_update, synced_time, take_forced
 from .watermark import Detector
@@ -104,6 +106,7 @@ class Engine:
         self.loaded = loaded
         self.limits = limits
         self.turns = Turns()  # concurrent runs (page, API, /v1 batches) alternate steps, first come first served
+        self.shared = SharedBatches(self)  # the page's runs join each other's batches (engine/shared_batches.py)
         self.draft_models: dict[str, LoadedModel | ParamError] = {}  # draft models by name (draft_model.py)
 
     # -- inputs ------------------------------------------------------------------------------------------
@@ -143,7 +146,8 @@ class Engine:
                sample_indices: Sequence[int] | None = None, trace_top_n: int = 0,
                cancel: threading.Event | None = None,
                cancel_rows: Callable[[], Collection[int]] | None = None,
-               forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None) -> Iterator[StepUpdate]:
+               forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None,
+               group_results: bool = False) -> Iterator[StepUpdate]:
         """Decode every row together, yielding the tokens of each step; the last update carries the result.
 
         prompt_ids: one prompt for every row, or one per row (rows with different prompts share the batch:
@@ -153,20 +157,24 @@ class Engine:
         forced: per row, tokens it takes at its first steps instead of sampling (a branch: engine/forcing.py);
         they are decoded as steps of the row, so the noise stream stays aligned with an unforced run.
         admit: asked once per step boundary for rows that join the batch now (continuous batching:
-        engine/joining.py); they take the next row indices, and the result lists them after the first rows.
+        engine/joining.py); they take the next row indices, and the result lists them after the first rows. With a
+        trace, joining rows ask for the same trace_top_n and get trace rows indexed by their own steps.
+        group_results: each update also carries the result of each request (the first rows, each Joining) whose
+        last rows ended at that step, as it would be alone (engine/row_groups.py).
         Each step is taken in the engine's turn (engine/turns.py): runs streaming at the same time alternate steps.
         """
         return self.turns.taking_turns(self._decode(prompt_ids, params, sample_indices, trace_top_n, cancel,
-                                                    cancel_rows, forced, admit))
+                                                    cancel_rows, forced, admit, group_results))
 
     @torch.inference_mode()
     def _decode(self, prompt_ids: Sequence[int] | Sequence[Sequence[int]], params: Sequence[SamplingParams],
                 sample_indices: Sequence[int] | None, trace_top_n: int, cancel: threading.Event | None,
                 cancel_rows: Callable[[], Collection[int]] | None,
-                forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None) -> Iterator[StepUpdate]:
+                forced: Sequence[Sequence[int]] | None = None, admit: Admit | None = None,
+                group_results: bool = False) -> Iterator[StepUpdate]:
         """The loop of `stream`: each next() is one step (the first also reads the prompt)."""
         if admit is not None:
-            check_joinable(params, trace_top_n, forced)
+            check_joinable(params, forced)
         if any(p.prompt_lookup_num_tokens or p.assistant_model for p in params):  # drafts verified: engine/assisted.py
             from .assisted import assisted_decode
             yield from assisted_decode(self, prompt_ids, params, sample_indices, trace_top_n, cancel, cancel_rows,
@@ -191,6 +199,7 @@ class Engine:
         companions = Companions.start(contexts, start.extra_logits, device)
         rows = Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)
+        groups = RowGroups(row_prompts, params, sample_indices, started, prefill_seconds) if group_results else None
         # per step: (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)
         history: list[tuple[torch.Tensor, ...]] = []
 
@@ -232,6 +241,9 @@ class Engine:
             done = endings.after_step(rows, chosen, empty if any_empty else None, cancel, cancel_rows)  # [b]
             finished = rows.ids[done].tolist()
             update = step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
+            if groups is not None and finished:
+                update.group_results = groups.ended(finished, self, history, endings.reasons_of(list(range(len(params)))),
+                                                    recorder, forward_seconds)
             if len(finished) == len(rows.ids):
                 break
             yield update
@@ -254,14 +266,19 @@ class Engine:
                 logits = companions.split(decode_one_token(self.loaded.model, companions.fed(chosen), cache), len(chosen))
             # 5. rows joining now (continuous batching): their prompt prefilled alone, their rows appended
             for joining in (admit() if admit is not None else ()):
-                rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings)
+                joined_at = synced_time(device)
+                rows, cache, logits, prompt, joined = join(self, joining, rows, cache, logits, endings, trace_top_n)
+                recorder.add_rows(len(joined), step + 1, max(p.max_new_tokens for p in joined))  # their step 0: the next
+                if groups is not None:  # its forwards count from its prefill (the join) on, as alone
+                    groups.add(prompt, joined, joining.sample_indices, joined_at, forward_seconds + joined_at - t0,
+                               synced_time(device) - joined_at, recorder)
                 plans = plan_stages(rows.params)
                 params, sample_indices = params + joined, sample_indices + list(joining.sample_indices)
                 row_prompts, shared = row_prompts + [prompt] * len(joined), False
             forward_seconds += synced_time(device) - t0
 
         if recorder.trace is not None:
-            recorder.trace.trim(step + 1)  # the room for steps never taken (rows ended before max_new_tokens) is freed
+            recorder.trace.trim(recorder.steps_recorded)  # room for steps never taken (rows ended early) is freed
         result = GenerationResult(
             prompt_ids=list(row_prompts[0]), row_prompt_ids=None if shared else row_prompts, params=params,
             sample_indices=sample_indices, rows=self._row_results(history, endings.reasons_of(list(range(len(params)))), params),

@@ -12,7 +12,13 @@ its own steps (DecodeState.row_step): its seeded noise row_keys(seed, sample ind
 stop strings and penalties are its own, so a seeded request gives the same tokens alone or joined mid-batch (the
 padded attention changes logits by float rounding only, as in mixed-prompt batches).
 
-Only plain sampling and greedy rows join (`joinable`), into batches of such rows run without a trace: the modes
+A run with a trace (trace_top_n > 0: the page's Generate, /v1 requests with logprobs) takes joining rows that ask
+for the same trace (Joining.trace_top_n equal to the run's: their top-N summaries and logprobs are the run's
+top-N); joined rows get trace rows of their own, indexed by their own step (engine/trace.py: TraceRecorder), so a
+joined row's trace is its trace alone (up to the same float rounding as its logits). A run without a trace takes
+only rows without one.
+
+Only plain sampling and greedy rows join (`joinable`), into batches of such rows run without forced tokens: the modes
 with a loop of their own (beams, contrastive, DoLa, assisted and prompt-lookup drafts), guidance's companion
 rows, and the processors that read a row's prompt or history by column (encoder_repetition_penalty, adaptive-P,
 SynthID) or the run's clock (max_time) start a batch of their own instead.
@@ -38,6 +44,7 @@ class Joining:
     prompt_ids: list[int]
     params: list[SamplingParams]
     sample_indices: list[int]
+    trace_top_n: int = 0  # the trace it asks for: the running batch's must be the same
 
 
 Admit = Callable[[], Sequence[Joining]]  # asked once per step boundary: the rows joining now (usually none)
@@ -60,19 +67,22 @@ def joinable(p: SamplingParams) -> bool:
             and not p.adaptive_target and not p.synthid_keys and not p.max_time)
 
 
-def check_joinable(params: Sequence[SamplingParams], trace_top_n: int, forced: object) -> None:
+def check_joinable(params: Sequence[SamplingParams], forced: object) -> None:
     """Refuse (a caller's mistake, not a request's) a batch that cannot take joining rows."""
-    if trace_top_n or forced is not None or not all(joinable(p) for p in params):
-        raise ValueError("rows join only batches of plain sampling / greedy rows run without a trace or forced "
-                         "tokens (engine/joining.py: joinable)")
+    if forced is not None or not all(joinable(p) for p in params):
+        raise ValueError("rows join only batches of plain sampling / greedy rows run without forced tokens "
+                         "(engine/joining.py: joinable)")
 
 
-def join(engine: JoiningEngine, joining: Joining, rows: Rows, cache: RowCache, logits: torch.Tensor, endings: Endings
-         ) -> tuple[Rows, RowCache, torch.Tensor, list[int], list[SamplingParams]]:
+def join(engine: JoiningEngine, joining: Joining, rows: Rows, cache: RowCache, logits: torch.Tensor, endings: Endings,
+         trace_top_n: int) -> tuple[Rows, RowCache, torch.Tensor, list[int], list[SamplingParams]]:
     """Prefill `joining`'s prompt alone and append its n rows to the batch, whose next-token logits [b, V] were
-    just computed -> (rows, cache, logits [b + n, V], the prompt as decoded (healed if asked), the rows' params).
-    The new rows take the indices after every row so far (endings.params)."""
-    check_joinable(joining.params, 0, None)
+    just computed and whose trace keeps `trace_top_n` -> (rows, cache, logits [b + n, V], the prompt as decoded
+    (healed if asked), the rows' params). The new rows take the indices after every row so far (endings.params)."""
+    check_joinable(joining.params, None)
+    if joining.trace_top_n != trace_top_n:
+        raise ValueError(f"rows asking for a trace of top {joining.trace_top_n} join only a run with the same trace "
+                         f"(this one: top {trace_top_n}; engine/joining.py)")
     prompt = engine.healed_prompts([list(joining.prompt_ids)] * len(joining.params), joining.params)[0]
     params = [p.for_prompt(len(prompt)) for p in joining.params]
     start = prefill(engine.loaded, [prompt], len(params))

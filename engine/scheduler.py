@@ -17,10 +17,11 @@ events arrive as its rows decode; a job ends as soon as its own rows are done, a
 Continuous batching: a job arriving while a batch decodes JOINS that batch at its next step (engine/joining.py:
 its prompt prefilled alone, its rows merged into the running batch), as long as the batch's rows and new tokens
 (the rows still running, plus the job's) stay within the engine's max_rows and max_total_tokens; a job that does
-not fit starts the next batch beside it, as below. Joining applies to plain sampling and greedy jobs without logprobs (what /v1 and
-the page's Generate send), joining batches of such jobs. The other modes (beams, contrastive, DoLa, assisted or
-prompt-lookup drafts, guidance, encoder_repetition_penalty, adaptive-P, SynthID, max_time, top_logprobs) and
-`join=False` keep the earlier way: jobs arriving while a batch runs form the next batch, which starts at once
+not fit starts the next batch beside it, as below. Joining applies to plain sampling and greedy jobs (what /v1
+sends), joining batches of such jobs that ask for the same number of top logprobs (0 included): the batch's trace
+keeps that many, and a joined job's logprobs are its own as alone. The other modes (beams, contrastive, DoLa,
+assisted or prompt-lookup drafts, guidance, encoder_repetition_penalty, adaptive-P, SynthID, max_time), a job whose
+top_logprobs differ from the running batch's, and `join=False` keep the earlier way: jobs arriving while a batch runs form the next batch, which starts at once
 beside it (at most `max_batches` at a time); each step of a batch takes the engine's turn (engine/turns.py), so
 batches, and the page's runs, alternate steps, and a short request is never stuck behind a long one.
 """
@@ -112,8 +113,8 @@ class Job:
 
     @property
     def joinable(self) -> bool:
-        """Whether it may join a running batch, or take joining jobs (engine/joining.py; no logprobs: no trace)."""
-        return self.top_logprobs == 0 and all(joinable(p) for p in self.params)
+        """Whether it may join a running batch, or take joining jobs (engine/joining.py), of the same top_logprobs."""
+        return all(joinable(p) for p in self.params)
 
     @property
     def new_tokens(self) -> int:
@@ -128,6 +129,7 @@ class _Running:
         self.jobs = jobs
         self.engine = engine  # the model it decodes with: jobs join only batches of the model now served
         self.joinable = all(job.joinable for job in jobs)
+        self.top_n = max(job.top_logprobs for job in jobs)  # its trace's top-N: joining jobs ask for the same
         self.rows = sum(len(job.params) for job in jobs)  # rows still decoding, and those about to join
         self.tokens = sum(job.new_tokens for job in jobs)  # their max_new_tokens, summed
         self.inbox: deque[Job] = deque()
@@ -201,7 +203,8 @@ class BatchScheduler:
         limits, engine = self.engine.limits, current_engine(self.engine)
         with self._lock:
             for running in self._running:
-                if (running.open and running.joinable and running.engine is engine and running.rows + len(job.params) <= limits.max_rows
+                if (running.open and running.joinable and running.engine is engine and running.top_n == job.top_logprobs
+                        and running.rows + len(job.params) <= limits.max_rows
                         and running.tokens + job.new_tokens <= limits.max_total_tokens):
                     running.inbox.append(job)
                     running.rows, running.tokens = running.rows + len(job.params), running.tokens + job.new_tokens
@@ -276,12 +279,12 @@ class BatchScheduler:
                 tokens.extend([] for _ in job.params)
                 remaining[id(job)], completion[id(job)] = len(job.params), 0
                 job.batch_rows = running.rows
-                joining.append(Joining(job.prompt_ids, job.params, job.sample_indices))
+                joining.append(Joining(job.prompt_ids, job.params, job.sample_indices, running.top_n))
             return joining
 
         try:
             prompts = [job.prompt_ids for job, _ in owners]
-            stream = running.engine.stream(prompts, params, indices, max(job.top_logprobs for job in jobs),
+            stream = running.engine.stream(prompts, params, indices, running.top_n,
                                         cancel_rows=cancelled_rows,
                                         admit=admit if self.join and running.joinable else None)
             for update in stream:

@@ -9,6 +9,7 @@ A decoding_mode axis (engine/decoding_modes.py) only sets each cell's knobs, so 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -120,9 +121,16 @@ def stream_sweep(engine: Engine, spec: SweepSpec, trace_top_n: int = 0,
                          list(spec.prefix))
     sampled = [i for i, r in enumerate(rows) if _sampling_loop(r)]
     if len(sampled) == len(rows):  # the common case: one batched loop, streamed as it is
-        for update in engine.stream(prompts_of(sampled), [r.params for r in rows], [r.sample for r in rows],
-                                    trace_top_n, cancel, forced=forced):
-            yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
+        params = [r.params for r in rows]
+        if engine.shared.join and engine.shared.joinable(params, forced, spec.varies_prompt):
+            # it joins a batch decoding now, or starts one others may join (engine/shared_batches.py)
+            updates = engine.shared.stream(row_prompts[0], params, [r.sample for r in rows], trace_top_n, cancel)
+        else:
+            updates = engine.stream(prompts_of(sampled), params, [r.sample for r in rows], trace_top_n, cancel,
+                                    forced=forced)
+        with contextlib.closing(updates):  # closed early: the run's rows leave its batch at once
+            for update in updates:
+                yield update, (SweepResult(spec, rows, update.result) if update.result is not None else None)
         return
 
     started = time.perf_counter()

@@ -86,6 +86,7 @@ class SwitchableEngine:
             old = self.current
             new = Engine(loaded, old.limits)
             new.turns = old.turns  # one queue of steps for both models: the machine is one
+            new.shared.join = old.shared.join  # runs join batches of their own model only, as the server says
             object.__setattr__(self, "_current", new)
             object.__setattr__(self, "model_name", loaded.name)
         return new

@@ -66,6 +66,8 @@ class Trace:
 
     entropy, support, chosen_prob, chosen_rank: [T, S, R];  top_ids, top_probs: [T, S, R, N]
     where T = max steps, S = 1 + number of processors, R = rows. Entries past a row's length stay at 0.
+    The step index is the row's own step: a row that joined a running batch (engine/joining.py) has its first
+    token at step 0, as alone, and `grow` makes room for its rows (and for steps past the batch's).
     """
 
     def __init__(self, rows: int, steps: int, stages: int, top_n: int):
@@ -77,8 +79,10 @@ class Trace:
         self.top_ids = torch.zeros(steps, stages, rows, top_n, dtype=torch.int32)
         self.top_probs = torch.zeros(steps, stages, rows, top_n)
 
-    def record(self, step: int, row_ids: torch.Tensor, stages: list[StageSummary], chosen: torch.Tensor) -> None:
-        """Store one step for the rows `row_ids` [b]; `stages` may repeat a summary when a stage changed nothing."""
+    def record(self, step: int | torch.Tensor, row_ids: torch.Tensor, stages: list[StageSummary],
+               chosen: torch.Tensor) -> None:
+        """Store one step for the rows `row_ids` [b]: at `step`, or per row (a [b] CPU tensor of each row's own
+        step); `stages` may repeat a summary when a stage changed nothing."""
         cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         rows = row_ids.cpu()
         for s, summary in enumerate(stages):
@@ -94,10 +98,39 @@ class Trace:
 
     FIELDS = ("entropy", "support", "chosen_prob", "chosen_rank", "top_ids", "top_probs")
 
+    @property
+    def rows(self) -> int:
+        return self.entropy.shape[2]
+
+    @property
+    def steps(self) -> int:
+        return self.entropy.shape[0]
+
+    def grow(self, rows: int, steps: int) -> None:
+        """Room for `rows` rows (the joined rows after the others) and `steps` steps; the new entries are 0 and
+        what is recorded stays where it was (a join is rare: once per joining prompt, so a copy is fine)."""
+        extra_steps, extra_rows = max(steps - self.steps, 0), max(rows - self.rows, 0)
+        if not (extra_steps or extra_rows):
+            return
+        for name in self.FIELDS:
+            old = getattr(self, name)  # [T, S, R] or [T, S, R, N]
+            new = old.new_zeros((old.shape[0] + extra_steps, old.shape[1], old.shape[2] + extra_rows, *old.shape[3:]))
+            new[:old.shape[0], :, :old.shape[2]] = old
+            setattr(self, name, new)
+
     def trim(self, steps: int) -> None:
         """Keep the first `steps` steps: a run that ended before max_new_tokens frees the room it did not use."""
         for name in self.FIELDS:
             setattr(self, name, getattr(self, name)[:steps].clone())
+
+    def rows_of(self, first: int, rows: int, steps: int) -> "Trace":
+        """A copy of rows first .. first + rows - 1 and their first `steps` steps (one request's rows of a batch
+        that rows joined: engine/row_groups.py)."""
+        part = Trace.__new__(Trace)
+        part.top_n = self.top_n
+        for name in self.FIELDS:
+            setattr(part, name, getattr(self, name)[:steps, :, first:first + rows].clone())
+        return part
 
     @property
     def nbytes(self) -> int:
@@ -118,12 +151,31 @@ class Trace:
 class TraceRecorder:
     """Fills a Trace as the loop runs, and times it: the summaries of one step's stages, then the chosen tokens.
 
-    Without a trace (None) every call does nothing, so the loop calls it the same way either way."""
+    Without a trace (None) every call does nothing, so the loop calls it the same way either way.
+    Steps are the loop's; each row's entries go to its own step (the loop's step minus the step it joined at)."""
 
     def __init__(self, trace: Trace | None):
         self.trace = trace
         self.seconds = 0.0  # spent summarising (0 without a trace)
         self._stages: list[StageSummary] = []
+        # the loop step each row's step 0 was taken at: None while every row started at 0 (no join: no per-row work)
+        self._first_step: torch.Tensor | None = None  # [R] int64, CPU
+        self.steps_recorded = 0  # the longest row's trace so far (what the trace is trimmed to at the end)
+
+    def add_rows(self, rows: int, at_step: int, max_steps: int) -> None:
+        """`rows` rows join the run; their step 0 is the loop's step `at_step`, and they run at most `max_steps`."""
+        if self.trace is None:
+            return
+        before = self.trace.rows
+        first = self._first_step if self._first_step is not None else torch.zeros(before, dtype=torch.long)
+        self._first_step = torch.cat([first, torch.full((rows,), at_step, dtype=torch.long)])
+        self.trace.grow(before + rows, max_steps)
+
+    def _row_steps(self, step: int, rows: torch.Tensor | list[int]) -> int | torch.Tensor:
+        """The trace step of `rows` at the loop's `step`: the step itself, or [b] per row once rows have joined."""
+        if self._first_step is None:
+            return step
+        return step - self._first_step[torch.as_tensor(rows, dtype=torch.long).cpu()]
 
     def start_step(self, logits: torch.Tensor) -> None:
         """Stage 0 of a step: the raw logits [b, V]."""
@@ -151,15 +203,19 @@ class TraceRecorder:
         """The step's summaries for the rows `row_ids` [b], with their chosen tokens [b]."""
         if self.trace is not None:
             started = time.perf_counter()
-            self.trace.record(step, row_ids, self._stages, chosen)
+            steps = self._row_steps(step, row_ids)
+            self.trace.record(steps, row_ids, self._stages, chosen)
+            self.steps_recorded = max(self.steps_recorded, 1 + (steps if isinstance(steps, int) else int(steps.max())))
             self.seconds += time.perf_counter() - started
 
     def raw_top(self, step: int, rows: list[int]) -> list[list[tuple[int, float]]]:
-        """The raw model's top-N (id, log p) at `step` for the rows `rows` (empty lists without a trace)."""
-        if self.trace is None:
+        """The raw model's top-N (id, log p) at the loop's `step` for the rows `rows` (empty lists without a
+        trace)."""
+        if self.trace is None or not rows:
             return [[] for _ in rows]
-        top_ids = self.trace.top_ids[step, 0, rows].tolist()
-        top_logp = self.trace.top_probs[step, 0, rows].log().tolist()
+        steps = self._row_steps(step, rows)
+        top_ids = self.trace.top_ids[steps, 0, rows].tolist()
+        top_logp = self.trace.top_probs[steps, 0, rows].log().tolist()
         return [list(zip(i, p)) for i, p in zip(top_ids, top_logp)]
 
 

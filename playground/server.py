@@ -33,8 +33,11 @@ def build_page(engine: Engine, device_scope: Callable[[Callable], Callable] = la
     """The page, with the /v1 routes of the same engine to serve beside it. run_slots: page and API runs going at
     once (playground/slots.py); /v1's batches take turns on the engine beside them (engine/turns.py).
     model_picker: the page may load another model (engine.switching: /v1 follows it too). join: a /v1 request
-    arriving while a batch decodes joins it at its next step (engine/scheduler.py); False: it forms the next batch."""
+    arriving while a batch decodes joins it at its next step (engine/scheduler.py), and so does a page or API run
+    (Generate, sweeps of sampling rows) arriving while another decodes (engine/shared_batches.py); False: each
+    forms a batch of its own, beside the running ones."""
     engine = switchable(engine)
+    engine.shared.join = join
     router = openai_router(engine, BatchScheduler(engine, join=join))
     return build_demo(engine, device_scope=device_scope, routes=router.routes, run_slots=run_slots,
                       model_picker=model_picker)

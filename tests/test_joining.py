@@ -98,10 +98,11 @@ def test_several_jobs_joining_at_different_steps(engine):
                       + alone(engine, b.prompt_ids, b.params, [0, 1]) + alone(engine, c.prompt_ids, c.params, [0]))
 
 
-def test_a_batch_with_a_trace_or_other_modes_takes_no_joining_rows(engine):
+def test_a_batch_with_forced_tokens_or_other_modes_takes_no_joining_rows(engine):
+    """(A batch with a trace takes joining rows asking for the same trace: tests/test_joining_trace.py.)"""
     prompt = engine.encode("Hi")
     with pytest.raises(ValueError, match="joinable"):
-        next(iter(engine.stream(prompt, RUNNING, [0, 1], trace_top_n=5, admit=lambda: [])))
+        next(iter(engine.stream(prompt, RUNNING, [0, 1], forced=[[5], []], admit=lambda: [])))
     with pytest.raises(ValueError, match="joinable"):
         next(iter(engine.stream(prompt, [SamplingParams(encoder_repetition_penalty=1.2)], admit=lambda: [])))
 
@@ -229,7 +230,8 @@ def test_a_job_that_does_not_fit_the_running_batch_starts_its_own(tiny, limits):
     scheduler.close()
 
 
-def test_jobs_with_logprobs_or_other_modes_start_beside_the_running_batch(tiny):
+def test_jobs_with_other_top_logprobs_or_other_modes_start_beside_the_running_batch(tiny):
+    """(Jobs with the running batch's top_logprobs join it: tests/test_joining_trace.py.)"""
     engine = Engine(tiny)
     scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
     prompt = engine.encode("a b c", raw=True)

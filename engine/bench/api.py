@@ -9,7 +9,9 @@ and the total generated tokens per second over the scenario's wall time.
 `--arrivals`: continuous batching instead. 8 clients with 8 prompts arriving 200 ms apart, measured side by side
 on two apps started together, the default one (a request joins the running batch at its next step) and one with
 --no-join (it forms the next batch beside the running one), runs interleaved; prints p50 / p95 time to first
-token, the median time per request and the total tokens per second, with the ratios.
+token, the median time per request and the total tokens per second, with the ratios. `--top-logprobs N`: every
+request asks for logprobs with its N likeliest alternatives (requests then join batches of the same N: the batch
+keeps a trace of the top N; with the default 0, none are asked).
 """
 from __future__ import annotations
 
@@ -30,11 +32,15 @@ PROMPTS = ["What is deep learning?", "Explain how blockchain works.", "Name thre
            "What does a compiler do?"]
 
 
-def stream_once(url: str, prompt: str, seed: int, max_tokens: int) -> tuple[float, float, int, int]:
-    """(seconds to the first content chunk, total seconds, completion tokens, rows of its batch) of one request."""
+def stream_once(url: str, prompt: str, seed: int, max_tokens: int, top_logprobs: int = 0
+                ) -> tuple[float, float, int, int]:
+    """(seconds to the first content chunk, total seconds, completion tokens, rows of its batch) of one request;
+    with top_logprobs > 0 it asks for logprobs and that many alternatives per token."""
     body = {"model": "any", "messages": [{"role": "user", "content": prompt}], "stream": True, "seed": seed,
             "temperature": 0.8, "max_tokens": max_tokens, "min_tokens": max_tokens,
             "stream_options": {"include_usage": True}}
+    if top_logprobs:
+        body.update(logprobs=True, top_logprobs=top_logprobs)
     started, first, tokens = time.perf_counter(), None, 0
     with httpx.stream("POST", url + "v1/chat/completions", json=body, timeout=600) as response:
         response.raise_for_status()
@@ -76,14 +82,14 @@ def scenario(url: str, prompts: list[str], max_tokens: int) -> dict[str, float]:
             "batch_rows": statistics.median(r[3] for r in results)}
 
 
-def staggered(url: str, prompts: list[str], max_tokens: int, gap: float) -> dict[str, float]:
+def staggered(url: str, prompts: list[str], max_tokens: int, gap: float, top_logprobs: int = 0) -> dict[str, float]:
     """Client i starts `gap` x i seconds after the first -> p50 / p95 time to first token, median time per
     request, tokens per second from the first start to the last end."""
     results: list[tuple[float, float, int, int]] = [None] * len(prompts)  # type: ignore[list-item]
 
     def client(i: int) -> None:
         time.sleep(gap * i)
-        results[i] = stream_once(url, prompts[i], seed=i, max_tokens=max_tokens)
+        results[i] = stream_once(url, prompts[i], seed=i, max_tokens=max_tokens, top_logprobs=top_logprobs)
 
     wall = run_clients(client, len(prompts))
     ttft = [r[0] * 1000 for r in results]
@@ -109,6 +115,9 @@ def main() -> None:
     ap.add_argument("--arrivals", action="store_true",
                     help="8 clients arriving --gap seconds apart, joining vs --no-join side by side (see above)")
     ap.add_argument("--gap", type=float, default=0.2, help="seconds between arrivals with --arrivals (default 0.2)")
+    ap.add_argument("--top-logprobs", type=int, default=0, choices=range(0, 21), metavar="N",
+                    help="with --arrivals: every request asks for logprobs with N alternatives per token, 0-20 "
+                         "(default 0: no logprobs)")
     args = ap.parse_args()
     try:
         measure_arrivals(args) if args.arrivals else measure(args)
@@ -142,8 +151,9 @@ def measure_arrivals(args: argparse.Namespace) -> None:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
         for repeat in range(args.repeats):
             for name in (list(urls) if repeat % 2 == 0 else list(urls)[::-1]):
-                runs[name].append(staggered(urls[name], PROMPTS, args.max_tokens, args.gap))
-        print(f"8 clients, 8 prompts, arriving {args.gap * 1000:.0f} ms apart, {args.max_tokens} tokens each, "
+                runs[name].append(staggered(urls[name], PROMPTS, args.max_tokens, args.gap, args.top_logprobs))
+        asked = f", logprobs with top_logprobs {args.top_logprobs}" if args.top_logprobs else ""
+        print(f"8 clients, 8 prompts, arriving {args.gap * 1000:.0f} ms apart, {args.max_tokens} tokens each{asked}, "
               f"medians of {args.repeats} interleaved runs")
         print(f"{'server':18} {'TTFT p50':>10} {'TTFT p95':>10} {'per request':>12} {'tokens/s (all)':>15} "
               f"{'max batch rows':>15}")
