@@ -32,6 +32,7 @@ class SwitchableEngine:
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "_ready", threading.Event())
         object.__setattr__(self, "_failed", None)  # why the first load failed (loading())
+        object.__setattr__(self, "_join", None)  # shared.join asked for before the first model was there
         object.__setattr__(self, "model_name", name if engine is None else engine.loaded.name)
         if engine is not None:
             self._ready.set()
@@ -52,8 +53,11 @@ class SwitchableEngine:
                 engine._ready.set()
                 failed(exc if isinstance(exc, Exception) else ModelLoadError(str(exc)))
                 return
-            object.__setattr__(engine, "_current", loaded)
-            object.__setattr__(engine, "model_name", loaded.loaded.name)
+            with engine._lock:
+                if engine._join is not None:
+                    loaded.shared.join = engine._join
+                object.__setattr__(engine, "_current", loaded)
+                object.__setattr__(engine, "model_name", loaded.loaded.name)
             engine._ready.set()
 
         threading.Thread(target=run, name="model-load", daemon=True).start()
@@ -90,6 +94,14 @@ class SwitchableEngine:
             object.__setattr__(self, "_current", new)
             object.__setattr__(self, "model_name", loaded.name)
         return new
+
+    def set_join(self, join: bool) -> None:
+        """Whether runs join each other's batches (engine/shared_batches.py), without waiting for a first model
+        still loading: it takes the setting when it arrives."""
+        with self._lock:
+            object.__setattr__(self, "_join", join)
+            if self._current is not None:
+                self._current.shared.join = join
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)

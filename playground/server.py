@@ -37,7 +37,7 @@ def build_page(engine: Engine, device_scope: Callable[[Callable], Callable] = la
     (Generate, sweeps of sampling rows) arriving while another decodes (engine/shared_batches.py); False: each
     forms a batch of its own, beside the running ones."""
     engine = switchable(engine)
-    engine.shared.join = join
+    engine.set_join(join)  # a model still loading takes it when it arrives
     router = openai_router(engine, BatchScheduler(engine, join=join))
     return build_demo(engine, device_scope=device_scope, routes=router.routes, run_slots=run_slots,
                       model_picker=model_picker)

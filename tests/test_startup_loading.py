@@ -175,3 +175,15 @@ def test_a_page_opened_while_the_model_loads_says_so_then_runs(browser, launched
         expect(page.locator("#tokens .dp-sample").first).to_be_visible()
     finally:
         context.close()
+
+
+def test_the_join_setting_waits_for_no_model_and_reaches_it_when_it_arrives(bundled):
+    """build_page sets whether runs join each other's batches while the model may still be loading: that must not
+    wait for the model (the page would not start before it), and the model must get the setting when it arrives."""
+    engine, release = gated(Engine(bundled))
+    engine.set_join(False)  # returns at once: nothing is loaded yet
+    assert not engine.ready
+    release.set()
+    assert engine.wait(30) and engine.current.shared.join is False
+    engine.set_join(True)
+    assert engine.current.shared.join is True
