@@ -26,6 +26,7 @@ from .forcing import ForcedTokens
 from .guidance import Companions, unconditional_contexts
 from .healing import heal_prompt
 from .joining import Admit, check_joinable, join
+from .kv_cache import reserve
 from .models import DEFAULT_MODEL, LoadedModel
 from .errors import ParamError
 from .order import DEFAULT_ORDER
@@ -196,6 +197,7 @@ class Engine:
         start = prefill(self.loaded, row_prompts[:1] if shared else row_prompts, batch, extra)
         forward_seconds = prefill_seconds = synced_time(device) - t0
         logits, cache = start.logits, start.cache  # logits: [B, V] raw next-token logits
+        reserve(cache.kv, max_steps)  # each step writes its new position only, not a copy of the whole cache
         companions = Companions.start(contexts, start.extra_logits, device)
         rows = Rows(torch.arange(batch, device=device), self.row_params(params, sample_indices), start.state)
         plans = plan_stages(rows.params)

@@ -156,12 +156,56 @@ def choose_next(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) 
         chosen = _removed_stay_removed(scores.clone()).argmax(dim=-1)
         if all_greedy:
             return chosen
+    sampled = _gumbel_max(scores, keys)
+    return torch.where(greedy, chosen, sampled) if any_greedy else sampled
+
+
+def _gumbel_max(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """argmax(scores + Gumbel noise) per row, removed (-inf) and NaN tokens never chosen: scores [B, V] -> [B] long.
+
+    A row whose truncations left few tokens (top_p 0.5 keeps tens of 49k) draws noise for those tokens only: the
+    noise of a (row key, token) pair is computed element by element (integer hashing, exact conversions, log),
+    so it has the same bits wherever it is computed, and the first of the largest perturbed scores is the token
+    argmax over the whole row picks (tests/test_step_shortcuts.py checks it bit for bit)."""
+    left = torch.count_nonzero(scores != float("-inf"), dim=-1)  # [B] tokens not removed (NaN counted: see below)
+    sparse = left <= _SPARSE_MOST  # [B]
+    if not bool(sparse.any()):
+        return _gumbel_max_dense(scores, keys)
+    if bool(sparse.all()):
+        return _gumbel_max_sparse(scores, keys, int(left.max()))
+    dense_rows, sparse_rows = (~sparse).nonzero()[:, 0], sparse.nonzero()[:, 0]
+    out = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
+    out[dense_rows] = _gumbel_max_dense(scores[dense_rows], keys[dense_rows])
+    out[sparse_rows] = _gumbel_max_sparse(scores[sparse_rows], keys[sparse_rows], int(left[sparse_rows].max()))
+    return out
+
+
+_SPARSE_MOST = 1024  # a row with at most this many tokens left draws noise for those only
+
+
+def _gumbel_max_dense(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Every token's noise: scores [B, V] -> [B] long."""
     # 1. perturb every score with the row's Gumbel noise (finite for every bit pattern): scores - (-noise)
     perturbed = torch.sub(scores, _log_neg_log(uniform_noise(keys, scores.shape[1])))  # [B, V]
     # 2. a removed token stays removed whatever its noise: -inf plus finite noise is -inf, and a NaN is made -inf
     # after adding, so no NaN can reach argmax (which would take it for the largest)
-    sampled = _removed_stay_removed(perturbed).argmax(dim=-1)
-    return torch.where(greedy, chosen, sampled) if any_greedy else sampled
+    return _removed_stay_removed(perturbed).argmax(dim=-1)
+
+
+def _gumbel_max_sparse(scores: torch.Tensor, keys: torch.Tensor, most: int) -> torch.Tensor:
+    """The noise of the tokens left only: scores [b, V] with at most `most` entries per row that are not -inf
+    -> [b] long (0 for a row with none left, as argmax over a row of -inf gives).
+
+    topk(most) holds every entry that is not -inf (NaN sorts as the largest, so a NaN cannot push out a token
+    left); the NaN among them are then dropped like the -inf fillers."""
+    values, tokens = scores.topk(max(1, most), dim=-1, sorted=False)  # [b, k]
+    mixed = _xorshift16(keys)[:, None] ^ _token_premixed(scores.shape[1], keys.device)[tokens]  # [b, k] int32, fresh
+    perturbed = torch.sub(values, _log_neg_log(bits_to_uniform(_hash32_int32_(mixed, premixed=True))))  # [b, k]
+    perturbed = _removed_stay_removed(perturbed)
+    best = perturbed.amax(dim=-1, keepdim=True)  # [b, 1]
+    # argmax over the whole row takes the first (lowest token id) of equal maxima; a row with nothing left: 0
+    first = torch.where(perturbed == best, tokens, scores.shape[1]).amin(dim=-1)  # [b]
+    return torch.where((first == scores.shape[1]) | (best[:, 0] == float("-inf")), 0, first)
 
 
 def _removed_stay_removed(scores: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The per-step shortcuts that cut the work outside the model forward give exactly (bit for bit) what the plain
 computations give: the noise from split hashing, the trace's per-row re-summaries, the whole-batch temperature,
-min_new_tokens on the end-of-text columns, and the sampler's NaN handling."""
+min_new_tokens on the end-of-text columns, the sampler's NaN handling, the sampler's noise for the tokens left only
+(rows with few left), and the KV cache with room reserved ahead (engine/kv_cache.py) against DynamicCache."""
 from __future__ import annotations
 
 import torch
@@ -152,3 +153,132 @@ def test_min_new_tokens_equals_the_whole_vocabulary_mask_for_random_rows(minimum
     too_short = torch.tensor([generated < m for m in minimums])[:, None]
     expected = torch.where(too_short & eos_mask[None, :], float("-inf"), logits)  # the plain [B, V] computation
     assert bits_equal(REGISTRY["min_new_tokens"].apply(logits, state, rows), expected)
+
+
+# -- the sampler's sparse noise: rows with few tokens left draw noise for those only ----------------------------
+
+import contextlib  # noqa: E402
+from typing import Iterator  # noqa: E402
+from unittest import mock  # noqa: E402
+
+from engine import generate as generate_module, sampling  # noqa: E402
+from engine.generate import Engine  # noqa: E402
+from engine.joining import Joining  # noqa: E402
+from engine.kv_cache import ReservedLayer, reserve  # noqa: E402
+from engine.models import load_model, tiny_random_model  # noqa: E402
+from engine.prefill import decode_one_token, prefill  # noqa: E402
+
+
+def whole_row_choice(scores: torch.Tensor, greedy: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The plain computation: every token's noise, NaN made -inf, argmax; greedy rows the argmax of the scores."""
+    noise = -torch.log(-torch.log(uniform_noise(keys, scores.shape[1])))  # [B, V]
+    sampled = (scores + noise).nan_to_num(nan=float("-inf"), posinf=float("inf")).argmax(-1)
+    return torch.where(greedy, scores.nan_to_num(nan=float("-inf"), posinf=float("inf")).argmax(-1), sampled)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), left=st.lists(st.sampled_from([0, 1, 2, 7, 100, 1024, 1025, 5000, MODEL_V]),
+                                                      min_size=1, max_size=6),
+       nan=st.booleans(), inf=st.booleans(), ties=st.booleans(), greedy=st.lists(st.booleans(), min_size=6, max_size=6),
+       step=st.integers(0, 2**20))
+def test_sparse_noise_choice_equals_the_whole_row_choice(seed, left, nan, inf, ties, greedy, step) -> None:
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(len(left), MODEL_V, generator=g) * 4  # [b, V]
+    for row, n in enumerate(left):  # n tokens left at random places, the rest removed
+        scores[row, torch.randperm(MODEL_V, generator=g)[n:]] = float("-inf")
+    if ties:  # equal scores among the tokens left: equal perturbed scores then go to the lowest token id
+        scores[:, 5:50] = torch.where(scores[:, 5:50] > float("-inf"), 1.0, float("-inf"))
+    if nan:
+        scores[0, torch.randint(0, MODEL_V, (30,), generator=g)] = float("nan")
+    if inf:  # +inf tokens: their perturbed scores tie at +inf, and argmax takes the first of them
+        scores[-1, [4000, 17, 30000]] = float("inf")
+    keys = row_keys(torch.randint(-2**40, 2**40, (len(left),), generator=g), torch.arange(len(left)), step)
+    greedy_rows = torch.tensor(greedy[:len(left)])
+    before = scores.clone()
+    assert torch.equal(choose_next(scores, greedy_rows, keys), whole_row_choice(scores, greedy_rows, keys))
+    assert bits_equal(scores, before)  # never in place
+
+
+# -- the KV cache with room reserved ahead: the same logits as transformers' DynamicCache, bit for bit -----------
+
+def tiny_bf16() -> object:
+    loaded = tiny_random_model(seed=3, init_std=1.0)
+    loaded.model.to(torch.bfloat16)
+    return loaded
+
+
+TINY = {"float32": tiny_random_model(seed=2, init_std=1.0), "bfloat16": tiny_bf16()}
+
+
+@settings(max_examples=30, deadline=None)
+@given(dtype=st.sampled_from(sorted(TINY)), rows=st.integers(1, 6), steps=st.integers(1, 14), room=st.integers(1, 8),
+       events=st.lists(st.sampled_from(["leave", "crop", "join", None]), min_size=14, max_size=14),
+       seed=st.integers(0, 10**6), two_prompts=st.booleans())
+def test_reserved_cache_gives_dynamic_cache_logits(dtype, rows, steps, room, events, seed, two_prompts) -> None:
+    """Growth past the room, rows leaving, crops (assisted decoding) and rows joining (a replaced cache adopted)."""
+    loaded = TINY[dtype]
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, 1000, (n,), generator=g).tolist() for n in (5, 9)]
+    with torch.inference_mode():
+        start = [prefill(loaded, [prompts[0]] if not two_prompts else [prompts[r % 2] for r in range(rows)], rows)
+                 for _ in range(2)]
+        plain, fast = start[0].cache, start[1].cache
+        reserve(fast.kv, room)
+        assert all(isinstance(layer, ReservedLayer) for layer in fast.kv.layers)
+        for step, event in zip(range(steps), events):
+            b = plain.kv.layers[0].keys.shape[0]
+            tokens = torch.randint(0, 1000, (b,), generator=g)
+            expected, got = decode_one_token(loaded.model, tokens, plain), decode_one_token(loaded.model, tokens, fast)
+            assert bits_equal(got, expected), (step, event)
+            if event == "leave" and b > 1:
+                keep = torch.randperm(b, generator=g)[:b - 1].sort().values
+                plain.keep(keep), fast.keep(keep)
+            elif event == "crop" and plain.kv.get_seq_length() > 10:
+                for cache in (plain, fast):
+                    cache.crop(cache.kv.get_seq_length() - 1)
+            elif event == "join":
+                new = [prefill(loaded, [prompts[1]], 2).cache for _ in range(2)]
+                plain, fast = plain.joined(new[0]), fast.joined(new[1])
+
+
+# -- both shortcuts inside the engine: a run equals the run without them, tokens and trace, bit for bit ----------
+
+SWEEP = [SamplingParams(temperature=t, top_p=p, seed=5, max_new_tokens=n, min_new_tokens=m)
+         for t, p, n, m in [(0.3, 0.5, 12, 12), (0.7, 0.9, 9, 0), (1.0, 1.0, 12, 4), (1.3, 0.95, 5, 0),
+                            (0.7, 0.2, 12, 12), (0.0, 1.0, 7, 0), (1.0, 0.99, 12, 0), (0.5, 1.0, 3, 0)]]
+
+
+@contextlib.contextmanager
+def without_shortcuts() -> Iterator[None]:
+    """The plain computations: DynamicCache's torch.cat per step, every token's noise for every row."""
+    with mock.patch.object(generate_module, "reserve", lambda cache, tokens: None), \
+            mock.patch.object(sampling, "_gumbel_max", sampling._gumbel_max_dense):
+        yield
+
+
+def assert_same_runs(a, b) -> None:
+    for ra, rb in zip(a.rows, b.rows, strict=True):
+        assert ra.token_ids == rb.token_ids and ra.finish_reason == rb.finish_reason
+        for name in ("raw_logprobs", "final_logprobs", "raw_entropies"):
+            assert bits_equal(torch.tensor(getattr(ra, name)), torch.tensor(getattr(rb, name))), name
+    if a.trace is not None:
+        for name in a.trace.FIELDS:
+            assert bits_equal(getattr(a.trace, name), getattr(b.trace, name)), name
+
+
+def test_a_run_with_the_shortcuts_equals_the_plain_run_at_fp32_and_bf16(bundled) -> None:
+    for loaded in (bundled, load_model(dtype="bfloat16")):
+        engine = Engine(loaded)
+        prompt = engine.encode("Explain how blockchain works in simple terms.")
+        joins = {3: [Joining(engine.encode("Name three colours."), SWEEP[:2], [0, 1])]}
+
+        def run(trace_top_n: int):
+            boundaries = iter(range(10**9))
+            return engine.generate(prompt, SWEEP, list(range(len(SWEEP))), trace_top_n=trace_top_n) if trace_top_n \
+                else [u for u in engine.stream(prompt, SWEEP, list(range(len(SWEEP))),
+                                                admit=lambda: joins.get(next(boundaries), []))][-1].result
+        for trace_top_n in (0, 4):  # rows joining mid-run without a trace (joining refuses one)
+            fast = run(trace_top_n)
+            with without_shortcuts():
+                plain = run(trace_top_n)
+            assert_same_runs(fast, plain)
