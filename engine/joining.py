@@ -67,6 +67,19 @@ def joinable(p: SamplingParams) -> bool:
             and not p.adaptive_target and not p.synthid_keys and not p.max_time)
 
 
+class Limits(Protocol):
+    """What `fits` reads of engine/generate.py's EngineLimits (which imports this module)."""
+
+    max_rows: int
+    max_total_tokens: int
+
+
+def fits(limits: Limits, rows: int, tokens: int, more_rows: int, more_tokens: int) -> bool:
+    """Whether `more_rows` rows asking `more_tokens` new tokens may join a batch already holding `rows` rows and
+    `tokens` new tokens: the whole batch within the engine's max_rows and max_total_tokens."""
+    return rows + more_rows <= limits.max_rows and tokens + more_tokens <= limits.max_total_tokens
+
+
 def check_joinable(params: Sequence[SamplingParams], forced: object) -> None:
     """Refuse (a caller's mistake, not a request's) a batch that cannot take joining rows."""
     if forced is not None or not all(joinable(p) for p in params):

@@ -36,7 +36,7 @@ from typing import Iterator, Sequence, Union
 
 from .generate import Engine
 from .errors import ParamError
-from .joining import Joining, joinable
+from .joining import Joining, fits, joinable
 from .switching import current_engine
 from .params import SamplingParams
 
@@ -204,8 +204,7 @@ class BatchScheduler:
         with self._lock:
             for running in self._running:
                 if (running.open and running.joinable and running.engine is engine and running.top_n == job.top_logprobs
-                        and running.rows + len(job.params) <= limits.max_rows
-                        and running.tokens + job.new_tokens <= limits.max_total_tokens):
+                        and fits(limits, running.rows, running.tokens, len(job.params), job.new_tokens)):
                     running.inbox.append(job)
                     running.rows, running.tokens = running.rows + len(job.params), running.tokens + job.new_tokens
                     return True

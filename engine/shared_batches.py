@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
 from .events import StepUpdate
-from .joining import Joining, joinable
+from .joining import Joining, fits, joinable
 from .params import SamplingParams
 
 
@@ -135,8 +135,7 @@ class SharedBatches:
         with self._lock:
             for batch in self._batches:
                 if (batch.open and batch.trace_top_n == run.trace_top_n
-                        and batch.rows + len(run.params) <= limits.max_rows
-                        and batch.tokens + run.new_tokens <= limits.max_total_tokens):
+                        and fits(limits, batch.rows, batch.tokens, len(run.params), run.new_tokens)):
                     batch.inbox.append(run)
                     batch.rows, batch.tokens = batch.rows + len(run.params), batch.tokens + run.new_tokens
                     return True
