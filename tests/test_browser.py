@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import expect
 
-from pages import open_app, open_token, run_generate, set_axis, set_number, set_text, shot, wait_done
+from pages import open_app, open_token, run_generate, set_axis, set_number, set_text, shot, wait_done, wait_until
 
 
 def test_slider_then_generate_streams_coloured_tokens(page, app_url):
@@ -37,6 +37,36 @@ def test_token_click_opens_distribution_and_step_slider_updates(page, app_url):
     shot(page, "distributions")
     set_number(page, "dist-step", "5")
     expect(caption).to_contain_text("step 5", timeout=30_000)
+
+
+STEPS_FIGURE = """() => { const f = document.querySelector('#dist-steps-plot .js-plotly-plot');
+  if (!f) return null;
+  f.dataset.seen = f.dataset.seen || String(Math.random());  // marks this element: a re-sent figure is a new one
+  return {mark: f.dataset.seen, x: (f.layout.shapes || []).map(s => [s.x0, s.x1]),
+          points: f.data[f.data.length - 1].x.length}; }"""
+
+
+def test_a_step_move_moves_the_steps_marker_and_another_output_redraws_the_steps_figure(page, app_url):
+    """A step move relayouts the marker of the "Over the steps" figure on the page (the server does not send that
+    figure again); another output sends its own figure, its marker at the step shown."""
+    run_generate(page, app_url, "?max_new_tokens=9&min_new_tokens=9&samples=2&temperature=0.9&seed=4")
+    caption = open_token(page, 0, 2)
+    expect(caption).to_contain_text("sample 0 · step 2")
+    wait_until(page, lambda: (page.evaluate(STEPS_FIGURE) or {}).get("x") == [[2, 2], [2, 2]], "the marker at step 2")
+    first = page.evaluate(STEPS_FIGURE)
+    track = page.locator("#dist-step input[type=range]")
+    for step in (3, 4):
+        track.focus()
+        track.press("ArrowRight")
+        expect(caption).to_contain_text(f"sample 0 · step {step} ", timeout=30_000)
+        moved = page.evaluate(STEPS_FIGURE)
+        assert moved["x"] == [[step, step], [step, step]] and moved["mark"] == first["mark"], moved
+    page.locator("#dist-sample input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    expect(caption).to_contain_text("sample 1 · step 4 ", timeout=30_000)
+    wait_until(page, lambda: page.evaluate(STEPS_FIGURE)["mark"] != first["mark"], "output 1's own steps figure")
+    other = page.evaluate(STEPS_FIGURE)
+    assert other["x"] == [[4, 4], [4, 4]] and other["points"] == 9, other
 
 
 def test_two_by_two_sweep_shows_four_cells(page, app_url):

@@ -29,6 +29,7 @@ class DistributionsPanel:
     guidance_plot: gr.Plot  # classifier-free guidance: the unconditional distribution (shown for guided outputs)
     guidance_table: gr.Dataframe
     steps_plot: gr.Plot
+    steps_shown: gr.State  # "run id:output" of the figure in steps_plot (a step move re-sends it only for another)
     branch_token: gr.Dropdown
     branch: gr.Button
     compare_with: gr.Number
@@ -58,7 +59,8 @@ def build_distributions() -> DistributionsPanel:
                                 elem_id="dist-guidance-plot")
         guidance_table = gr.Dataframe(label="Classifier-free guidance", interactive=False, visible=False,
                                       elem_id="dist-guidance-table")
-        steps_plot = gr.Plot(label="Over the steps")
+        steps_plot = gr.Plot(label="Over the steps", elem_id="dist-steps-plot")
+        steps_shown = gr.State("")
         with gr.Row(equal_height=True):
             branch_token = gr.Dropdown([], label="Branch: continue this output from this step with",
                                        info="Its tokens before this step are kept; the same settings, seed and sample "
@@ -79,23 +81,40 @@ def build_distributions() -> DistributionsPanel:
             divergence_table = gr.Dataframe(label="Per shared step (up to the first fork)", interactive=False,
                                             elem_id="divergence-table")
     return DistributionsPanel(tab, caption, sample, step, top, plot, table, guidance_plot, guidance_table,
-                              steps_plot, branch_token, branch,
+                              steps_plot, steps_shown, branch_token, branch,
                               compare_with, compare,
                               compare_caption, compare_table, compare_plot,
                               divergence_caption, divergence_table, divergence_plot)
+
+
+# A move of a slider moves the "Over the steps" marker at once, in the page (a relayout of the figure shown); the
+# server then re-sends that figure only when it shows another output or run (a new figure costs the browser a
+# full redraw, the largest part of a move's time).
+MOVE_STEP_MARKER_JS = """
+(...values) => {
+  const figure = document.querySelector('#dist-steps-plot .js-plotly-plot');
+  const shapes = figure && figure.layout && figure.layout.shapes;
+  if (window.Plotly && shapes && shapes.length) {
+    const step = Number(values[2]), update = {};
+    shapes.forEach((_, i) => { update[`shapes[${i}].x0`] = step; update[`shapes[${i}].x1`] = step; });
+    window.Plotly.relayout(figure, update);
+  }
+  return values;
+}
+"""
 
 
 def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables: tuple[gr.HTML, ...]) -> None:
     """The sliders and the tab show a distribution; a click on a token in any of `clickables` opens its own."""
     store = page.store
     shown_views = ShownDistributions(store)
-    inputs = [page.run_id, panel.sample, panel.step, panel.top]
+    inputs = [page.run_id, panel.sample, panel.step, panel.top, panel.steps_shown]
     outputs = [panel.caption, panel.plot, panel.table, panel.steps_plot, panel.step, panel.branch_token,
-               panel.guidance_plot, panel.guidance_table]
+               panel.guidance_plot, panel.guidance_table, panel.steps_shown]
 
     @user_errors
     @page.device_scope
-    def show_distribution(current: str, sample: Any, step: Any, top: Any):
+    def show_distribution(current: str, sample: Any, step: Any, top: Any, steps_shown: str | None = None):
         if not current:
             return (gr.skip(),) * len(outputs)
         run = store.get(current)
@@ -107,16 +126,21 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         shown = shown_views.get(run, sample, step, top)
         choices = branching.branch_choices(store, run, sample, step)
         shown_views.prefetch(run, sample, step + 1, top)  # the step an arrow key shows next
-        return (html.escape(shown.caption), shown.figure, shown.table, shown.steps,
+        steps_key = f"{run.run_id}:{sample}"  # the same output's figure is on the page: its marker moved there
+        return (html.escape(shown.caption), shown.figure, shown.table,
+                gr.skip() if steps_shown == steps_key else shown.steps,
                 gr.Slider(maximum=max(last, 1), value=step),
                 gr.Dropdown(choices=choices, value=run.generation.rows[sample].token_ids[step]),
                 gr.Plot(value=shown.guidance, visible=shown.guidance is not None),
-                gr.Dataframe(value=shown.guidance_table, visible=shown.guidance_table is not None))
+                gr.Dataframe(value=shown.guidance_table, visible=shown.guidance_table is not None), steps_key)
 
     for slider in (panel.sample, panel.step, panel.top):
         # input: what a person does (Enter or arrow keys in the box, arrow keys on the track, a drag), never
-        # the value the handler itself sets; always_last: a drag replays where it stops, not every step passed
-        slider.input(show_distribution, inputs, outputs, preprocess=False, trigger_mode="always_last", **PRIVATE)
+        # the value the handler itself sets; always_last: a drag replays where it stops, not every step passed;
+        # no progress overlay on the outputs: a move answers within a fraction of a second, and the overlay's
+        # own redraws were a large part of it
+        slider.input(show_distribution, inputs, outputs, preprocess=False, trigger_mode="always_last",
+                     show_progress="hidden", js=MOVE_STEP_MARKER_JS, **PRIVATE)
     panel.tab.select(show_distribution, inputs, outputs, preprocess=False, **PRIVATE)
 
     @user_errors
@@ -125,12 +149,12 @@ def wire_distributions(page: PageContext, panel: DistributionsPanel, clickables:
         sample, step = picked.get("sample"), picked.get("step")
         if not current or sample is None or step is None:
             return (gr.skip(),) * (3 + len(outputs))
-        shown = show_distribution(current, sample, step, top)
+        shown = show_distribution(current, sample, step, top)  # the steps figure sent: its marker is at this step
         return (gr.Tabs(selected="distributions"), "distributions", gr.Slider(value=int(sample)), *shown)
 
     for clickable in clickables:  # a token in Generate, or in a sweep grid's cell
-        clickable.click(open_token, [page.run_id, panel.top], [page.tabs, page.view, panel.sample, *outputs],
-                        **PRIVATE)
+        clickable.click(open_token, [page.run_id, panel.top],
+                        [page.tabs, page.view, panel.sample, *outputs], **PRIVATE)
     wire_compare(page, panel)
 
 
