@@ -49,7 +49,7 @@ from .results import GenerationResult
 from .rowstate import DecodeState, RowParams
 from .sampling import row_keys
 from .steps import Endings, Rows, step_update, synced_time, take_forced
-from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
+from .trace import Trace, TraceRecorder, Normalized, chosen_log_probs
 
 PAD = 0  # what fills a row's input after its last token; its cache entries are cropped before they are read
 
@@ -235,22 +235,22 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
     state = _merged([r.state for r in group])
     logits = torch.stack([r.logits[r.at] for r in group])  # [g, V]
 
-    raw_lse, raw_entropy = log_normalizer_and_entropy(logits)
-    recorder.start_step(logits)
+    raw = Normalized.of(logits)
+    recorder.start_step(logits, raw)
     scores = apply_pipeline(logits, state, params, plans, recorder.on_stage)
     empty = scores.amax(-1) == float("-inf")
     any_empty = bool(empty.any())
     if any_empty:
         scores = torch.where(empty[:, None], logits, scores)
     chosen = sampling.choose_next(scores, params.greedy, row_keys(params.seed, params.sample_index, step))
-    final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)
+    final_logp = chosen_log_probs(scores, chosen)
     forced_now = forcing.at(ids, step) if forcing is not None else None
     if forced_now is not None:
         chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
         any_empty = bool(empty.any())
-    raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse
+    raw_logp = raw.log_probs.gather(1, chosen[:, None])[:, 0]
     adaptive_p = state.chosen_adaptive_probs(chosen)
-    emitted = (ids, chosen, raw_logp, final_logp, raw_entropy,
+    emitted = (ids, chosen, raw_logp, final_logp, raw.entropy,
                adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
     if any_empty:
         emitted = tuple(t[~empty] for t in emitted)

@@ -44,7 +44,7 @@ from .watermark import Detector
 from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
 from .sampling import row_keys
 from .stops import cut_at_stop
-from .trace import Trace, TraceRecorder, log_normalizer_and_entropy
+from .trace import Trace, TraceRecorder, Normalized, chosen_log_probs
 from .turns import Turns
 
 # kept importable from here: the types moved to their own modules
@@ -208,8 +208,8 @@ class Engine:
         step = 0
         for step in itertools.count():  # every row ends by its own max_new_tokens (joined rows count from their own start)
             # 1. every row's processors, in its own order; the trace summarises each stage that changed
-            raw_lse, raw_entropy = log_normalizer_and_entropy(logits)  # [b], [b]
-            recorder.start_step(logits)
+            raw = Normalized.of(logits)  # the raw distribution: log p, p [b, V] and its entropy [b]
+            recorder.start_step(logits, raw)
             if companions is not None:
                 rows.state.unconditional_logits = companions.unconditional_logits(logits)
             scores = apply_pipeline(logits, rows.state, rows.params, plans, recorder.on_stage)  # [b, V]
@@ -224,14 +224,14 @@ class Engine:
             # each row's own step keys its noise (a row that joined mid-run counts from its first step)
             keys = row_keys(rows.params.seed, rows.params.sample_index, rows.state.row_step)  # [b]
             chosen = sampling.choose_next(scores, rows.params.greedy, keys)  # [b]
-            final_logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
+            final_logp = chosen_log_probs(scores, chosen)  # [b]
             forced_now = forcing.at(rows.ids, step) if forcing is not None else None  # [b] or None
             if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
                 chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
                 any_empty = bool(empty.any())
-            raw_logp = logits.gather(1, chosen[:, None])[:, 0] - raw_lse  # [b]
+            raw_logp = raw.log_probs.gather(1, chosen[:, None])[:, 0]  # [b]
             adaptive_p = rows.state.chosen_adaptive_probs(chosen)  # [b] float64, or None: no adaptive-P row
-            emitted = (rows.ids, chosen, raw_logp, final_logp, raw_entropy,
+            emitted = (rows.ids, chosen, raw_logp, final_logp, raw.entropy,
                        adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
             if any_empty:  # the rows with no candidates emit nothing
                 emitted = tuple(t[~empty] for t in emitted)

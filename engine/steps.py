@@ -16,7 +16,7 @@ from .params import SamplingParams
 from .results import FINISH_REASONS
 from .rowstate import DecodeState, RowParams
 from .stops import now, past_time, stop_hits
-from .trace import TraceRecorder
+from .trace import TraceRecorder, chosen_log_probs
 
 STOP, CANCELLED, NO_CANDIDATES, TIME = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates", "time"))
 
@@ -30,7 +30,7 @@ def take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: torc
     its final log-prob is -inf too) and goes on."""
     take = forced_now >= 0  # [b]
     chosen = torch.where(take, forced_now, chosen)
-    logp = scores.gather(1, chosen[:, None])[:, 0] - scores.logsumexp(dim=-1)  # [b]
+    logp = chosen_log_probs(scores, chosen)  # [b]
     logp = torch.where(empty, torch.full_like(logp, float("-inf")), logp)
     return chosen, torch.where(take, logp, final_logp), empty & ~take
 

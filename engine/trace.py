@@ -7,8 +7,10 @@ distributions of one (row, step), for plots, come from an exact replay (engine/r
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -21,19 +23,39 @@ class StageSummary:
 
     entropy: torch.Tensor  # nats
     support: torch.Tensor  # number of tokens with p > 0
-    top_ids: torch.Tensor  # [B, N]
-    top_probs: torch.Tensor  # [B, N]
+    top_ids: torch.Tensor  # [B, N], the N most likely tokens (by log-probability)
+    top_probs: torch.Tensor  # [B, N], their probabilities
+    top_log_probs: torch.Tensor  # [B, N], their log-probabilities (a chosen token's rank is counted among them)
     log_probs: torch.Tensor  # [B, V] kept only until the chosen token is known
 
 
-def summarize(scores: torch.Tensor, top_n: int) -> StageSummary:
-    """Entropy, support size and top-N of softmax(scores). scores: [B, V] (may hold -inf)."""
-    log_probs = torch.log_softmax(scores, dim=-1)
-    probs = log_probs.exp()
-    alive = probs > 0  # [B, V], once for the entropy and the support
-    entropy = -torch.where(alive, probs * log_probs, 0.0).sum(-1)
-    top_probs, top_ids = torch.topk(probs, top_n, dim=-1)
-    return StageSummary(entropy, alive.sum(-1), top_ids, top_probs, log_probs)
+@dataclass
+class Normalized:
+    """softmax(scores) of a batch: log-probabilities and probabilities [B, V], and the entropy [B] (nats).
+
+    Both come from PyTorch's fused softmax kernels, one pass each (exp(log_softmax) would be a third, slower pass);
+    each is computed row by row, so a row's numbers do not depend on the rows beside it."""
+
+    log_probs: torch.Tensor  # [B, V]
+    probs: torch.Tensor  # [B, V]
+    entropy: torch.Tensor  # [B]
+
+    @staticmethod
+    def of(scores: torch.Tensor) -> "Normalized":
+        log_probs, probs = torch.log_softmax(scores, dim=-1), torch.softmax(scores, dim=-1)
+        # -sum p log p over the tokens with p > 0: where p is 0 the product is 0 (underflow) or NaN (0 x -inf, a
+        # removed token), and NaN -> 0 gives the sum that masking with p > 0 gives, in one pass fewer
+        return Normalized(log_probs, probs, (probs * log_probs).nan_to_num_(nan=0.0).sum(-1).neg_())
+
+
+def summarize(scores: torch.Tensor, top_n: int, normalized: Normalized | None = None) -> StageSummary:
+    """Entropy, support size and top-N of softmax(scores). scores: [B, V] (may hold -inf); `normalized`: its
+    softmax when the caller has it already (the raw distribution: every run computes it)."""
+    normalized = normalized if normalized is not None else Normalized.of(scores)
+    log_probs, probs = normalized.log_probs, normalized.probs
+    support = torch.count_nonzero(probs > 0, dim=-1)  # [B]
+    top_log_probs, top_ids = torch.topk(log_probs, top_n, dim=-1)  # [B, N]
+    return StageSummary(normalized.entropy, support, top_ids, probs.gather(1, top_ids), top_log_probs, log_probs)
 
 
 def summarize_rows(previous: StageSummary, scores: torch.Tensor, rows: torch.Tensor, top_n: int) -> StageSummary:
@@ -41,23 +63,25 @@ def summarize_rows(previous: StageSummary, scores: torch.Tensor, rows: torch.Ten
     rows are summarised again, the others copied (every summary is computed row by row, so this is the summary of
     the whole batch, bit for bit, at a fraction of the passes over [B, V])."""
     part = summarize(scores[rows], top_n)
-    return StageSummary(*(whole.index_copy(0, rows, new) for whole, new in zip(
-        (previous.entropy, previous.support, previous.top_ids, previous.top_probs, previous.log_probs),
-        (part.entropy, part.support, part.top_ids, part.top_probs, part.log_probs))))
+    return StageSummary(*(getattr(previous, f.name).index_copy(0, rows, getattr(part, f.name))
+                          for f in dataclasses.fields(StageSummary)))
 
 
-def log_normalizer_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logsumexp [B] and entropy [B] of softmax(logits) for finite logits, in three passes over [B, V]
-    (what every run records for the raw distribution, trace or not)."""
-    lse = logits.logsumexp(dim=-1)
-    entropy = lse - (logits.softmax(dim=-1) * logits).sum(-1)
-    return lse, entropy
+def chosen_log_probs(scores: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """log softmax(scores) [B, V] at the chosen tokens [B] -> [B] (what a run reports of its final distribution)."""
+    return torch.log_softmax(scores, dim=-1).gather(1, chosen[:, None])[:, 0]
 
 
 def chosen_stats(summary: StageSummary, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability and rank (1 = most likely) of the chosen tokens [B] under one stage."""
     chosen_logp = summary.log_probs.gather(1, chosen[:, None])  # [B, 1]
-    rank = (summary.log_probs > chosen_logp).sum(-1) + 1
+    # rank = 1 + the number of tokens more likely. A chosen token at least as likely as the N-th of the top N has
+    # every more likely token among the top N (they hold the N largest log-probabilities), so counting there is
+    # exact; only the other rows count over the whole vocabulary
+    rank = (summary.top_log_probs > chosen_logp).sum(-1) + 1  # [B]
+    beyond = (chosen_logp[:, 0] >= summary.top_log_probs[:, -1]).logical_not_().nonzero()[:, 0]  # [k] (NaN too)
+    if len(beyond):
+        rank[beyond] = (summary.log_probs[beyond] > chosen_logp[beyond]).sum(-1) + 1
     return chosen_logp[:, 0].exp(), rank
 
 
@@ -82,19 +106,25 @@ class Trace:
     def record(self, step: int | torch.Tensor, row_ids: torch.Tensor, stages: list[StageSummary],
                chosen: torch.Tensor) -> None:
         """Store one step for the rows `row_ids` [b]: at `step`, or per row (a [b] CPU tensor of each row's own
-        step); `stages` may repeat a summary when a stage changed nothing."""
-        cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        step); `stages` may repeat a summary when a stage changed nothing (its numbers are then computed once)."""
         rows = row_ids.cpu()
-        for s, summary in enumerate(stages):
-            if id(summary) not in cache:
-                cache[id(summary)] = chosen_stats(summary, chosen)
-            prob, rank = cache[id(summary)]
-            self.entropy[step, s, rows] = summary.entropy.float().cpu()
-            self.support[step, s, rows] = summary.support.to(torch.int32).cpu()
-            self.top_ids[step, s, rows] = summary.top_ids.to(torch.int32).cpu()
-            self.top_probs[step, s, rows] = summary.top_probs.float().cpu()
-            self.chosen_prob[step, s, rows] = prob.float().cpu()
-            self.chosen_rank[step, s, rows] = rank.to(torch.int32).cpu()
+        steps = torch.as_tensor(step, dtype=torch.long).expand(len(rows))  # [b]
+        stats = {}
+        for summary in stages:
+            if id(summary) not in stats:
+                stats[id(summary)] = chosen_stats(summary, chosen)
+
+        def stacked(field: Callable[[StageSummary], torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+            """[b, S] (or [b, S, N]): one field of every stage, in the layout trace[steps, :, rows] takes."""
+            return torch.stack([field(summary) for summary in stages], dim=1).to(dtype).cpu()
+
+        # one write per field for all stages (index [steps, :, rows]: the two index tensors' dimension comes first)
+        self.entropy[steps, :, rows] = stacked(lambda s: s.entropy, torch.float32)
+        self.support[steps, :, rows] = stacked(lambda s: s.support, torch.int32)
+        self.top_ids[steps, :, rows] = stacked(lambda s: s.top_ids, torch.int32)
+        self.top_probs[steps, :, rows] = stacked(lambda s: s.top_probs, torch.float32)
+        self.chosen_prob[steps, :, rows] = stacked(lambda s: stats[id(s)][0], torch.float32)
+        self.chosen_rank[steps, :, rows] = stacked(lambda s: stats[id(s)][1], torch.int32)
 
     FIELDS = ("entropy", "support", "chosen_prob", "chosen_rank", "top_ids", "top_probs")
 
@@ -177,11 +207,11 @@ class TraceRecorder:
             return step
         return step - self._first_step[torch.as_tensor(rows, dtype=torch.long).cpu()]
 
-    def start_step(self, logits: torch.Tensor) -> None:
-        """Stage 0 of a step: the raw logits [b, V]."""
+    def start_step(self, logits: torch.Tensor, raw: Normalized) -> None:
+        """Stage 0 of a step: the raw logits [b, V], with their softmax (every run computes it)."""
         if self.trace is not None:
             started = time.perf_counter()
-            self._stages = [summarize(logits, self.trace.top_n)]
+            self._stages = [summarize(logits, self.trace.top_n, raw)]
             self.seconds += time.perf_counter() - started
 
     def on_stage(self, _: int, scores: torch.Tensor, plan: StagePlan) -> None:

@@ -155,6 +155,105 @@ def test_min_new_tokens_equals_the_whole_vocabulary_mask_for_random_rows(minimum
     assert bits_equal(REGISTRY["min_new_tokens"].apply(logits, state, rows), expected)
 
 
+# -- the trace's summaries: fewer passes, the same numbers as the plain computations ------------------------------
+
+from engine.trace import Trace, chosen_stats  # noqa: E402
+
+
+def awkward_scores(seed: int, rows: int, vocab: int) -> torch.Tensor:
+    """[rows, V] scores with what a stage can leave: ties at the top, removed tokens, a row with one token left,
+    a row with nothing left, a +inf token, a NaN row, underflowing tails."""
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, vocab, generator=g) * torch.empty(rows, 1).uniform_(0.1, 60.0, generator=g)
+    scores[:, torch.randperm(vocab, generator=g)[:vocab // 3]] = float("-inf")
+    kinds = torch.randint(0, 7, (rows,), generator=g).tolist()
+    for row, kind in enumerate(kinds):
+        if kind == 1:
+            scores[row, :12] = 5.0  # ties at the top
+        elif kind == 2:
+            scores[row] = float("-inf")
+            scores[row, vocab // 2] = 0.3  # one token left
+        elif kind == 3:
+            scores[row] = float("-inf")  # nothing left
+        elif kind == 4:
+            scores[row, 7] = float("inf")
+        elif kind == 5:
+            scores[row, 3] = float("nan")
+    return scores
+
+
+def plain_summary(scores: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The plain computation: entropy over p > 0 by masking, support, log-probs and probs."""
+    log_probs, probs = torch.log_softmax(scores, dim=-1), torch.softmax(scores, dim=-1)
+    alive = probs > 0
+    entropy = -torch.where(alive, probs * log_probs, 0.0).sum(-1)
+    return entropy, alive.sum(-1), log_probs, probs
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 9), vocab=st.sampled_from([20, 500, MODEL_V]),
+       top_n=st.integers(1, 20))
+def test_a_summary_equals_the_plain_computation(seed, rows, vocab, top_n) -> None:
+    scores = awkward_scores(seed, rows, vocab)
+    before = scores.clone()
+    got = summarize(scores, top_n)
+    entropy, support, log_probs, probs = plain_summary(scores)
+    assert bits_equal(got.entropy, entropy) and bits_equal(got.support, support) and bits_equal(got.log_probs, log_probs)
+    assert bits_equal(got.top_log_probs, torch.topk(log_probs, top_n, dim=-1).values)  # the N largest, in order
+    assert bits_equal(got.top_log_probs, log_probs.gather(1, got.top_ids))
+    assert bits_equal(got.top_probs, probs.gather(1, got.top_ids))
+    assert bits_equal(scores, before)  # never in place
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 9), vocab=st.sampled_from([20, 500, MODEL_V]),
+       top_n=st.integers(1, 20), picks=st.lists(st.sampled_from(["top", "any", "removed", "tie"]), min_size=9,
+                                                max_size=9))
+def test_a_chosen_tokens_rank_equals_the_count_over_the_whole_vocabulary(seed, rows, vocab, top_n, picks) -> None:
+    scores = awkward_scores(seed, rows, vocab)
+    summary = summarize(scores, top_n)
+    g = torch.Generator().manual_seed(seed + 1)
+    chosen = []
+    for row in range(rows):  # a top token, any token, a removed one, or the first of the tied top
+        pick, ids = picks[row], torch.arange(vocab)
+        pool = {"top": summary.top_ids[row], "removed": ids[scores[row] == float("-inf")], "tie": ids[:1]}.get(pick, ids)
+        pool = pool if len(pool) else ids
+        chosen.append(int(pool[torch.randint(0, len(pool), (1,), generator=g)]))
+    chosen_t = torch.tensor(chosen)
+    prob, rank = chosen_stats(summary, chosen_t)
+    chosen_logp = summary.log_probs.gather(1, chosen_t[:, None])
+    assert bits_equal(rank, (summary.log_probs > chosen_logp).sum(-1) + 1)
+    assert bits_equal(prob, chosen_logp[:, 0].exp())
+
+
+def plain_record(trace: Trace, step, rows: torch.Tensor, stages: list, chosen: torch.Tensor) -> None:
+    """The plain computation: stage by stage, field by field."""
+    for s, summary in enumerate(stages):
+        logp = summary.log_probs.gather(1, chosen[:, None])
+        trace.entropy[step, s, rows] = summary.entropy.float()
+        trace.support[step, s, rows] = summary.support.to(torch.int32)
+        trace.top_ids[step, s, rows] = summary.top_ids.to(torch.int32)
+        trace.top_probs[step, s, rows] = summary.top_probs.float()
+        trace.chosen_prob[step, s, rows] = logp[:, 0].exp().float()
+        trace.chosen_rank[step, s, rows] = ((summary.log_probs > logp).sum(-1) + 1).to(torch.int32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), stages=st.lists(st.integers(0, 2), min_size=1, max_size=8),
+       per_row_steps=st.booleans())
+def test_a_recorded_step_equals_the_stage_by_stage_writes(seed, stages, per_row_steps) -> None:
+    summaries = [summarize(awkward_scores(seed + k, 4, 500), 5) for k in range(3)]
+    stage_list = [summaries[k] for k in stages]  # a stage that changed nothing repeats a summary
+    rows = torch.tensor([5, 1, 3, 0])
+    step = torch.tensor([2, 0, 3, 1]) if per_row_steps else 2
+    chosen = torch.randint(0, 500, (4,), generator=torch.Generator().manual_seed(seed))
+    fast, plain = Trace(6, 4, len(stage_list), 5), Trace(6, 4, len(stage_list), 5)
+    fast.record(step, rows, stage_list, chosen)
+    plain_record(plain, step, rows, stage_list, chosen)
+    for name in Trace.FIELDS:
+        assert bits_equal(getattr(fast, name), getattr(plain, name)), name
+
+
 # -- the sampler's sparse noise: rows with few tokens left draw noise for those only ----------------------------
 
 import contextlib  # noqa: E402
