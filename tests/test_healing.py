@@ -1,6 +1,6 @@
 """Token healing (engine/healing.py): equal to transformers' heal_tokens, applied once per prompt, exact in replays."""
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 import torch
 
@@ -100,6 +100,7 @@ any_text = st.text(st.sampled_from(list("abcdefghijklmnopqrstuvwxyzABCXYZ0123456
 
 
 @given(prompt=st.one_of(cut_sentences, any_text), raw_ids=st.booleans())
+@example(prompt="Les élè", raw_ids=False)  # a tail that transformers' heal_tokens crashes on
 def test_healing_equals_transformers_heal_tokens_on_random_prompts(bundled, prompt, raw_ids):
     """For any prompt (and any tokenization of it: the tokenizer's, or that of its text re-encoded in two halves,
     which need not be canonical), ours equals transformers' heal_tokens given the same space marker."""
@@ -109,4 +110,16 @@ def test_healing_equals_transformers_heal_tokens_on_random_prompts(bundled, prom
         ids = (bundled.tokenizer(prompt[:half]).input_ids
                + bundled.tokenizer(prompt[half:], add_special_tokens=False).input_ids)
     assume(ids)
-    assert heal_prompt(bundled, tuple(ids)) == transformers_heal(bundled, ids)
+    healed = heal_prompt(bundled, tuple(ids))
+    try:
+        expected = transformers_heal(bundled, ids)
+    except KeyError:
+        # transformers adds its bonus to the tail's own entry among the extensions, and a tail whose text is not a
+        # vocabulary piece (a byte of a character: "è" is written "Ã¨" there) has none: it crashes. Ours heals
+        # such a tail like any other (or keeps it): only the last token of the re-tokenized prompt may change
+        tok = bundled.tokenizer
+        text = tok.decode(ids, skip_special_tokens=True).strip()
+        again = [tok.pad_token_id if t == tok.bos_token_id else t for t in tok(text).input_ids]
+        assert len(healed) == len(again) and healed[:-1] == again[:-1], (healed, again)
+        return
+    assert healed == expected
