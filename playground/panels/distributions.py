@@ -87,8 +87,9 @@ def build_distributions() -> DistributionsPanel:
                               divergence_caption, divergence_table, divergence_plot)
 
 
-# A move of a slider moves the "Over the steps" marker at once, in the page (a relayout of the figure shown); the
-# server then re-sends that figure only when it shows another output or run (a new figure costs the browser a
+# A move of a slider moves the "Over the steps" marker in the page (a relayout of the figure shown), just after
+# the request has left (the relayout takes tens of ms: it runs while the server answers, not before it is asked);
+# the server re-sends that figure only when it shows another output or run (a new figure costs the browser a
 # full redraw, the largest part of a move's time).
 MOVE_STEP_MARKER_JS = """
 (...values) => {
@@ -97,7 +98,7 @@ MOVE_STEP_MARKER_JS = """
   if (window.Plotly && shapes && shapes.length) {
     const step = Number(values[2]), update = {};
     shapes.forEach((_, i) => { update[`shapes[${i}].x0`] = step; update[`shapes[${i}].x1`] = step; });
-    window.Plotly.relayout(figure, update);
+    setTimeout(() => window.Plotly.relayout(figure, update), 0);
   }
   return values;
 }
