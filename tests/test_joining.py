@@ -6,6 +6,10 @@ engine's limits, and a joined job can be cancelled like any other."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -175,31 +179,58 @@ LONG_ROW = [SamplingParams(temperature=1.0, seed=4, max_new_tokens=300, min_new_
 SHORT_ROWS = [SamplingParams(temperature=0.9, top_k=20, seed=5, max_new_tokens=8, min_new_tokens=8)] * 2
 
 
+@dataclass
+class LongBatch:
+    """A scheduler with LONG_ROW decoding on `prompt`: a batch other jobs can join."""
+
+    scheduler: BatchScheduler
+    prompt: list[int]
+    running: object  # the long job
+    first: TokenEvent  # its first event (already read)
+
+    def cancelled(self) -> list[ChoiceDone]:
+        """Cancel the long job and read the rest of it: its choices."""
+        self.running.cancel()
+        return collect(self.running, [self.first])[0]
+
+
+@contextlib.contextmanager
+def long_batch(engine: Engine, top_logprobs: int = 0) -> Iterator[LongBatch]:
+    """A LongBatch; afterwards the long job is cancelled (unless the test did) and the scheduler closed."""
+    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
+    prompt = engine.encode("a b c", raw=True)
+    running = scheduler.submit(prompt, LONG_ROW, top_logprobs=top_logprobs)
+    batch = LongBatch(scheduler, prompt, running, started(running))
+    try:
+        yield batch
+    finally:
+        if not running.cancelled:
+            batch.cancelled()
+        scheduler.close()
+
+
 def test_a_job_arriving_while_a_batch_decodes_joins_it_and_returns_its_alone_tokens(tiny):
     engine = Engine(tiny)
-    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
-    prompt, other = engine.encode("a b c", raw=True), engine.encode("one two three four five", raw=True)
-    running = scheduler.submit(prompt, LONG_ROW)
-    first = started(running)
-    choices, done = collect(scheduler.submit(other, SHORT_ROWS))
-    assert done.batch_rows == 3  # it joined the running batch: 1 row there + its own 2
-    assert [c.token_ids for c in choices] == alone(engine, other, SHORT_ROWS, [0, 1])
-    running.cancel()
-    long_choices, long_done = collect(running, [first])
+    other = engine.encode("one two three four five", raw=True)
+    with long_batch(engine) as batch:
+        choices, done = collect(batch.scheduler.submit(other, SHORT_ROWS))
+        assert done.batch_rows == 3  # it joined the running batch: 1 row there + its own 2
+        assert [c.token_ids for c in choices] == alone(engine, other, SHORT_ROWS, [0, 1])
+        long_choices = batch.cancelled()
     assert long_choices[0].finish_reason == "cancelled"
     # the running row's tokens so far are its alone tokens: the join changed nothing for it
-    assert long_choices[0].token_ids == alone(engine, prompt, LONG_ROW, [0])[0][:len(long_choices[0].token_ids)]
-    scheduler.close()
+    assert long_choices[0].token_ids == alone(engine, batch.prompt, LONG_ROW, [0])[0][:len(long_choices[0].token_ids)]
 
 
-def test_a_joined_job_can_be_cancelled_and_the_batch_goes_on(tiny):
+@pytest.mark.parametrize("top_logprobs", [0, 2])  # 2: the jobs carry a trace
+def test_a_joined_job_can_be_cancelled_and_the_batch_goes_on(tiny, top_logprobs):
     engine = Engine(tiny)
     scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
     prompt = engine.encode("a b c", raw=True)
     keep = [SamplingParams(temperature=1.0, seed=9, max_new_tokens=60, min_new_tokens=60)]
-    kept = scheduler.submit(prompt, keep)
+    kept = scheduler.submit(prompt, keep, top_logprobs=top_logprobs)
     first = started(kept)
-    joined = scheduler.submit(prompt, LONG_ROW)
+    joined = scheduler.submit(prompt, LONG_ROW, top_logprobs=top_logprobs)
     joined_first = started(joined)
     assert joined.batch_rows == 2
     joined.cancel()
@@ -215,35 +246,24 @@ def test_a_job_that_does_not_fit_the_running_batch_starts_its_own(tiny, limits):
     """EngineLimits bound the rows (and new tokens) decoding together: a job over what the running batch has left
     does not join it."""
     engine = Engine(tiny, limits)
-    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
-    prompt = engine.encode("a b c", raw=True)
-    running = scheduler.submit(prompt, LONG_ROW)
-    first = started(running)
-    choices, done = collect(scheduler.submit(prompt, SHORT_ROWS))
-    assert done.batch_rows == 2  # a batch of its own
-    assert [c.token_ids for c in choices] == alone(engine, prompt, SHORT_ROWS, [0, 1])
-    one = [SamplingParams(temperature=0, max_new_tokens=4)]
-    _, done = collect(scheduler.submit(prompt, one))  # fits: 1 + 1 rows, 300 + 4 tokens
-    assert done.batch_rows == 2
-    running.cancel()
-    collect(running, [first])
-    scheduler.close()
+    with long_batch(engine) as batch:
+        choices, done = collect(batch.scheduler.submit(batch.prompt, SHORT_ROWS))
+        assert done.batch_rows == 2  # a batch of its own
+        assert [c.token_ids for c in choices] == alone(engine, batch.prompt, SHORT_ROWS, [0, 1])
+        one = [SamplingParams(temperature=0, max_new_tokens=4)]
+        _, done = collect(batch.scheduler.submit(batch.prompt, one))  # fits: 1 + 1 rows, 300 + 4 tokens
+        assert done.batch_rows == 2
 
 
 def test_jobs_with_other_top_logprobs_or_other_modes_start_beside_the_running_batch(tiny):
     """(Jobs with the running batch's top_logprobs join it: tests/test_joining_trace.py.)"""
     engine = Engine(tiny)
-    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
-    prompt = engine.encode("a b c", raw=True)
-    running = scheduler.submit(prompt, LONG_ROW)
-    first = started(running)
-    _, done = collect(scheduler.submit(prompt, SHORT_ROWS, top_logprobs=2))
-    assert done.batch_rows == 2
-    for other_mode in ({"prompt_lookup_num_tokens": 3}, {"guidance_scale": 1.5}, {"encoder_repetition_penalty": 1.3}):
-        mode_rows = [SamplingParams(seed=2, max_new_tokens=4, **other_mode)]
-        choices, done = collect(scheduler.submit(prompt, mode_rows))
-        assert done.batch_rows == 1
-        assert choices[0].token_ids == alone(engine, prompt, mode_rows, [0])[0]
-    running.cancel()
-    collect(running, [first])
-    scheduler.close()
+    with long_batch(engine) as batch:
+        _, done = collect(batch.scheduler.submit(batch.prompt, SHORT_ROWS, top_logprobs=2))
+        assert done.batch_rows == 2
+        for other_mode in ({"prompt_lookup_num_tokens": 3}, {"guidance_scale": 1.5},
+                           {"encoder_repetition_penalty": 1.3}):
+            mode_rows = [SamplingParams(seed=2, max_new_tokens=4, **other_mode)]
+            choices, done = collect(batch.scheduler.submit(batch.prompt, mode_rows))
+            assert done.batch_rows == 1
+            assert choices[0].token_ids == alone(engine, batch.prompt, mode_rows, [0])[0]

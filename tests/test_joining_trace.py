@@ -15,9 +15,10 @@ from hypothesis import given, strategies as st
 from engine.generate import Engine, GenerationResult
 from engine.joining import Joining
 from engine.params import SamplingParams
-from engine.scheduler import BatchScheduler, ChoiceDone, JobDone, TokenEvent
+from engine.scheduler import ChoiceDone, JobDone, TokenEvent
 from engine.trace import Trace
-from test_joining import KNOBS, WORDS, as_params, collect, spread, started  # noqa: F401 (spread: a fixture)
+from test_joining import (KNOBS, SHORT_ROWS, WORDS, as_params, collect, long_batch,  # noqa: F401
+                          spread, started)  # (spread: a fixture)
 
 TOP_N = 5
 TOL = 2e-4  # float rounding of the padded attention, on probabilities and entropies (nats)
@@ -150,51 +151,24 @@ def test_property_traced_joined_rows_equal_each_job_alone(spread, first, arrival
 
 # -- the scheduler: jobs with top_logprobs join batches with the same top-N --------------------------------------
 
-LONG_ROW = [SamplingParams(temperature=1.0, seed=4, max_new_tokens=300, min_new_tokens=300)]
-SHORT_ROWS = [SamplingParams(temperature=0.9, top_k=20, seed=5, max_new_tokens=8, min_new_tokens=8)] * 2
-
-
 def test_a_job_with_top_logprobs_joins_a_batch_with_the_same_top_n(tiny):
     engine = Engine(tiny)
-    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
-    prompt, other = engine.encode("a b c", raw=True), engine.encode("one two three four five", raw=True)
-    running = scheduler.submit(prompt, LONG_ROW, top_logprobs=3)
-    first = started(running)
-    joined = scheduler.submit(other, SHORT_ROWS, top_logprobs=3)
-    events = list(joined.events(timeout=120))
-    done, choices = events[-1], sorted((e for e in events if isinstance(e, ChoiceDone)), key=lambda e: e.choice)
-    assert isinstance(done, JobDone)
-    assert done.batch_rows == 3  # it joined: 1 row running + its own 2
-    alone, alone_top = traced_alone(engine, other, SHORT_ROWS, [0, 1], 3)
-    assert [c.token_ids for c in choices] == [r.token_ids for r in alone.rows]
-    for choice in range(2):
-        mine = [e for e in events if isinstance(e, TokenEvent) and e.choice == choice]
-        assert [e.raw_logprob for e in mine] == pytest.approx(alone.rows[choice].raw_logprobs, abs=TOL)
-        assert [[i for i, _ in e.raw_top] for e in mine] == [[i for i, _ in top] for top in alone_top[choice]]
-        assert [lp for e in mine for _, lp in e.raw_top] == pytest.approx(
-            [lp for top in alone_top[choice] for _, lp in top], abs=TOL)
-    # another top-N (or none) does not join it: a batch of its own
-    for top_logprobs in (0, 2):
-        _, done = collect(scheduler.submit(other, SHORT_ROWS, top_logprobs=top_logprobs))
-        assert done.batch_rows == 2
-    running.cancel()
-    collect(running, [first])
-    scheduler.close()
-
-
-def test_cancelling_a_joined_traced_job_ends_only_its_rows(tiny):
-    engine = Engine(tiny)
-    scheduler = BatchScheduler(engine, window_seconds=0.01, max_wait_seconds=0.01)
-    prompt = engine.encode("a b c", raw=True)
-    keep = [SamplingParams(temperature=1.0, seed=9, max_new_tokens=60, min_new_tokens=60)]
-    kept = scheduler.submit(prompt, keep, top_logprobs=2)
-    first = started(kept)
-    joined = scheduler.submit(prompt, LONG_ROW, top_logprobs=2)
-    joined_first = started(joined)
-    assert joined.batch_rows == 2
-    joined.cancel()
-    choices, _ = collect(joined, [joined_first])
-    assert choices[0].finish_reason == "cancelled" and len(choices[0].token_ids) < 300
-    kept_choices, _ = collect(kept, [first])
-    assert kept_choices[0].token_ids == traced_alone(engine, prompt, keep, [0], 2)[0].rows[0].token_ids
-    scheduler.close()
+    other = engine.encode("one two three four five", raw=True)
+    with long_batch(engine, top_logprobs=3) as batch:
+        joined = batch.scheduler.submit(other, SHORT_ROWS, top_logprobs=3)
+        events = list(joined.events(timeout=120))
+        done, choices = events[-1], sorted((e for e in events if isinstance(e, ChoiceDone)), key=lambda e: e.choice)
+        assert isinstance(done, JobDone)
+        assert done.batch_rows == 3  # it joined: 1 row running + its own 2
+        alone, alone_top = traced_alone(engine, other, SHORT_ROWS, [0, 1], 3)
+        assert [c.token_ids for c in choices] == [r.token_ids for r in alone.rows]
+        for choice in range(2):
+            mine = [e for e in events if isinstance(e, TokenEvent) and e.choice == choice]
+            assert [e.raw_logprob for e in mine] == pytest.approx(alone.rows[choice].raw_logprobs, abs=TOL)
+            assert [[i for i, _ in e.raw_top] for e in mine] == [[i for i, _ in top] for top in alone_top[choice]]
+            assert [lp for e in mine for _, lp in e.raw_top] == pytest.approx(
+                [lp for top in alone_top[choice] for _, lp in top], abs=TOL)
+        # another top-N (or none) does not join it: a batch of its own
+        for top_logprobs in (0, 2):
+            _, done = collect(batch.scheduler.submit(other, SHORT_ROWS, top_logprobs=top_logprobs))
+            assert done.batch_rows == 2
