@@ -38,18 +38,17 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 
-from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
 from .events import StepUpdate
 from .draft_model import DraftRows
 from .forcing import ForcedTokens
 from .order import DEFAULT_ORDER
 from .prefill import decode_tokens, prefill
-from .processors import apply_pipeline, plan_stages
+from .processors import plan_stages
 from .results import GenerationResult
 from .rowstate import DecodeState, RowParams
 from .sampling import row_keys
-from .steps import Endings, Rows, step_update, synced_time, take_forced
-from .trace import Trace, TraceRecorder, Normalized, chosen_log_probs
+from .steps import Endings, Rows, choose, step_update, synced_time
+from .trace import Trace, TraceRecorder
 
 PAD = 0  # what fills a row's input after its last token; its cache entries are cropped before they are read
 
@@ -235,35 +234,20 @@ def _choose(group: list[_Row], step: int, groups: _Groups, forcing: ForcedTokens
     state = _merged([r.state for r in group])
     logits = torch.stack([r.logits[r.at] for r in group])  # [g, V]
 
-    raw = Normalized.of(logits)
-    recorder.start_step(logits, raw)
-    scores = apply_pipeline(logits, state, params, plans, recorder.on_stage)
-    empty = scores.amax(-1) == float("-inf")
-    any_empty = bool(empty.any())
-    if any_empty:
-        scores = torch.where(empty[:, None], logits, scores)
-    chosen = sampling.choose_next(scores, params.greedy, row_keys(params.seed, params.sample_index, step))
-    final_logp = chosen_log_probs(scores, chosen)
     forced_now = forcing.at(ids, step) if forcing is not None else None
-    if forced_now is not None:
-        chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
-        any_empty = bool(empty.any())
-    raw_logp = raw.log_probs.gather(1, chosen[:, None])[:, 0]
-    adaptive_p = state.chosen_adaptive_probs(chosen)
-    emitted = (ids, chosen, raw_logp, final_logp, raw.entropy,
-               adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
-    if any_empty:
-        emitted = tuple(t[~empty] for t in emitted)
+    choice = choose(logits, ids, state, params, plans, row_keys(params.seed, params.sample_index, step), forced_now,
+                    recorder)
+    chosen, emitted = choice.chosen, choice.emitted
     history.append(emitted)
     recorder.record(step, ids, chosen)
-    state.append(chosen, final_logp, adaptive_p)
+    state.append(chosen, choice.final_logp, choice.adaptive_p)
 
-    done = endings.after_step(Rows(ids, params, state), chosen, empty if any_empty else None, cancel,
-                              cancel_rows)
+    done = endings.after_step(Rows(ids, params, state), chosen, choice.empty, cancel, cancel_rows)
     finished = ids[done].tolist()
     update = step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
 
-    tokens, done_list, empty_list = chosen.tolist(), done.tolist(), empty.tolist()
+    tokens, done_list = chosen.tolist(), done.tolist()
+    empty_list = choice.empty.tolist() if choice.empty is not None else [False] * len(group)
     for k, r in enumerate(group):
         r.state = state if len(group) == 1 else state.select(torch.tensor([k], device=device))
         if not empty_list[k]:

@@ -32,19 +32,18 @@ from .errors import ParamError
 from .order import DEFAULT_ORDER
 from .params import SamplingParams, check_vocabulary
 from .prefill import decode_one_token, prefill
-from .processors import apply_pipeline, plan_stages
+from .processors import plan_stages
 from .replay import Replay, final_distributions, replay
 from .results import FINISH_REASONS, GenerationResult, RowResult
 from .row_groups import RowGroups
 from .row_tensors import row_params
 from .shared_batches import SharedBatches
 from .rowstate import RowParams
-from .steps import Endings, Rows, step_update, synced_time, take_forced
+from .steps import Endings, Rows, choose, step_update, synced_time
 from .watermark import Detector
-from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
 from .sampling import row_keys
 from .stops import cut_at_stop
-from .trace import Trace, TraceRecorder, Normalized, chosen_log_probs
+from .trace import Trace, TraceRecorder
 from .turns import Turns
 
 # kept importable from here: the types moved to their own modules
@@ -207,40 +206,20 @@ class Engine:
 
         step = 0
         for step in itertools.count():  # every row ends by its own max_new_tokens (joined rows count from their own start)
-            # 1. every row's processors, in its own order; the trace summarises each stage that changed
-            raw = Normalized.of(logits)  # the raw distribution: log p, p [b, V] and its entropy [b]
-            recorder.start_step(logits, raw)
+            # 1-2. every row's processors in its own order, then its next token (engine/steps.py: choose); each row's
+            # own step keys its noise (a row that joined mid-run counts from its first step)
             if companions is not None:
                 rows.state.unconditional_logits = companions.unconditional_logits(logits)
-            scores = apply_pipeline(logits, rows.state, rows.params, plans, recorder.on_stage)  # [b, V]
-            # a row whose processors removed every token has nothing to sample from: it ends at this step with no
-            # token ("no_candidates"); its raw logits stand in only so that the batch's arithmetic stays finite
-            empty = scores.amax(-1) == float("-inf")  # [b]
-            any_empty = bool(empty.any())
-            if any_empty:
-                scores = torch.where(empty[:, None], logits, scores)
-
-            # 2. the next token of every row: argmax for greedy rows, seeded Gumbel-max for the others
-            # each row's own step keys its noise (a row that joined mid-run counts from its first step)
             keys = row_keys(rows.params.seed, rows.params.sample_index, rows.state.row_step)  # [b]
-            chosen = sampling.choose_next(scores, rows.params.greedy, keys)  # [b]
-            final_logp = chosen_log_probs(scores, chosen)  # [b]
             forced_now = forcing.at(rows.ids, step) if forcing is not None else None  # [b] or None
-            if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
-                chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
-                any_empty = bool(empty.any())
-            raw_logp = raw.log_probs.gather(1, chosen[:, None])[:, 0]  # [b]
-            adaptive_p = rows.state.chosen_adaptive_probs(chosen)  # [b] float64, or None: no adaptive-P row
-            emitted = (rows.ids, chosen, raw_logp, final_logp, raw.entropy,
-                       adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
-            if any_empty:  # the rows with no candidates emit nothing
-                emitted = tuple(t[~empty] for t in emitted)
+            choice = choose(logits, rows.ids, rows.state, rows.params, plans, keys, forced_now, recorder)
+            chosen, emitted = choice.chosen, choice.emitted
             history.append(emitted)
             recorder.record(step, rows.ids, chosen)
-            rows.state.append(chosen, final_logp, adaptive_p)
+            rows.state.append(chosen, choice.final_logp, choice.adaptive_p)
 
             # 3. which rows are done: EOS or a stop string, max_new_tokens, nothing left to sample, or cancelled
-            done = endings.after_step(rows, chosen, empty if any_empty else None, cancel, cancel_rows)  # [b]
+            done = endings.after_step(rows, chosen, choice.empty, cancel, cancel_rows)  # [b]
             finished = rows.ids[done].tolist()
             update = step_update(step, emitted, finished, endings.reasons_of(finished), recorder)
             if groups is not None and finished:

@@ -10,13 +10,15 @@ from typing import Callable, Collection, Generator, Sequence, TypeVar
 
 import torch
 
+from . import sampling  # sampling.choose_next looked up at every step: the sampling audit wraps it
 from .events import StepUpdate
 from .models import LoadedModel
 from .params import SamplingParams
+from .processors import StagePlan, apply_pipeline
 from .results import FINISH_REASONS
 from .rowstate import DecodeState, RowParams
 from .stops import now, past_time, stop_hits
-from .trace import TraceRecorder, chosen_log_probs
+from .trace import Normalized, TraceRecorder, chosen_log_probs
 
 STOP, CANCELLED, NO_CANDIDATES, TIME = (FINISH_REASONS.index(r) for r in ("stop", "cancelled", "no_candidates", "time"))
 
@@ -33,6 +35,50 @@ def take_forced(forced_now: torch.Tensor, chosen: torch.Tensor, final_logp: torc
     logp = chosen_log_probs(scores, chosen)  # [b]
     logp = torch.where(empty, torch.full_like(logp, float("-inf")), logp)
     return chosen, torch.where(take, logp, final_logp), empty & ~take
+
+
+@dataclass
+class Choice:
+    """What one step chose for its rows [b]: the tokens and their final log-probs, the rows left with nothing to
+    sample (None when there are none), and the step's emitted columns for the history (rows with nothing left
+    dropped): (row ids, token, raw logp, final logp, raw entropy, p at adaptive-P's input)."""
+
+    chosen: torch.Tensor  # [b] long
+    final_logp: torch.Tensor  # [b]
+    adaptive_p: torch.Tensor | None  # [b] float64, or None: no adaptive-P row
+    empty: torch.Tensor | None  # [b] bool, or None
+    emitted: tuple[torch.Tensor, ...]
+
+
+def choose(logits: torch.Tensor, ids: torch.Tensor, state: DecodeState, params: RowParams,
+           plans: list[StagePlan] | None, keys: torch.Tensor, forced_now: torch.Tensor | None,
+           recorder: TraceRecorder) -> Choice:
+    """One step of the sampling loops (engine/generate.py, engine/assisted.py) for the rows `ids` [b]: every row's
+    processors in its own order on its raw logits [b, V] (the trace summarising each stage), then the next token:
+    argmax for greedy rows, seeded Gumbel-max (`keys` [b]) for the others, a branch's forced token where given."""
+    # 1. the raw distribution (the run's raw log-probs and entropy, the trace's stage 0), then the processors
+    raw = Normalized.of(logits)  # log p, p [b, V] and the entropy [b]
+    recorder.start_step(logits, raw)
+    scores = apply_pipeline(logits, state, params, plans, recorder.on_stage)  # [b, V]
+    # a row whose processors removed every token has nothing to sample from: it ends at this step with no token
+    # ("no_candidates"); its raw logits stand in only so that the batch's arithmetic stays finite
+    empty = scores.amax(-1) == float("-inf")  # [b]
+    any_empty = bool(empty.any())
+    if any_empty:
+        scores = torch.where(empty[:, None], logits, scores)
+    # 2. the next token of every row, and its log-prob under the final and the raw distribution
+    chosen = sampling.choose_next(scores, params.greedy, keys)  # [b]
+    final_logp = chosen_log_probs(scores, chosen)  # [b]
+    if forced_now is not None:  # a branch's given tokens replace the choice; the row goes on even if empty
+        chosen, final_logp, empty = take_forced(forced_now, chosen, final_logp, scores, empty)
+        any_empty = bool(empty.any())
+    raw_logp = raw.log_probs.gather(1, chosen[:, None])[:, 0]  # [b]
+    adaptive_p = state.chosen_adaptive_probs(chosen)  # [b] float64, or None
+    emitted = (ids, chosen, raw_logp, final_logp, raw.entropy,
+               adaptive_p if adaptive_p is not None else torch.zeros_like(raw_logp, dtype=torch.float64))
+    if any_empty:  # the rows with no candidates emit nothing
+        emitted = tuple(t[~empty] for t in emitted)
+    return Choice(chosen, final_logp, adaptive_p, empty if any_empty else None, emitted)
 
 
 @dataclass

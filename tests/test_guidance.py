@@ -18,7 +18,7 @@ from transformers import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor
                           TopKLogitsWarper)
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
-import engine.generate as generate_module
+import engine.steps as steps_module  # the sampling loops run each step through steps.choose
 from engine.errors import ParamError
 from engine.generate import Engine
 from engine.models import tiny_random_model
@@ -43,16 +43,16 @@ def spread() -> Engine:
 def _live_scores(engine: Engine, prompts, params, monkeypatch) -> tuple[object, list[torch.Tensor]]:
     """Run the engine, keeping every step's final scores [b, V] (min_new_tokens keeps all rows to the end)."""
     seen: list[torch.Tensor] = []
-    original = generate_module.apply_pipeline
+    original = steps_module.apply_pipeline
 
     def recording(*args, **kwargs):
         out = original(*args, **kwargs)
         seen.append(out.clone())
         return out
 
-    monkeypatch.setattr(generate_module, "apply_pipeline", recording)
+    monkeypatch.setattr(steps_module, "apply_pipeline", recording)
     result = engine.generate(prompts, params)
-    monkeypatch.setattr(generate_module, "apply_pipeline", original)
+    monkeypatch.setattr(steps_module, "apply_pipeline", original)
     return result, seen
 
 
