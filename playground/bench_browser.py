@@ -4,8 +4,9 @@
 What a person perceives: the time from the slider's `input` event (an arrow key on the step slider's track) to
 the moment the new next-token figure (#dist-plot) is first drawn (a new plot with its bars in the page), to its last
 change (Gradio asks Plotly for a resize after each figure: a redraw some 100 ms later that moves nothing here), and
-to the moment every output of the move (caption, figures, tables) has settled. Both are taken inside the page (performance.now(): the input event, then a
-MutationObserver's last change before the page goes quiet), so Playwright's own round trips are not counted.
+to the moment every output of the move (caption, figures, tables) has settled. All are taken inside the page
+(performance.now(): the input event, then MutationObservers, the last change before the page goes quiet), so
+Playwright's own round trips are not counted.
 The app runs as its own process (`python app.py --port N`, as a person starts it) unless --url names running
 ones; with several URLs the moves alternate between them (each its own tab), for side-by-side medians.
 """

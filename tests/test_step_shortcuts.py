@@ -157,7 +157,7 @@ def test_min_new_tokens_equals_the_whole_vocabulary_mask_for_random_rows(minimum
 
 # -- the trace's summaries: fewer passes, the same numbers as the plain computations ------------------------------
 
-from engine.trace import Trace, chosen_stats  # noqa: E402
+from engine.trace import Normalized, Trace, chosen_log_probs, chosen_stats  # noqa: E402
 
 
 def awkward_scores(seed: int, rows: int, vocab: int) -> torch.Tensor:
@@ -224,6 +224,27 @@ def test_a_chosen_tokens_rank_equals_the_count_over_the_whole_vocabulary(seed, r
     chosen_logp = summary.log_probs.gather(1, chosen_t[:, None])
     assert bits_equal(rank, (summary.log_probs > chosen_logp).sum(-1) + 1)
     assert bits_equal(prob, chosen_logp[:, 0].exp())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(2, 9), vocab=st.sampled_from([20, 500, MODEL_V]),
+       top_n=st.integers(1, 20))
+def test_a_rows_distribution_numbers_do_not_depend_on_the_rows_beside_it(seed, rows, vocab, top_n) -> None:
+    """Batch invariance of the step's softmaxes: each row's log-probs, probabilities, final log-prob and stage
+    summary equal those of the row alone, bit for bit; its entropy to float rounding (a sum over the vocabulary,
+    which torch splits between threads when the batch has one row, so its order depends on the batch size)."""
+    scores = awkward_scores(seed, rows, vocab)
+    chosen = torch.randint(0, vocab, (rows,), generator=torch.Generator().manual_seed(seed))
+    whole, summary, final = Normalized.of(scores), summarize(scores, top_n), chosen_log_probs(scores, chosen)
+    for r in range(rows):
+        alone = Normalized.of(scores[r:r + 1])
+        for name in ("log_probs", "probs"):
+            assert bits_equal(getattr(whole, name)[r:r + 1], getattr(alone, name)), (r, name)
+        torch.testing.assert_close(whole.entropy[r:r + 1], alone.entropy, rtol=1e-5, atol=1e-6, equal_nan=True)
+        alone_summary = summarize(scores[r:r + 1], top_n)
+        for name in ("support", "top_ids", "top_probs", "top_log_probs"):
+            assert bits_equal(getattr(summary, name)[r:r + 1], getattr(alone_summary, name)), (r, name)
+        assert bits_equal(final[r:r + 1], chosen_log_probs(scores[r:r + 1], chosen[r:r + 1])), r
 
 
 def plain_record(trace: Trace, step, rows: torch.Tensor, stages: list, chosen: torch.Tensor) -> None:
